@@ -1,0 +1,543 @@
+"""Which text-to-video models exist, and how to load, run and cut them (DESIGN.md, "Models").
+
+The one file that knows diffusers' class names. Every other script goes through `load(name)`:
+
+    python models.py --model tiny --prompt "a red car driving on a road" --out samples
+    python models.py --model animatediff --prompt "a corgi running on the beach" --out samples
+
+A loaded model offers: `generate(prompts, seeds)` -> (uint8 frames (B, F, H, W, 3), clean latents
+(B, C, F, h, w)); `noise_pred(x_t, t, prompts_or_embeds)`; `add_noise(x_0, eps, t)`; `blocks()`, the
+prunable blocks (AnimateDiff: the 21 motion modules, paper Sec. 4.1); `skip(names)`, which turns
+blocks into identity without copying the model (Sec. 3.2's importance search); `remove(names)`,
+which deletes them structurally; `save(dir)`, which `load(name, path=dir)` reads back; and
+`trainable_parameters()` (AnimateDiff: the motion modules; the spatial SD 1.5 UNet stays frozen).
+
+Below the models: the few torchrun and file helpers that every script shares.
+"""
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+class UserError(Exception):
+    """Bad input: the CLI prints the message on one line and exits with status 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Model configurations
+# ---------------------------------------------------------------------------------------------
+
+ANIMATEDIFF_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+ANIMATEDIFF_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
+
+# guoyww/animatediff-motion-adapter-v1-5-2's config.json: 21 motion modules, 453,209,280 parameters.
+ANIMATEDIFF_ADAPTER_CONFIG = dict(
+    block_out_channels=(320, 640, 1280, 1280), motion_layers_per_block=2,
+    motion_mid_block_layers_per_block=1, motion_num_attention_heads=8,
+    motion_norm_num_groups=32, motion_max_seq_length=32, use_motion_mid_block=True)
+
+# SD 1.5's unet/config.json (the frozen spatial backbone of AnimateDiff).
+SD15_UNET_CONFIG = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
+
+# AnimateDiff's DDIM settings (its inference config): linear betas 0.00085-0.012, no clipping.
+ANIMATEDIFF_SCHEDULER = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear",
+    clip_sample=False, timestep_spacing="linspace", steps_offset=1, set_alpha_to_one=False)
+
+# The `tiny` model: the same AnimateDiff classes at toy size (7 motion modules), random weights.
+TINY_UNET_CONFIG = dict(
+    sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+    cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+TINY_ADAPTER_CONFIG = dict(
+    block_out_channels=(32, 64), motion_layers_per_block=1, motion_mid_block_layers_per_block=1,
+    motion_num_attention_heads=4, motion_norm_num_groups=32, motion_max_seq_length=32,
+    use_motion_mid_block=True)
+TINY_VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64),
+    down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+    layers_per_block=1, norm_num_groups=32, sample_size=32)
+TINY_TEXT_CONFIG = dict(
+    vocab_size=514, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    num_attention_heads=4, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+    pad_token_id=1)
+TINY_SEED = 0
+
+# What `generate` does when not told otherwise, per model.
+DEFAULTS = {
+    "animatediff": dict(num_frames=16, steps=25, guidance=7.5, height=512, width=512, fps=8),
+    "tiny": dict(num_frames=8, steps=4, guidance=7.5, height=32, width=32, fps=4),
+}
+
+STUDENT_FILE = "vip_model.json"       # marks a directory written by VideoModel.save
+STUDENT_WEIGHTS = "trainable.safetensors"
+
+
+# ---------------------------------------------------------------------------------------------
+# The model object
+# ---------------------------------------------------------------------------------------------
+
+class RemovedBlock(nn.Module):
+    """Stands where a pruned residual block was. diffusers indexes its module lists, so the slot
+    stays; the block was residual (out = x + f(x)), so without f it passes x through."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+def _identity(hidden_states, *args, **kwargs):
+    return hidden_states
+
+
+class VideoModel:
+    """A text-to-video diffusion pipeline with the surface V.I.P. needs (see the module docstring).
+
+    `pipe` is a diffusers pipeline whose `unet` holds the prunable blocks; `source` is what
+    `save` records so that `load` can rebuild the same base before applying the saved weights.
+    """
+
+    def __init__(self, name, pipe, source, block_paths, trainable, defaults):
+        self.name = name
+        self.pipe = pipe
+        self.source = source              # {"path": ..., "adapter": ...}: how to rebuild the base
+        self.block_paths = list(block_paths)
+        self.trainable = trainable        # predicate on a UNet parameter name
+        self.defaults = dict(defaults)
+        self.removed = []
+        for p in self.pipe.unet.parameters():
+            p.requires_grad_(False)       # redpo.py turns on trainable_parameters() of the student
+        for m in (self.pipe.vae, self.pipe.text_encoder):
+            if m is not None:
+                m.requires_grad_(False)
+        self.pipe.set_progress_bar_config(disable=True)
+
+    # --- the pieces -----------------------------------------------------------------------
+    @property
+    def unet(self):
+        return self.pipe.unet
+
+    @property
+    def scheduler(self):
+        return self.pipe.scheduler
+
+    @property
+    def device(self):
+        return self.pipe.unet.device
+
+    def to(self, device):
+        self.pipe.to(device)
+        return self
+
+    # --- running --------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, prompts):
+        """Prompts -> text-encoder hidden states (B, L, D) (the same as the pipeline's)."""
+        embeds, _ = self.pipe.encode_prompt(list(prompts), self.device, 1, False)
+        return embeds
+
+    @torch.no_grad()
+    def generate(self, prompts, seeds, num_frames=None, steps=None, guidance=None,
+                 height=None, width=None):
+        """One video per (prompt, seed). Returns uint8 frames (B, F, H, W, 3) as numpy and the
+        final clean latents (B, C, F, h, w) as a float32 CPU tensor. Each video draws its noise
+        from its own seeded CPU generator, so a video does not depend on its batch."""
+        d = self.defaults
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        latents = self.pipe(
+            prompt=list(prompts), num_frames=num_frames or d["num_frames"],
+            num_inference_steps=steps or d["steps"],
+            guidance_scale=d["guidance"] if guidance is None else guidance,
+            height=height or d["height"], width=width or d["width"],
+            generator=generators, output_type="latent").frames  # (B, C, F, h, w)
+        return self.decode(latents), latents.float().cpu()
+
+    @torch.no_grad()
+    def decode(self, latents):
+        """Clean latents (B, C, F, h, w) -> uint8 frames (B, F, H, W, 3)."""
+        video = self.pipe.decode_latents(latents.to(self.device, self.pipe.vae.dtype))  # (B, 3, F, H, W) in [-1, 1]
+        video = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return video.permute(0, 2, 3, 4, 1).cpu().numpy()
+
+    def noise_pred(self, x_t, t, prompts_or_embeds):
+        """eps_theta(x_t, t, c) for training. x_t: (B, C, F, h, w); t: (B,) or int.
+        UNetMotionModel folds frames into the batch, so the text embeddings repeat once per frame."""
+        if isinstance(prompts_or_embeds, torch.Tensor):
+            embeds = prompts_or_embeds
+        else:
+            embeds = self.encode(prompts_or_embeds)
+        num_frames = x_t.shape[2]
+        embeds = embeds.to(x_t.device, x_t.dtype).repeat_interleave(num_frames, dim=0)  # (B*F, L, D)
+        return self.unet(x_t, t, encoder_hidden_states=embeds).sample
+
+    def add_noise(self, x_0, eps, t):
+        """The forward process q(x_t | x_0) of this model's training: x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps."""
+        return self.scheduler.add_noise(x_0, eps, t)
+
+    @property
+    def num_train_timesteps(self):
+        return self.scheduler.config.num_train_timesteps
+
+    # --- pruning --------------------------------------------------------------------------
+    def blocks(self):
+        """Ordered dict name -> module of the prunable blocks still in the model."""
+        return OrderedDict((p, self.unet.get_submodule(p)) for p in self.block_paths
+                           if p not in self.removed)
+
+    def _check_names(self, names):
+        blocks = self.blocks()
+        for n in names:
+            if n not in blocks:
+                state = "already removed" if n in self.removed else "not a block of this model"
+                raise UserError(f"block {n!r} is {state}; valid blocks: {', '.join(blocks)}")
+        return blocks
+
+    @contextlib.contextmanager
+    def skip(self, names):
+        """Turn `names` into identity inside the `with` (no copy: an instance-level forward
+        shadows the class's), and restore them exactly on exit."""
+        blocks = self._check_names(names)
+        for n in names:
+            blocks[n].forward = _identity
+        try:
+            yield self
+        finally:
+            for n in names:
+                del blocks[n].forward
+
+    def remove(self, names):
+        """Delete blocks structurally: their parameters leave the model for good."""
+        self._check_names(names)
+        for n in names:
+            parent_path, _, index = n.rpartition(".")
+            self.unet.get_submodule(parent_path)[int(index)] = RemovedBlock()
+            self.removed.append(n)
+
+    # --- training -------------------------------------------------------------------------
+    def trainable_named_parameters(self):
+        return [(n, p) for n, p in self.unet.named_parameters() if self.trainable(n)]
+
+    def trainable_parameters(self):
+        return [p for _, p in self.trainable_named_parameters()]
+
+    def num_parameters(self):
+        """Parameter counts: the whole pipeline, the denoiser, and its trainable (prunable) part."""
+        count = lambda ps: sum(p.numel() for p in ps)
+        parts = [self.pipe.unet, self.pipe.vae, self.pipe.text_encoder]
+        return {"total": sum(count(m.parameters()) for m in parts if m is not None),
+                "unet": count(self.unet.parameters()),
+                "trainable": count(self.trainable_parameters())}
+
+    def save(self, out_dir):
+        """Write what rebuilds this model: the source, the removed blocks and the trainable
+        weights (the frozen rest comes from the source). Atomic: a temp folder, then rename."""
+        from safetensors.torch import save_file
+        meta = {"model": self.name, "source": self.source, "removed": self.removed,
+                "num_parameters": self.num_parameters()}
+        with atomic_dir(out_dir) as tmp:
+            state = {n: p.detach().float().cpu().contiguous() for n, p in self.trainable_named_parameters()}
+            save_file(state, os.path.join(tmp, STUDENT_WEIGHTS))
+            write_json(os.path.join(tmp, STUDENT_FILE), meta)
+
+    def load_saved(self, path, meta):
+        from safetensors.torch import load_file
+        self.remove(meta["removed"])
+        state = load_file(os.path.join(path, STUDENT_WEIGHTS))
+        expected = {n for n, _ in self.trainable_named_parameters()}
+        if set(state) != expected:
+            raise UserError(f"{path}: its weights do not match a {self.name} model with blocks "
+                            f"{meta['removed']} removed; it was written by another version or model")
+        params = dict(self.trainable_named_parameters())
+        with torch.no_grad():
+            for n, v in state.items():
+                params[n].copy_(v)
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Loaders
+# ---------------------------------------------------------------------------------------------
+
+def _motion_block_paths(unet):
+    """The motion modules of a UNetMotionModel, in forward order (down, mid, up)."""
+    paths = [n for n, m in unet.named_modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
+    order = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
+    return sorted(paths, key=lambda p: (order[p.split(".")[0]], [int(s) for s in p.split(".") if s.isdigit()]))
+
+
+def _is_motion_param(name):
+    return ".motion_modules." in name
+
+
+def _animatediff_pipe(path, adapter, dtype):
+    """SD 1.5 (hub id or local dir in the hub layout) + a motion adapter -> AnimateDiffPipeline."""
+    from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter
+    for p in (path, adapter):
+        if _looks_local(p) and not os.path.isdir(p):
+            raise UserError(f"no such directory: {p}; pass a hub id or an existing directory")
+    try:
+        motion_adapter = MotionAdapter.from_pretrained(adapter, torch_dtype=dtype)
+        pipe = AnimateDiffPipeline.from_pretrained(path, motion_adapter=motion_adapter, torch_dtype=dtype)
+    except OSError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"could not load AnimateDiff from {path!r} + {adapter!r} ({first}); "
+                        "download the weights first or pass --path to a local copy") from e
+    pipe.scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
+    return pipe
+
+
+def _looks_local(p):
+    return p.startswith((".", "/", "~")) or os.path.exists(p) or p.count("/") != 1
+
+
+def build_tiny_components():
+    """The `tiny` model's parts, built in code from TINY_* configs with seeded random weights:
+    the SD 1.5 layout (unet, vae, text_encoder, tokenizer, scheduler) plus a motion adapter."""
+    from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    # A byte-level CLIP tokenizer with no merges: every character is one token (offline, in memory).
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    alphabet = sorted(ByteLevel.alphabet())
+    vocab.update({c: i + 2 for i, c in enumerate(alphabet)})
+    vocab.update({c + "</w>": i + 2 + len(alphabet) for i, c in enumerate(alphabet)})
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    fork = torch.random.fork_rng()
+    with fork:
+        torch.manual_seed(TINY_SEED)
+        parts = dict(
+            unet=UNet2DConditionModel(**TINY_UNET_CONFIG),
+            vae=AutoencoderKL(**TINY_VAE_CONFIG),
+            text_encoder=CLIPTextModel(CLIPTextConfig(**TINY_TEXT_CONFIG)),
+            tokenizer=tokenizer,
+            scheduler=DDIMScheduler(**ANIMATEDIFF_SCHEDULER),
+            motion_adapter=MotionAdapter(**TINY_ADAPTER_CONFIG))
+    return parts
+
+
+def save_tiny_hub_layout(out_dir):
+    """Write the tiny model as a hub checkout would look: out_dir/base (SD 1.5 layout) and
+    out_dir/adapter (a MotionAdapter). `load("animatediff", path=base, adapter=adapter)` reads it."""
+    from diffusers import StableDiffusionPipeline
+    parts = build_tiny_components()
+    adapter = parts.pop("motion_adapter")
+    sd = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                 requires_safety_checker=False)
+    sd.save_pretrained(os.path.join(out_dir, "base"))
+    adapter.save_pretrained(os.path.join(out_dir, "adapter"))
+    return os.path.join(out_dir, "base"), os.path.join(out_dir, "adapter")
+
+
+def _load_animatediff(name, path, adapter, dtype):
+    path = path or ANIMATEDIFF_BASE
+    adapter = adapter or ANIMATEDIFF_ADAPTER
+    pipe = _animatediff_pipe(path, adapter, dtype)
+    source = {"path": _abs_if_local(path), "adapter": _abs_if_local(adapter)}
+    return VideoModel(name, pipe, source, _motion_block_paths(pipe.unet), _is_motion_param,
+                      DEFAULTS["animatediff"])
+
+
+def _load_tiny(name, path, adapter, dtype):
+    from diffusers import AnimateDiffPipeline
+    parts = build_tiny_components()
+    pipe = AnimateDiffPipeline(**parts)
+    if dtype is not None:
+        pipe.to(dtype=dtype)
+    return VideoModel(name, pipe, {"path": None, "adapter": None}, _motion_block_paths(pipe.unet),
+                      _is_motion_param, DEFAULTS["tiny"])
+
+
+def _abs_if_local(p):
+    return os.path.abspath(p) if os.path.isdir(p) else p
+
+
+LOADERS = {"animatediff": _load_animatediff, "tiny": _load_tiny}
+
+
+def load(name, path=None, device=None, dtype=None, adapter=None):
+    """Load model `name`. `path`: a hub id or local directory of the base model, or a directory
+    written by `VideoModel.save` (a pruned / trained student, rebuilt from its recorded source).
+    `adapter`: AnimateDiff's motion adapter (hub id or directory). `device`: default cuda if
+    available, else cpu. `dtype`: default float32."""
+    if name not in LOADERS:
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(LOADERS)}")
+    meta = None
+    if path is not None and os.path.isfile(os.path.join(path, STUDENT_FILE)):
+        meta = read_json(os.path.join(path, STUDENT_FILE))
+        if meta["model"] != name:
+            raise UserError(f"{path} holds a {meta['model']} model, not {name}; "
+                            f"pass --model {meta['model']} or another directory")
+        model = LOADERS[name](name, meta["source"]["path"], meta["source"]["adapter"], dtype)
+        model.load_saved(path, meta)
+    else:
+        if path is not None and _looks_local(path) and not os.path.isdir(path):
+            raise UserError(f"no such directory: {path}; pass a hub id or an existing directory")
+        model = LOADERS[name](name, path, adapter, dtype)
+    return model.to(device or default_device())
+
+
+def default_device():
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# Distribution: torchrun sets RANK / WORLD_SIZE; without it everything runs as rank 0 of 1.
+# ---------------------------------------------------------------------------------------------
+
+def dist_setup():
+    """Join the torchrun group if there is one (nccl on GPU, gloo on CPU). Returns (rank, world, device)."""
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def rank_world():
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def shard(items):
+    """This rank's share of `items` (round robin), with their indices."""
+    rank, world = rank_world()
+    return [(i, x) for i, x in enumerate(items) if i % world == rank]
+
+
+def gather(indexed):
+    """Gather every rank's [(index, value)] and return the values in index order, on all ranks."""
+    if dist.is_initialized():
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, indexed)
+        indexed = [x for part in parts for x in part]
+    return [v for _, v in sorted(indexed, key=lambda iv: iv[0])]
+
+
+def broadcast(obj):
+    """Rank 0's `obj` on every rank."""
+    if dist.is_initialized():
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    return obj
+
+
+def barrier():
+    if dist.is_initialized():
+        dist.barrier()
+
+
+# ---------------------------------------------------------------------------------------------
+# Files: atomic writes, so that a crash never leaves half a file behind.
+# ---------------------------------------------------------------------------------------------
+
+def write_json(path, obj):
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temp folder beside `path`; on success it replaces `path` in one rename."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        yield tmp
+        if os.path.isdir(path):
+            old = tmp + ".old"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+
+
+def save_video(path, frames, fps=8):
+    """uint8 frames (F, H, W, 3) -> an .mp4 or .gif, written atomically."""
+    import imageio.v2 as imageio
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    ext = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=ext)
+    os.close(fd)
+    if ext == ".gif":
+        imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
+    else:
+        imageio.mimsave(tmp, list(frames), fps=fps, macro_block_size=1)
+    os.replace(tmp, path)
+
+
+def run_cli(main):
+    """Run `main()`; a UserError becomes one line on stderr and exit status 2, not a traceback."""
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: generate a few videos
+# ---------------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Generate videos with a V.I.P. model (uint8 mp4 + gif).")
+    p.add_argument("--model", default="tiny", help=f"one of {', '.join(LOADERS)} (default: tiny)")
+    p.add_argument("--path", default=None, help="hub id or directory of the base model, or a saved student")
+    p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter (hub id or directory)")
+    p.add_argument("--prompt", action="append", help="a prompt (repeat the flag for more)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--out", default="samples")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    prompts = args.prompt or ["a red car driving on a road"]
+    model = load(args.model, path=args.path, adapter=args.adapter)
+    n = model.num_parameters()
+    print(f"{args.model}: {n['total']:,} parameters, {len(model.blocks())} prunable blocks "
+          f"({n['trainable']:,} trainable) on {model.device}")
+    frames, latents = model.generate(prompts, [args.seed + i for i in range(len(prompts))], steps=args.steps)
+    for i, prompt in enumerate(prompts):
+        stem = os.path.join(args.out, f"{args.model}_{args.seed + i}_{'_'.join(prompt.split())[:40]}")
+        save_video(stem + ".mp4", frames[i], model.defaults["fps"])
+        save_video(stem + ".gif", frames[i], model.defaults["fps"])
+        print(f"wrote {stem}.mp4 and .gif: frames {tuple(frames[i].shape)}, latents {tuple(latents[i].shape)}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
