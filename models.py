@@ -82,6 +82,7 @@ TINY_SEED = 0
 DEFAULTS = {
     "animatediff": dict(num_frames=16, steps=25, guidance=7.5, height=512, width=512, fps=8),
     "tiny": dict(num_frames=8, steps=4, guidance=7.5, height=32, width=32, fps=4),
+    "toy": dict(num_frames=8, steps=20, guidance=3.0, height=16, width=16, fps=4),
 }
 
 STUDENT_FILE = "vip_model.json"       # marks a directory written by VideoModel.save
@@ -97,11 +98,13 @@ class RemovedBlock(nn.Module):
     stays; the block was residual (out = x + f(x)), so without f it passes x through."""
 
     def forward(self, hidden_states, *args, **kwargs):
-        return hidden_states
+        return _identity(hidden_states, **kwargs)
 
 
 def _identity(hidden_states, *args, **kwargs):
-    return hidden_states
+    """A residual block without its branch. diffusers' transformers are called with
+    return_dict=False and indexed with [0], so for them the identity returns a 1-tuple."""
+    return (hidden_states,) if kwargs.get("return_dict", True) is False else hidden_states
 
 
 class VideoModel:
@@ -175,16 +178,17 @@ class VideoModel:
         video = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return video.permute(0, 2, 3, 4, 1).cpu().numpy()
 
-    def noise_pred(self, x_t, t, prompts_or_embeds):
+    def noise_pred(self, x_t, t, prompts_or_embeds, unet=None):
         """eps_theta(x_t, t, c) for training. x_t: (B, C, F, h, w); t: (B,) or int.
-        UNetMotionModel folds frames into the batch, so the text embeddings repeat once per frame."""
+        UNetMotionModel folds frames into the batch, so the text embeddings repeat once per frame.
+        `unet`: call this wrapper of self.unet instead (redpo.py passes its DDP module)."""
         if isinstance(prompts_or_embeds, torch.Tensor):
             embeds = prompts_or_embeds
         else:
             embeds = self.encode(prompts_or_embeds)
         num_frames = x_t.shape[2]
         embeds = embeds.to(x_t.device, x_t.dtype).repeat_interleave(num_frames, dim=0)  # (B*F, L, D)
-        return self.unet(x_t, t, encoder_hidden_states=embeds).sample
+        return (unet or self.unet)(x_t, t, encoder_hidden_states=embeds).sample
 
     def add_noise(self, x_0, eps, t):
         """The forward process q(x_t | x_0) of this model's training: x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps."""
@@ -225,8 +229,8 @@ class VideoModel:
         """Delete blocks structurally: their parameters leave the model for good."""
         self._check_names(names)
         for n in names:
-            parent_path, _, index = n.rpartition(".")
-            self.unet.get_submodule(parent_path)[int(index)] = RemovedBlock()
+            parent_path, _, child = n.rpartition(".")   # "down_blocks.0.attentions", "1" (or "", "transformer_in")
+            setattr(self.unet.get_submodule(parent_path), child, RemovedBlock())
             self.removed.append(n)
 
     # --- training -------------------------------------------------------------------------
@@ -256,8 +260,13 @@ class VideoModel:
             write_json(os.path.join(tmp, STUDENT_FILE), meta)
 
     def load_saved(self, path, meta):
-        from safetensors.torch import load_file
         self.remove(meta["removed"])
+        return self.load_weights(path)
+
+    def load_weights(self, path):
+        """Copy the trainable weights saved in `path` (by `save`) into this model."""
+        from safetensors.torch import load_file
+        meta = read_json(os.path.join(path, STUDENT_FILE))
         state = load_file(os.path.join(path, STUDENT_WEIGHTS))
         expected = {n for n, _ in self.trainable_named_parameters()}
         if set(state) != expected:
@@ -302,22 +311,35 @@ def _animatediff_pipe(path, adapter, dtype):
     return pipe
 
 
+def build_animatediff_unet(unet_config=SD15_UNET_CONFIG, adapter_config=ANIMATEDIFF_ADAPTER_CONFIG):
+    """A UNetMotionModel with random weights from configs (the default: real-size AnimateDiff,
+    SD 1.5 + v1-5-2 adapter). Under `with torch.device("meta"):` it allocates nothing."""
+    from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+    return UNetMotionModel.from_unet2d(UNet2DConditionModel(**unet_config), MotionAdapter(**adapter_config))
+
+
 def _looks_local(p):
     return p.startswith((".", "/", "~")) or os.path.exists(p) or p.count("/") != 1
+
+
+def build_tiny_tokenizer():
+    """A byte-level CLIP tokenizer with no merges: every character is one token (offline, in memory).
+    Its 514 ids fit TINY_TEXT_CONFIG's vocabulary."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTokenizer
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    alphabet = sorted(ByteLevel.alphabet())
+    vocab.update({c: i + 2 for i, c in enumerate(alphabet)})
+    vocab.update({c + "</w>": i + 2 + len(alphabet) for i, c in enumerate(alphabet)})
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
 def build_tiny_components():
     """The `tiny` model's parts, built in code from TINY_* configs with seeded random weights:
     the SD 1.5 layout (unet, vae, text_encoder, tokenizer, scheduler) plus a motion adapter."""
     from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-    # A byte-level CLIP tokenizer with no merges: every character is one token (offline, in memory).
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    alphabet = sorted(ByteLevel.alphabet())
-    vocab.update({c: i + 2 for i, c in enumerate(alphabet)})
-    vocab.update({c + "</w>": i + 2 + len(alphabet) for i, c in enumerate(alphabet)})
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    from transformers import CLIPTextConfig, CLIPTextModel
+    tokenizer = build_tiny_tokenizer()
     fork = torch.random.fork_rng()
     with fork:
         torch.manual_seed(TINY_SEED)
@@ -363,11 +385,125 @@ def _load_tiny(name, path, adapter, dtype):
                       _is_motion_param, DEFAULTS["tiny"])
 
 
+# The `toy` model: toy/shapes.py's teacher (pixel-space AnimateDiff architecture, word tokenizer).
+TOY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy", "teacher")
+TOY_CONFIG_FILE = "config.json"
+TOY_WEIGHTS = "model.safetensors"
+
+
+class ToyPipe:
+    """The pieces of the toy model, with the few pipeline methods VideoModel uses (no VAE)."""
+
+    def __init__(self, unet, text_encoder, scheduler):
+        self.unet, self.text_encoder, self.scheduler, self.vae = unet, text_encoder, scheduler, None
+
+    def to(self, device=None, dtype=None):
+        for m in (self.unet, self.text_encoder):
+            m.to(device=device, dtype=dtype)
+        return self
+
+    def set_progress_bar_config(self, **kwargs):
+        pass
+
+
+class ToyModel(VideoModel):
+    """VideoModel in pixel space: the "latents" are the frames in [-1, 1] (B, 3, F, H, W),
+    prompts are word-tokenized over the grammar's vocabulary, and sampling is DDIM with
+    classifier-free guidance (the empty prompt is the unconditional one)."""
+
+    def __init__(self, name, pipe, source, block_paths, trainable, defaults, vocab, max_tokens):
+        super().__init__(name, pipe, source, block_paths, trainable, defaults)
+        self.vocab = {w: i for i, w in enumerate(vocab)}
+        self.max_tokens = max_tokens
+
+    def tokenize(self, prompts):
+        """Words -> ids (B, max_tokens): <bos> words <eos>, padded with <eos>; unknown words -> <unk>."""
+        ids = torch.full((len(prompts), self.max_tokens), self.vocab["<eos>"], dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            words = [self.vocab.get(w, self.vocab["<unk>"]) for w in prompt.lower().split()]
+            row = [self.vocab["<bos>"]] + words[:self.max_tokens - 2] + [self.vocab["<eos>"]]
+            ids[i, :len(row)] = torch.tensor(row)
+        return ids.to(self.device)
+
+    @torch.no_grad()
+    def encode(self, prompts):
+        return self.pipe.text_encoder(self.tokenize(list(prompts))).last_hidden_state  # (B, L, D)
+
+    @torch.no_grad()
+    def generate(self, prompts, seeds, num_frames=None, steps=None, guidance=None,
+                 height=None, width=None):
+        """DDIM (eta = 0) from x_T ~ N(0, I) drawn per video from its own seeded CPU generator;
+        eps = eps_u + guidance * (eps_c - eps_u). Returns (uint8 (B, F, H, W, 3), x_0 (B, 3, F, H, W))."""
+        from diffusers import DDIMScheduler
+        d = self.defaults
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        guidance = d["guidance"] if guidance is None else guidance
+        shape = (3, num_frames or d["num_frames"], height or d["height"], width or d["width"])
+        x = torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s)))
+                         for s in seeds]).to(self.device, self.unet.dtype)       # x_T (B, 3, F, H, W)
+        scheduler = DDIMScheduler.from_config(self.scheduler.config)            # own state per call
+        scheduler.set_timesteps(steps or d["steps"])
+        cond = self.encode(prompts)
+        uncond = self.encode([""] * len(prompts))
+        for t in scheduler.timesteps:
+            if guidance == 1:
+                eps = self.noise_pred(x, t, cond)
+            else:
+                eps_u, eps_c = self.noise_pred(torch.cat([x, x]), t, torch.cat([uncond, cond])).chunk(2)
+                eps = eps_u + guidance * (eps_c - eps_u)
+            x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        return self.decode(x), x.float().cpu()
+
+    @torch.no_grad()
+    def decode(self, latents):
+        video = ((latents.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return video.permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
+def toy_model(config, state=None, seed=0, source=None):
+    """Build the toy model from its config (toy/shapes.py's TOY_CONFIG or a teacher's config.json):
+    a UNetMotionModel in pixel space and a CLIPTextModel, with `state` (names "unet.*",
+    "text_encoder.*") or else seeded random weights (the untrained baseline)."""
+    from diffusers import DDIMScheduler, UNetMotionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        unet = UNetMotionModel(**config["unet"])
+        text_encoder = CLIPTextModel(CLIPTextConfig(**config["text_encoder"]))
+    if state is not None:
+        for prefix, module in (("unet.", unet), ("text_encoder.", text_encoder)):
+            part = {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)}
+            missing, unexpected = module.load_state_dict(part, strict=False)
+            buffers = {n for n, _ in module.named_buffers()}    # fixed sinusoids, position ids
+            if unexpected or set(missing) - buffers:
+                raise UserError(f"toy weights do not fit the config: missing {sorted(set(missing) - buffers)[:3]}, "
+                                f"unexpected {unexpected[:3]}; the weights and config.json come from different runs")
+    pipe = ToyPipe(unet.eval(), text_encoder.eval(), DDIMScheduler(**config["scheduler"]))
+    return ToyModel("toy", pipe, source or {"path": None, "adapter": None}, _motion_block_paths(unet),
+                    _is_motion_param, config["defaults"], config["vocab"], config["max_tokens"])
+
+
+def _load_toy(name, path, adapter, dtype):
+    from safetensors.torch import load_file
+    path = path or TOY_DIR
+    files = [os.path.join(path, f) for f in (TOY_CONFIG_FILE, TOY_WEIGHTS)]
+    if not all(os.path.isfile(f) for f in files):
+        raise UserError(f"{path} holds no toy teacher ({TOY_CONFIG_FILE} + {TOY_WEIGHTS}); "
+                        "train one with `python toy/shapes.py train` or pass its directory")
+    model = toy_model(read_json(files[0]), load_file(files[1]), source={"path": os.path.abspath(path),
+                                                                       "adapter": None})
+    model.name = name
+    if dtype is not None:
+        model.pipe.to(dtype=dtype)
+    return model
+
+
 def _abs_if_local(p):
     return os.path.abspath(p) if os.path.isdir(p) else p
 
 
-LOADERS = {"animatediff": _load_animatediff, "tiny": _load_tiny}
+LOADERS = {"animatediff": _load_animatediff, "tiny": _load_tiny, "toy": _load_toy}
 
 
 def load(name, path=None, device=None, dtype=None, adapter=None):
@@ -377,7 +513,7 @@ def load(name, path=None, device=None, dtype=None, adapter=None):
     available, else cpu. `dtype`: default float32."""
     if name not in LOADERS:
         raise UserError(f"unknown model {name!r}: choose one of {', '.join(LOADERS)}")
-    meta = None
+    _quiet_libraries()
     if path is not None and os.path.isfile(os.path.join(path, STUDENT_FILE)):
         meta = read_json(os.path.join(path, STUDENT_FILE))
         if meta["model"] != name:
@@ -390,6 +526,15 @@ def load(name, path=None, device=None, dtype=None, adapter=None):
             raise UserError(f"no such directory: {path}; pass a hub id or an existing directory")
         model = LOADERS[name](name, path, adapter, dtype)
     return model.to(device or default_device())
+
+
+def _quiet_libraries():
+    """diffusers and transformers warn about optional packages (torchvision) and dtype casts that do
+    not concern us; keep their errors, drop the noise from every CLI's output."""
+    import diffusers
+    import transformers
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
 
 
 def default_device():
@@ -456,6 +601,7 @@ def write_json(path, obj):
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -470,6 +616,7 @@ def atomic_dir(path):
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".tmp-")
+    os.chmod(tmp, 0o755)
     try:
         yield tmp
         if os.path.isdir(path):
@@ -496,6 +643,7 @@ def save_video(path, frames, fps=8):
         imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
     else:
         imageio.mimsave(tmp, list(frames), fps=fps, macro_block_size=1)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

@@ -8,11 +8,32 @@
 
 theta is the pruned student M_k, ref is the full teacher M0 (frozen), winners x^w come from M0
 and losers x^l from M_k (curate.py).
+
+Training (the loop V.I.P. runs for every stage, Sec. 3.4.2): read the pairs that curate.py wrote,
+draw one t and one eps per pair, one student forward on the 2B batch [x^w_t; x^l_t], one teacher
+forward on the same batch under no_grad, the loss, backward, step.
+
+    python redpo.py --model tiny --student runs/x/stage_1/student --pairs runs/x/stage_1/pairs --out runs/x/stage_1/train
+    torchrun --nproc_per_node 8 redpo.py --model animatediff --student ... --pairs ... --out ...
+
+Paper settings are the defaults (Sec. 4.1): AdamW, lr 6e-6, batch 2, 2 epochs, beta 5000,
+w_sft 1e4 (AnimateDiff; 1e6 for VideoCrafter2).
 """
+import argparse
+import contextlib
+import glob
+import json
 import math
+import os
+import shutil
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+import models
 
 METHODS = ("redpo", "dpo", "sft")
 
@@ -73,4 +94,260 @@ def loss(pred, ref_pred, noise, method="redpo", beta=5000.0, w_sft=1e4):
     return total, stats
 
 
-LN2 = math.log(2.0)  # the DPO term when student == reference: -log sigmoid(0)
+
+# ---------------------------------------------------------------------------------------------
+# The pairs (written by curate.py: pairs.jsonl + one latent file per winner and per loser)
+# ---------------------------------------------------------------------------------------------
+
+def read_pairs(pairs_dir):
+    """pairs.jsonl -> list of records whose "winner" / "loser" are paths to (C, F, h, w) latents."""
+    path = os.path.join(pairs_dir, "pairs.jsonl")
+    if not os.path.isfile(path):
+        raise models.UserError(f"no pairs.jsonl in {pairs_dir}; run curate.py to make the pairs first")
+    with open(path) as f:
+        pairs = [json.loads(line) for line in f if line.strip()]
+    if not pairs:
+        raise models.UserError(f"{path} holds no pairs; curate more prompts or lower --tau in curate.py")
+    for p in pairs:
+        p["winner"] = os.path.join(pairs_dir, p["winner"])
+        p["loser"] = os.path.join(pairs_dir, p["loser"])
+    return pairs
+
+
+def epoch_order(n, global_batch, epoch, seed):
+    """The pair indices of one epoch: shuffled by (seed, epoch), wrapped around so that every step
+    has a full global batch. Length: steps_per_epoch * global_batch."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    steps = math.ceil(n / global_batch)
+    return [perm[i % n] for i in range(steps * global_batch)]
+
+
+def pair_noise(shape, num_timesteps, seed, epoch, index):
+    """One t ~ U{0..T-1} and one eps ~ N(0, I) for pair `index` in `epoch`. Drawn from the pair's own
+    generator, so neither sharding, accumulation nor resuming changes what a pair sees."""
+    g = torch.Generator().manual_seed(((seed * 100_003 + epoch) * 1_000_003 + index) % 2**62)
+    t = torch.randint(0, num_timesteps, (1,), generator=g)
+    eps = torch.randn(shape, generator=g)
+    return t, eps
+
+
+def make_batch(pairs, indices, epoch, seed, num_timesteps, device):
+    """x_w, x_l, eps: (B, C, F, h, w); t: (B,); prompts: B strings."""
+    x_w = torch.stack([torch.load(pairs[i]["winner"]) for i in indices])
+    x_l = torch.stack([torch.load(pairs[i]["loser"]) for i in indices])
+    noise = [pair_noise(x_w.shape[1:], num_timesteps, seed, epoch, i) for i in indices]
+    return {"x_w": x_w.to(device), "x_l": x_l.to(device),
+            "t": torch.cat([t for t, _ in noise]).to(device),
+            "eps": torch.stack([e for _, e in noise]).to(device),
+            "prompts": [pairs[i]["prompt"] for i in indices]}
+
+
+def batch_loss(student, teacher, batch, method, beta, w_sft, unet=None):
+    """Noise both halves of each pair with the same t and eps, one student forward on the 2B
+    batch, one teacher forward under no_grad, then `loss` (Eq. 3)."""
+    x_0 = torch.cat([batch["x_w"], batch["x_l"]])   # (2B, C, F, h, w), winners first
+    eps = torch.cat([batch["eps"], batch["eps"]])    # a pair shares eps ...
+    t = torch.cat([batch["t"], batch["t"]])          # ... and t
+    x_t = teacher.add_noise(x_0, eps, t)             # q(x_t | x_0) of the model's own training
+    embeds = teacher.encode(batch["prompts"])        # the frozen text encoder, shared
+    embeds = torch.cat([embeds, embeds])             # (2B, L, D)
+    pred = student.noise_pred(x_t, t, embeds, unet=unet)
+    with torch.no_grad():
+        ref_pred = teacher.noise_pred(x_t, t, embeds)
+    return loss(pred, ref_pred, eps, method, beta, w_sft)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: out/checkpoint-000100/{model/, optimizer.pt, state.json}, the last `keep` kept
+# ---------------------------------------------------------------------------------------------
+
+def checkpoints(out_dir):
+    return sorted(glob.glob(os.path.join(out_dir, "checkpoint-*[0-9]")))
+
+
+def save_checkpoint(out_dir, student, optimizer, state, keep):
+    with models.atomic_dir(os.path.join(out_dir, f"checkpoint-{state['step']:06d}")) as tmp:
+        student.save(os.path.join(tmp, "model"))
+        torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
+        models.write_json(os.path.join(tmp, "state.json"), state)
+    for old in checkpoints(out_dir)[:-keep]:
+        shutil.rmtree(old)
+
+
+def resume(out_dir, student, optimizer, config):
+    """Load the latest checkpoint in out_dir, if any. Returns its state (step 0 when none)."""
+    found = checkpoints(out_dir)
+    if not found:
+        return {"step": 0, "skipped": 0}
+    state = models.read_json(os.path.join(found[-1], "state.json"))
+    if state["config"] != config:
+        changed = sorted(k for k in config if state["config"].get(k) != config[k])
+        raise models.UserError(f"{out_dir} holds a run with other settings ({', '.join(changed)}); "
+                               "use another --out, or delete it to start over")
+    student.load_weights(os.path.join(found[-1], "model"))
+    optimizer.load_state_dict(torch.load(os.path.join(found[-1], "optimizer.pt"), weights_only=False))
+    return state
+
+
+def append_metrics(path, rows, upto=None):
+    """Add rows to metrics.jsonl; with `upto`, first drop lines past that step (a resumed run)."""
+    lines = []
+    if upto is not None and os.path.isfile(path):
+        with open(path) as f:
+            lines = [line for line in f if line.strip() and json.loads(line)["step"] <= upto]
+    elif os.path.isfile(path):
+        with open(path) as f:
+            lines = f.readlines()
+    lines += [json.dumps(r) + "\n" for r in rows]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(lines)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------------------------
+
+def train(student, teacher, pairs_dir, out_dir, method="redpo", beta=5000.0, w_sft=1e4, lr=6e-6,
+          batch=2, epochs=2, grad_accum=1, max_grad_norm=1.0, seed=0, max_steps=None,
+          ckpt_every=100, keep=2, gradient_checkpointing=False, log_every=10, max_nonfinite=5):
+    """Train `student` (in place) on the pairs in `pairs_dir` against the frozen `teacher`.
+    Under torchrun each rank takes `batch` pairs per micro-step; the global batch is
+    batch * grad_accum * world. Resumes from the latest checkpoint in out_dir.
+    Returns {"steps", "skipped", "last": stats of the last step}."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    rank, world = models.rank_world()
+    device = student.device
+    config = dict(method=method, beta=beta, w_sft=w_sft, lr=lr, batch=batch, epochs=epochs,
+                  grad_accum=grad_accum, max_grad_norm=max_grad_norm, seed=seed, max_steps=max_steps,
+                  world=world, removed=student.removed)
+    pairs = read_pairs(pairs_dir)
+    global_batch = batch * grad_accum * world
+    steps_per_epoch = math.ceil(len(pairs) / global_batch)
+    total = max_steps or epochs * steps_per_epoch
+
+    params = student.trainable_parameters()
+    for p in params:
+        p.requires_grad_(True)
+    if gradient_checkpointing:
+        student.unet.enable_gradient_checkpointing()
+    unet = DDP(student.unet, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else None
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    os.makedirs(out_dir, exist_ok=True)
+    state = resume(out_dir, student, optimizer, config)
+    step, skipped = state["step"], state["skipped"]
+    metrics_path = os.path.join(out_dir, "metrics.jsonl")
+    if rank == 0:
+        append_metrics(metrics_path, [], upto=step)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    T = teacher.num_train_timesteps
+
+    bar = tqdm(total=total, initial=step, desc=f"{method} training", disable=rank != 0)
+    nonfinite_in_a_row, last, rows = 0, {}, []
+    while step < total:
+        epoch, pos = divmod(step, steps_per_epoch)
+        order = epoch_order(len(pairs), global_batch, epoch, seed)
+        optimizer.zero_grad(set_to_none=True)
+        micro_stats = []
+        for micro in range(grad_accum):
+            start = ((pos * grad_accum + micro) * world + rank) * batch
+            b = make_batch(pairs, order[start:start + batch], epoch, seed, T, device)
+            last_micro = micro == grad_accum - 1
+            sync = unet.no_sync() if unet is not None and not last_micro else contextlib.nullcontext()
+            with sync:  # DDP all-reduces the gradients on the last micro-step only
+                with autocast:
+                    l, stats = batch_loss(student, teacher, b, method, beta, w_sft, unet)
+                (l / grad_accum).backward()
+            micro_stats.append(stats)
+        stats = all_mean({k: sum(s[k] for s in micro_stats) / grad_accum for k in micro_stats[0]})
+        step += 1
+        if math.isfinite(stats["loss"]):
+            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
+            optimizer.step()
+            nonfinite_in_a_row = 0
+        else:
+            skipped += 1
+            nonfinite_in_a_row += 1
+            if nonfinite_in_a_row >= max_nonfinite:
+                raise models.UserError(f"the loss was not finite for {max_nonfinite} steps in a row "
+                                       f"(step {step}); lower --beta (now {beta}) or --lr (now {lr})")
+        last = dict(step=step, epoch=epoch, skipped=skipped, lr=lr, **stats)
+        rows.append(last)
+        bar.update(1)
+        bar.set_postfix(dpo=f"{stats['dpo']:.4f}", sft=f"{stats['sft']:.2e}", acc=f"{stats['implicit_acc']:.2f}")
+        if rank == 0 and (step % log_every == 0 or step == total):
+            append_metrics(metrics_path, rows)
+            rows = []
+        if step % ckpt_every == 0 or step == total:
+            if rank == 0:
+                append_metrics(metrics_path, rows)
+                rows = []
+                save_checkpoint(out_dir, student, optimizer,
+                                {"step": step, "skipped": skipped, "config": config}, keep)
+            models.barrier()
+    bar.close()
+    for p in params:
+        p.requires_grad_(False)
+    if gradient_checkpointing:
+        student.unet.disable_gradient_checkpointing()
+    return {"steps": step, "skipped": skipped, "last": last}
+
+
+def all_mean(stats):
+    """Average a dict of floats over the torchrun ranks (the numbers rank 0 logs are global)."""
+    if not dist.is_initialized():
+        return stats
+    keys = sorted(stats)
+    v = torch.tensor([stats[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(v)
+    return {k: float(x) / dist.get_world_size() for k, x in zip(keys, v)}
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train a pruned student with ReDPO (or the SFT / DPO baselines).")
+    p.add_argument("--model", default="tiny", help="model family (models.py): tiny, animatediff, ...")
+    p.add_argument("--teacher", default=None, help="the full model M0 (hub id or dir; default: the model's)")
+    p.add_argument("--student", default=None, help="a saved student dir (prune.py); default: a copy of M0")
+    p.add_argument("--pairs", required=True, help="pairs folder from curate.py")
+    p.add_argument("--out", required=True, help="output folder: checkpoints, metrics.jsonl, student/")
+    p.add_argument("--method", default="redpo", choices=METHODS)
+    p.add_argument("--beta", type=float, default=5000.0)
+    p.add_argument("--w_sft", type=float, default=1e4, help="1e4 for AnimateDiff, 1e6 for VideoCrafter2")
+    p.add_argument("--lr", type=float, default=6e-6)
+    p.add_argument("--batch", type=int, default=2, help="pairs per process per micro-step")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--grad_accum", type=int, default=1)
+    p.add_argument("--max_steps", type=int, default=None, help="stop after this many steps (overrides --epochs)")
+    p.add_argument("--ckpt_every", type=int, default=100)
+    p.add_argument("--gradient_checkpointing", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rank, world, device = models.dist_setup()
+    teacher = models.load(args.model, path=args.teacher, device=device)
+    student = models.load(args.model, path=args.student or args.teacher, device=device)
+    if rank == 0:
+        os.makedirs(args.out, exist_ok=True)
+        models.write_json(os.path.join(args.out, "config.json"), vars(args))
+    summary = train(student, teacher, args.pairs, args.out, method=args.method, beta=args.beta,
+                    w_sft=args.w_sft, lr=args.lr, batch=args.batch, epochs=args.epochs,
+                    grad_accum=args.grad_accum, seed=args.seed, max_steps=args.max_steps,
+                    ckpt_every=args.ckpt_every, gradient_checkpointing=args.gradient_checkpointing)
+    if rank == 0:
+        student.save(os.path.join(args.out, "student"))
+        print(f"trained {summary['steps']} steps ({summary['skipped']} skipped); last: "
+              + ", ".join(f"{k} {v:.4g}" for k, v in summary["last"].items() if isinstance(v, float)))
+    models.barrier()
+
+
+if __name__ == "__main__":
+    models.run_cli(main)

@@ -1,0 +1,151 @@
+"""models.py: the real AnimateDiff sizes, the tiny model's surface, and the loaders (issue 2)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def outputs(model, seed=0):
+    """A fixed noise_pred call: the model's function, compared bit for bit."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 4, 8, 16, 16, generator=g)
+    return model.noise_pred(x, torch.tensor([10, 500]), ["a red car", "a blue boat"]).detach()
+
+
+def test_real_animatediff_sizes_on_meta():
+    # The paper's 0.453B: v1-5-2 adapter on SD 1.5, built on the meta device (no memory, no download).
+    with torch.device("meta"):
+        unet = models.build_animatediff_unet()
+    paths = models._motion_block_paths(unet)
+    assert len(paths) == 21
+    assert paths[0] == "down_blocks.0.motion_modules.0" and paths[-1] == "up_blocks.3.motion_modules.2"
+    motion = sum(p.numel() for n, p in unet.named_parameters() if models._is_motion_param(n))
+    assert motion == 453_209_280
+    assert sum(sum(p.numel() for p in unet.get_submodule(q).parameters()) for q in paths) == motion
+
+
+def test_generate_deterministic_and_batch_independent():
+    m = models.load("tiny")
+    frames, latents = m.generate(["a red car", "a blue boat"], [1, 2])
+    assert frames.dtype == np.uint8 and frames.shape == (2, 8, 32, 32, 3)
+    assert latents.shape == (2, 4, 8, 16, 16) and latents.dtype == torch.float32
+    frames_again, latents_again = m.generate(["a red car", "a blue boat"], [1, 2])
+    assert torch.equal(latents, latents_again) and np.array_equal(frames, frames_again)
+    # The second video alone, and in another batch, is the same video.
+    f1, l1 = m.generate(["a blue boat"], [2])
+    f3, l3 = m.generate(["a green tree", "a blue boat", "a red car"], [7, 2, 1])
+    torch.testing.assert_close(l1[0], latents[1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(l3[1], latents[1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(l3[2], latents[0], atol=1e-4, rtol=1e-4)
+    assert np.abs(f1[0].astype(int) - frames[1].astype(int)).max() <= 1
+    # A different seed is a different video.
+    _, other = m.generate(["a blue boat"], [3])
+    assert (other[0] - latents[1]).abs().max() > 0.1
+
+
+def test_skip_is_identity_and_restores_exactly():
+    m = models.load("tiny")
+    before = {k: v.clone() for k, v in m.unet.state_dict().items()}
+    y0 = outputs(m)
+    name = "down_blocks.1.motion_modules.0"
+    with m.skip([name]):
+        y_skip = outputs(m)
+    assert not torch.equal(y_skip, y0)               # the block did something
+    assert torch.equal(outputs(m), y0)                # and is back, bit for bit
+    after = m.unet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    m.remove([name])                                  # skipping == removing, in function
+    assert torch.equal(outputs(m), y_skip)
+
+
+def test_remove_drops_exactly_the_block_parameters():
+    m = models.load("tiny")
+    blocks = m.blocks()
+    names = ["mid_block.motion_modules.0", "up_blocks.1.motion_modules.1"]
+    size = sum(p.numel() for n in names for p in blocks[n].parameters())
+    n0 = m.num_parameters()
+    m.remove(names)
+    n1 = m.num_parameters()
+    assert size > 0
+    assert n0["total"] - n1["total"] == size and n0["trainable"] - n1["trainable"] == size
+    assert list(m.blocks()) == [b for b in blocks if b not in names]
+    y = outputs(m)
+    assert y.shape == (2, 4, 8, 16, 16) and torch.isfinite(y).all()
+    with pytest.raises(models.UserError, match="already removed"):
+        m.remove(names[:1])
+    with pytest.raises(models.UserError, match="not a block"):
+        m.skip(["conv_in"]).__enter__()
+
+
+def test_trainable_parameters_are_exactly_the_motion_modules():
+    m = models.load("tiny")
+    trainable = {id(p) for p in m.trainable_parameters()}
+    in_blocks = {id(p) for b in m.blocks().values() for p in b.parameters()}
+    assert trainable == in_blocks
+    assert not any(p.requires_grad for p in m.unet.parameters())  # frozen until redpo.py trains
+
+
+def test_save_load_roundtrip_of_a_pruned_model(tmp_path):
+    m = models.load("tiny")
+    m.remove(["up_blocks.0.motion_modules.1"])
+    with torch.no_grad():                             # stand-in for training: change the weights
+        for p in m.trainable_parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    m.save(tmp_path / "student")
+    back = models.load("tiny", path=str(tmp_path / "student"))
+    assert back.removed == m.removed
+    assert back.num_parameters() == m.num_parameters()
+    assert torch.equal(outputs(back), outputs(m))
+    # The saved student holds only its trainable weights: smaller than the unpruned motion modules.
+    full = models.load("tiny")
+    full.save(tmp_path / "full")
+    size = lambda d: os.path.getsize(d / models.STUDENT_WEIGHTS)
+    assert size(tmp_path / "student") < size(tmp_path / "full")
+    with pytest.raises(models.UserError, match="holds a tiny model"):
+        models.load("animatediff", path=str(tmp_path / "student"))
+
+
+def test_real_animatediff_loader_on_a_hub_layout_directory(tmp_path):
+    # The tiny model written as SD 1.5 + motion adapter checkouts, read by the `animatediff` loader.
+    base, adapter = models.save_tiny_hub_layout(str(tmp_path))
+    assert os.path.isfile(os.path.join(base, "model_index.json"))
+    real = models.load("animatediff", path=base, adapter=adapter)
+    tiny = models.load("tiny")
+    assert len(real.blocks()) == 7 and real.num_parameters() == tiny.num_parameters()
+    assert real.scheduler.config.steps_offset == 1 and real.scheduler.config.clip_sample is False
+    torch.testing.assert_close(outputs(real), outputs(tiny))
+    # A pruned student of it records its source and comes back through the same loader.
+    real.remove(["down_blocks.0.motion_modules.0"])
+    real.save(tmp_path / "student")
+    back = models.load("animatediff", path=str(tmp_path / "student"))
+    assert back.removed == ["down_blocks.0.motion_modules.0"]
+    torch.testing.assert_close(outputs(back), outputs(real))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "models.py", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    r = run_cli("--model", "nope")
+    assert r.returncode == 2 and "unknown model 'nope'" in r.stderr and "Traceback" not in r.stderr
+    assert "animatediff" in r.stderr and "tiny" in r.stderr
+    r = run_cli("--model", "animatediff", "--path", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "no such directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_writes_videos(tmp_path):
+    r = run_cli("--model", "tiny", "--prompt", "a red car", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    names = sorted(os.listdir(tmp_path))
+    assert [n.rsplit(".", 1)[1] for n in names] == ["gif", "mp4"]
+    import imageio.v2 as imageio
+    frames = imageio.mimread(str(tmp_path / names[0]))
+    assert len(frames) == 8 and frames[0].shape[:2] == (32, 32)

@@ -1,0 +1,230 @@
+"""redpo.py: the loss against hand-computed numbers, and the training loop's invariants (issue 3)."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import models
+import redpo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --- the loss -------------------------------------------------------------------------------
+
+def hand_example():
+    # One pair (B = 1), eps of 2 elements. Rows: winner, loser.
+    noise = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    pred = torch.tensor([[0.5, 0.0], [0.0, 0.0]])      # student
+    ref = torch.tensor([[0.0, 0.0], [0.0, 0.5]])       # teacher
+    # err   = mean((eps - pred)^2):  w: (0.25 + 0) / 2 = 0.125;  l: (0 + 1) / 2 = 0.5
+    # ref   = mean((eps - ref)^2):   w: (1 + 0) / 2 = 0.5;       l: (0 + 0.25) / 2 = 0.125
+    # inside = -0.5 * beta * ((0.125 - 0.5) - (0.5 - 0.125)) = -0.5 * beta * (-0.75) = 0.375 beta
+    # sft   = mean((pred_w - ref_w)^2) = (0.25 + 0) / 2 = 0.125
+    return pred, ref, noise
+
+
+@pytest.mark.parametrize("method", ["redpo", "dpo", "sft"])
+def test_loss_matches_hand_computation(method):
+    pred, ref, noise = hand_example()
+    beta, w_sft = 2.0, 10.0
+    inside = 0.375 * beta
+    dpo = math.log(1 + math.exp(-inside))               # -log sigmoid(x) = log(1 + e^-x)
+    sft = 0.125
+    expected = {"redpo": dpo + w_sft * sft, "dpo": dpo, "sft": sft}[method]
+    loss, stats = redpo.loss(pred, ref, noise, method=method, beta=beta, w_sft=w_sft)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert stats["dpo"] == pytest.approx(dpo, rel=1e-6) and stats["sft"] == pytest.approx(sft)
+    assert stats["err_w"] == pytest.approx(0.125) and stats["err_l"] == pytest.approx(0.5)
+    assert stats["ref_err_w"] == pytest.approx(0.5) and stats["ref_err_l"] == pytest.approx(0.125)
+    assert stats["implicit_acc"] == 1.0 and stats["reward_margin"] == pytest.approx(inside)
+
+
+def test_loss_reduces_per_sample_over_every_non_batch_dim():
+    # Two pairs of video-shaped tensors: the per-sample mean is over C, F, h, w together, and the
+    # batch mean sits outside the log-sigmoid.
+    g = torch.Generator().manual_seed(0)
+    pred, ref, noise = (torch.randn(4, 3, 2, 4, 4, generator=g) for _ in range(3))
+    err = ((noise - pred) ** 2).flatten(1).mean(1)
+    ref_err = ((noise - ref) ** 2).flatten(1).mean(1)
+    inside = -0.5 * 7.0 * ((err[:2] - ref_err[:2]) - (err[2:] - ref_err[2:]))
+    expected = torch.stack([-torch.nn.functional.logsigmoid(x) for x in inside]).mean()
+    loss, stats = redpo.loss(pred, ref, noise, method="dpo", beta=7.0)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert stats["implicit_acc"] == pytest.approx(float((inside > 0).float().mean()))
+
+
+def test_student_equal_to_teacher_gives_ln2_and_no_sft():
+    g = torch.Generator().manual_seed(1)
+    pred, noise = torch.randn(6, 4, 3, 8, 8, generator=g), torch.randn(6, 4, 3, 8, 8, generator=g)
+    loss, stats = redpo.loss(pred, pred.clone(), noise)
+    assert stats["dpo"] == pytest.approx(math.log(2), abs=1e-7)
+    assert stats["sft"] == 0.0 and loss.item() == pytest.approx(math.log(2), abs=1e-7)
+    assert stats["implicit_acc"] == 0.5                  # ties count one half
+
+
+def test_dpo_is_redpo_without_sft_gradients_too():
+    g = torch.Generator().manual_seed(2)
+    ref, noise = torch.randn(4, 10, generator=g), torch.randn(4, 10, generator=g)
+    p1 = torch.randn(4, 10, generator=g).requires_grad_()
+    p2 = p1.detach().clone().requires_grad_()
+    l1, _ = redpo.loss(p1, ref, noise, method="dpo", beta=3.0, w_sft=123.0)
+    l2, _ = redpo.loss(p2, ref, noise, method="redpo", beta=3.0, w_sft=0.0)
+    l1.backward()
+    l2.backward()
+    assert l1.item() == l2.item() and torch.equal(p1.grad, p2.grad)
+    # The SFT gradient touches only the winners' predictions.
+    p3 = p1.detach().clone().requires_grad_()
+    redpo.loss(p3, ref, noise, method="sft")[0].backward()
+    assert p3.grad[2:].abs().sum() == 0 and p3.grad[:2].abs().sum() > 0
+
+
+def test_unknown_method_lists_the_valid_ones():
+    pred, ref, noise = hand_example()
+    with pytest.raises(ValueError, match="redpo, dpo, sft"):
+        redpo.loss(pred, ref, noise, method="ppo")
+
+
+# --- the training loop ----------------------------------------------------------------------
+
+PRUNED = ["up_blocks.1.motion_modules.1", "mid_block.motion_modules.0"]
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    """A tiny teacher, a pruned student saved to disk, and 4 real pairs (winner from the teacher,
+    loser from the student, same prompt and seed), in the pairs-folder layout of curate.py."""
+    d = tmp_path_factory.mktemp("stage")
+    teacher = models.load("tiny")
+    student = models.load("tiny")
+    student.remove(PRUNED)
+    student.save(d / "student")
+    prompts = ["a red car driving", "a dog running", "waves on a beach", "a bird flying"]
+    seeds = [0, 1, 2, 3]
+    _, x_w = teacher.generate(prompts, seeds)
+    _, x_l = student.generate(prompts, seeds)
+    os.makedirs(d / "pairs" / "latents")
+    with open(d / "pairs" / "pairs.jsonl", "w") as f:
+        for i, (p, s) in enumerate(zip(prompts, seeds)):
+            torch.save(x_w[i].clone(), d / "pairs" / "latents" / f"w_{i:05d}.pt")
+            torch.save(x_l[i].clone(), d / "pairs" / "latents" / f"l_{i:05d}.pt")
+            f.write(json.dumps({"prompt": p, "seed": s, "property": "dynamic_degree",
+                                "winner_scores": {}, "loser_scores": {},
+                                "winner": f"latents/w_{i:05d}.pt", "loser": f"latents/l_{i:05d}.pt"}) + "\n")
+    return d
+
+
+def trainable_state(model):
+    return {n: p.detach().clone() for n, p in model.trainable_named_parameters()}
+
+
+def assert_same_run(a, b):
+    """Two runs that differ only in float summation order. Adam's first step is about
+    lr * sign(g), so where g is ~0 the order can flip a sign: allow a tenth of one step (lr 1e-3)
+    on those few elements, and require the bulk to agree to float precision."""
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=0)
+    off = sum(int(((a[k] - b[k]).abs() > 1e-6).sum()) for k in a)
+    assert off < 0.001 * sum(v.numel() for v in a.values())
+
+
+def run_train(stage, out, **kw):
+    teacher = models.load("tiny")
+    student = models.load("tiny", path=str(stage / "student"))
+    kw = {"lr": 1e-3, "batch": 2, "max_steps": 2, "log_every": 1, **kw}
+    summary = redpo.train(student, teacher, str(stage / "pairs"), str(out), **kw)
+    return teacher, student, summary
+
+
+def test_two_steps_change_only_the_motion_modules_and_never_the_teacher(stage, tmp_path):
+    teacher0 = {k: v.clone() for k, v in models.load("tiny").unet.state_dict().items()}
+    student0 = models.load("tiny", path=str(stage / "student"))
+    before = {k: v.clone() for k, v in student0.unet.state_dict().items()}
+    frozen0 = {k: v.clone() for k, v in student0.pipe.text_encoder.state_dict().items()}
+    teacher, student, summary = run_train(stage, tmp_path / "train")
+    assert summary["steps"] == 2 and summary["skipped"] == 0
+    assert all(torch.equal(v, teacher0[k]) for k, v in teacher.unet.state_dict().items())
+    after = student.unet.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    trainable = {n for n, _ in student.trainable_named_parameters()}
+    assert changed and changed <= trainable                       # only motion modules moved
+    assert len(changed) > 0.5 * len(trainable)
+    assert all(torch.equal(v, frozen0[k]) for k, v in student.pipe.text_encoder.state_dict().items())
+    rows = [json.loads(line) for line in open(tmp_path / "train" / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("dpo", "sft", "implicit_acc", "err_w", "err_l", "ref_err_w", "ref_err_l", "grad_norm"):
+        assert math.isfinite(rows[0][key])
+    assert os.path.isdir(tmp_path / "train" / "checkpoint-000002" / "model")
+
+
+def test_only_trainable_parameters_receive_gradients(stage):
+    teacher = models.load("tiny")
+    student = models.load("tiny", path=str(stage / "student"))
+    for p in student.trainable_parameters():
+        p.requires_grad_(True)
+    pairs = redpo.read_pairs(str(stage / "pairs"))
+    b = redpo.make_batch(pairs, [0, 1], 0, 0, 1000, torch.device("cpu"))
+    l, _ = redpo.batch_loss(student, teacher, b, "redpo", 5000.0, 1e4)
+    l.backward()
+    trainable = {n for n, _ in student.trainable_named_parameters()}
+    for n, p in student.unet.named_parameters():
+        assert (p.grad is not None) == (n in trainable), n
+    assert all(p.grad is None for p in teacher.unet.parameters())
+    assert all(p.grad is None for p in student.pipe.text_encoder.parameters())
+
+
+def test_first_step_dpo_is_ln2_when_student_is_the_teacher(stage, tmp_path):
+    teacher = models.load("tiny")
+    student = models.load("tiny")
+    summary = redpo.train(student, teacher, str(stage / "pairs"), str(tmp_path), max_steps=1, lr=1e-3)
+    assert summary["last"]["dpo"] == pytest.approx(math.log(2), abs=1e-6)
+    assert summary["last"]["sft"] == 0.0
+
+
+def test_resume_reaches_the_same_parameters(stage, tmp_path):
+    _, straight, _ = run_train(stage, tmp_path / "a", max_steps=4, ckpt_every=2)
+    run_train(stage, tmp_path / "b", max_steps=4, ckpt_every=2)
+    import shutil
+    shutil.rmtree(tmp_path / "b" / "checkpoint-000004")           # "crash" after step 2's checkpoint
+    _, resumed, summary = run_train(stage, tmp_path / "b", max_steps=4, ckpt_every=2)
+    assert summary["steps"] == 4
+    a, b = trainable_state(straight), trainable_state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(line)["step"] for line in open(tmp_path / "b" / "metrics.jsonl")]
+    assert rows == [1, 2, 3, 4]
+    with pytest.raises(models.UserError, match="other settings"):
+        run_train(stage, tmp_path / "b", max_steps=4, ckpt_every=2, beta=10.0)
+
+
+def test_gradient_accumulation_equals_the_bigger_batch(stage, tmp_path):
+    _, big, _ = run_train(stage, tmp_path / "big", batch=2, grad_accum=1, max_steps=1)
+    _, acc, _ = run_train(stage, tmp_path / "acc", batch=1, grad_accum=2, max_steps=1)
+    assert_same_run(trainable_state(big), trainable_state(acc))
+
+
+def test_non_finite_loss_is_skipped_then_stops_with_a_clear_message(stage, tmp_path):
+    with pytest.raises(models.UserError, match="lower --beta"):
+        run_train(stage, tmp_path / "nan", beta=float("nan"), max_steps=10)
+
+
+def test_torchrun_two_processes_equal_one_process(stage, tmp_path):
+    common = ["redpo.py", "--model", "tiny", "--student", str(stage / "student"),
+              "--pairs", str(stage / "pairs"), "--lr", "1e-3", "--max_steps", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *common, "--batch", "2", "--out", str(tmp_path / "one")],
+                         cwd=ROOT, capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          *common, "--batch", "1", "--out", str(tmp_path / "two")],
+                         cwd=ROOT, capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a = models.load("tiny", path=str(tmp_path / "one" / "student"))
+    b = models.load("tiny", path=str(tmp_path / "two" / "student"))
+    sa, sb = trainable_state(a), trainable_state(b)
+    moved = models.load("tiny", path=str(stage / "student"))
+    assert any(not torch.equal(sa[k], v) for k, v in trainable_state(moved).items())
+    assert_same_run(sa, sb)
