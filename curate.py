@@ -1,0 +1,485 @@
+"""Prompt filtering and winner/loser pair curation (V.I.P. paper, Sec. 3.3).
+
+Prompt filtering ("Prompt filtering"): from a caption pool (the paper: WebVid-10M; here by default
+prompts/pool.txt, WebVid-style captions written for this project) keep the prompts of 5 to 25
+words, remove the articles, drop duplicates, then keep those that explicitly describe the target
+property: by a short, readable word list per property (PROPERTY_WORDS, the default) or by asking
+a local causal LM a yes/no question per prompt (--llm, as the paper does).
+
+Video curation ("Video curation"): for each kept prompt and seed, generate with the full model M0
+and with the pruned student M_k (same prompt, same seed, so the same initial noise), score both
+with the reward, and keep the pair when, for the target property p,
+
+    S_p(v_full) > S_p(v_pruned) > tau_p                                            (Sec. 3.3)
+
+(the teacher really is better, and the loser is not junk). With several target properties (ranked
+by prune.py) a pair is kept for the first one, in rank order, that the prompt describes and that
+satisfies the rule. Pairs carry the final clean latents of generation (no VAE re-encoding):
+
+    OUT/pairs.jsonl         {"prompt", "seed", "property", "winner_scores", "loser_scores",
+                             "winner": "latents/w_00000.pt", "loser": "latents/l_00000.pt"}
+    OUT/latents/*.pt        float32 (C, F, h, w)
+    OUT/summary.json        what was generated, kept, and why the rest failed
+
+Teacher videos depend only on (model, prompt, seed, sampler settings): their latents and scores
+live in a cache folder (default: runs/NAME/teacher_cache beside the stage folders) and later
+stages reuse them without generating.
+
+    python curate.py --model tiny --student runs/x/stage_1/pruned --property dynamic_degree \\
+        --reward pixel --tau 0.0 --out runs/x/stage_1/pairs
+    torchrun --nproc_per_node 2 --standalone curate.py --model tiny --student runs/x/stage_1/pruned \\
+        --property dynamic_degree,text_alignment --reward pixel --out runs/x/stage_1/pairs
+    python curate.py --model animatediff --student runs/ad/stage_1/pruned --property dynamic_degree \\
+        --llm Qwen/Qwen2.5-1.5B-Instruct --reward videoscore --out runs/ad/stage_1/pairs
+
+Generation is sharded over torchrun ranks in fixed batches; rank 0 writes the cache and the pairs
+folder (atomically: a failed run leaves no pairs folder behind).
+"""
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import re
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import evaluate
+import models
+
+# ---------------------------------------------------------------------------------------------
+# Prompt filtering
+# ---------------------------------------------------------------------------------------------
+
+MIN_WORDS, MAX_WORDS = 5, 25  # Sec. 3.3, following VideoScore's data
+ARTICLES = ("a", "an", "the")
+
+# The rule-based property filter: a prompt describes a property when it contains one of these
+# words or phrases (lowercase, whole words). One screen, meant to be read and edited.
+PROPERTY_WORDS = {
+    # Things that move, and camera moves (the paper's example: "object movement or camera motion").
+    "dynamic_degree": (
+        "running runs walking walks jumping jumps flying flies driving drives riding rides swimming "
+        "swims dancing dances falling falls spinning spins rotating turning rolling racing chasing "
+        "galloping playing splashing crashing flowing pouring blowing swaying waving moving moves "
+        "throwing kicking climbing skating skiing surfing diving fighting jogging rushing erupting "
+        "waddling paddling sailing taking-off flapping pan pans panning zoom zooms zooming tilt tilts "
+        "dolly tracking orbiting circles drone timelapse time-lapse slow-motion fast"),
+    # What a video must show to match its text: colours, counts, spatial relations.
+    "text_alignment": (
+        "red orange yellow green blue purple pink white black grey gray brown golden silver "
+        "two three four five six seven eight nine ten pair couple several group dozens single "
+        "next-to on-top-of in-front-of behind beside between above below under"),
+    # How the picture looks: light, colour, detail, framing.
+    "visual_quality": (
+        "beautiful detailed close-up closeup macro 4k hd cinematic sunlight sunset sunrise lighting "
+        "lights neon colorful colourful vivid bright shining glowing reflected reflection bokeh "
+        "silhouette landscape scenic panoramic texture studio"),
+    # One subject or scene that stays itself over time: slow, steady, continuous.
+    "temporal_consistency": (
+        "slowly slow gently gentle calm still static steady steadily quiet smooth smoothly "
+        "continuous gradually floating following tracking-shot stationary tripod"),
+}
+
+# The --llm filter asks, for each prompt: 'Does this caption explicitly describe <...>?'
+PROPERTY_QUESTIONS = {
+    "dynamic_degree": "motion, such as a moving person, animal or object, or a camera movement",
+    "text_alignment": "specific objects with attributes a video must show, such as colours, counts or positions",
+    "visual_quality": "the visual appearance, such as lighting, colours, textures, scenery or image detail",
+    "temporal_consistency": "a subject or scene that stays the same over time, such as a steady shot or a slow continuous action",
+}
+LLM_TEMPLATE = ('Video caption: "{prompt}"\nQuestion: Does this caption explicitly describe {what}? '
+                'Answer yes or no.\nAnswer:')
+
+
+def words(text):
+    """Lowercase words without punctuation (the unit of the 5-25 rule, duplicates and the filter)."""
+    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
+
+
+def remove_articles(text):
+    """'A dog runs on the beach' -> 'dog runs on beach'."""
+    text = re.sub(r"\b(?:%s)\b" % "|".join(ARTICLES), " ", text, flags=re.IGNORECASE)
+    return re.sub(r"\s+", " ", text).strip(" ,")
+
+
+def as_item(p):
+    """A prompt as {"prompt", "static"} (read_prompts' dicts pass through)."""
+    return dict(p) if isinstance(p, dict) else {"prompt": p, "static": None}
+
+
+def clean_prompts(prompts):
+    """The paper's length rules: keep 5 to 25 words (counted as written), remove articles, drop
+    duplicates (the same words, case and punctuation aside) and empty lines.
+    Returns (items, counts), counts in the order of the steps."""
+    items = [as_item(p) for p in prompts]
+    counts = {"read": len(items)}
+    items = [it for it in items if it["prompt"] and it["prompt"].strip()]
+    counts["non-empty"] = len(items)
+    items = [it for it in items if MIN_WORDS <= len(it["prompt"].split()) <= MAX_WORDS]
+    counts[f"{MIN_WORDS}-{MAX_WORDS} words"] = len(items)
+    seen, unique = set(), []
+    for it in items:
+        it["prompt"] = remove_articles(it["prompt"])
+        key = " ".join(words(it["prompt"]))
+        if key not in seen:
+            seen.add(key)
+            unique.append(it)
+    counts["unique"] = len(unique)
+    return unique, counts
+
+
+def describes(prompt, prop):
+    """The rule-based filter: does `prompt` contain one of PROPERTY_WORDS[prop]?"""
+    text = " " + " ".join(words(prompt)) + " "
+    return any(" " + w.replace("-", " ") + " " in text for w in PROPERTY_WORDS[prop].split())
+
+
+def answer_token(tokenizer, word):
+    """The id of the first token of ' word' that is not just a space."""
+    ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+    for i in ids:
+        if tokenizer.decode([i]).strip():
+            return i
+    raise ValueError(f"the LLM's tokenizer has no token for {word!r}")
+
+
+@torch.no_grad()
+def llm_margins(prompts, prop, llm, batch_size=16):
+    """logit(' yes') - logit(' no') at the last position, per prompt, for the yes/no question of
+    `prop`. `llm` = (model, tokenizer); left padding and explicit positions make a prompt's answer
+    independent of its batch. Sharded over torchrun ranks, the same list on every rank."""
+    model, tokenizer = llm
+    yes, no = answer_token(tokenizer, "yes"), answer_token(tokenizer, "no")
+    if yes == no:
+        raise ValueError("the LLM's tokenizer gives ' yes' and ' no' the same first token")
+    questions = [LLM_TEMPLATE.format(prompt=p, what=PROPERTY_QUESTIONS[prop]) for p in prompts]
+    mine = models.shard(questions)
+    out = []
+    for b in range(0, len(mine), batch_size):
+        chunk = mine[b:b + batch_size]
+        enc = tokenizer([q for _, q in chunk], return_tensors="pt", padding=True).to(model.device)
+        positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens from 0
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                       position_ids=positions).logits[:, -1].float()  # (B, vocab)
+        margin = (logits[:, yes] - logits[:, no]).tolist()
+        out += [(i, m) for (i, _), m in zip(chunk, margin)]
+    return models.gather(out)
+
+
+def load_llm(path, device=None):
+    """A transformers causal LM and its tokenizer (hub id or local folder), padded on the left."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    device = device or models.default_device()
+    if path.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(path)):
+        raise models.UserError(f"no such --llm folder: {path}; pass a local folder or a hub id")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    except OSError as e:
+        raise models.UserError(f"could not load the --llm {path!r} ({str(e).strip().splitlines()[0]}); "
+                               "pass a local folder or a downloaded hub id, or drop --llm for the word lists") from e
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def filter_prompts(prompts, prop, llm=None):
+    """Sec. 3.3's prompt filtering. prompts: strings or read_prompts' dicts; prop: a property or a
+    ranked list of them; llm: None (the word lists), a (model, tokenizer) pair, or a path for
+    load_llm. Returns (kept, counts): kept are dicts {"prompt", "static", "properties"} with the
+    properties (in rank order) that the prompt describes; counts: prompts left after each step."""
+    props = [prop] if isinstance(prop, str) else list(prop)
+    for p in props:
+        if p not in PROPERTY_WORDS:
+            raise models.UserError(f"unknown property {p!r}: choose from {', '.join(PROPERTY_WORDS)}")
+    items, counts = clean_prompts(prompts)
+    if isinstance(llm, str):
+        llm = load_llm(llm)
+    for it in items:
+        it["properties"] = []
+    for p in props:
+        if llm is None:
+            yes = [describes(it["prompt"], p) for it in items]
+        else:
+            yes = [m > 0 for m in llm_margins([it["prompt"] for it in items], p, llm)]
+        for it, y in zip(items, yes):
+            if y:
+                it["properties"].append(p)
+        counts[f"{p} ({'llm' if llm else 'words'})"] = sum(yes)
+    kept = [it for it in items if it["properties"]]
+    counts["kept"] = len(kept)
+    return kept, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# The pair rule
+# ---------------------------------------------------------------------------------------------
+
+def is_pair(s_full, s_pruned, tau):
+    """S_p(v_full) > S_p(v_pruned) > tau_p (strict; NaN never passes)."""
+    return bool(s_full > s_pruned > tau)
+
+
+OUTCOMES = ("kept", "teacher_not_better", "loser_below_tau", "not_measured")
+
+
+def pair_property(full_scores, pruned_scores, props, tau):
+    """The first property in `props` (rank order) for which the pair rule holds, or None; and, per
+    property tried, the outcome: "kept", "teacher_not_better", "loser_below_tau" or "not_measured"
+    (the reward gives NaN for it, as the pixel proxy does for text_alignment)."""
+    outcome = {}
+    for p in props:
+        t = tau[p] if isinstance(tau, dict) else tau
+        if is_pair(full_scores[p], pruned_scores[p], t):
+            outcome[p] = "kept"
+            return p, outcome
+        if not (np.isfinite(full_scores[p]) and np.isfinite(pruned_scores[p])):
+            outcome[p] = "not_measured"
+        else:
+            outcome[p] = "teacher_not_better" if not full_scores[p] > pruned_scores[p] else "loser_below_tau"
+    return None, outcome
+
+
+# ---------------------------------------------------------------------------------------------
+# The teacher cache: cache_dir/<sha256>.pt = {"key", "latents" (C, F, h, w), "scores": {reward: {...}}}
+# ---------------------------------------------------------------------------------------------
+
+GEN_KEYS = ("num_frames", "steps", "guidance", "height", "width")
+
+
+def sampler_settings(model, gen_kw=None):
+    """The generate() arguments that decide a video, with the model's defaults filled in."""
+    settings = evaluate.generation_settings(model, **(gen_kw or {}))
+    return {k: settings[k] for k in GEN_KEYS}
+
+
+def teacher_key(model, prompt, seed, gen_kw=None):
+    """What a teacher video depends on, and its hash (the cache file's name)."""
+    key = {"model": model.name, "source": model.source, "removed": list(model.removed),
+           "dtype": str(model.unet.dtype), "prompt": prompt, "seed": int(seed),
+           "sampler": sampler_settings(model, gen_kw)}
+    return key, hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def reward_id(reward, static):
+    """Cached scores are kept per reward (its .name, else its function/class name) and static flag."""
+    name = getattr(reward, "name", None) or getattr(reward, "__name__", None) or type(reward).__name__
+    return f"{name}|static" if static else name
+
+
+def save_atomic(obj, path):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def to_score_dicts(scores, n):
+    """A reward's dict of (B,) arrays -> B dicts of floats."""
+    arrays = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in scores.items()}
+    for k, v in arrays.items():
+        if len(v) != n:
+            raise ValueError(f"reward returned {len(v)} {k!r} scores for {n} videos")
+    return [{k: float(v[i]) for k, v in arrays.items()} for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Video curation
+# ---------------------------------------------------------------------------------------------
+
+def generate_and_score(teacher, student, reward, batch, cache_dir, gen_kw):
+    """One batch of (prompt, seed, static) items: the teacher from the cache where it can, the
+    student always. Returns one dict per item (latents, scores, and what the cache lacked)."""
+    prompts = [it["prompt"] for it in batch]
+    seeds = [it["seed"] for it in batch]
+    static = [it["static"] for it in batch]  # True / False / None (unlabelled)
+    out = [{} for _ in batch]
+    missing = []
+    for i, it in enumerate(batch):
+        key, h = teacher_key(teacher, it["prompt"], it["seed"], gen_kw)
+        rid = reward_id(reward, static[i])
+        path = os.path.join(cache_dir, h + ".pt")
+        entry = torch.load(path) if os.path.isfile(path) else None
+        out[i].update(hash=h, key=key, rid=rid, cached=entry is not None)
+        if entry is None:
+            missing.append(i)
+        else:
+            out[i].update(w_latents=entry["latents"], all_scores=entry["scores"],
+                          w_scores=entry["scores"].get(rid))
+    if missing:  # generate the teacher videos the cache does not hold
+        frames, latents = teacher.generate([prompts[i] for i in missing], [seeds[i] for i in missing], **gen_kw)
+        scored = to_score_dicts(reward(frames, [prompts[i] for i in missing], static=[static[i] for i in missing]),
+                                len(missing))
+        for j, i in enumerate(missing):
+            out[i].update(w_latents=latents[j].clone(), all_scores={}, w_scores=scored[j], new_scores=True)
+    unscored = [i for i in range(len(batch)) if out[i]["w_scores"] is None]
+    if unscored:  # cached latents, another reward: decode, no generation
+        frames = teacher.decode(torch.stack([out[i]["w_latents"] for i in unscored]))
+        scored = to_score_dicts(reward(frames, [prompts[i] for i in unscored], static=[static[i] for i in unscored]),
+                                len(unscored))
+        for j, i in enumerate(unscored):
+            out[i].update(w_scores=scored[j], new_scores=True)
+    frames, latents = student.generate(prompts, seeds, **gen_kw)  # the loser candidates
+    scored = to_score_dicts(reward(frames, prompts, static=static), len(batch))
+    for i in range(len(batch)):
+        out[i].update(l_latents=latents[i].clone(), l_scores=scored[i])
+    return out
+
+
+def curate(teacher, student, reward, prompts, seeds, prop, tau, out_dir, cache_dir, gen_kw=None,
+           batch_size=4, config=None, progress=True):
+    """Sec. 3.3's video curation. prompts: strings or filter_prompts' dicts (their "properties"
+    restrict which of `prop` a prompt may be kept for); seeds: every prompt is generated with every
+    seed; prop: a property or a ranked list; tau: a float or {property: float}.
+    Writes out_dir (pairs.jsonl, latents/, summary.json, config.json) on rank 0, atomically, and
+    returns the summary on every rank. Raises UserError, writing no out_dir, if no pair survives."""
+    props = [prop] if isinstance(prop, str) else list(prop)
+    gen_kw = dict(gen_kw or {})
+    items, seen = [], set()
+    for p in prompts:
+        p = as_item(p)
+        eligible = [q for q in props if q in p.get("properties", props)]
+        for s in seeds:
+            if (p["prompt"], int(s)) not in seen and eligible:
+                seen.add((p["prompt"], int(s)))
+                items.append({"prompt": p["prompt"], "seed": int(s), "static": p.get("static"),
+                              "properties": eligible})
+    if not items:
+        raise models.UserError("no prompts to curate: the filter kept none for "
+                               f"{', '.join(props)}; pass another --prompts file or --property")
+    rank, world = models.rank_world()
+    jobs = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]  # fixed, whatever world is
+    summary = {"items": len(items), "teacher_generated": 0, "teacher_cached": 0, "pairs": 0,
+               "properties": props, "tau": tau,
+               "per_property": {p: dict(tried=0, **{o: 0 for o in OUTCOMES}) for p in props}}
+    records = []
+    if rank == 0:
+        os.makedirs(cache_dir, exist_ok=True)
+    models.barrier()
+    writer = models.atomic_dir(out_dir) if rank == 0 else contextlib.nullcontext()
+    with writer as tmp:
+        if rank == 0:
+            os.makedirs(os.path.join(tmp, "latents"))
+        rounds = range(0, len(jobs), world)  # round r: rank i does job r + i; rank 0 writes them in order
+        for r in tqdm(rounds, desc="curate: batches", unit="round", disable=not progress or rank != 0):
+            mine = []
+            if r + rank < len(jobs):
+                mine.append((r + rank, generate_and_score(teacher, student, reward, jobs[r + rank], cache_dir, gen_kw)))
+            for j, results in zip(range(r, r + world), models.gather(mine)):  # job order
+                for it, res in zip(jobs[j], results):
+                    summary["teacher_cached" if res["cached"] else "teacher_generated"] += 1
+                    if rank == 0 and res.get("new_scores"):  # rank 0 alone writes the cache
+                        save_atomic({"key": res["key"], "latents": res["w_latents"],
+                                     "scores": {**res["all_scores"], res["rid"]: res["w_scores"]}},
+                                    os.path.join(cache_dir, res["hash"] + ".pt"))
+                    p, outcome = pair_property(res["w_scores"], res["l_scores"], it["properties"], tau)
+                    for q, why in outcome.items():
+                        summary["per_property"][q]["tried"] += 1
+                        summary["per_property"][q][why] += 1
+                    if p is None:
+                        continue
+                    n = len(records)
+                    rec = {"prompt": it["prompt"], "seed": it["seed"], "property": p,
+                           "winner_scores": res["w_scores"], "loser_scores": res["l_scores"],
+                           "winner": f"latents/w_{n:05d}.pt", "loser": f"latents/l_{n:05d}.pt"}
+                    records.append(rec)
+                    if rank == 0:
+                        torch.save(res["w_latents"], os.path.join(tmp, rec["winner"]))
+                        torch.save(res["l_latents"], os.path.join(tmp, rec["loser"]))
+        summary["pairs"] = len(records)
+        if not records:
+            raise models.UserError(no_pair_message(summary))
+        if rank == 0:
+            with open(os.path.join(tmp, "pairs.jsonl"), "w") as f:
+                for rec in records:
+                    f.write(json.dumps(evaluate._json_safe(rec)) + "\n")  # NaN -> null
+            models.write_json(os.path.join(tmp, "summary.json"), summary)
+            if config is not None:
+                models.write_json(os.path.join(tmp, "config.json"), config)
+    models.barrier()
+    return summary
+
+
+def no_pair_message(summary):
+    why = "; ".join(f"{p}: {c['teacher_not_better']} had S_full <= S_pruned, {c['loser_below_tau']} had "
+                    f"S_pruned <= tau" + (f", {c['not_measured']} not measured by the reward" if c["not_measured"] else "")
+                    for p, c in summary["per_property"].items())
+    return (f"no pair survived the rule S_full > S_pruned > tau: generated {summary['items']} "
+            f"prompt/seed items with both models ({why}); lower --tau, curate more prompts (--prompts, --num-seeds) "
+            "or target another --property")
+
+
+def summary_lines(counts, summary):
+    lines = ["prompt filter: " + " -> ".join(f"{k} {v}" for k, v in counts.items())]
+    lines.append(f"{summary['items']} prompt/seed items, each generated by both models (teacher: "
+                 f"{summary['teacher_generated']} generated, {summary['teacher_cached']} from the cache): "
+                 f"{summary['pairs']} pairs kept")
+    for p, c in summary["per_property"].items():
+        lines.append(f"  {p}: tried {c['tried']}, kept {c['kept']}, S_full <= S_pruned {c['teacher_not_better']}, "
+                     f"S_pruned <= tau {c['loser_below_tau']}, not measured {c['not_measured']}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+DEFAULT_PROMPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts", "pool.txt")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="V.I.P. Sec. 3.3: prompt filtering and winner/loser pair curation.")
+    p.add_argument("--model", default="tiny", help=f"one of {', '.join(models.LOADERS)} (default: tiny)")
+    p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
+    p.add_argument("--student", required=True, help="the pruned student M_k (prune.py's pruned/ folder)")
+    p.add_argument("--property", required=True,
+                   help=f"target properties, ranked, comma-separated: {', '.join(PROPERTY_WORDS)}")
+    p.add_argument("--prompts", default=DEFAULT_PROMPTS, help="prompt pool: .txt, .csv (caption/name column), .json")
+    p.add_argument("--llm", default=None, help="filter with this causal LM (hub id or folder) instead of the word lists")
+    p.add_argument("--max-prompts", type=int, default=None, help="curate at most this many filtered prompts (paper: 2k)")
+    p.add_argument("--num-seeds", type=int, default=1, help="videos per prompt (seeds 0..N-1)")
+    p.add_argument("--reward", default="videoscore", help="reward of evaluate.py: videoscore, pixel, shapes")
+    p.add_argument("--tau", type=float, default=0.0, help="minimum loser score tau_p")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=4, help="videos per generate call")
+    p.add_argument("--cache", default=None, help="teacher cache folder (default: OUT/../../teacher_cache)")
+    p.add_argument("--out", required=True, help="pairs folder to write (e.g. runs/x/stage_1/pairs)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    props = [p.strip() for p in args.property.split(",") if p.strip()]
+    if not os.path.isfile(os.path.join(args.student, models.STUDENT_FILE)):
+        raise models.UserError(f"{args.student} is not a student folder (no {models.STUDENT_FILE}); "
+                               "pass the pruned/ folder that prune.py wrote")
+    cache = args.cache or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.out))), "teacher_cache")
+    rank, world, device = models.dist_setup()
+    kept, counts = filter_prompts(evaluate.read_prompts(args.prompts), props,
+                                  load_llm(args.llm, device) if args.llm else None)
+    if rank == 0:
+        print("prompt filter: " + " -> ".join(f"{k} {v}" for k, v in counts.items()))
+    if not kept:
+        raise models.UserError(f"the prompt filter kept none of {args.prompts} for {', '.join(props)}; "
+                               "pass a larger --prompts pool or another --property")
+    if args.max_prompts and len(kept) > args.max_prompts:
+        kept = kept[:args.max_prompts]
+        if rank == 0:
+            print(f"curating the first {len(kept)} (--max-prompts)")
+    gen_kw = {"steps": args.steps} if args.steps else {}
+    reward = evaluate.load_reward(args.reward, device=device)
+    teacher = models.load(args.model, path=args.path, device=device)
+    student = models.load(args.model, path=args.student, device=device)
+    summary = curate(teacher, student, reward, kept, list(range(args.num_seeds)), props, args.tau, args.out,
+                     cache, gen_kw, args.batch_size, config=vars(args))
+    if rank == 0:
+        print("\n".join(summary_lines(counts, summary)[1:]))
+        print(f"wrote {args.out} ({summary['pairs']} pairs); teacher cache: {cache}")
+
+
+if __name__ == "__main__":
+    models.run_cli(main)

@@ -1,0 +1,325 @@
+"""Reward-guided block pruning and target properties (V.I.P. paper, Sec. 3.2).
+
+    "we first evaluate the impact by removing each block individually using VideoScore's total
+     score and select blocks that have minimal impact compared to the full model. Here, we
+     identify the properties that show the performance drop relative to the full model as the
+     target properties for recovery."
+
+One stage, given the current student (M0 at stage 1, the trained M_{k-1}' later) and the full M0:
+  1. generate the eval prompts with fixed seeds for the student as it is and once per block with
+     that block skipped (`model.skip`: no copy, the model is bit-identical afterwards); the shared
+     seeds give every candidate the same noise, so the scores differ only by the block;
+  2. remove (`model.remove`, structurally) the `--blocks` blocks whose absence hurts the total
+     score least (`--greedy`: remove one, re-score the rest, repeat; k searches instead of one,
+     and it sees blocks that are harmless alone but not together);
+  3. target properties: the dimensions on which the pruned model scores below M0 (the paper's
+     yellow cells in Table 1), ranked by the size of the drop; curate.py builds pairs for them;
+  4. write prune.json (every candidate's per-dimension scores, the chosen blocks, the targets,
+     parameters, TFLOPs per denoising step, latency of one generation) and the pruned model to
+     pruned/ (curate.py's --student; after training, redpo.py's student/ starts the next stage).
+
+    python prune.py --model tiny --reward pixel --blocks 2 --out runs/x/stage_1
+    python prune.py --model tiny --student runs/x/stage_1/student --reward pixel --out runs/x/stage_2
+    torchrun --nproc_per_node 2 --standalone prune.py --model tiny --reward pixel --out runs/x/stage_1
+    python prune.py --model animatediff --reward videoscore --blocks 4 --out runs/ad/stage_1
+
+Generation and scoring are sharded over torchrun ranks in fixed batches (the same batches for
+any number of ranks, so the scores do not depend on it) and gathered; rank 0 decides and writes,
+and every rank returns the same result.
+"""
+import argparse
+import os
+
+import numpy as np
+from tqdm import tqdm
+
+import evaluate
+import models
+
+BASE = "(none)"  # the candidate that skips nothing: the current student as it is
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring: one eval-set generation per candidate, shared seeds, sharded in fixed batches
+# ---------------------------------------------------------------------------------------------
+
+def batches(n, batch_size):
+    """Index lists [0..b), [b..2b), ... covering range(n): fixed, whatever the number of ranks."""
+    return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+
+
+def score_videos(model, reward, prompts, seeds, static=None, gen_kw=None):
+    """Generate one video per (prompt, seed) and score it: dict key -> list of B floats."""
+    frames, _ = model.generate(prompts, seeds, **(gen_kw or {}))  # (B, F, H, W, 3) uint8
+    scores = reward(frames, prompts, static=static)
+    out = {}
+    for key, values in scores.items():
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if len(values) != len(prompts):
+            raise ValueError(f"reward returned {len(values)} {key!r} scores for {len(prompts)} videos")
+        out[key] = values.tolist()
+    return out
+
+
+def mean_scores(per_video):
+    """dict key -> list of per-video floats  ->  dict key -> mean."""
+    return {key: float(np.mean(values)) for key, values in per_video.items()}
+
+
+def score_candidates(model, reward, prompts, seeds, static=None, gen_kw=None, blocks=None,
+                     batch_size=4, progress=True):
+    """Score the model as it is and with each block in `blocks` (default: all) skipped on its own.
+
+    Returns {"base": {key: mean}, "candidates": {block: {key: mean}}}, the same on every rank.
+    Costs (len(blocks) + 1) generations of the eval set, split over the ranks.
+    """
+    if len(prompts) == 0:
+        raise models.UserError("no eval prompts: pass a --prompts file with at least one prompt")
+    if len(prompts) != len(seeds):
+        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+    blocks = list(model.blocks()) if blocks is None else list(blocks)
+    candidates = [BASE] + blocks
+    jobs = [(c, idx) for c in candidates for idx in batches(len(prompts), batch_size)]
+    rank, _ = models.rank_world()
+    mine = models.shard(jobs)
+    results = []
+    bar = tqdm(mine, desc="prune: candidates", unit="batch", disable=not progress or rank != 0)
+    for j, (candidate, idx) in bar:
+        bar.set_postfix_str(candidate)
+        skip = [] if candidate == BASE else [candidate]
+        with model.skip(skip):  # identity blocks inside, restored exactly on exit
+            s = score_videos(model, reward, [prompts[i] for i in idx], [seeds[i] for i in idx],
+                             None if static is None else [static[i] for i in idx], gen_kw)
+        results.append((j, s))
+    gathered = models.gather(results)  # job order on every rank
+    per_video = {c: {} for c in candidates}
+    for (candidate, _), s in zip(jobs, gathered):
+        for key, values in s.items():
+            per_video[candidate].setdefault(key, []).extend(values)
+    means = {c: mean_scores(per_video[c]) for c in candidates}
+    return {"base": means[BASE], "candidates": {b: means[b] for b in blocks}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions: which blocks go, which properties to recover
+# ---------------------------------------------------------------------------------------------
+
+def check_k(k, n_blocks):
+    if not 1 <= k <= n_blocks:
+        raise models.UserError(f"cannot remove {k} blocks: the model has {n_blocks} left; "
+                               f"pass --blocks between 1 and {n_blocks}")
+
+
+def choose_blocks(scores, k):
+    """The k candidates whose removal leaves the highest total score (the least harm); ties keep
+    the block order. `scores`: score_candidates' result."""
+    candidates = list(scores["candidates"])
+    check_k(k, len(candidates))
+    order = sorted(range(len(candidates)), key=lambda i: (-scores["candidates"][candidates[i]]["total"], i))
+    return [candidates[i] for i in order[:k]]
+
+
+def target_properties(pruned_scores, full_scores, dims=evaluate.DIMENSIONS):
+    """The dimensions on which the pruned model scores below the full model M0, as (dim, drop)
+    with drop = S_full - S_pruned > 0, largest drop first. If none dropped, the one dimension
+    with the smallest margin (its drop <= 0), so that the stage still has a target. Dimensions
+    the reward does not measure (NaN, e.g. the pixel proxy's text_alignment) are left out."""
+    drops = [(d, float(full_scores[d] - pruned_scores[d])) for d in dims]
+    drops = [dd for dd in drops if np.isfinite(dd[1])]
+    if not drops:
+        raise ValueError(f"the reward measured none of {', '.join(dims)}")
+    dropped = sorted([dd for dd in drops if dd[1] > 0], key=lambda dd: -dd[1])
+    if dropped:
+        return dropped
+    return [max(drops, key=lambda dd: dd[1])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost: parameters, TFLOPs per denoising step, latency of one generation
+# ---------------------------------------------------------------------------------------------
+
+def step_tflops(model, gen_kw=None):
+    """TFLOPs of one denoising step: the denoiser forward, twice under classifier-free guidance."""
+    g = evaluate.generation_settings(model, **(gen_kw or {}))
+    return evaluate.measure_tflops(model, g["num_frames"], g["height"], g["width"], 1, g["guidance"])["tflops"]
+
+
+def latency(model, prompt, seed, gen_kw=None):
+    """Seconds to generate one video at batch 1 (after a warm-up)."""
+    return evaluate.measure_latency(model, prompt, seed, **(gen_kw or {}))
+
+
+def block_sizes(model):
+    """Parameters of each prunable block still in the model."""
+    return {n: sum(p.numel() for p in b.parameters()) for n, b in model.blocks().items()}
+
+
+def flat_means(scores):
+    """{dim: mean} from either that or evaluate.py's eval.json "scores" ({dim: {"mean", ...}});
+    a JSON null (a dimension the reward does not measure) becomes NaN."""
+    means = {k: v["mean"] if isinstance(v, dict) else v for k, v in scores.items()}
+    return {k: float("nan") if v is None else v for k, v in means.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# One pruning stage
+# ---------------------------------------------------------------------------------------------
+
+def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, static=None, greedy=False,
+                gen_kw=None, batch_size=4, progress=True, student_dir=None):
+    """Sec. 3.2 on `model`, in place: search, remove k blocks, find the target properties.
+
+    teacher_scores: M0's mean scores on the same prompts and seeds ({dim: mean}, or eval.json's
+    "scores"), or None when `model` is M0 itself (stage 1: its own base scores are the full
+    model's). Every rank removes the same blocks (rank 0's choice, broadcast); rank 0 writes the
+    pruned model to student_dir (default out_dir/pruned/, the run layout's) and out_dir/prune.json
+    (each atomically, prune.json last). Returns prune.json's content (NaN where the JSON has null)
+    on every rank.
+    """
+    if len(prompts) == 0:
+        raise models.UserError("no eval prompts: pass a --prompts file with at least one prompt")
+    check_k(k, len(model.blocks()))
+    rank, _ = models.rank_world()
+    sizes = block_sizes(model)
+    params_before = model.num_parameters()
+    tflops_before = step_tflops(model, gen_kw) if rank == 0 else None
+
+    rounds, removed, pruned_scores = [], [], None
+    for r in range(k if greedy else 1):
+        scores = score_candidates(model, reward, prompts, seeds, static, gen_kw, batch_size=batch_size,
+                                  progress=progress)
+        chosen = models.broadcast(choose_blocks(scores, 1 if greedy else k))  # rank 0 decides
+        rounds.append({"base": scores["base"], "candidates": [
+            {"block": b, "scores": s, "drop": scores["base"]["total"] - s["total"], "params": sizes[b]}
+            for b, s in scores["candidates"].items()], "chosen": chosen})
+        if r == 0:
+            full = scores["base"] if teacher_scores is None else flat_means(teacher_scores)
+            latency_before = latency(model, prompts[0], seeds[0], gen_kw) if rank == 0 else None
+        if greedy or k == 1:
+            pruned_scores = scores["candidates"][chosen[0]]  # skipping == removing, bit for bit
+        model.remove(chosen)
+        removed += chosen
+    if pruned_scores is None:  # k blocks removed at once: one more eval-set generation
+        pruned_scores = score_candidates(model, reward, prompts, seeds, static, gen_kw, blocks=[],
+                                         batch_size=batch_size, progress=False)["base"]
+
+    targets = target_properties(pruned_scores, full)
+    record = {
+        "model": model.name,
+        "greedy": greedy,
+        "eval": {"prompts": list(prompts), "seeds": [int(s) for s in seeds], "gen_kw": gen_kw or {}},
+        "full_scores": full,
+        "base_scores": rounds[0]["base"],
+        "candidates": rounds[0]["candidates"],
+        "rounds": rounds if greedy else None,
+        "removed": removed,
+        "all_removed": list(model.removed),
+        "pruned_scores": pruned_scores,
+        "target_properties": [[d, drop] for d, drop in targets],
+        "target_fallback": targets[0][1] <= 0,
+        "num_parameters": {"before": params_before, "after": model.num_parameters()},
+        "removed_parameters": sum(sizes[b] for b in removed),
+        "tflops_per_step": None,
+        "latency_s": None,
+    }
+    if rank == 0:  # measured once, on rank 0; the broadcast below gives every rank the same record
+        record["tflops_per_step"] = {"before": tflops_before, "after": step_tflops(model, gen_kw)}
+        record["latency_s"] = {"before": latency_before, "after": latency(model, prompts[0], seeds[0], gen_kw)}
+        model.save(student_dir or os.path.join(out_dir, "pruned"))
+        models.write_json(os.path.join(out_dir, "prune.json"), evaluate._json_safe(record))  # NaN -> null
+    models.barrier()
+    return models.broadcast(record)
+
+
+def summary_lines(record):
+    """What a reader wants on screen after a stage."""
+    base = record["base_scores"]["total"]
+    lines = [f"{'skipped block':40s} {'total':>9s} {'drop':>9s}"]
+    lines += [f"{BASE:40s} {base:9.4f} {0:9.4f}"]
+    for c in record["candidates"]:
+        mark = "  <- removed" if c["block"] in record["removed"] else ""
+        lines.append(f"{c['block']:40s} {c['scores']['total']:9.4f} {c['drop']:9.4f}{mark}")
+    for i, rnd in enumerate(record["rounds"] or []):  # greedy: the later choices were made on re-scored models
+        after = next(c["scores"]["total"] for c in rnd["candidates"] if c["block"] == rnd["chosen"][0])
+        lines.append(f"greedy round {i + 1}: removed {rnd['chosen'][0]} (total {rnd['base']['total']:.4f} -> {after:.4f})")
+    p, t = record["num_parameters"], record["tflops_per_step"]
+    lines.append(f"removed {record['removed']}: parameters {p['before']['total']:,} -> {p['after']['total']:,}, "
+                 f"TFLOPs/step {t['before']:.4g} -> {t['after']:.4g}")
+    if record["latency_s"]:
+        lines.append(f"latency of one video: {record['latency_s']['before']:.2f}s -> {record['latency_s']['after']:.2f}s")
+    targets = ", ".join(f"{d} (-{drop:.4f})" for d, drop in record["target_properties"])
+    if record["target_fallback"]:
+        d, drop = record["target_properties"][0]
+        lines.append(f"no dimension dropped below the full model; falling back to the smallest margin: "
+                     f"{d} ({-drop:+.4f} above)")
+    else:
+        lines.append(f"target properties: {targets}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+def pick(items, n):
+    """n items spread evenly over the list (deterministic), or all of them."""
+    if n is None or n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="V.I.P. Sec. 3.2: reward-guided block pruning and target properties.")
+    p.add_argument("--model", default="tiny", help=f"one of {', '.join(models.LOADERS)} (default: tiny)")
+    p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
+    p.add_argument("--student", default=None, help="the current student, a saved model folder (e.g. the "
+                   "trained runs/x/stage_1/student); default or 'none': M0 itself (stage 1)")
+    p.add_argument("--reward", default="videoscore", help="reward of evaluate.py: videoscore, pixel, shapes")
+    p.add_argument("--blocks", type=int, default=4, help="blocks to remove in this stage (paper: 4)")
+    p.add_argument("--greedy", action="store_true", help="re-score after each removal (k searches)")
+    p.add_argument("--prompts", default=evaluate.DEFAULT_PROMPTS, help="eval prompts (.txt, .csv, .json; "
+                   "default: evaluate.py's, with static labels)")
+    p.add_argument("--num-prompts", type=int, default=32, help="eval prompts used, spread over the file")
+    p.add_argument("--seed", type=int, default=0, help="prompt i is generated with seed + i")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=4, help="videos per generate call")
+    p.add_argument("--out", required=True, help="stage folder: writes prune.json and pruned/")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    student = None if args.student in (None, "", "none", "None") else args.student
+    if student is not None and not os.path.isfile(os.path.join(student, models.STUDENT_FILE)):
+        raise models.UserError(f"{student} is not a student folder (no {models.STUDENT_FILE}); "
+                               "pass a model folder of an earlier stage, or none for M0")
+    items = pick(evaluate.read_prompts(args.prompts), args.num_prompts)
+    if not items:
+        raise models.UserError(f"no eval prompts in {args.prompts}: pass a file with at least one prompt")
+    prompts = [it["prompt"] for it in items]
+    static = [it.get("static") for it in items]  # True / False / None (unlabelled)
+    seeds = [args.seed + i for i in range(len(prompts))]
+    gen_kw = {"steps": args.steps} if args.steps else {}
+
+    rank, world, device = models.dist_setup()
+    model = models.load(args.model, path=student or args.path, device=device)
+    check_k(args.blocks, len(model.blocks()))  # before any generation
+    reward = evaluate.load_reward(args.reward, device=device)
+    teacher_scores = None
+    if student is not None:  # M0's scores on the same prompts and seeds, then free it
+        full = models.load(args.model, path=args.path, device=device)
+        teacher_scores = score_candidates(full, reward, prompts, seeds, static, gen_kw, blocks=[],
+                                          batch_size=args.batch_size)["base"]
+        del full
+    if rank == 0:
+        print(f"prune: {args.model} with {len(model.blocks())} blocks, {len(prompts)} eval prompts, "
+              f"reward {args.reward}, {world} rank(s), removing {args.blocks}{' greedily' if args.greedy else ''}")
+    record = prune_stage(model, teacher_scores, reward, prompts, seeds, args.blocks, args.out, static,
+                         args.greedy, gen_kw, args.batch_size)
+    if rank == 0:
+        print("\n".join(summary_lines(record)))
+        print(f"wrote {os.path.join(args.out, 'prune.json')} and {os.path.join(args.out, 'pruned')}")
+
+
+if __name__ == "__main__":
+    models.run_cli(main)

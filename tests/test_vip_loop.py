@@ -1,0 +1,118 @@
+"""vip_loop.py: stages, resume after a kill, torchrun, one-shot, and config refusal (issue 7)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import models
+import vip_loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = ["--model", "tiny", "--reward", "pixel", "--stages", "2", "--blocks", "2",
+         "--eval_prompts", "2", "--pool_prompts", "4"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def start(out, *extra, nproc=1):
+    launcher = [sys.executable] if nproc == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    return subprocess.Popen(launcher + ["vip_loop.py", *FLAGS, *extra, "--out", str(out)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def table(run_dir):
+    """report.md's Table-1 rows (everything but the cost table, whose latency is measured)."""
+    text = open(os.path.join(run_dir, "report.md")).read()
+    return [line for line in text.splitlines() if line.startswith("| tiny |")]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    run = tmp_path_factory.mktemp("loop") / "straight"
+    finish(start(run))
+    return run
+
+
+def test_two_stages_shrink_the_model_and_report_every_row(straight):
+    params = [models.read_json(os.path.join(straight, "full", "eval.json"))["params"]["prunable"]]
+    for k in (1, 2):
+        stage = os.path.join(straight, f"stage_{k}")
+        prune = models.read_json(os.path.join(stage, "prune.json"))
+        assert len(prune["removed"]) == 2
+        pruned = models.read_json(os.path.join(stage, "eval_pruned.json"))["params"]["prunable"]
+        trained = models.read_json(os.path.join(stage, "eval.json"))["params"]["prunable"]
+        assert pruned == trained == params[-1] - prune["removed_parameters"]
+        params.append(trained)
+        assert os.path.isfile(os.path.join(stage, "DONE"))
+        assert os.path.isfile(os.path.join(stage, "student", models.STUDENT_FILE))
+    assert params[0] > params[1] > params[2]
+    rows = table(straight)
+    assert [r.split("|")[2:4] for r in rows] == [
+        [" Full ", " - "], [" Stage 1 ", " Pruned "], [" Stage 1 ", " ReDPO "],
+        [" Stage 2 ", " Pruned "], [" Stage 2 ", " ReDPO "]]
+    # The table shows the eval.json numbers.
+    trained = models.read_json(os.path.join(straight, "stage_2", "eval.json"))
+    assert f"{trained['scores']['total']['mean']:.3f}" == rows[-1].split("|")[8].strip()
+    # Stage 2 starts from stage 1's trained student: its removed list extends stage 1's.
+    final = models.load("tiny", path=os.path.join(straight, "stage_2", "student"))
+    first = models.read_json(os.path.join(straight, "stage_1", "prune.json"))["removed"]
+    assert final.removed[:2] == first and len(final.removed) == 4
+
+
+def test_killed_in_stage_2_resumes_without_redoing_stage_1(straight, tmp_path):
+    run = tmp_path / "killed"
+    proc = start(run)
+    marker = run / "stage_2" / "prune.json"
+    deadline = time.time() + 600
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), "the run never reached stage 2"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "stage_2" / "DONE").exists() and not (run / "report.md").exists()
+    stage_1 = {p: os.stat(p).st_mtime_ns for p in (run / "stage_1").rglob("*")}
+
+    out = finish(start(run))
+    assert "stage 1: done, skipped" in out
+    assert {p: os.stat(p).st_mtime_ns for p in (run / "stage_1").rglob("*")} == stage_1
+    assert (run / "stage_2" / "DONE").exists()
+    assert table(run) == table(straight)   # the same report as the uninterrupted run
+
+
+def test_torchrun_two_processes(tmp_path):
+    run = tmp_path / "ddp"
+    finish(start(run, nproc=2))
+    assert models.read_json(os.path.join(run, "config.json"))["world"] == 2
+    removed = [models.read_json(os.path.join(run, f"stage_{k}", "prune.json"))["removed"] for k in (1, 2)]
+    assert [len(r) for r in removed] == [2, 2] and not set(removed[0]) & set(removed[1])
+    assert len(table(run)) == 5
+
+
+def test_oneshot_cuts_all_blocks_at_once(tmp_path):
+    run = tmp_path / "oneshot"
+    finish(start(run, "--oneshot"))
+    assert sorted(os.listdir(run)).count("stage_1") == 1 and not (run / "stage_2").exists()
+    assert len(models.read_json(run / "stage_1" / "prune.json")["removed"]) == 4
+    assert len(table(run)) == 3
+
+
+def test_another_config_for_an_existing_run_is_refused(tmp_path):
+    models.write_json(tmp_path / "config.json", {"model": "tiny", "method": "sft"})
+    r = subprocess.run([sys.executable, "vip_loop.py", *FLAGS, "--out", str(tmp_path)], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "other settings" in r.stderr and "method: 'sft' -> 'redpo'" in r.stderr
+
+
+def test_stage_plan():
+    assert vip_loop.stage_plan(3, 4, oneshot=False) == [4, 4, 4]
+    assert vip_loop.stage_plan(3, 4, oneshot=True) == [12]

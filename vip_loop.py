@@ -1,0 +1,254 @@
+"""V.I.P.: iterative online preference distillation (paper Sec. 3.4.2, Fig. 3).
+
+For stage k = 1..K, with the full teacher M0 fixed and the student updated:
+
+    M_{k-1}' --prune.py (Sec. 3.2)--> M_k, target properties     (stage_k/prune.json, pruned/)
+    M_k  --evaluate.py-->             the pruned row of Table 1   (stage_k/eval_pruned.json)
+    M0, M_k --curate.py (Sec. 3.3)--> winner/loser pairs          (stage_k/pairs/)
+    M_k, M0, pairs --redpo.py (3.4.1)--> M_k'                     (stage_k/train/, student/)
+    M_k' --evaluate.py-->             the trained row             (stage_k/eval.json, DONE)
+
+and finally report.md (evaluate.write_report) with the full model, each stage pruned and trained.
+
+    python vip_loop.py                                     # the toy world (the embedded default)
+    python vip_loop.py --model tiny --reward pixel --stages 2 --blocks 2 --out runs/tiny
+    torchrun --nproc_per_node 2 vip_loop.py --model tiny --reward pixel
+    torchrun --nproc_per_node 8 vip_loop.py --model animatediff   # the paper's settings
+
+Models are loaded once per run and every step is called in-process. Each step's output is
+written atomically and last, so re-running the same command skips what is done and resumes
+training from its last checkpoint. `--oneshot` is Table 4's "w/o online": all stages x blocks
+blocks cut at once and one round of training; `--method sft|dpo` are Table 3 / Table 4's baselines.
+"""
+import argparse
+import os
+
+import curate
+import evaluate
+import models
+import prune
+import redpo
+
+# Per model: the settings a user of the paper expects. The real models take the paper's (Sec. 4.1:
+# 4 blocks per stage, beta 5000, lr 6e-6, batch 2, 2 epochs, w_sft 1e4 / 1e6); tiny and toy are
+# small and fast so the whole loop runs on a CPU.
+PRESETS = {
+    "animatediff": dict(reward="videoscore", stages=3, blocks=4, beta=5000.0, w_sft=1e4, lr=6e-6, batch=2,
+                        epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
+    # VideoCrafter2's prunable blocks are single residual layers (models.py), finer than the paper's
+    # U-Net blocks: 7 of them per stage remove about the paper's 0.239B, then 0.272B (4 reach <= 0.144B).
+    "videocrafter2": dict(reward="videoscore", stages=2, blocks=7, beta=5000.0, w_sft=1e6, lr=6e-6, batch=2,
+                          epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
+    "tiny": dict(reward="pixel", stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=2,
+                 epochs=1, tau=0.0, eval_prompts=2, pool_prompts=8, seeds=1),
+}
+PRESETS["tiny-videocrafter2"] = dict(PRESETS["tiny"], w_sft=1e6)
+DEFAULT_MODEL = "tiny"
+
+# What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
+CONFIG_KEYS = ("model", "path", "adapter", "reward", "method", "stages", "blocks", "oneshot", "greedy",
+               "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "tau", "prompts", "pool",
+               "eval_prompts", "pool_prompts", "seeds", "seed", "world")
+
+
+def stage_plan(stages, blocks, oneshot):
+    """Blocks to remove in each stage: [blocks] * stages, or one stage with all of them (--oneshot)."""
+    return [stages * blocks] if oneshot else [blocks] * stages
+
+
+def curation_targets(record):
+    """The properties to curate pairs for: prune.py's target properties (largest drop first). When
+    pruning dropped no dimension on average, every measured dimension, least improved first, so
+    that videos on which the teacher still wins can be paired."""
+    if not record["target_fallback"]:
+        return [d for d, _ in record["target_properties"]]
+    full, pruned = record["full_scores"], record["pruned_scores"]
+    measured = [d for d in evaluate.DIMENSIONS if full.get(d) is not None and pruned.get(d) is not None]
+    return sorted(measured, key=lambda d: pruned[d] - full[d])
+
+
+def check_config(run_dir, config):
+    """Write config.json for a new run; for an existing one, refuse a different configuration."""
+    path = os.path.join(run_dir, "config.json")
+    if os.path.isfile(path):
+        old = models.read_json(path)
+        changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k)]
+        if changed:
+            raise models.UserError(
+                f"{run_dir} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "
+                "re-run with the same flags to resume it, or pass another --out")
+    else:
+        models.write_json(path, config)
+
+
+def done(path):
+    return os.path.exists(path)
+
+
+def evaluate_once(model, reward, eval_set, json_path, gen_kw):
+    """evaluate.py's eval.json for `model`, unless it is already there. Returns its scores."""
+    if not done(json_path):
+        result = evaluate.evaluate_model(model, reward, eval_set["prompts"], eval_set["seeds"],
+                                         static=eval_set["static"], **gen_kw)
+        evaluate.save_eval(result, json_path)
+        models.barrier()
+        return result["scores"]
+    return models.read_json(json_path)["scores"]
+
+
+def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, reward, eval_set, pool, cfg,
+              cache_dir, gen_kw):
+    """One stage of Fig. 3 on the student saved at `student_path` (None: M0 itself). Each step is
+    skipped when its output exists. Returns the trained student's folder."""
+    rank, _ = models.rank_world()
+    prune_json, pruned_dir = os.path.join(stage_dir, "prune.json"), os.path.join(stage_dir, "pruned")
+    pairs_dir, train_dir = os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train")
+    student_dir = os.path.join(stage_dir, "student")
+    device = teacher.device
+
+    # 1. Prune (Sec. 3.2): score each block's removal, cut the n_blocks least harmful ones.
+    if done(prune_json):
+        record = models.read_json(prune_json)
+        student = models.load(cfg["model"], path=pruned_dir, device=device)
+    else:
+        student = models.load(cfg["model"], path=student_path or cfg["path"], adapter=cfg["adapter"], device=device)
+        record = prune.prune_stage(student, teacher_scores, reward, eval_set["prompts"], eval_set["seeds"],
+                                   n_blocks, stage_dir, static=eval_set["static"], greedy=cfg["greedy"],
+                                   gen_kw=gen_kw, student_dir=pruned_dir)
+    targets = curation_targets(record)
+    if rank == 0:
+        print(f"stage {k}: removed {', '.join(record['removed'])}; target properties: "
+              + ", ".join(f"{d} (drop {drop:+.3g})" for d, drop in record["target_properties"])
+              + (f"; no dimension dropped, so pairs may come from any of {', '.join(targets)}"
+                 if record["target_fallback"] else ""))
+
+    # The pruned row of Table 1.
+    evaluate_once(student, reward, eval_set, os.path.join(stage_dir, "eval_pruned.json"), gen_kw)
+
+    # 2. Curate (Sec. 3.3): prompts that describe the targets, teacher winners, student losers.
+    if not done(os.path.join(pairs_dir, "pairs.jsonl")):
+        kept, counts = curate.filter_prompts(pool, targets)
+        if rank == 0:
+            print(f"stage {k}: prompt filter " + " -> ".join(f"{name} {n}" for name, n in counts.items()))
+        if not kept:
+            raise models.UserError(f"the prompt filter kept no prompt of {cfg['pool']} for {', '.join(targets)}; "
+                                   "pass a larger --pool")
+        kept = kept[:cfg["pool_prompts"]] if cfg["pool_prompts"] else kept
+        curate.curate(teacher, student, reward, kept, list(range(cfg["seeds"])), targets, cfg["tau"], pairs_dir,
+                      cache_dir, gen_kw, config=cfg)
+
+    # 3. Train (Sec. 3.4.1): ReDPO (or the baseline), resuming from the last checkpoint.
+    if not done(os.path.join(student_dir, models.STUDENT_FILE)):
+        redpo.train(student, teacher, pairs_dir, train_dir, method=cfg["method"], beta=cfg["beta"],
+                    w_sft=cfg["w_sft"], lr=cfg["lr"], batch=cfg["batch"], epochs=cfg["epochs"],
+                    grad_accum=cfg["grad_accum"], seed=cfg["seed"])
+        if rank == 0:
+            student.save(student_dir)
+        models.barrier()
+    else:
+        student = models.load(cfg["model"], path=student_dir, device=device)
+
+    # The trained row of Table 1.
+    evaluate_once(student, reward, eval_set, os.path.join(stage_dir, "eval.json"), gen_kw)
+    if rank == 0:
+        models.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"]})
+    models.barrier()
+    return student_dir
+
+
+def run(cfg, device):
+    """The whole loop for a resolved configuration `cfg` (see parse_args)."""
+    rank, _ = models.rank_world()
+    out = cfg["out"]
+    if rank == 0:
+        os.makedirs(out, exist_ok=True)
+        check_config(out, cfg)
+    models.barrier()
+
+    teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
+    reward = evaluate.load_reward(cfg["reward"], device=device)
+    eval_items = evaluate.read_prompts(cfg["prompts"])[:cfg["eval_prompts"] or None]
+    pool = evaluate.read_prompts(cfg["pool"])
+    if not eval_items:
+        raise models.UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
+    eval_set = {"prompts": [it["prompt"] for it in eval_items],
+                "seeds": [cfg["seed"] + i for i in range(len(eval_items))],
+                "static": [it["static"] for it in eval_items]}
+    gen_kw = {}
+
+    # The full model's row, and the scores every stage's target properties are measured against.
+    teacher_scores = evaluate_once(teacher, reward, eval_set, os.path.join(out, "full", "eval.json"), gen_kw)
+
+    student_path = None
+    for k, n_blocks in enumerate(stage_plan(cfg["stages"], cfg["blocks"], cfg["oneshot"]), start=1):
+        stage_dir = os.path.join(out, f"stage_{k}")
+        if done(os.path.join(stage_dir, "DONE")):
+            if rank == 0:
+                print(f"stage {k}: done, skipped")
+            student_path = os.path.join(stage_dir, "student")
+            continue
+        student_path = run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, reward,
+                                 eval_set, pool, cfg, os.path.join(out, "teacher_cache"), gen_kw)
+
+    if rank == 0:
+        text = evaluate.write_report([out], os.path.join(out, "report.md"))
+        print(text.split("\n\n## ")[0])
+        print(f"wrote {os.path.join(out, 'report.md')}")
+    models.barrier()
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="V.I.P. (Sec. 3.4.2): prune -> curate -> ReDPO -> evaluate, stage after stage.",
+        epilog="Unset flags take the model's preset (PRESETS in vip_loop.py): the paper's settings for "
+               "animatediff / videocrafter2, small fast ones for tiny / toy.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(PRESETS)} (default: {DEFAULT_MODEL})")
+    p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
+    p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter (hub id or directory)")
+    p.add_argument("--reward", default=None, help="evaluate.py reward: videoscore, pixel, shapes")
+    p.add_argument("--method", default="redpo", choices=redpo.METHODS)
+    p.add_argument("--stages", type=int, default=None)
+    p.add_argument("--blocks", type=int, default=None, help="blocks removed per stage")
+    p.add_argument("--oneshot", action="store_true", help="remove stages x blocks at once, train once (Table 4)")
+    p.add_argument("--greedy", action="store_true", help="re-score after each block removed (prune.py)")
+    p.add_argument("--beta", type=float, default=None)
+    p.add_argument("--w_sft", type=float, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch", type=int, default=None, help="pairs per process per step")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--grad_accum", type=int, default=1)
+    p.add_argument("--tau", type=float, default=None, help="minimum loser score tau_p (curate.py)")
+    p.add_argument("--prompts", default=None, help="eval prompt file (default: prompts/eval_prompts.csv)")
+    p.add_argument("--pool", default=None, help="prompt pool for curation (default: prompts/pool.txt)")
+    p.add_argument("--eval_prompts", type=int, default=None, help="use the first N eval prompts")
+    p.add_argument("--pool_prompts", type=int, default=None, help="curate at most N filtered prompts")
+    p.add_argument("--seeds", type=int, default=None, help="videos per curation prompt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<method>)")
+    return p.parse_args(argv)
+
+
+def resolve(args, world):
+    """Flags over the model's preset -> the run's configuration (echoed to config.json)."""
+    if args.model not in PRESETS:
+        raise models.UserError(f"unknown model {args.model!r}: choose one of {', '.join(PRESETS)}")
+    cfg = dict(PRESETS[args.model])
+    cfg.setdefault("prompts", evaluate.DEFAULT_PROMPTS)
+    cfg.setdefault("pool", curate.DEFAULT_PROMPTS)
+    cfg.update({k: v for k, v in vars(args).items() if v is not None or k not in cfg})
+    cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world
+    cfg["out"] = args.out or os.path.join("runs", f"{args.model}-{args.method}" + ("-oneshot" if args.oneshot else ""))
+    for key in ("stages", "blocks", "batch", "epochs", "seeds"):
+        if cfg[key] < 1:
+            raise models.UserError(f"--{key} must be at least 1 (got {cfg[key]})")
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    _, world, device = models.dist_setup()
+    run(resolve(args, world), device)
+
+
+if __name__ == "__main__":
+    models.run_cli(main)
