@@ -267,8 +267,11 @@ def teacher_key(model, prompt, seed, gen_kw=None):
 
 
 def reward_id(reward, static):
-    """Cached scores are kept per reward (its .name, else its function/class name) and static flag."""
+    """Cached scores are kept per reward (its .name, else its function/class name, and the weights
+    it came from) and static flag."""
     name = getattr(reward, "name", None) or getattr(reward, "__name__", None) or type(reward).__name__
+    if getattr(reward, "source", None):
+        name = f"{name}:{reward.source}"
     return f"{name}|static" if static else name
 
 
@@ -396,7 +399,7 @@ def curate(teacher, student, reward, prompts, seeds, prop, tau, out_dir, cache_d
         if rank == 0:
             with open(os.path.join(tmp, "pairs.jsonl"), "w") as f:
                 for rec in records:
-                    f.write(json.dumps(evaluate._json_safe(rec)) + "\n")  # NaN -> null
+                    f.write(json.dumps(evaluate.json_safe(rec)) + "\n")  # NaN -> null
             models.write_json(os.path.join(tmp, "summary.json"), summary)
             if config is not None:
                 models.write_json(os.path.join(tmp, "config.json"), config)

@@ -197,8 +197,9 @@ class Reward:
     static rule, and adds the total. `note` (the score function's first docstring line) says what
     the numbers are; eval.json and the report carry it."""
 
-    def __init__(self, name, score_fn):
+    def __init__(self, name, score_fn, source=None):
         self.name = name
+        self.source = source          # the weights it was loaded from, where that varies (videoscore)
         self.score_fn = score_fn
         doc = (score_fn.__doc__ or name).strip()
         self.note = " ".join(doc.split("\n\n")[0].split())
@@ -450,7 +451,7 @@ def load_reward(name, device=None, **kw):
     """A Reward by name (REWARDS). kw go to the loader (videoscore: path, max_frames, batch_size, dtype)."""
     if name not in REWARDS:
         raise UserError(f"unknown reward {name!r}: choose one of {', '.join(REWARDS)}")
-    return Reward(name, REWARDS[name](device=device, **kw))
+    return Reward(name, REWARDS[name](device=device, **kw), source=kw.get("path"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -580,12 +581,12 @@ def evaluate_model(model, reward, prompts, seeds, static=None, keep_videos=4, ba
     return result
 
 
-def _json_safe(obj):
+def json_safe(obj):
     """NaN / inf -> None (strict JSON), numpy scalars -> Python numbers."""
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, (float, np.floating)):
         return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, np.integer):
@@ -607,7 +608,7 @@ def save_eval(result, json_path):
         return
     result = dict(result)
     videos = result.pop("videos", None)
-    models.write_json(json_path, _json_safe(result))
+    models.write_json(json_path, json_safe(result))
     if videos and videos["frames"] is not None:
         path = videos_path(json_path)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".npz")

@@ -226,7 +226,7 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
         record["tflops_per_step"] = {"before": tflops_before, "after": step_tflops(model, gen_kw)}
         record["latency_s"] = {"before": latency_before, "after": latency(model, prompts[0], seeds[0], gen_kw)}
         model.save(student_dir or os.path.join(out_dir, "pruned"))
-        models.write_json(os.path.join(out_dir, "prune.json"), evaluate._json_safe(record))  # NaN -> null
+        models.write_json(os.path.join(out_dir, "prune.json"), evaluate.json_safe(record))  # NaN -> null
     models.barrier()
     return models.broadcast(record)
 
