@@ -46,7 +46,7 @@ PRESETS["tiny-videocrafter2"] = dict(PRESETS["tiny"], w_sft=1e6)
 DEFAULT_MODEL = "tiny"
 
 # What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
-CONFIG_KEYS = ("model", "path", "adapter", "reward", "method", "stages", "blocks", "oneshot", "greedy",
+CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "method", "stages", "blocks", "oneshot", "greedy",
                "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "tau", "prompts", "pool",
                "eval_prompts", "pool_prompts", "seeds", "seed", "world")
 
@@ -68,7 +68,7 @@ def curation_targets(record):
 
 
 def check_config(run_dir, config):
-    """Write config.json for a new run; for an existing one, refuse a different configuration."""
+    """Refuse to resume a run directory whose config.json differs from `config`."""
     path = os.path.join(run_dir, "config.json")
     if os.path.isfile(path):
         old = models.read_json(path)
@@ -77,8 +77,6 @@ def check_config(run_dir, config):
             raise models.UserError(
                 f"{run_dir} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "
                 "re-run with the same flags to resume it, or pass another --out")
-    else:
-        models.write_json(path, config)
 
 
 def done(path):
@@ -160,13 +158,13 @@ def run(cfg, device):
     """The whole loop for a resolved configuration `cfg` (see parse_args)."""
     rank, _ = models.rank_world()
     out = cfg["out"]
-    if rank == 0:
-        os.makedirs(out, exist_ok=True)
-        check_config(out, cfg)
-    models.barrier()
-
+    check_config(out, cfg)
     teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
-    reward = evaluate.load_reward(cfg["reward"], device=device)
+    reward = evaluate.load_reward(cfg["reward"], device=device,
+                                  **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
+    if rank == 0 and not os.path.isfile(os.path.join(out, "config.json")):
+        models.write_json(os.path.join(out, "config.json"), cfg)  # only once the models load
+    models.barrier()
     eval_items = evaluate.read_prompts(cfg["prompts"])[:cfg["eval_prompts"] or None]
     pool = evaluate.read_prompts(cfg["pool"])
     if not eval_items:
@@ -206,6 +204,7 @@ def parse_args(argv=None):
     p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
     p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter (hub id or directory)")
     p.add_argument("--reward", default=None, help="evaluate.py reward: videoscore, pixel, shapes")
+    p.add_argument("--reward_path", default=None, help="VideoScore weights (hub id or dir; default: VideoScore-v1.1)")
     p.add_argument("--method", default="redpo", choices=redpo.METHODS)
     p.add_argument("--stages", type=int, default=None)
     p.add_argument("--blocks", type=int, default=None, help="blocks removed per stage")
