@@ -28,7 +28,7 @@ CONFIGS = {
                     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 2),
                dict(models.TINY_ADAPTER_CONFIG, block_out_channels=(64, 128, 256), motion_layers_per_block=2,
                     motion_num_attention_heads=8),
-               16, 32, 2),
+               16, 16, 2),
     "real": (dict(models.SD15_UNET_CONFIG, cross_attention_dim=32), models.ANIMATEDIFF_ADAPTER_CONFIG, 16, 64, 2),
 }
 
@@ -122,6 +122,7 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--checkpointing", action="store_true", help="also time with gradient checkpointing")
     args = p.parse_args()
+    models._quiet_libraries()
     device = models.default_device()
     for name in args.configs:
         for ckpt in ([False, True] if args.checkpointing else [False]):
