@@ -139,7 +139,8 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, rew
     if not done(os.path.join(student_dir, models.STUDENT_FILE)):
         redpo.train(student, teacher, pairs_dir, train_dir, method=cfg["method"], beta=cfg["beta"],
                     w_sft=cfg["w_sft"], lr=cfg["lr"], batch=cfg["batch"], epochs=cfg["epochs"],
-                    grad_accum=cfg["grad_accum"], seed=cfg["seed"])
+                    grad_accum=cfg["grad_accum"], seed=cfg["seed"],
+                    gradient_checkpointing=cfg["gradient_checkpointing"])
         if rank == 0:
             student.save(student_dir)
         models.barrier()
@@ -216,6 +217,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=None, help="pairs per process per step")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--grad_accum", type=int, default=1)
+    p.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for memory in training")
     p.add_argument("--tau", type=float, default=None, help="minimum loser score tau_p (curate.py)")
     p.add_argument("--prompts", default=None, help="eval prompt file (default: prompts/eval_prompts.csv)")
     p.add_argument("--pool", default=None, help="prompt pool for curation (default: prompts/pool.txt)")
@@ -236,6 +238,7 @@ def resolve(args, world):
     cfg.setdefault("pool", curate.DEFAULT_PROMPTS)
     cfg.update({k: v for k, v in vars(args).items() if v is not None or k not in cfg})
     cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world
+    cfg["gradient_checkpointing"] = args.gradient_checkpointing
     cfg["out"] = args.out or os.path.join("runs", f"{args.model}-{args.method}" + ("-oneshot" if args.oneshot else ""))
     for key in ("stages", "blocks", "batch", "epochs", "seeds"):
         if cfg[key] < 1:
