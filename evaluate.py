@@ -439,11 +439,16 @@ def _load_pixel(device=None, **kw):
     return pixel_scores
 
 
+def _load_shapes(device=None, **kw):
+    """The toy world's exact reward (toy/shapes.py)."""
+    from toy import shapes
+    return shapes.reward
+
+
 REWARDS = {
     "videoscore": _load_videoscore,
     "pixel": _load_pixel,
-    # The toy world's exact reward, once toy/shapes.py exists (one line, plus `import importlib`):
-    # "shapes": lambda device=None, **kw: importlib.import_module("toy.shapes").reward,
+    "shapes": _load_shapes,
 }
 
 

@@ -86,7 +86,7 @@ TINY_SEED = 0
 DEFAULTS = {
     "animatediff": dict(num_frames=16, steps=25, guidance=7.5, height=512, width=512, fps=8),
     "tiny": dict(num_frames=8, steps=4, guidance=7.5, height=32, width=32, fps=4),
-    "toy": dict(num_frames=8, steps=20, guidance=3.0, height=16, width=16, fps=4),
+    "toy": dict(num_frames=8, steps=20, guidance=1.0, height=16, width=16, fps=4),
     # VideoCrafter's scripts/run_text2video.sh: 16 frames at 320x512, DDIM 50 steps with eta 1,
     # guidance 12, fps condition 28 (`fps_cond`); written out at 10 fps (inference.py's savefps).
     "videocrafter2": dict(num_frames=16, steps=50, guidance=12.0, height=320, width=512, fps=10,
@@ -404,6 +404,8 @@ TOY_WEIGHTS = "model.safetensors"
 class ToyPipe:
     """The pieces of the toy model, with the few pipeline methods VideoModel uses (no VAE)."""
 
+    vae_scale_factor = 1  # pixel space: the "latents" are the frames
+
     def __init__(self, unet, text_encoder, scheduler):
         self.unet, self.text_encoder, self.scheduler, self.vae = unet, text_encoder, scheduler, None
 
@@ -505,7 +507,7 @@ def toy_model(config, state=None, seed=0, source=None):
                                 f"unexpected {unexpected[:3]}; the weights and config.json come from different runs")
     pipe = ToyPipe(unet.eval(), text_encoder.eval(), DDIMScheduler(**config["scheduler"]))
     return ToyModel("toy", pipe, source or {"path": None, "adapter": None}, _motion_block_paths(unet),
-                    _is_motion_param, config["defaults"], config["vocab"], config["max_tokens"],
+                    _is_motion_param, DEFAULTS["toy"], config["vocab"], config["max_tokens"],
                     config.get("unet_predicts", "epsilon"))
 
 

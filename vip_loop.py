@@ -43,7 +43,15 @@ PRESETS = {
                  epochs=1, tau=0.0, eval_prompts=2, pool_prompts=8, seeds=1),
 }
 PRESETS["tiny-videocrafter2"] = dict(PRESETS["tiny"], w_sft=1e6)
-DEFAULT_MODEL = "tiny"
+# The toy world (toy/shapes.py): its held-out prompts for evaluation and pruning, its training
+# prompts as the curation pool. They are a fixed grammar that names colour, shape and motion in
+# every prompt, so the caption filter (which would also strip the articles the model expects) is off.
+TOY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy")
+PRESETS["toy"] = dict(reward="shapes", stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=4,
+                      epochs=2, tau=0.0, eval_prompts=None, pool_prompts=None, seeds=1,
+                      prompts=os.path.join(TOY, "eval_prompts.txt"), pool=os.path.join(TOY, "train_prompts.txt"),
+                      filter_prompts=False)
+DEFAULT_MODEL = "toy"
 
 # What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
 CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "method", "stages", "blocks", "oneshot", "greedy",
@@ -125,7 +133,11 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, rew
 
     # 2. Curate (Sec. 3.3): prompts that describe the targets, teacher winners, student losers.
     if not done(os.path.join(pairs_dir, "pairs.jsonl")):
-        kept, counts = curate.filter_prompts(pool, targets)
+        if cfg["filter_prompts"]:
+            kept, counts = curate.filter_prompts(pool, targets)
+        else:  # a fixed grammar (toy): every prompt names colour, shape and motion already
+            kept = [dict(it, properties=targets) for it in pool]
+            counts = {"read": len(pool), "kept (no filter)": len(kept)}
         if rank == 0:
             print(f"stage {k}: prompt filter " + " -> ".join(f"{name} {n}" for name, n in counts.items()))
         if not kept:
@@ -235,6 +247,7 @@ def resolve(args, world):
         raise models.UserError(f"unknown model {args.model!r}: choose one of {', '.join(PRESETS)}")
     cfg = dict(PRESETS[args.model])
     cfg.setdefault("prompts", evaluate.DEFAULT_PROMPTS)
+    cfg.setdefault("filter_prompts", True)
     cfg.setdefault("pool", curate.DEFAULT_PROMPTS)
     cfg.update({k: v for k, v in vars(args).items() if v is not None or k not in cfg})
     cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world

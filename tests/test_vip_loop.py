@@ -116,3 +116,13 @@ def test_another_config_for_an_existing_run_is_refused(tmp_path):
 def test_stage_plan():
     assert vip_loop.stage_plan(3, 4, oneshot=False) == [4, 4, 4]
     assert vip_loop.stage_plan(3, 4, oneshot=True) == [12]
+
+
+def test_toy_preset_reads_the_worlds_split():
+    from toy import shapes
+    import evaluate
+    train, held_out = shapes.split_prompts()
+    preset = vip_loop.PRESETS["toy"]
+    assert [p["prompt"] for p in evaluate.read_prompts(preset["prompts"])] == held_out
+    assert [p["prompt"] for p in evaluate.read_prompts(preset["pool"])] == train
+    assert vip_loop.DEFAULT_MODEL == "toy" and preset["reward"] == "shapes"
