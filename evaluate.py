@@ -620,6 +620,7 @@ def save_eval(result, json_path):
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, frames=videos["frames"], prompts=np.array(videos["prompts"]),
                                 seeds=np.array(videos["seeds"]))
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
 
 
@@ -764,6 +765,7 @@ def write_report(run_dirs, out_path):
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=".md")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out_path)
     return text
 
