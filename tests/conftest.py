@@ -8,3 +8,11 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 torch.set_num_threads(1)
+
+
+def run_script(script, *args, timeout=300):
+    """Run one of the project's scripts as a user would (one thread, from the repository root)."""
+    import subprocess
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)

@@ -3,8 +3,6 @@ saved checkpoint, TFLOPs, the report, and the CLI end to end (issue 5)."""
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ import torch
 import evaluate
 import models
 from models import UserError
+from conftest import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -257,9 +256,7 @@ def test_report_matches_eval_json(tmp_path):
 # --- the CLI, end to end ------------------------------------------------------------------------
 
 def run_cli(*args):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "evaluate.py", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return run_script("evaluate.py", *args)
 
 
 def test_cli_evaluates_tiny_and_writes_report(tmp_path):

@@ -4,7 +4,6 @@ import copy
 import json
 import math
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -16,6 +15,7 @@ sys.path.insert(0, os.path.join(ROOT, "toy"))
 
 import gmm  # noqa: E402
 import redpo  # noqa: E402
+from conftest import run_script
 
 
 def on_modes(per_mode=20):
@@ -248,9 +248,7 @@ def test_plot_sweep_writes_a_png(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 def run_cli(*args):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "toy/gmm.py", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return run_script("toy/gmm.py", *args)
 
 
 def test_quick_run_writes_all_outputs(tmp_path):
