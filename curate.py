@@ -276,9 +276,8 @@ def reward_id(reward, static):
 
 
 def save_atomic(obj, path):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with models.atomic_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def to_score_dicts(scores, n):

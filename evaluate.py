@@ -30,7 +30,6 @@ import json
 import math
 import os
 import statistics
-import tempfile
 import time
 
 import numpy as np
@@ -616,12 +615,9 @@ def save_eval(result, json_path):
     models.write_json(json_path, json_safe(result))
     if videos and videos["frames"] is not None:
         path = videos_path(json_path)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
+        with models.atomic_file(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, frames=videos["frames"], prompts=np.array(videos["prompts"]),
                                 seeds=np.array(videos["seeds"]))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -762,11 +758,8 @@ def write_report(run_dirs, out_path):
             lines.append(f"- {os.path.basename(os.path.normpath(run))}, stage {k}: \"{prompt}\"  ")
             lines.append(f"  ![{prompt}]({rel}) ([mp4]({os.path.splitext(rel)[0]}.mp4))")
     text = "\n".join(lines) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=".md")
-    with os.fdopen(fd, "w") as f:
+    with models.atomic_file(out_path) as tmp, open(tmp, "w") as f:
         f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out_path)
     return text
 
 

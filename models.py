@@ -19,6 +19,7 @@ VideoCrafter2: the whole UNet).
 Below the models: the few torchrun and file helpers that every script shares.
 """
 import argparse
+import atexit
 import contextlib
 import functools
 import json
@@ -955,6 +956,9 @@ def dist_setup():
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
+        # Leave the group before the interpreter tears down: an undestroyed gloo group can abort
+        # the process at exit ("terminate called without an active exception") after all work is done.
+        atexit.register(dist.destroy_process_group)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", 0))
@@ -1000,14 +1004,26 @@ def barrier():
 # Files: atomic writes, so that a crash never leaves half a file behind.
 # ---------------------------------------------------------------------------------------------
 
-def write_json(path, obj):
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yield a temp path beside `path` (same extension) to write to; on success it becomes `path`
+    in one rename (mode 0644), on failure it is removed. Readers never see half a file."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, obj):
+    with atomic_file(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def read_json(path):
@@ -1039,17 +1055,11 @@ def atomic_dir(path):
 def save_video(path, frames, fps=8):
     """uint8 frames (F, H, W, 3) -> an .mp4 or .gif, written atomically."""
     import imageio.v2 as imageio
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    ext = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=ext)
-    os.close(fd)
-    if ext == ".gif":
-        imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
-    else:
-        imageio.mimsave(tmp, list(frames), fps=fps, macro_block_size=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        if path.endswith(".gif"):
+            imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
+        else:
+            imageio.mimsave(tmp, list(frames), fps=fps, macro_block_size=1)
 
 
 def run_cli(main):

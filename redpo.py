@@ -199,10 +199,8 @@ def append_metrics(path, rows, upto=None):
         with open(path) as f:
             lines = f.readlines()
     lines += [json.dumps(r) + "\n" for r in rows]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with models.atomic_file(path) as tmp, open(tmp, "w") as f:
         f.writelines(lines)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -358,10 +358,8 @@ def frame_strip(videos, scale=4):
 
 def save_png(path, image):
     import imageio.v2 as imageio
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    imageio.imwrite(tmp, image)
-    os.replace(tmp, path)
+    with models.atomic_file(path) as tmp:
+        imageio.imwrite(tmp, image)
 
 
 def train_teacher(args):
@@ -409,10 +407,9 @@ def train_teacher(args):
         with models.atomic_dir(args.out) as tmp:
             save_file(ema_state, os.path.join(tmp, "model.safetensors"))
             models.write_json(os.path.join(tmp, "config.json"), config)
-        torch.save(dict(params=[p.detach() for p in params], ema=ema, opt=opt.state_dict(), step=step,
-                        elapsed=time.time() - t0, rng=rng, torch_rng=torch.get_rng_state()),
-                   state_path + ".tmp")
-        os.replace(state_path + ".tmp", state_path)
+        with models.atomic_file(state_path) as tmp:
+            torch.save(dict(params=[p.detach() for p in params], ema=ema, opt=opt.state_dict(), step=step,
+                            elapsed=time.time() - t0, rng=rng, torch_rng=torch.get_rng_state()), tmp)
         teacher = models.load("toy", path=args.out, device="cpu")
         prompts = [eval_prompts[i] for i in (0, 8)] + [train_prompts[i] for i in (20, 60)]
         videos, _ = teacher.generate(prompts, list(range(len(prompts))))
