@@ -25,8 +25,9 @@ Teacher videos depend only on (model, prompt, seed, sampler settings): their lat
 live in a cache folder (default: runs/NAME/teacher_cache beside the stage folders) and later
 stages reuse them without generating.
 
+    python curate.py --student runs/toy/stage_1/pruned --property visual_quality --out runs/toy/stage_1/pairs
     python curate.py --model tiny --student runs/x/stage_1/pruned --property dynamic_degree \\
-        --reward pixel --tau 0.0 --out runs/x/stage_1/pairs
+        --reward pixel --tau 0.0 --num_seeds 2 --out runs/x/stage_1/pairs
     torchrun --nproc_per_node 2 --standalone curate.py --model tiny --student runs/x/stage_1/pruned \\
         --property dynamic_degree,text_alignment --reward pixel --out runs/x/stage_1/pairs
     python curate.py --model animatediff --student runs/ad/stage_1/pruned --property dynamic_degree \\
@@ -46,8 +47,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import defaults
 import evaluate
 import models
+import runtime
+from prompt_files import read_prompts
+from rewards import load_reward
+from runtime import UserError
 
 # ---------------------------------------------------------------------------------------------
 # Prompt filtering
@@ -156,7 +162,7 @@ def llm_margins(prompts, prop, llm, batch_size=16):
     if yes == no:
         raise ValueError("the LLM's tokenizer gives ' yes' and ' no' the same first token")
     questions = [LLM_TEMPLATE.format(prompt=p, what=PROPERTY_QUESTIONS[prop]) for p in prompts]
-    mine = models.shard(questions)
+    mine = runtime.shard(questions)
     out = []
     for b in range(0, len(mine), batch_size):
         chunk = mine[b:b + batch_size]
@@ -166,22 +172,22 @@ def llm_margins(prompts, prop, llm, batch_size=16):
                        position_ids=positions).logits[:, -1].float()  # (B, vocab)
         margin = (logits[:, yes] - logits[:, no]).tolist()
         out += [(i, m) for (i, _), m in zip(chunk, margin)]
-    return models.gather(out)
+    return runtime.gather(out)
 
 
 def load_llm(path, device=None):
     """A transformers causal LM and its tokenizer (hub id or local folder), padded on the left."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    device = device or models.default_device()
+    device = device or runtime.default_device()
     if path.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(path)):
-        raise models.UserError(f"no such --llm folder: {path}; pass a local folder or a hub id")
+        raise UserError(f"no such --llm folder: {path}; pass a local folder or a hub id")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
     except OSError as e:
-        raise models.UserError(f"could not load the --llm {path!r} ({str(e).strip().splitlines()[0]}); "
-                               "pass a local folder or a downloaded hub id, or drop --llm for the word lists") from e
+        raise UserError(f"could not load the --llm {path!r} ({str(e).strip().splitlines()[0]}); "
+                        "pass a local folder or a downloaded hub id, or drop --llm for the word lists") from e
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -196,7 +202,7 @@ def filter_prompts(prompts, prop, llm=None):
     props = [prop] if isinstance(prop, str) else list(prop)
     for p in props:
         if p not in PROPERTY_WORDS:
-            raise models.UserError(f"unknown property {p!r}: choose from {', '.join(PROPERTY_WORDS)}")
+            raise UserError(f"unknown property {p!r}: choose from {', '.join(PROPERTY_WORDS)}")
     items, counts = clean_prompts(prompts)
     if isinstance(llm, str):
         llm = load_llm(llm)
@@ -214,6 +220,16 @@ def filter_prompts(prompts, prop, llm=None):
     kept = [it for it in items if it["properties"]]
     counts["kept"] = len(kept)
     return kept, counts
+
+
+def select_prompts(prompts, prop, use_filter=True, llm=None):
+    """filter_prompts (Sec. 3.3), or without the filter every prompt for every property (the toy world's
+    grammar names colour, shape and motion in every prompt, and needs its articles). Returns (kept, counts)."""
+    if use_filter:
+        return filter_prompts(prompts, prop, llm)
+    props = [prop] if isinstance(prop, str) else list(prop)
+    kept = [dict(as_item(p), properties=props) for p in prompts]
+    return kept, {"read": len(prompts), "kept (no filter)": len(kept)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +292,7 @@ def reward_id(reward, static):
 
 
 def save_atomic(obj, path):
-    with models.atomic_file(path) as tmp:
+    with runtime.atomic_file(path) as tmp:
         torch.save(obj, tmp)
 
 
@@ -351,9 +367,9 @@ def curate(teacher, student, reward, prompts, seeds, prop, tau, out_dir, cache_d
                 items.append({"prompt": p["prompt"], "seed": int(s), "static": p.get("static"),
                               "properties": eligible})
     if not items:
-        raise models.UserError("no prompts to curate: the filter kept none for "
-                               f"{', '.join(props)}; pass another --prompts file or --property")
-    rank, world = models.rank_world()
+        raise UserError("no prompts to curate: the filter kept none for "
+                        f"{', '.join(props)}; pass another --prompts file or --property")
+    rank, world = runtime.rank_world()
     jobs = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]  # fixed, whatever world is
     summary = {"items": len(items), "teacher_generated": 0, "teacher_cached": 0, "pairs": 0,
                "properties": props, "tau": tau,
@@ -361,8 +377,8 @@ def curate(teacher, student, reward, prompts, seeds, prop, tau, out_dir, cache_d
     records = []
     if rank == 0:
         os.makedirs(cache_dir, exist_ok=True)
-    models.barrier()
-    writer = models.atomic_dir(out_dir) if rank == 0 else contextlib.nullcontext()
+    runtime.barrier()
+    writer = runtime.atomic_dir(out_dir) if rank == 0 else contextlib.nullcontext()
     with writer as tmp:
         if rank == 0:
             os.makedirs(os.path.join(tmp, "latents"))
@@ -371,7 +387,7 @@ def curate(teacher, student, reward, prompts, seeds, prop, tau, out_dir, cache_d
             mine = []
             if r + rank < len(jobs):
                 mine.append((r + rank, generate_and_score(teacher, student, reward, jobs[r + rank], cache_dir, gen_kw)))
-            for j, results in zip(range(r, r + world), models.gather(mine)):  # job order
+            for j, results in zip(range(r, r + world), runtime.gather(mine)):  # job order
                 for it, res in zip(jobs[j], results):
                     summary["teacher_cached" if res["cached"] else "teacher_generated"] += 1
                     if rank == 0 and res.get("new_scores"):  # rank 0 alone writes the cache
@@ -394,15 +410,15 @@ def curate(teacher, student, reward, prompts, seeds, prop, tau, out_dir, cache_d
                         torch.save(res["l_latents"], os.path.join(tmp, rec["loser"]))
         summary["pairs"] = len(records)
         if not records:
-            raise models.UserError(no_pair_message(summary))
+            raise UserError(no_pair_message(summary))
         if rank == 0:
             with open(os.path.join(tmp, "pairs.jsonl"), "w") as f:
                 for rec in records:
-                    f.write(json.dumps(evaluate.json_safe(rec)) + "\n")  # NaN -> null
-            models.write_json(os.path.join(tmp, "summary.json"), summary)
+                    f.write(json.dumps(runtime.json_safe(rec)) + "\n")  # NaN -> null
+            runtime.write_json(os.path.join(tmp, "summary.json"), summary)
             if config is not None:
-                models.write_json(os.path.join(tmp, "config.json"), config)
-    models.barrier()
+                runtime.write_json(os.path.join(tmp, "config.json"), config)
+    runtime.barrier()
     return summary
 
 
@@ -411,7 +427,7 @@ def no_pair_message(summary):
                     f"S_pruned <= tau" + (f", {c['not_measured']} not measured by the reward" if c["not_measured"] else "")
                     for p, c in summary["per_property"].items())
     return (f"no pair survived the rule S_full > S_pruned > tau: generated {summary['items']} "
-            f"prompt/seed items with both models ({why}); lower --tau, curate more prompts (--prompts, --num-seeds) "
+            f"prompt/seed items with both models ({why}); lower --tau, curate more prompts (--prompts, --num_seeds) "
             "or target another --property")
 
 
@@ -430,24 +446,21 @@ def summary_lines(counts, summary):
 # CLI
 # ---------------------------------------------------------------------------------------------
 
-DEFAULT_PROMPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts", "pool.txt")
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="V.I.P. Sec. 3.3: prompt filtering and winner/loser pair curation.")
-    p.add_argument("--model", default="tiny", help=f"one of {', '.join(models.LOADERS)} (default: tiny)")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=f"one of {', '.join(models.LOADERS)}")
     p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
     p.add_argument("--student", required=True, help="the pruned student M_k (prune.py's pruned/ folder)")
     p.add_argument("--property", required=True,
                    help=f"target properties, ranked, comma-separated: {', '.join(PROPERTY_WORDS)}")
-    p.add_argument("--prompts", default=DEFAULT_PROMPTS, help="prompt pool: .txt, .csv (caption/name column), .json")
+    p.add_argument("--prompts", default=None, help="prompt pool: .txt, .csv, .json (default: the model's)")
     p.add_argument("--llm", default=None, help="filter with this causal LM (hub id or folder) instead of the word lists")
-    p.add_argument("--max-prompts", type=int, default=None, help="curate at most this many filtered prompts (paper: 2k)")
-    p.add_argument("--num-seeds", type=int, default=1, help="videos per prompt (seeds 0..N-1)")
-    p.add_argument("--reward", default="videoscore", help="reward of evaluate.py: videoscore, pixel, shapes")
+    p.add_argument("--max_prompts", "--max-prompts", type=int, default=None, help="curate at most N (paper: 2k)")
+    p.add_argument("--num_seeds", "--num-seeds", type=int, default=1, help="videos per prompt (seeds 0..N-1)")
+    p.add_argument("--reward", default=None, help="videoscore, pixel, shapes (default: the model's, defaults.py)")
     p.add_argument("--tau", type=float, default=0.0, help="minimum loser score tau_p")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=4, help="videos per generate call")
+    p.add_argument("--batch_size", "--batch-size", type=int, default=4, help="videos per generate call")
     p.add_argument("--cache", default=None, help="teacher cache folder (default: OUT/../../teacher_cache)")
     p.add_argument("--out", required=True, help="pairs folder to write (e.g. runs/x/stage_1/pairs)")
     return p.parse_args(argv)
@@ -455,25 +468,26 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    run = defaults.fill(args, "pool")
     props = [p.strip() for p in args.property.split(",") if p.strip()]
     if not os.path.isfile(os.path.join(args.student, models.STUDENT_FILE)):
-        raise models.UserError(f"{args.student} is not a student folder (no {models.STUDENT_FILE}); "
-                               "pass the pruned/ folder that prune.py wrote")
+        raise UserError(f"{args.student} is not a student folder (no {models.STUDENT_FILE}); "
+                        "pass the pruned/ folder that prune.py wrote")
     cache = args.cache or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.out))), "teacher_cache")
-    rank, world, device = models.dist_setup()
-    kept, counts = filter_prompts(evaluate.read_prompts(args.prompts), props,
+    rank, world, device = runtime.dist_setup()
+    kept, counts = select_prompts(read_prompts(args.prompts), props, run["filter_prompts"] or bool(args.llm),
                                   load_llm(args.llm, device) if args.llm else None)
     if rank == 0:
         print("prompt filter: " + " -> ".join(f"{k} {v}" for k, v in counts.items()))
     if not kept:
-        raise models.UserError(f"the prompt filter kept none of {args.prompts} for {', '.join(props)}; "
-                               "pass a larger --prompts pool or another --property")
+        raise UserError(f"the prompt filter kept none of {args.prompts} for {', '.join(props)}; "
+                        "pass a larger --prompts pool or another --property")
     if args.max_prompts and len(kept) > args.max_prompts:
         kept = kept[:args.max_prompts]
         if rank == 0:
-            print(f"curating the first {len(kept)} (--max-prompts)")
+            print(f"curating the first {len(kept)} (--max_prompts)")
     gen_kw = {"steps": args.steps} if args.steps else {}
-    reward = evaluate.load_reward(args.reward, device=device)
+    reward = load_reward(args.reward, device=device)
     teacher = models.load(args.model, path=args.path, device=device)
     student = models.load(args.model, path=args.student, device=device)
     summary = curate(teacher, student, reward, kept, list(range(args.num_seeds)), props, args.tau, args.out,
@@ -484,4 +498,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    models.run_cli(main)
+    runtime.run_cli(main)

@@ -18,6 +18,7 @@ One stage, given the current student (M0 at stage 1, the trained M_{k-1}' later)
      parameters, TFLOPs per denoising step, latency of one generation) and the pruned model to
      pruned/ (curate.py's --student; after training, redpo.py's student/ starts the next stage).
 
+    python prune.py --out runs/toy/stage_1                  # the toy world: its reward and prompts (defaults.py)
     python prune.py --model tiny --reward pixel --blocks 2 --out runs/x/stage_1
     python prune.py --model tiny --student runs/x/stage_1/student --reward pixel --out runs/x/stage_2
     torchrun --nproc_per_node 2 --standalone prune.py --model tiny --reward pixel --out runs/x/stage_1
@@ -33,8 +34,13 @@ import os
 import numpy as np
 from tqdm import tqdm
 
+import defaults
 import evaluate
 import models
+import runtime
+from prompt_files import read_prompts
+from rewards import DIMENSIONS, load_reward
+from runtime import UserError
 
 BASE = "(none)"  # the candidate that skips nothing: the current student as it is
 
@@ -74,14 +80,14 @@ def score_candidates(model, reward, prompts, seeds, static=None, gen_kw=None, bl
     Costs (len(blocks) + 1) generations of the eval set, split over the ranks.
     """
     if len(prompts) == 0:
-        raise models.UserError("no eval prompts: pass a --prompts file with at least one prompt")
+        raise UserError("no eval prompts: pass a --prompts file with at least one prompt")
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
     blocks = list(model.blocks()) if blocks is None else list(blocks)
     candidates = [BASE] + blocks
     jobs = [(c, idx) for c in candidates for idx in batches(len(prompts), batch_size)]
-    rank, _ = models.rank_world()
-    mine = models.shard(jobs)
+    rank, _ = runtime.rank_world()
+    mine = runtime.shard(jobs)
     results = []
     bar = tqdm(mine, desc="prune: candidates", unit="batch", disable=not progress or rank != 0)
     for j, (candidate, idx) in bar:
@@ -91,7 +97,7 @@ def score_candidates(model, reward, prompts, seeds, static=None, gen_kw=None, bl
             s = score_videos(model, reward, [prompts[i] for i in idx], [seeds[i] for i in idx],
                              None if static is None else [static[i] for i in idx], gen_kw)
         results.append((j, s))
-    gathered = models.gather(results)  # job order on every rank
+    gathered = runtime.gather(results)  # job order on every rank
     per_video = {c: {} for c in candidates}
     for (candidate, _), s in zip(jobs, gathered):
         for key, values in s.items():
@@ -106,8 +112,8 @@ def score_candidates(model, reward, prompts, seeds, static=None, gen_kw=None, bl
 
 def check_k(k, n_blocks):
     if not 1 <= k <= n_blocks:
-        raise models.UserError(f"cannot remove {k} blocks: the model has {n_blocks} left; "
-                               f"pass --blocks between 1 and {n_blocks}")
+        raise UserError(f"cannot remove {k} blocks: the model has {n_blocks} left; "
+                        f"pass --blocks between 1 and {n_blocks}")
 
 
 def choose_blocks(scores, k):
@@ -119,7 +125,7 @@ def choose_blocks(scores, k):
     return [candidates[i] for i in order[:k]]
 
 
-def target_properties(pruned_scores, full_scores, dims=evaluate.DIMENSIONS):
+def target_properties(pruned_scores, full_scores, dims=DIMENSIONS):
     """The dimensions on which the pruned model scores below the full model M0, as (dim, drop)
     with drop = S_full - S_pruned > 0, largest drop first. If none dropped, the one dimension
     with the smallest margin (its drop <= 0), so that the stage still has a target. Dimensions
@@ -177,9 +183,9 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
     on every rank.
     """
     if len(prompts) == 0:
-        raise models.UserError("no eval prompts: pass a --prompts file with at least one prompt")
+        raise UserError("no eval prompts: pass a --prompts file with at least one prompt")
     check_k(k, len(model.blocks()))
-    rank, _ = models.rank_world()
+    rank, _ = runtime.rank_world()
     sizes = block_sizes(model)
     params_before = model.num_parameters()
     tflops_before = step_tflops(model, gen_kw) if rank == 0 else None
@@ -188,7 +194,7 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
     for r in range(k if greedy else 1):
         scores = score_candidates(model, reward, prompts, seeds, static, gen_kw, batch_size=batch_size,
                                   progress=progress)
-        chosen = models.broadcast(choose_blocks(scores, 1 if greedy else k))  # rank 0 decides
+        chosen = runtime.broadcast(choose_blocks(scores, 1 if greedy else k))  # rank 0 decides
         rounds.append({"base": scores["base"], "candidates": [
             {"block": b, "scores": s, "drop": scores["base"]["total"] - s["total"], "params": sizes[b]}
             for b, s in scores["candidates"].items()], "chosen": chosen})
@@ -226,9 +232,9 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
         record["tflops_per_step"] = {"before": tflops_before, "after": step_tflops(model, gen_kw)}
         record["latency_s"] = {"before": latency_before, "after": latency(model, prompts[0], seeds[0], gen_kw)}
         model.save(student_dir or os.path.join(out_dir, "pruned"))
-        models.write_json(os.path.join(out_dir, "prune.json"), evaluate.json_safe(record))  # NaN -> null
-    models.barrier()
-    return models.broadcast(record)
+        runtime.write_json(os.path.join(out_dir, "prune.json"), runtime.json_safe(record))  # NaN -> null
+    runtime.barrier()
+    return runtime.broadcast(record)
 
 
 def summary_lines(record):
@@ -270,41 +276,45 @@ def pick(items, n):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="V.I.P. Sec. 3.2: reward-guided block pruning and target properties.")
-    p.add_argument("--model", default="tiny", help=f"one of {', '.join(models.LOADERS)} (default: tiny)")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL,
+                   help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
     p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
     p.add_argument("--student", default=None, help="the current student, a saved model folder (e.g. the "
                    "trained runs/x/stage_1/student); default or 'none': M0 itself (stage 1)")
-    p.add_argument("--reward", default="videoscore", help="reward of evaluate.py: videoscore, pixel, shapes")
+    p.add_argument("--reward", default=None, help="reward of rewards.py: videoscore, pixel, shapes "
+                   "(default: the model's, defaults.py)")
     p.add_argument("--blocks", type=int, default=4, help="blocks to remove in this stage (paper: 4)")
     p.add_argument("--greedy", action="store_true", help="re-score after each removal (k searches)")
-    p.add_argument("--prompts", default=evaluate.DEFAULT_PROMPTS, help="eval prompts (.txt, .csv, .json; "
-                   "default: evaluate.py's, with static labels)")
-    p.add_argument("--num-prompts", type=int, default=32, help="eval prompts used, spread over the file")
+    p.add_argument("--prompts", default=None, help="eval prompts (.txt, .csv, .json; default: the model's, "
+                   "with static labels)")
+    p.add_argument("--num_prompts", "--num-prompts", type=int, default=32,
+                   help="eval prompts used, spread over the file")
     p.add_argument("--seed", type=int, default=0, help="prompt i is generated with seed + i")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=4, help="videos per generate call")
+    p.add_argument("--batch_size", "--batch-size", type=int, default=4, help="videos per generate call")
     p.add_argument("--out", required=True, help="stage folder: writes prune.json and pruned/")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    defaults.fill(args)
     student = None if args.student in (None, "", "none", "None") else args.student
     if student is not None and not os.path.isfile(os.path.join(student, models.STUDENT_FILE)):
-        raise models.UserError(f"{student} is not a student folder (no {models.STUDENT_FILE}); "
-                               "pass a model folder of an earlier stage, or none for M0")
-    items = pick(evaluate.read_prompts(args.prompts), args.num_prompts)
+        raise UserError(f"{student} is not a student folder (no {models.STUDENT_FILE}); "
+                        "pass a model folder of an earlier stage, or none for M0")
+    items = pick(read_prompts(args.prompts), args.num_prompts)
     if not items:
-        raise models.UserError(f"no eval prompts in {args.prompts}: pass a file with at least one prompt")
+        raise UserError(f"no eval prompts in {args.prompts}: pass a file with at least one prompt")
     prompts = [it["prompt"] for it in items]
     static = [it.get("static") for it in items]  # True / False / None (unlabelled)
     seeds = [args.seed + i for i in range(len(prompts))]
     gen_kw = {"steps": args.steps} if args.steps else {}
 
-    rank, world, device = models.dist_setup()
+    rank, world, device = runtime.dist_setup()
     model = models.load(args.model, path=student or args.path, device=device)
     check_k(args.blocks, len(model.blocks()))  # before any generation
-    reward = evaluate.load_reward(args.reward, device=device)
+    reward = load_reward(args.reward, device=device)
     teacher_scores = None
     if student is not None:  # M0's scores on the same prompts and seeds, then free it
         full = models.load(args.model, path=args.path, device=device)
@@ -322,4 +332,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    models.run_cli(main)
+    runtime.run_cli(main)

@@ -33,7 +33,10 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+import defaults
 import models
+import runtime
+from runtime import UserError
 
 METHODS = ("redpo", "dpo", "sft")
 
@@ -103,11 +106,11 @@ def read_pairs(pairs_dir):
     """pairs.jsonl -> list of records whose "winner" / "loser" are paths to (C, F, h, w) latents."""
     path = os.path.join(pairs_dir, "pairs.jsonl")
     if not os.path.isfile(path):
-        raise models.UserError(f"no pairs.jsonl in {pairs_dir}; run curate.py to make the pairs first")
+        raise UserError(f"no pairs.jsonl in {pairs_dir}; run curate.py to make the pairs first")
     with open(path) as f:
         pairs = [json.loads(line) for line in f if line.strip()]
     if not pairs:
-        raise models.UserError(f"{path} holds no pairs; curate more prompts or lower --tau in curate.py")
+        raise UserError(f"{path} holds no pairs; curate more prompts or lower --tau in curate.py")
     for p in pairs:
         p["winner"] = os.path.join(pairs_dir, p["winner"])
         p["loser"] = os.path.join(pairs_dir, p["loser"])
@@ -166,10 +169,10 @@ def checkpoints(out_dir):
 
 
 def save_checkpoint(out_dir, student, optimizer, state, keep):
-    with models.atomic_dir(os.path.join(out_dir, f"checkpoint-{state['step']:06d}")) as tmp:
+    with runtime.atomic_dir(os.path.join(out_dir, f"checkpoint-{state['step']:06d}")) as tmp:
         student.save(os.path.join(tmp, "model"))
         torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-        models.write_json(os.path.join(tmp, "state.json"), state)
+        runtime.write_json(os.path.join(tmp, "state.json"), state)
     for old in checkpoints(out_dir)[:-keep]:
         shutil.rmtree(old)
 
@@ -179,11 +182,11 @@ def resume(out_dir, student, optimizer, config):
     found = checkpoints(out_dir)
     if not found:
         return {"step": 0, "skipped": 0}
-    state = models.read_json(os.path.join(found[-1], "state.json"))
+    state = runtime.read_json(os.path.join(found[-1], "state.json"))
     if state["config"] != config:
         changed = sorted(k for k in config if state["config"].get(k) != config[k])
-        raise models.UserError(f"{out_dir} holds a run with other settings ({', '.join(changed)}); "
-                               "use another --out, or delete it to start over")
+        raise UserError(f"{out_dir} holds a run with other settings ({', '.join(changed)}); "
+                        "use another --out, or delete it to start over")
     student.load_weights(os.path.join(found[-1], "model"))
     optimizer.load_state_dict(torch.load(os.path.join(found[-1], "optimizer.pt"), weights_only=False))
     return state
@@ -199,7 +202,7 @@ def append_metrics(path, rows, upto=None):
         with open(path) as f:
             lines = f.readlines()
     lines += [json.dumps(r) + "\n" for r in rows]
-    with models.atomic_file(path) as tmp, open(tmp, "w") as f:
+    with runtime.atomic_file(path) as tmp, open(tmp, "w") as f:
         f.writelines(lines)
 
 
@@ -216,7 +219,7 @@ def train(student, teacher, pairs_dir, out_dir, method="redpo", beta=5000.0, w_s
     Returns {"steps", "skipped", "last": stats of the last step}."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    rank, world = models.rank_world()
+    rank, world = runtime.rank_world()
     device = student.device
     config = dict(method=method, beta=beta, w_sft=w_sft, lr=lr, batch=batch, epochs=epochs,
                   grad_accum=grad_accum, max_grad_norm=max_grad_norm, seed=seed, max_steps=max_steps,
@@ -269,8 +272,8 @@ def train(student, teacher, pairs_dir, out_dir, method="redpo", beta=5000.0, w_s
             skipped += 1
             nonfinite_in_a_row += 1
             if nonfinite_in_a_row >= max_nonfinite:
-                raise models.UserError(f"the loss was not finite for {max_nonfinite} steps in a row "
-                                       f"(step {step}); lower --beta (now {beta}) or --lr (now {lr})")
+                raise UserError(f"the loss was not finite for {max_nonfinite} steps in a row "
+                                f"(step {step}); lower --beta (now {beta}) or --lr (now {lr})")
         last = dict(step=step, epoch=epoch, skipped=skipped, lr=lr, **stats)
         rows.append(last)
         bar.update(1)
@@ -284,7 +287,7 @@ def train(student, teacher, pairs_dir, out_dir, method="redpo", beta=5000.0, w_s
                 rows = []
                 save_checkpoint(out_dir, student, optimizer,
                                 {"step": step, "skipped": skipped, "config": config}, keep)
-            models.barrier()
+            runtime.barrier()
     bar.close()
     for p in params:
         p.requires_grad_(False)
@@ -309,7 +312,8 @@ def all_mean(stats):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train a pruned student with ReDPO (or the SFT / DPO baselines).")
-    p.add_argument("--model", default="tiny", help="model family (models.py): tiny, animatediff, ...")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL,
+                   help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
     p.add_argument("--teacher", default=None, help="the full model M0 (hub id or dir; default: the model's)")
     p.add_argument("--student", default=None, help="a saved student dir (prune.py); default: a copy of M0")
     p.add_argument("--pairs", required=True, help="pairs folder from curate.py")
@@ -330,12 +334,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    rank, world, device = models.dist_setup()
+    rank, world, device = runtime.dist_setup()
     teacher = models.load(args.model, path=args.teacher, device=device)
     student = models.load(args.model, path=args.student or args.teacher, device=device)
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
-        models.write_json(os.path.join(args.out, "config.json"), vars(args))
+        runtime.write_json(os.path.join(args.out, "config.json"), vars(args))
     summary = train(student, teacher, args.pairs, args.out, method=args.method, beta=args.beta,
                     w_sft=args.w_sft, lr=args.lr, batch=args.batch, epochs=args.epochs,
                     grad_accum=args.grad_accum, seed=args.seed, max_steps=args.max_steps,
@@ -344,8 +348,8 @@ def main(argv=None):
         student.save(os.path.join(args.out, "student"))
         print(f"trained {summary['steps']} steps ({summary['skipped']} skipped); last: "
               + ", ".join(f"{k} {v:.4g}" for k, v in summary["last"].items() if isinstance(v, float)))
-    models.barrier()
+    runtime.barrier()
 
 
 if __name__ == "__main__":
-    models.run_cli(main)
+    runtime.run_cli(main)

@@ -24,34 +24,36 @@ import argparse
 import os
 
 import curate
+import defaults
 import evaluate
 import models
 import prune
 import redpo
+import runtime
+from prompt_files import read_prompts
+from rewards import DIMENSIONS, load_reward
+from runtime import UserError
 
-# Per model: the settings a user of the paper expects. The real models take the paper's (Sec. 4.1:
-# 4 blocks per stage, beta 5000, lr 6e-6, batch 2, 2 epochs, w_sft 1e4 / 1e6); tiny and toy are
-# small and fast so the whole loop runs on a CPU.
-PRESETS = {
-    "animatediff": dict(reward="videoscore", stages=3, blocks=4, beta=5000.0, w_sft=1e4, lr=6e-6, batch=2,
+# Per model: the settings a user of the paper expects, on top of the model's reward and prompt files
+# (defaults.py). The real models take the paper's (Sec. 4.1: 4 blocks per stage, beta 5000, lr 6e-6,
+# batch 2, 2 epochs, w_sft 1e4 / 1e6); tiny and toy are small and fast so the whole loop runs on a CPU.
+TRAINING = {
+    "animatediff": dict(stages=3, blocks=4, beta=5000.0, w_sft=1e4, lr=6e-6, batch=2,
                         epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
-    # VideoCrafter2's prunable blocks are single residual layers (models.py), finer than the paper's
-    # U-Net blocks: 7 of them per stage remove about the paper's 0.239B, then 0.272B (4 reach <= 0.144B).
-    "videocrafter2": dict(reward="videoscore", stages=2, blocks=7, beta=5000.0, w_sft=1e6, lr=6e-6, batch=2,
+    # VideoCrafter2's prunable blocks are single residual layers (models/videocrafter2.py), finer than the
+    # paper's U-Net blocks: 7 of them per stage remove about the paper's 0.239B, then 0.272B (4 reach <= 0.144B).
+    "videocrafter2": dict(stages=2, blocks=7, beta=5000.0, w_sft=1e6, lr=6e-6, batch=2,
                           epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
-    "tiny": dict(reward="pixel", stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=2,
+    "tiny": dict(stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=2,
                  epochs=1, tau=0.0, eval_prompts=2, pool_prompts=8, seeds=1),
 }
-PRESETS["tiny-videocrafter2"] = dict(PRESETS["tiny"], w_sft=1e6)
-# The toy world (toy/shapes.py): its held-out prompts for evaluation and pruning, its training
-# prompts as the curation pool. They are a fixed grammar that names colour, shape and motion in
-# every prompt, so the caption filter (which would also strip the articles the model expects) is off.
-TOY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy")
-PRESETS["toy"] = dict(reward="shapes", stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=4,
-                      epochs=2, tau=0.0, eval_prompts=None, pool_prompts=None, seeds=1,
-                      prompts=os.path.join(TOY, "eval_prompts.txt"), pool=os.path.join(TOY, "train_prompts.txt"),
-                      filter_prompts=False)
-DEFAULT_MODEL = "toy"
+TRAINING["tiny-videocrafter2"] = dict(TRAINING["tiny"], w_sft=1e6)
+# The toy world (toy/shapes_world.py): all 18 held-out prompts for pruning and evaluation, all 72
+# training prompts as the curation pool, unfiltered (defaults.py names the files).
+TRAINING["toy"] = dict(stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=4,
+                       epochs=2, tau=0.0, eval_prompts=None, pool_prompts=None, seeds=1)
+PRESETS = {name: dict(defaults.for_model(name), **training) for name, training in TRAINING.items()}
+DEFAULT_MODEL = defaults.DEFAULT_MODEL
 
 # What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
 CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "method", "stages", "blocks", "oneshot", "greedy",
@@ -71,7 +73,7 @@ def curation_targets(record):
     if not record["target_fallback"]:
         return [d for d, _ in record["target_properties"]]
     full, pruned = record["full_scores"], record["pruned_scores"]
-    measured = [d for d in evaluate.DIMENSIONS if full.get(d) is not None and pruned.get(d) is not None]
+    measured = [d for d in DIMENSIONS if full.get(d) is not None and pruned.get(d) is not None]
     return sorted(measured, key=lambda d: pruned[d] - full[d])
 
 
@@ -79,10 +81,10 @@ def check_config(run_dir, config):
     """Refuse to resume a run directory whose config.json differs from `config`."""
     path = os.path.join(run_dir, "config.json")
     if os.path.isfile(path):
-        old = models.read_json(path)
+        old = runtime.read_json(path)
         changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k)]
         if changed:
-            raise models.UserError(
+            raise UserError(
                 f"{run_dir} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "
                 "re-run with the same flags to resume it, or pass another --out")
 
@@ -97,16 +99,16 @@ def evaluate_once(model, reward, eval_set, json_path, gen_kw):
         result = evaluate.evaluate_model(model, reward, eval_set["prompts"], eval_set["seeds"],
                                          static=eval_set["static"], **gen_kw)
         evaluate.save_eval(result, json_path)
-        models.barrier()
+        runtime.barrier()
         return result["scores"]
-    return models.read_json(json_path)["scores"]
+    return runtime.read_json(json_path)["scores"]
 
 
 def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, reward, eval_set, pool, cfg,
               cache_dir, gen_kw):
     """One stage of Fig. 3 on the student saved at `student_path` (None: M0 itself). Each step is
     skipped when its output exists. Returns the trained student's folder."""
-    rank, _ = models.rank_world()
+    rank, _ = runtime.rank_world()
     prune_json, pruned_dir = os.path.join(stage_dir, "prune.json"), os.path.join(stage_dir, "pruned")
     pairs_dir, train_dir = os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train")
     student_dir = os.path.join(stage_dir, "student")
@@ -114,7 +116,7 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, rew
 
     # 1. Prune (Sec. 3.2): score each block's removal, cut the n_blocks least harmful ones.
     if done(prune_json):
-        record = models.read_json(prune_json)
+        record = runtime.read_json(prune_json)
         student = models.load(cfg["model"], path=pruned_dir, device=device)
     else:
         student = models.load(cfg["model"], path=student_path or cfg["path"], adapter=cfg["adapter"], device=device)
@@ -133,16 +135,12 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, rew
 
     # 2. Curate (Sec. 3.3): prompts that describe the targets, teacher winners, student losers.
     if not done(os.path.join(pairs_dir, "pairs.jsonl")):
-        if cfg["filter_prompts"]:
-            kept, counts = curate.filter_prompts(pool, targets)
-        else:  # a fixed grammar (toy): every prompt names colour, shape and motion already
-            kept = [dict(it, properties=targets) for it in pool]
-            counts = {"read": len(pool), "kept (no filter)": len(kept)}
+        kept, counts = curate.select_prompts(pool, targets, cfg["filter_prompts"])
         if rank == 0:
             print(f"stage {k}: prompt filter " + " -> ".join(f"{name} {n}" for name, n in counts.items()))
         if not kept:
-            raise models.UserError(f"the prompt filter kept no prompt of {cfg['pool']} for {', '.join(targets)}; "
-                                   "pass a larger --pool")
+            raise UserError(f"the prompt filter kept no prompt of {cfg['pool']} for {', '.join(targets)}; "
+                            "pass a larger --pool")
         kept = kept[:cfg["pool_prompts"]] if cfg["pool_prompts"] else kept
         curate.curate(teacher, student, reward, kept, list(range(cfg["seeds"])), targets, cfg["tau"], pairs_dir,
                       cache_dir, gen_kw, config=cfg)
@@ -155,33 +153,33 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, rew
                     gradient_checkpointing=cfg["gradient_checkpointing"])
         if rank == 0:
             student.save(student_dir)
-        models.barrier()
+        runtime.barrier()
     else:
         student = models.load(cfg["model"], path=student_dir, device=device)
 
     # The trained row of Table 1.
     evaluate_once(student, reward, eval_set, os.path.join(stage_dir, "eval.json"), gen_kw)
     if rank == 0:
-        models.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"]})
-    models.barrier()
+        runtime.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"]})
+    runtime.barrier()
     return student_dir
 
 
 def run(cfg, device):
     """The whole loop for a resolved configuration `cfg` (see parse_args)."""
-    rank, _ = models.rank_world()
+    rank, _ = runtime.rank_world()
     out = cfg["out"]
     check_config(out, cfg)
     teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
-    reward = evaluate.load_reward(cfg["reward"], device=device,
-                                  **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
+    reward = load_reward(cfg["reward"], device=device,
+                         **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
     if rank == 0 and not os.path.isfile(os.path.join(out, "config.json")):
-        models.write_json(os.path.join(out, "config.json"), cfg)  # only once the models load
-    models.barrier()
-    eval_items = evaluate.read_prompts(cfg["prompts"])[:cfg["eval_prompts"] or None]
-    pool = evaluate.read_prompts(cfg["pool"])
+        runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the models load
+    runtime.barrier()
+    eval_items = read_prompts(cfg["prompts"])[:cfg["eval_prompts"] or None]
+    pool = read_prompts(cfg["pool"])
     if not eval_items:
-        raise models.UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
+        raise UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
     eval_set = {"prompts": [it["prompt"] for it in eval_items],
                 "seeds": [cfg["seed"] + i for i in range(len(eval_items))],
                 "static": [it["static"] for it in eval_items]}
@@ -205,7 +203,7 @@ def run(cfg, device):
         text = evaluate.write_report([out], os.path.join(out, "report.md"))
         print(text.split("\n\n## ")[0])
         print(f"wrote {os.path.join(out, 'report.md')}")
-    models.barrier()
+    runtime.barrier()
 
 
 def parse_args(argv=None):
@@ -216,7 +214,7 @@ def parse_args(argv=None):
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(PRESETS)} (default: {DEFAULT_MODEL})")
     p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
     p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter (hub id or directory)")
-    p.add_argument("--reward", default=None, help="evaluate.py reward: videoscore, pixel, shapes")
+    p.add_argument("--reward", default=None, help="rewards.py reward: videoscore, pixel, shapes")
     p.add_argument("--reward_path", default=None, help="VideoScore weights (hub id or dir; default: VideoScore-v1.1)")
     p.add_argument("--method", default="redpo", choices=redpo.METHODS)
     p.add_argument("--stages", type=int, default=None)
@@ -231,8 +229,8 @@ def parse_args(argv=None):
     p.add_argument("--grad_accum", type=int, default=1)
     p.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for memory in training")
     p.add_argument("--tau", type=float, default=None, help="minimum loser score tau_p (curate.py)")
-    p.add_argument("--prompts", default=None, help="eval prompt file (default: prompts/eval_prompts.csv)")
-    p.add_argument("--pool", default=None, help="prompt pool for curation (default: prompts/pool.txt)")
+    p.add_argument("--prompts", default=None, help="eval prompt file (default: the model's, defaults.py)")
+    p.add_argument("--pool", default=None, help="prompt pool for curation (default: the model's, defaults.py)")
     p.add_argument("--eval_prompts", type=int, default=None, help="use the first N eval prompts")
     p.add_argument("--pool_prompts", type=int, default=None, help="curate at most N filtered prompts")
     p.add_argument("--seeds", type=int, default=None, help="videos per curation prompt")
@@ -244,26 +242,23 @@ def parse_args(argv=None):
 def resolve(args, world):
     """Flags over the model's preset -> the run's configuration (echoed to config.json)."""
     if args.model not in PRESETS:
-        raise models.UserError(f"unknown model {args.model!r}: choose one of {', '.join(PRESETS)}")
+        raise UserError(f"unknown model {args.model!r}: choose one of {', '.join(PRESETS)}")
     cfg = dict(PRESETS[args.model])
-    cfg.setdefault("prompts", evaluate.DEFAULT_PROMPTS)
-    cfg.setdefault("filter_prompts", True)
-    cfg.setdefault("pool", curate.DEFAULT_PROMPTS)
     cfg.update({k: v for k, v in vars(args).items() if v is not None or k not in cfg})
     cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world
     cfg["gradient_checkpointing"] = args.gradient_checkpointing
     cfg["out"] = args.out or os.path.join("runs", f"{args.model}-{args.method}" + ("-oneshot" if args.oneshot else ""))
     for key in ("stages", "blocks", "batch", "epochs", "seeds"):
         if cfg[key] < 1:
-            raise models.UserError(f"--{key} must be at least 1 (got {cfg[key]})")
+            raise UserError(f"--{key} must be at least 1 (got {cfg[key]})")
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    _, world, device = models.dist_setup()
+    _, world, device = runtime.dist_setup()
     run(resolve(args, world), device)
 
 
 if __name__ == "__main__":
-    models.run_cli(main)
+    runtime.run_cli(main)

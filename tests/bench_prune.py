@@ -20,9 +20,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import evaluate  # noqa: E402
+import defaults  # noqa: E402
 import models  # noqa: E402
+import prompt_files  # noqa: E402
 import prune  # noqa: E402
+import rewards  # noqa: E402
+import runtime  # noqa: E402
 
 
 def rss_bytes():
@@ -84,12 +87,12 @@ def main(argv=None):
     p.add_argument("--reward", default="pixel")
     p.add_argument("--prompts", type=int, default=8, help="eval prompts")
     p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch_size", "--batch-size", type=int, default=4)
     args = p.parse_args(argv)
-    device = models.default_device()
+    device = runtime.default_device()
     model = models.load(args.model, path=args.path, device=device)
-    reward = evaluate.load_reward(args.reward, device=device)
-    items = prune.pick(evaluate.read_prompts(evaluate.DEFAULT_PROMPTS), args.prompts)
+    reward = rewards.load_reward(args.reward, device=device)
+    items = prune.pick(prompt_files.read_prompts(defaults.EVAL_PROMPTS), args.prompts)
     prompts, seeds = [it["prompt"] for it in items], list(range(len(items)))
     gen_kw = {"steps": args.steps} if args.steps else {}
     one_set = lambda: prune.score_candidates(model, reward, prompts, seeds, gen_kw=gen_kw, blocks=[],

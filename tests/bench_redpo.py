@@ -18,18 +18,20 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402
 import redpo  # noqa: E402
+import runtime  # noqa: E402
+from models import animatediff  # noqa: E402
 
 CONFIGS = {
     # name: (unet config, adapter config, frames, latent size, pairs per step)
-    "tiny": (models.TINY_UNET_CONFIG, models.TINY_ADAPTER_CONFIG, 8, 16, 2),
-    "medium": (dict(models.TINY_UNET_CONFIG, block_out_channels=(64, 128, 256), layers_per_block=2,
+    "tiny": (animatediff.TINY_UNET_CONFIG, animatediff.TINY_ADAPTER_CONFIG, 8, 16, 2),
+    "medium": (dict(animatediff.TINY_UNET_CONFIG, block_out_channels=(64, 128, 256), layers_per_block=2,
                     cross_attention_dim=32,
                     down_block_types=("CrossAttnDownBlock2D",) * 2 + ("DownBlock2D",),
                     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 2),
-               dict(models.TINY_ADAPTER_CONFIG, block_out_channels=(64, 128, 256), motion_layers_per_block=2,
+               dict(animatediff.TINY_ADAPTER_CONFIG, block_out_channels=(64, 128, 256), motion_layers_per_block=2,
                     motion_num_attention_heads=8),
                16, 16, 2),
-    "real": (dict(models.SD15_UNET_CONFIG, cross_attention_dim=32), models.ANIMATEDIFF_ADAPTER_CONFIG, 16, 64, 2),
+    "real": (dict(animatediff.SD15_UNET_CONFIG, cross_attention_dim=32), animatediff.ANIMATEDIFF_ADAPTER_CONFIG, 16, 64, 2),
 }
 
 
@@ -62,13 +64,13 @@ def bench(name, device, repeats, checkpointing):
     from diffusers import DDIMScheduler
     unet_cfg, adapter_cfg, frames, size, B = CONFIGS[name]
     torch.manual_seed(0)
-    student = models.build_animatediff_unet(unet_cfg, adapter_cfg).to(device)
-    teacher = models.build_animatediff_unet(unet_cfg, adapter_cfg).to(device).requires_grad_(False)
+    student = animatediff.build_animatediff_unet(unet_cfg, adapter_cfg).to(device)
+    teacher = animatediff.build_animatediff_unet(unet_cfg, adapter_cfg).to(device).requires_grad_(False)
     for n, p in student.named_parameters():
-        p.requires_grad_(models._is_motion_param(n))
+        p.requires_grad_(animatediff.is_motion_param(n))
     if checkpointing:
         student.enable_gradient_checkpointing()
-    sched = DDIMScheduler(**models.ANIMATEDIFF_SCHEDULER)
+    sched = DDIMScheduler(**animatediff.ANIMATEDIFF_SCHEDULER)
     embeds = torch.randn(2 * B, 77, unet_cfg["cross_attention_dim"], device=device)
     S, T = Bare(student, embeds, sched), Bare(teacher, embeds, sched)
     shape = (B, 4, frames, size, size)
@@ -123,7 +125,7 @@ def main():
     p.add_argument("--checkpointing", action="store_true", help="also time with gradient checkpointing")
     args = p.parse_args()
     models._quiet_libraries()
-    device = models.default_device()
+    device = runtime.default_device()
     for name in args.configs:
         for ckpt in ([False, True] if args.checkpointing else [False]):
             bench(name, device, args.repeats, ckpt)

@@ -10,9 +10,12 @@ import pytest
 import torch
 
 import curate
-import evaluate
+import defaults
 import models
+import prompt_files
 import redpo
+import rewards
+import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REMOVED = ["down_blocks.1.motion_modules.0", "up_blocks.0.motion_modules.0"]  # the student M_k
@@ -92,12 +95,12 @@ def test_filter_prompts_counts_and_ranked_properties():
         ("Three red apples on white plate, static", ["text_alignment"])]
     assert counts == {"read": 5, "non-empty": 5, "5-25 words": 4, "unique": 3, "text_alignment (words)": 1,
                       "dynamic_degree (words)": 1, "kept": 2}
-    with pytest.raises(models.UserError, match="unknown property 'motion'"):
+    with pytest.raises(runtime.UserError, match="unknown property 'motion'"):
         curate.filter_prompts(pool, "motion")
 
 
 def test_the_default_pool_feeds_every_property():
-    items = evaluate.read_prompts(curate.DEFAULT_PROMPTS)
+    items = prompt_files.read_prompts(defaults.POOL)
     assert len(items) >= 300
     for prop in curate.PROPERTY_WORDS:
         kept, counts = curate.filter_prompts(items, prop)
@@ -201,7 +204,7 @@ def expected_pairs(teacher, student, reward):
 @pytest.fixture(scope="module")
 def stage_one(teacher, student, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    reward = evaluate.load_reward("pixel")
+    reward = rewards.load_reward("pixel")
     summary = curate.curate(teacher, student, reward, ITEMS, SEEDS, PROPS, TAU, str(run / "stage_1" / "pairs"),
                             str(run / "teacher_cache"), GEN, batch_size=BATCH, progress=False)
     return run, summary, expected_pairs(teacher, student, reward)
@@ -263,7 +266,7 @@ def test_second_stage_generates_no_teacher_video(stage_one, teacher, student, mo
     monkeypatch.setattr(teacher, "decode", counting_decode)
     student2 = copy.deepcopy(student)
     student2.remove(["up_blocks.1.motion_modules.1"])
-    summary = curate.curate(teacher, student2, evaluate.load_reward("pixel"), ITEMS, SEEDS, PROPS, -1.0,
+    summary = curate.curate(teacher, student2, rewards.load_reward("pixel"), ITEMS, SEEDS, PROPS, -1.0,
                             str(run / "stage_2" / "pairs"), str(run / "teacher_cache"), GEN, batch_size=BATCH,
                             progress=False)
     assert calls == {"generate": 0, "decode": 0}
@@ -276,7 +279,7 @@ def test_second_stage_generates_no_teacher_video(stage_one, teacher, student, mo
             assert torch.equal(w, torch.load(run / "stage_1" / "pairs" / old["winner"]))
             assert p["winner_scores"] == old["winner_scores"]
     # Another reward: the cached latents are decoded and scored again, still without generating.
-    other = evaluate.Reward("pixel-again", evaluate.pixel_scores)
+    other = rewards.Reward("pixel-again", rewards.pixel_scores)
     curate.curate(teacher, student2, other, ITEMS, SEEDS, PROPS, -1.0, str(run / "stage_2b" / "pairs"),
                   str(run / "teacher_cache"), GEN, batch_size=BATCH, progress=False)
     assert calls["generate"] == 0 and calls["decode"] == 2    # one per batch
@@ -289,8 +292,8 @@ def test_second_stage_generates_no_teacher_video(stage_one, teacher, student, mo
 def test_no_surviving_pair_writes_nothing_and_says_why(stage_one, teacher, student):
     run, _, _ = stage_one
     out = run / "stage_x" / "pairs"
-    with pytest.raises(models.UserError) as e:
-        curate.curate(teacher, student, evaluate.load_reward("pixel"), ITEMS, SEEDS, PROPS, 10.0, str(out),
+    with pytest.raises(runtime.UserError) as e:
+        curate.curate(teacher, student, rewards.load_reward("pixel"), ITEMS, SEEDS, PROPS, 10.0, str(out),
                       str(run / "teacher_cache"), GEN, batch_size=BATCH, progress=False)
     msg = str(e.value)
     assert "generated 6 prompt/seed items" in msg and "lower --tau" in msg and "\n" not in msg
@@ -310,7 +313,7 @@ def test_cli_runs_filter_and_curation(student, tmp_path, capsys):
             "--tau", "-1", "--out", str(out)]
     try:
         curate.main(args)
-    except models.UserError as e:  # possible on other hardware; then nothing may be written
+    except runtime.UserError as e:  # possible on other hardware; then nothing may be written
         assert "no pair survived" in str(e) and not out.exists()
     else:
         assert (out / "pairs.jsonl").exists() and json.load(open(out / "config.json"))["tau"] == -1
@@ -326,13 +329,13 @@ import sys
 sys.path[:0] = [{root!r}, {tests!r}]
 import torch
 torch.set_num_threads(1)
-import curate, evaluate, models
+import curate, models, rewards, runtime
 from test_curate import GEN, ITEMS, PROPS, REMOVED, SEEDS, TAU, BATCH
-models.dist_setup()
+runtime.dist_setup()
 teacher = models.load("tiny")
 student = models.load("tiny")
 student.remove(REMOVED)
-curate.curate(teacher, student, evaluate.load_reward("pixel"), ITEMS, SEEDS, PROPS, TAU, sys.argv[1] + "/pairs",
+curate.curate(teacher, student, rewards.load_reward("pixel"), ITEMS, SEEDS, PROPS, TAU, sys.argv[1] + "/pairs",
               sys.argv[1] + "/teacher_cache", GEN, batch_size=BATCH, progress=False)
 """
 

@@ -1,5 +1,6 @@
-"""toy/gmm.py: the Fig. 2 toy (issue 8). Metrics on analytic cases, the sampler against the closed-form
-denoiser of a Gaussian, pruning invariants, the loss wiring, and a quick CLI run with its outputs."""
+"""toy/gmm.py and toy/gmm_model.py: the Fig. 2 toy (issue 8). Metrics on analytic cases, the sampler
+against the closed-form denoiser of a Gaussian, pruning invariants, the loss wiring, and a quick CLI
+run with its outputs."""
 import copy
 import json
 import math
@@ -15,16 +16,17 @@ sys.path.insert(0, os.path.join(ROOT, "toy"))
 
 import gmm  # noqa: E402
 import redpo  # noqa: E402
+from toy import gmm_model  # noqa: E402
 from conftest import run_script
 
 
 def on_modes(per_mode=20):
     """Points exactly on the mode centres, per_mode of each: (K * per_mode, 2)."""
-    return gmm.MODES.repeat_interleave(per_mode, dim=0)
+    return gmm_model.MODES.repeat_interleave(per_mode, dim=0)
 
 
 def data_region(n=4000, seed=0):
-    return gmm.high_density_region(gmm.sample_mixture(n, torch.Generator().manual_seed(seed)))
+    return gmm.high_density_region(gmm_model.sample_mixture(n, torch.Generator().manual_seed(seed)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,30 +47,30 @@ def test_samples_far_away_have_zero_precision_and_recall():
 
 
 def test_samples_between_two_modes_are_outside_the_region():
-    a, b = gmm.MODES[0], gmm.MODES[1]
+    a, b = gmm_model.MODES[0], gmm_model.MODES[1]
     mid = ((a + b) / 2)[None].repeat(10, 1)  # the modes are >= 12 sigma apart: the midpoint is >= 6 sigma out
     assert (a - b).norm() >= 1.2
     assert gmm.precision(mid, data_region()) == 0.0
 
 
 def test_recall_counts_half_the_modes():
-    x = on_modes()[: (gmm.K // 2) * 20]  # only the first K/2 modes
+    x = on_modes()[: (gmm_model.K // 2) * 20]  # only the first K/2 modes
     assert gmm.recall(x) == 0.5
 
 
 def test_recall_needs_a_quarter_of_the_mode_weight():
     # mode 0 gets a share just under WEIGHTS[0] / 4, every other mode plenty: K - 1 covered
     n = 10_000
-    n0 = int(0.24 * gmm.WEIGHTS[0].item() * n)
-    rest = gmm.MODES[1:].repeat_interleave((n - n0) // (gmm.K - 1) + 1, dim=0)[: n - n0]
-    x = torch.cat([gmm.MODES[:1].repeat(n0, 1), rest])
-    assert gmm.recall(x) == (gmm.K - 1) / gmm.K
+    n0 = int(0.24 * gmm_model.WEIGHTS[0].item() * n)
+    rest = gmm_model.MODES[1:].repeat_interleave((n - n0) // (gmm_model.K - 1) + 1, dim=0)[: n - n0]
+    x = torch.cat([gmm_model.MODES[:1].repeat(n0, 1), rest])
+    assert gmm.recall(x) == (gmm_model.K - 1) / gmm_model.K
 
 
 def test_nll_at_a_mode_centre_is_the_closed_form():
     # every other mode is >= 12 sigma away (exp(-72) ~ 0): -log p = -log(pi_k / (2 pi sigma^2))
-    x = gmm.MODES[3:4]
-    expected = -math.log(gmm.WEIGHTS[3].item() / (2 * math.pi * gmm.SIGMA ** 2))
+    x = gmm_model.MODES[3:4]
+    expected = -math.log(gmm_model.WEIGHTS[3].item() / (2 * math.pi * gmm_model.SIGMA ** 2))
     assert gmm.nll(x) == pytest.approx(expected, rel=1e-5)
 
 
@@ -111,7 +113,7 @@ class GaussianOracle(torch.nn.Module):
         self.mu, self.s = mu, s
 
     def forward(self, x_t, t):
-        a = gmm.ALPHA_BAR[t][:, None]
+        a = gmm_model.ALPHA_BAR[t][:, None]
         return (1 - a).sqrt() * (x_t - a.sqrt() * self.mu) / (a * self.s ** 2 + 1 - a)
 
 
@@ -120,22 +122,22 @@ def test_ddim_with_the_exact_denoiser_samples_the_gaussian(eta):
     mu, s = torch.tensor([1.5, -0.5]), 0.3
     g = torch.Generator().manual_seed(0)
     # all T steps: exact up to Monte Carlo error (strided schedules shrink the std a little: 100 steps give ~0.28)
-    x = gmm.ddim_sample(GaussianOracle(mu, s), torch.randn(8000, 2, generator=g), steps=gmm.T, eta=eta, generator=g)
+    x = gmm_model.ddim_sample(GaussianOracle(mu, s), torch.randn(8000, 2, generator=g), steps=gmm_model.T, eta=eta, generator=g)
     assert torch.allclose(x.mean(0), mu, atol=0.015)
     assert torch.allclose(x.std(0), torch.tensor([s, s]), atol=0.01)
 
 
 def test_same_seed_same_noise():
-    model = gmm.Denoiser(16, 2)
-    a, b = gmm.sample(model, 50, seed=7, steps=10), gmm.sample(model, 50, seed=7, steps=10)
+    model = gmm_model.Denoiser(16, 2)
+    a, b = gmm_model.sample(model, 50, seed=7, steps=10), gmm_model.sample(model, 50, seed=7, steps=10)
     assert torch.equal(a, b)
-    assert not torch.equal(a, gmm.sample(model, 50, seed=8, steps=10))
+    assert not torch.equal(a, gmm_model.sample(model, 50, seed=8, steps=10))
 
 
 def test_add_noise_is_ddpm_eq4():
     x_0, eps, t = torch.ones(1, 2), torch.full((1, 2), 2.0), torch.tensor([500])
-    a = gmm.ALPHA_BAR[500].item()
-    assert gmm.add_noise(x_0, eps, t)[0, 0].item() == pytest.approx(math.sqrt(a) + 2 * math.sqrt(1 - a), rel=1e-6)
+    a = gmm_model.ALPHA_BAR[500].item()
+    assert gmm_model.add_noise(x_0, eps, t)[0, 0].item() == pytest.approx(math.sqrt(a) + 2 * math.sqrt(1 - a), rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,13 +146,13 @@ def test_add_noise_is_ddpm_eq4():
 
 def test_student_is_the_teacher_without_the_removed_blocks():
     torch.manual_seed(0)
-    teacher = gmm.Denoiser(16, 4)
-    student, removed = gmm.prune(teacher, keep=1)
-    block = gmm.num_parameters(teacher.blocks[0])
+    teacher = gmm_model.Denoiser(16, 4)
+    student, removed = gmm_model.prune(teacher, keep=1)
+    block = gmm_model.num_parameters(teacher.blocks[0])
     assert len(removed) == 3 and len(student.blocks) == 1
-    assert gmm.num_parameters(student) < gmm.num_parameters(teacher)
-    assert gmm.num_parameters(teacher) - gmm.num_parameters(student) == 3 * block
-    x, t = torch.randn(32, 2), torch.randint(0, gmm.T, (32,))
+    assert gmm_model.num_parameters(student) < gmm_model.num_parameters(teacher)
+    assert gmm_model.num_parameters(teacher) - gmm_model.num_parameters(student) == 3 * block
+    x, t = torch.randn(32, 2), torch.randint(0, gmm_model.T, (32,))
     # the student's function is the teacher's with those blocks skipped: same weights, nothing re-initialised
     assert torch.allclose(student(x, t), teacher(x, t, skip=tuple(removed)), atol=1e-6)
     assert len(teacher.blocks) == 4  # the teacher itself is untouched
@@ -158,32 +160,32 @@ def test_student_is_the_teacher_without_the_removed_blocks():
 
 def test_block_importance_is_the_loss_rise_when_skipped():
     torch.manual_seed(0)
-    teacher = gmm.Denoiser(16, 3)
+    teacher = gmm_model.Denoiser(16, 3)
     with torch.no_grad():
         teacher.blocks[0].fc2.weight.zero_()
         teacher.blocks[0].fc2.bias.zero_()  # block 0 is now the identity: skipping it changes nothing
     g = torch.Generator().manual_seed(0)
-    x_0 = gmm.sample_mixture(256, g)
+    x_0 = gmm_model.sample_mixture(256, g)
     state = g.get_state()
-    drops = gmm.block_importance(teacher, x_0, g)
+    drops = gmm_model.block_importance(teacher, x_0, g)
     assert drops[0] == 0.0
     g.set_state(state)
-    base = gmm.denoising_loss(teacher, x_0, g).item()
+    base = gmm_model.denoising_loss(teacher, x_0, g).item()
     g.set_state(state)
-    assert drops[2] == pytest.approx(gmm.denoising_loss(teacher, x_0, g, skip=(2,)).item() - base)
+    assert drops[2] == pytest.approx(gmm_model.denoising_loss(teacher, x_0, g, skip=(2,)).item() - base)
 
 
 def test_prune_removes_the_least_important_blocks(monkeypatch):
-    monkeypatch.setattr(gmm, "block_importance", lambda model, x_0, g: [0.5, 0.1, 0.9, 0.2])
-    _, removed = gmm.prune(gmm.Denoiser(16, 4), keep=2)
+    monkeypatch.setattr(gmm_model, "block_importance", lambda model, x_0, g: [0.5, 0.1, 0.9, 0.2])
+    _, removed = gmm_model.prune(gmm_model.Denoiser(16, 4), keep=2)
     assert removed == [1, 3]
 
 
 def test_distil_calls_redpo_loss_with_the_teacher_as_reference():
     torch.manual_seed(0)
-    teacher = gmm.Denoiser(16, 2)
+    teacher = gmm_model.Denoiser(16, 2)
     student = copy.deepcopy(teacher)  # student == reference: SFT term 0, DPO term log 2
-    x_w = gmm.sample_mixture(64, torch.Generator().manual_seed(0))
+    x_w = gmm_model.sample_mixture(64, torch.Generator().manual_seed(0))
     x_l = x_w + 0.5
     opt = torch.optim.SGD(student.parameters(), lr=0.0)
     stats = gmm.distil(student, teacher, x_w, x_l, "redpo", 10.0, 1.0, 1, 16, opt, torch.Generator().manual_seed(0))
@@ -194,11 +196,11 @@ def test_distil_calls_redpo_loss_with_the_teacher_as_reference():
 
 def test_distil_moves_the_student_and_never_the_teacher():
     torch.manual_seed(0)
-    teacher = gmm.Denoiser(16, 3)
-    student, _ = gmm.prune(teacher, keep=1)
+    teacher = gmm_model.Denoiser(16, 3)
+    student, _ = gmm_model.prune(teacher, keep=1)
     before_t = [p.clone() for p in teacher.parameters()]
     before_s = [p.clone() for p in student.parameters()]
-    x_w = gmm.sample_mixture(64, torch.Generator().manual_seed(0))
+    x_w = gmm_model.sample_mixture(64, torch.Generator().manual_seed(0))
     for method in gmm.METHODS:
         opt = torch.optim.Adam(student.parameters(), lr=1e-2)
         gmm.distil(student, teacher, x_w, x_w + 0.3, method, 10.0, 1.0, 3, 16, opt, torch.Generator().manual_seed(0))
@@ -208,7 +210,7 @@ def test_distil_moves_the_student_and_never_the_teacher():
 
 def test_iterative_run_prunes_block_by_block_and_keeps_the_teacher(monkeypatch):
     torch.manual_seed(0)
-    teacher = gmm.Denoiser(16, 3)
+    teacher = gmm_model.Denoiser(16, 3)
     before = [p.clone() for p in teacher.parameters()]
     cfg = dict(gmm.DEFAULTS, n_blocks=3, keep=1, distil_steps=4, n_pairs=32, n_samples=40, sample_steps=5, batch=8)
     sizes, real_distil = [], gmm.distil
@@ -217,7 +219,7 @@ def test_iterative_run_prunes_block_by_block_and_keeps_the_teacher(monkeypatch):
         sizes.append(len(student.blocks))
         return real_distil(student, *args, **kw)
     monkeypatch.setattr(gmm, "distil", spy)
-    b = {"seed": 0, "x_w": gmm.sample_mixture(32, torch.Generator().manual_seed(0))}
+    b = {"seed": 0, "x_w": gmm_model.sample_mixture(32, torch.Generator().manual_seed(0))}
     x = gmm.run_iterative(teacher, b, "redpo", cfg)
     assert sizes == [2, 1]  # one block fewer per stage, down to `keep`
     assert x.shape == (40, 2) and torch.isfinite(x).all()

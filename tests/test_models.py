@@ -1,4 +1,5 @@
-"""models.py: the real AnimateDiff sizes, the tiny model's surface, and the loaders (issue 2)."""
+"""models/ (the surface in __init__.py, models/animatediff.py): the real AnimateDiff sizes, the tiny
+model's surface, and the loaders (issue 2)."""
 import os
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import pytest
 import torch
 
 import models
+from models import animatediff
+from runtime import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,11 +25,11 @@ def outputs(model, seed=0):
 def test_real_animatediff_sizes_on_meta():
     # The paper's 0.453B: v1-5-2 adapter on SD 1.5, built on the meta device (no memory, no download).
     with torch.device("meta"):
-        unet = models.build_animatediff_unet()
-    paths = models._motion_block_paths(unet)
+        unet = animatediff.build_animatediff_unet()
+    paths = animatediff.motion_block_paths(unet)
     assert len(paths) == 21
     assert paths[0] == "down_blocks.0.motion_modules.0" and paths[-1] == "up_blocks.3.motion_modules.2"
-    motion = sum(p.numel() for n, p in unet.named_parameters() if models._is_motion_param(n))
+    motion = sum(p.numel() for n, p in unet.named_parameters() if animatediff.is_motion_param(n))
     assert motion == 453_209_280
     assert sum(sum(p.numel() for p in unet.get_submodule(q).parameters()) for q in paths) == motion
 
@@ -78,9 +81,9 @@ def test_remove_drops_exactly_the_block_parameters():
     assert list(m.blocks()) == [b for b in blocks if b not in names]
     y = outputs(m)
     assert y.shape == (2, 4, 8, 16, 16) and torch.isfinite(y).all()
-    with pytest.raises(models.UserError, match="already removed"):
+    with pytest.raises(UserError, match="already removed"):
         m.remove(names[:1])
-    with pytest.raises(models.UserError, match="not a block"):
+    with pytest.raises(UserError, match="not a block"):
         m.skip(["conv_in"]).__enter__()
 
 
@@ -108,13 +111,13 @@ def test_save_load_roundtrip_of_a_pruned_model(tmp_path):
     full.save(tmp_path / "full")
     size = lambda d: os.path.getsize(d / models.STUDENT_WEIGHTS)
     assert size(tmp_path / "student") < size(tmp_path / "full")
-    with pytest.raises(models.UserError, match="holds a tiny model"):
+    with pytest.raises(UserError, match="holds a tiny model"):
         models.load("animatediff", path=str(tmp_path / "student"))
 
 
 def test_real_animatediff_loader_on_a_hub_layout_directory(tmp_path):
     # The tiny model written as SD 1.5 + motion adapter checkouts, read by the `animatediff` loader.
-    base, adapter = models.save_tiny_hub_layout(str(tmp_path))
+    base, adapter = animatediff.save_tiny_hub_layout(str(tmp_path))
     assert os.path.isfile(os.path.join(base, "model_index.json"))
     real = models.load("animatediff", path=base, adapter=adapter)
     tiny = models.load("tiny")
@@ -130,7 +133,7 @@ def test_real_animatediff_loader_on_a_hub_layout_directory(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "models.py", *args], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "models", *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

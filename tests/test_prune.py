@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import evaluate
 import models
 import prune
+import rewards
+import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPTS = ["a red car driving on a road", "a cat sleeping on a sofa"]
@@ -44,7 +45,7 @@ class DistanceReward:
     def __call__(self, videos, prompts, static=None):
         d = np.array([np.abs(v.astype(np.float64) - self.reference[p].astype(np.float64)).mean()
                       for v, p in zip(videos, prompts)])
-        return {**{k: -d for k in evaluate.DIMENSIONS}, "total": -d}
+        return {**{k: -d for k in rewards.DIMENSIONS}, "total": -d}
 
 
 # --- the decisions, on hand-made scores ---------------------------------------------------------
@@ -59,7 +60,7 @@ def test_choose_blocks_least_harm_first_ties_in_block_order():
     assert prune.choose_blocks(s, 3) == ["b1", "b3", "b2"]
     assert prune.choose_blocks(s, 5) == ["b1", "b3", "b2", "b0", "b4"]
     for k in (0, 6):
-        with pytest.raises(models.UserError, match="cannot remove"):
+        with pytest.raises(runtime.UserError, match="cannot remove"):
             prune.choose_blocks(s, k)
 
 
@@ -125,7 +126,7 @@ def stage_one(tiny, tmp_path_factory):
     model = copy.deepcopy(tiny)
     before = {"sizes": prune.block_sizes(model), "params": model.num_parameters(), "outputs": outputs(model)}
     out = str(tmp_path_factory.mktemp("prune") / "stage_1")
-    record = prune.prune_stage(model, None, evaluate.load_reward("pixel"), PROMPTS, SEEDS, 2, out,
+    record = prune.prune_stage(model, None, rewards.load_reward("pixel"), PROMPTS, SEEDS, 2, out,
                                gen_kw=GEN, batch_size=2, progress=False)
     return model, record, out, before
 
@@ -157,7 +158,7 @@ def test_prune_json_reloads_with_consistent_targets(stage_one):
     assert saved["removed"] == record["removed"] and saved["model"] == "tiny"
     assert [c["block"] for c in saved["candidates"]] == list(prune.block_sizes(models.load("tiny")))
     for c in saved["candidates"]:
-        assert set(c["scores"]) == set(evaluate.DIMENSIONS) | {"total"}
+        assert set(c["scores"]) == set(rewards.DIMENSIONS) | {"total"}
         assert c["drop"] == pytest.approx(saved["base_scores"]["total"] - c["scores"]["total"])
     full, pruned = saved["full_scores"], saved["pruned_scores"]
     assert full == saved["base_scores"]                      # stage 1: the student is M0
@@ -165,11 +166,11 @@ def test_prune_json_reloads_with_consistent_targets(stage_one):
     # Independent check of the pruned scores: the reloaded student, generated again.
     student = models.load("tiny", path=os.path.join(out, "pruned"))
     frames, _ = student.generate(PROMPTS, SEEDS, **GEN)
-    s = evaluate.load_reward("pixel")(frames, PROMPTS)
+    s = rewards.load_reward("pixel")(frames, PROMPTS)
     for d in ("visual_quality", "temporal_consistency", "dynamic_degree", "total"):
         assert pruned[d] == pytest.approx(float(np.mean(s[d])), abs=1e-9)
     # Targets: exactly the measured dimensions that dropped, largest drop first.
-    drops = {d: full[d] - pruned[d] for d in evaluate.DIMENSIONS if full[d] is not None}
+    drops = {d: full[d] - pruned[d] for d in rewards.DIMENSIONS if full[d] is not None}
     dropped = sorted([d for d in drops if drops[d] > 0], key=lambda d: -drops[d])
     if dropped:
         assert [d for d, _ in saved["target_properties"]] == dropped and not saved["target_fallback"]
@@ -180,7 +181,7 @@ def test_prune_json_reloads_with_consistent_targets(stage_one):
 
 def test_greedy_rescores_after_each_removal(tiny, tmp_path):
     model = copy.deepcopy(tiny)
-    reward = evaluate.load_reward("pixel")
+    reward = rewards.load_reward("pixel")
     record = prune.prune_stage(model, None, reward, PROMPTS[:1], SEEDS[:1], 2, str(tmp_path / "g"),
                                greedy=True, gen_kw=GEN, progress=False)
     first, second = record["rounds"]
@@ -197,24 +198,24 @@ def test_greedy_rescores_after_each_removal(tiny, tmp_path):
 # --- bad input: one line, nothing written -----------------------------------------------------
 
 def test_bad_input_fails_before_writing(tiny, tmp_path):
-    reward = evaluate.load_reward("pixel")
+    reward = rewards.load_reward("pixel")
     out = tmp_path / "stage"
-    with pytest.raises(models.UserError, match="cannot remove 8 blocks: the model has 7"):
+    with pytest.raises(runtime.UserError, match="cannot remove 8 blocks: the model has 7"):
         prune.prune_stage(tiny, None, reward, PROMPTS, SEEDS, 8, str(out), gen_kw=GEN)
-    with pytest.raises(models.UserError, match="no eval prompts"):
+    with pytest.raises(runtime.UserError, match="no eval prompts"):
         prune.prune_stage(tiny, None, reward, [], [], 2, str(out), gen_kw=GEN)
     # A student folder of another model family.
     other = tmp_path / "other"
     tiny.save(str(other))
     meta = json.load(open(other / models.STUDENT_FILE))
-    models.write_json(str(other / models.STUDENT_FILE), dict(meta, model="animatediff"))
-    with pytest.raises(models.UserError, match="holds a animatediff model, not tiny"):
+    runtime.write_json(str(other / models.STUDENT_FILE), dict(meta, model="animatediff"))
+    with pytest.raises(runtime.UserError, match="holds a animatediff model, not tiny"):
         prune.main(["--model", "tiny", "--student", str(other), "--out", str(out)])
-    with pytest.raises(models.UserError, match="not a student folder"):
+    with pytest.raises(runtime.UserError, match="not a student folder"):
         prune.main(["--model", "tiny", "--student", str(tmp_path), "--out", str(out)])
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
-    with pytest.raises(models.UserError, match="holds no prompts"):
+    with pytest.raises(runtime.UserError, match="holds no prompts"):
         prune.main(["--model", "tiny", "--prompts", str(empty), "--out", str(out)])
     assert not out.exists()
     r = subprocess.run([sys.executable, "prune.py", "--model", "tiny", "--reward", "pixel", "--blocks", "99",
@@ -231,11 +232,11 @@ import json, os, sys
 sys.path[:0] = [{root!r}, {tests!r}]
 import torch
 torch.set_num_threads(1)
-import evaluate, models, prune
+import models, prune, rewards, runtime
 from test_prune import PROMPTS, SEEDS, GEN
-rank, world, _ = models.dist_setup()
+rank, world, _ = runtime.dist_setup()
 model = models.load("tiny")
-record = prune.prune_stage(model, None, evaluate.load_reward("pixel"), PROMPTS, SEEDS, 2, sys.argv[1],
+record = prune.prune_stage(model, None, rewards.load_reward("pixel"), PROMPTS, SEEDS, 2, sys.argv[1],
                            gen_kw=GEN, batch_size=2, progress=False)
 with open(os.path.join(sys.argv[1], f"rank{{rank}}.json"), "w") as f:
     json.dump({{"world": world, "model_removed": model.removed, "removed": record["removed"],

@@ -10,6 +10,7 @@ import torch
 
 import models
 import redpo
+import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -196,7 +197,7 @@ def test_resume_reaches_the_same_parameters(stage, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     rows = [json.loads(line)["step"] for line in open(tmp_path / "b" / "metrics.jsonl")]
     assert rows == [1, 2, 3, 4]
-    with pytest.raises(models.UserError, match="other settings"):
+    with pytest.raises(runtime.UserError, match="other settings"):
         run_train(stage, tmp_path / "b", max_steps=4, ckpt_every=2, beta=10.0)
 
 
@@ -207,7 +208,7 @@ def test_gradient_accumulation_equals_the_bigger_batch(stage, tmp_path):
 
 
 def test_non_finite_loss_is_skipped_then_stops_with_a_clear_message(stage, tmp_path):
-    with pytest.raises(models.UserError, match="lower --beta"):
+    with pytest.raises(runtime.UserError, match="lower --beta"):
         run_train(stage, tmp_path / "nan", beta=float("nan"), max_steps=10)
 
 

@@ -1,6 +1,7 @@
-"""toy/shapes.py: the grammar, the renderer against closed forms, the reward on ground truth and on
-corrupted clips (the right dimension drops), and the `toy` model (loader, generation, pruning,
-save/load, the shipped teacher beating an untrained model)."""
+"""The shapes world (toy/shapes_world.py, toy/shapes_model.py, toy/shapes.py): the grammar, the
+renderer against closed forms, the reward on ground truth and on corrupted clips (the right
+dimension drops), and the `toy` model (loader, generation, pruning, save/load, the shipped teacher
+beating an untrained model)."""
 import math
 import os
 import subprocess
@@ -14,32 +15,33 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402
-from toy import shapes  # noqa: E402
+from runtime import UserError, read_json  # noqa: E402
+from toy import shapes_model, shapes_world  # noqa: E402
 
-TRAIN, EVAL = shapes.split_prompts()
+TRAIN, EVAL = shapes_world.split_prompts()
 PROMPTS = TRAIN[::6] + EVAL[::4]          # 12 + 5 prompts, every colour, shape and motion
 
 
 def test_grammar_and_split():
-    everything = shapes.all_prompts()
+    everything = shapes_world.all_prompts()
     assert len(everything) == len(set(everything)) == 6 * 3 * 5
     assert sorted(TRAIN + EVAL) == sorted(everything) and not set(TRAIN) & set(EVAL)
     assert len(EVAL) == 18
     for half in (TRAIN, EVAL):
-        parsed = [shapes.parse_prompt(p) for p in half]
-        for i, words in enumerate((shapes.COLOURS, shapes.SHAPES, shapes.MOTIONS)):
+        parsed = [shapes_world.parse_prompt(p) for p in half]
+        for i, words in enumerate((shapes_world.COLOURS, shapes_world.SHAPES, shapes_world.MOTIONS)):
             assert {x[i] for x in parsed} == set(words)
-    assert shapes.parse_prompt("a red circle moving left") == ("red", "circle", "moving left")
-    assert shapes.parse_prompt("a red car driving on a road") is None
-    assert shapes.is_static("a blue square staying still") and not shapes.is_static("a blue square moving up")
-    with pytest.raises(models.UserError):
-        shapes.render("a red car driving", 0)
+    assert shapes_world.parse_prompt("a red circle moving left") == ("red", "circle", "moving left")
+    assert shapes_world.parse_prompt("a red car driving on a road") is None
+    assert shapes_world.is_static("a blue square staying still") and not shapes_world.is_static("a blue square moving up")
+    with pytest.raises(UserError):
+        shapes_world.render("a red car driving", 0)
 
 
 @pytest.mark.parametrize("shape, area", [("circle", math.pi * 3.3 ** 2), ("square", 5.8 ** 2),
                                          ("triangle", 7 * 5.25 / 2)])
 def test_coverage_matches_the_closed_form_area_and_centroid(shape, area):
-    c = shapes.coverage(shape, 7.3, 8.6)
+    c = shapes_world.coverage(shape, 7.3, 8.6)
     assert c.sum() == pytest.approx(area, rel=0.04)      # sampling error along the edge
     ys, xs = np.mgrid[0:16, 0:16] + 0.5
     # 4x4 supersampling puts samples 1/4 px apart: the centroid is off by at most half of that
@@ -51,41 +53,41 @@ def test_coverage_matches_the_closed_form_area_and_centroid(shape, area):
 @pytest.mark.parametrize("prompt", ["a red circle moving left", "a cyan triangle moving down",
                                     "a yellow square staying still"])
 def test_render_moves_the_right_way_and_stays_inside(prompt):
-    colour, _, motion = shapes.parse_prompt(prompt)
+    colour, _, motion = shapes_world.parse_prompt(prompt)
     for seed in range(5):
-        clip = shapes.render(prompt, seed)
+        clip = shapes_world.render(prompt, seed)
         assert clip.shape == (8, 16, 16, 3) and clip.dtype == np.uint8
         c = clip.max(axis=-1) / 255.0
         ys, xs = np.mgrid[0:16, 0:16] + 0.5
         centres = np.stack([[(ci * xs).sum() / ci.sum(), (ci * ys).sum() / ci.sum()] for ci in c])
-        np.testing.assert_allclose(np.diff(centres, axis=0), np.tile(shapes.MOTIONS[motion], (7, 1)), atol=0.05)
-        assert (centres >= shapes.EXTENT - 0.05).all() and (centres <= 16 - shapes.EXTENT + 0.05).all()
+        np.testing.assert_allclose(np.diff(centres, axis=0), np.tile(shapes_world.MOTIONS[motion], (7, 1)), atol=0.05)
+        assert (centres >= shapes_world.EXTENT - 0.05).all() and (centres <= 16 - shapes_world.EXTENT + 0.05).all()
         lit = clip[clip.max(axis=-1) == 255]              # fully covered pixels carry the exact colour
-        np.testing.assert_array_equal(np.unique(lit // 255, axis=0), [shapes.COLOURS[colour]])
-    np.testing.assert_array_equal(shapes.render(prompt, 3), shapes.render(prompt, 3))
-    assert not np.array_equal(shapes.render(prompt, 3), shapes.render(prompt, 4))
+        np.testing.assert_array_equal(np.unique(lit // 255, axis=0), [shapes_world.COLOURS[colour]])
+    np.testing.assert_array_equal(shapes_world.render(prompt, 3), shapes_world.render(prompt, 3))
+    assert not np.array_equal(shapes_world.render(prompt, 3), shapes_world.render(prompt, 4))
 
 
 @pytest.fixture(scope="module")
 def truth():
-    return shapes.render_batch(PROMPTS, range(len(PROMPTS)))
+    return shapes_world.render_batch(PROMPTS, range(len(PROMPTS)))
 
 
 def mean_scores(videos, prompts=PROMPTS, static=None):
-    return {k: float(v.mean()) for k, v in shapes.reward(videos, prompts, static).items()}
+    return {k: float(v.mean()) for k, v in shapes_world.reward(videos, prompts, static).items()}
 
 
 def test_reward_on_ground_truth(truth):
-    r = shapes.reward(truth, PROMPTS)
-    assert set(r) == set(shapes.DIMENSIONS) | {"total"}
+    r = shapes_world.reward(truth, PROMPTS)
+    assert set(r) == set(shapes_world.DIMENSIONS) | {"total"}
     for k in ("visual_quality", "temporal_consistency", "text_alignment"):
         assert r[k].min() >= 0.97, k
-    static = np.array([shapes.is_static(p) for p in PROMPTS])
+    static = np.array([shapes_world.is_static(p) for p in PROMPTS])
     assert (r["dynamic_degree"][static] == 0).all()           # the revised rule
     assert r["dynamic_degree"][~static].min() >= 0.97         # moving 1 px / frame = SPEED
-    np.testing.assert_allclose(r["total"], np.mean([r[k] for k in shapes.DIMENSIONS], axis=0))
+    np.testing.assert_allclose(r["total"], np.mean([r[k] for k in shapes_world.DIMENSIONS], axis=0))
     # `static` from the caller overrides the grammar
-    forced = shapes.reward(truth, PROMPTS, static=[True] * len(PROMPTS))
+    forced = shapes_world.reward(truth, PROMPTS, static=[True] * len(PROMPTS))
     assert (forced["dynamic_degree"] == 0).all()
 
 
@@ -95,15 +97,15 @@ def test_reward_hand_made_clip():
     clip = np.zeros((8, 16, 16, 3), np.uint8)
     for f in range(8):
         clip[f, 6:12, 2 + f:8 + f, 0] = 255               # a 6x6 square, area 36 (template 33.6)
-    r = shapes.score_clip(clip, "a red square moving right")
+    r = shapes_world.score_clip(clip, "a red square moving right")
     assert r["dynamic_degree"] == pytest.approx(1.0)
     assert r["text_alignment"] == pytest.approx(1.0)
     assert r["temporal_consistency"] == pytest.approx(1.0)
     assert r["visual_quality"] > 0.95
-    assert shapes.score_clip(clip, "a blue square moving right")["text_alignment"] == pytest.approx(2 / 3)
-    assert shapes.score_clip(clip, "a red square moving left")["text_alignment"] == pytest.approx(2 / 3)
-    assert shapes.score_clip(np.zeros_like(clip), "a red square moving right") == {
-        k: 0.0 for k in shapes.DIMENSIONS}
+    assert shapes_world.score_clip(clip, "a blue square moving right")["text_alignment"] == pytest.approx(2 / 3)
+    assert shapes_world.score_clip(clip, "a red square moving left")["text_alignment"] == pytest.approx(2 / 3)
+    assert shapes_world.score_clip(np.zeros_like(clip), "a red square moving right") == {
+        k: 0.0 for k in shapes_world.DIMENSIONS}
 
 
 def blur(v):
@@ -135,7 +137,7 @@ def test_reward_corruptions_drop_the_right_dimension(truth):
     for dim, video in corrupted.items():
         dim = dim.strip()
         scores = mean_scores(video)
-        drops = {k: base[k] - scores[k] for k in shapes.DIMENSIONS}
+        drops = {k: base[k] - scores[k] for k in shapes_world.DIMENSIONS}
         assert drops[dim] >= 0.05, (dim, drops)
         assert drops[dim] == max(drops.values()), (dim, drops)
     # a wrong colour touches nothing but text alignment (exactly one of three checks)
@@ -149,11 +151,11 @@ def test_reward_corruptions_drop_the_right_dimension(truth):
 
 def test_reward_rejects_bad_input(truth):
     with pytest.raises(ValueError):
-        shapes.reward(truth.astype(np.float32), PROMPTS)
+        shapes_world.reward(truth.astype(np.float32), PROMPTS)
     with pytest.raises(ValueError):
-        shapes.reward(truth, PROMPTS[:-1])
-    with pytest.raises(models.UserError):
-        shapes.reward(truth[:1], ["a red car"])
+        shapes_world.reward(truth, PROMPTS[:-1])
+    with pytest.raises(UserError):
+        shapes_world.reward(truth[:1], ["a red car"])
 
 
 @pytest.fixture(scope="module")
@@ -170,12 +172,12 @@ def test_toy_model_surface(teacher, tmp_path):
     assert frames.shape == (3, 8, 16, 16, 3) and frames.dtype == np.uint8
     assert x_0.shape == (3, 3, 8, 16, 16) and x_0.dtype == torch.float32
     np.testing.assert_array_equal(teacher.decode(x_0), frames)
-    clips = shapes.render_batch(prompts[:2], seeds[:2])
-    np.testing.assert_array_equal(teacher.decode(shapes.to_x0(clips)), clips)   # x_0 <-> frames
+    clips = shapes_world.render_batch(prompts[:2], seeds[:2])
+    np.testing.assert_array_equal(teacher.decode(shapes_world.to_x0(clips)), clips)   # x_0 <-> frames
     alone, _ = teacher.generate(prompts[1:2], seeds[1:2], steps=3)   # batch does not change a video
     assert np.abs(alone[0].astype(int) - frames[1].astype(int)).max() <= 1
     tokens = teacher.tokenize(["a red circle moving left", "a zebra"]).tolist()
-    vocab = shapes.VOCAB
+    vocab = shapes_world.VOCAB
     assert tokens[0] == [vocab.index(w) for w in ("<bos>", "a", "red", "circle", "moving", "left", "<eos>", "<eos>")]
     assert tokens[1][:4] == [0, vocab.index("a"), vocab.index("<unk>"), 1]
     # prune two motion modules, save, reload: same parameters gone, same predictions
@@ -198,7 +200,7 @@ def test_toy_model_surface(teacher, tmp_path):
 def test_noise_pred_turns_v_into_eps():
     """The toy UNet predicts v; noise_pred must return the eps with the same x_0 estimate:
     sqrt(a) x_t - sqrt(1 - a) v == (x_t - sqrt(1 - a) eps) / sqrt(a)."""
-    model = models.toy_model(shapes.TOY_CONFIG)
+    model = shapes_model.toy_model(shapes_model.TOY_CONFIG)
     assert model.unet_predicts == "v_prediction"
     x_t = torch.randn(2, 3, 8, 16, 16, generator=torch.Generator().manual_seed(1))
     t = torch.tensor([50, 700])
@@ -218,10 +220,10 @@ def test_shipped_teacher_beats_an_untrained_model(teacher):
     model with random weights on every dimension."""
     prompts = EVAL[::4]                                    # 5 prompts, mixed shapes
     seeds = list(range(len(prompts)))
-    untrained = models.toy_model(models.read_json(os.path.join(models.TOY_DIR, "config.json")))
+    untrained = shapes_model.toy_model(read_json(os.path.join(shapes_model.TEACHER_DIR, "config.json")))
     good = mean_scores(teacher.generate(prompts, seeds, steps=10)[0], prompts)
     bad = mean_scores(untrained.generate(prompts, seeds, steps=10)[0], prompts)
-    for k in shapes.DIMENSIONS:
+    for k in shapes_world.DIMENSIONS:
         assert good[k] > bad[k] + 0.1, (k, good, bad)
 
 
@@ -233,7 +235,7 @@ def test_train_smoke_writes_a_loadable_teacher(tmp_path):
                     "--batch", "1", "--out", str(out), "--work", str(work)], check=True, cwd=ROOT, env=env,
                    capture_output=True, timeout=300)
     model = models.load("toy", path=str(out), device="cpu")
-    assert models.read_json(out / "config.json")["train"]["step"] == 1
+    assert read_json(out / "config.json")["train"]["step"] == 1
     assert len(model.blocks()) == 10
     assert (work / "state.pt").is_file()
 

@@ -1,4 +1,4 @@
-"""models.py's VideoCrafter2: the real size, LVDM's forward process and sampler, the fps condition,
+"""models/videocrafter2.py: the real size, LVDM's forward process and sampler, the fps condition,
 the pruning rule, and the loaders (issue 10). Tiny models from configs; no downloads.
 
     python -m pytest -x -q tests/test_videocrafter2.py
@@ -14,6 +14,8 @@ import torch
 
 import models
 import redpo
+from models import animatediff, videocrafter2
+from runtime import UserError
 
 PROMPTS = ["a red car", "a blue boat"]
 
@@ -40,7 +42,7 @@ def test_real_videocrafter2_size_on_meta():
     # UNetModel from inference_t2v_512_v2.0.yaml counts 1,413,284,420 too: UNet3DConditionModel
     # (1,411,233,860) + the fps embedding (2,050,560) is the same network, layer for layer.
     with torch.device("meta"):
-        unet = models.build_videocrafter2_unet()
+        unet = videocrafter2.build_videocrafter2_unet()
     assert sum(p.numel() for p in unet.parameters()) == 1_413_284_420
     fps = sum(p.numel() for p in unet.fps_embedding.parameters())
     assert fps == (320 * 1280 + 1280) + (1280 * 1280 + 1280) == 2_050_560     # Linear(320, 1280), Linear(1280, 1280)
@@ -48,7 +50,7 @@ def test_real_videocrafter2_size_on_meta():
     assert unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.heads == 5
     assert unet.down_blocks[2].temp_attentions[0].transformer_blocks[0].attn1.heads == 20
     assert unet.transformer_in.transformer_blocks[0].attn1.heads == 8
-    paths = models.videocrafter2_block_paths(unet)
+    paths = videocrafter2.videocrafter2_block_paths(unet)
     assert len(paths) == 63 and len(set(paths)) == 63
     assert paths[:3] == ["transformer_in", "down_blocks.0.resnets.0", "down_blocks.0.temp_convs.0"]
     assert paths[-1] == "up_blocks.3.temp_attentions.2"
@@ -63,7 +65,7 @@ def test_real_videocrafter2_size_on_meta():
 
 
 def test_scale_arr_and_add_noise_against_hand_computed(tiny):
-    s = models.videocrafter2_scale_arr()
+    s = videocrafter2.videocrafter2_scale_arr()
     assert s.shape == (1000,)
     # np.linspace(1, 0.7, 400): s_t = 1 - 0.3 t / 399 up to t = 399, then 0.7.
     expected = {0: 1.0, 200: 339 / 399, 399: 0.7, 400: 0.7, 999: 0.7}
@@ -84,7 +86,7 @@ def test_scale_arr_and_add_noise_against_hand_computed(tiny):
 
 def test_ddim_step_is_lvdm_sampler(tiny):
     from diffusers import DDIMScheduler
-    scheduler = DDIMScheduler(**models.VIDEOCRAFTER2_SCHEDULER)
+    scheduler = DDIMScheduler(**videocrafter2.VIDEOCRAFTER2_SCHEDULER)
     scheduler.set_timesteps(50)                       # LVDM make_ddim_timesteps("uniform", 50, 1000)
     assert scheduler.timesteps.tolist() == [t + 1 for t in range(0, 1000, 20)][::-1]
     a, s = tiny.scheduler.alphas_cumprod, tiny.scale_arr
@@ -93,11 +95,11 @@ def test_ddim_step_is_lvdm_sampler(tiny):
     for t, t_prev in ((981, 961), (421, 401), (401, 381), (21, 1), (1, -19)):
         x_t = tiny.add_noise(x_0, eps, t)
         # eta = 0 with the true eps: x_0 comes back, and x_prev is q(x_prev | x_0) with the same eps.
-        x_prev, x_0_hat = models.scaled_ddim_step(x_t, eps, t, t_prev, a, s, 0.0, noise)
+        x_prev, x_0_hat = videocrafter2.scaled_ddim_step(x_t, eps, t, t_prev, a, s, 0.0, noise)
         torch.testing.assert_close(x_0_hat, x_0, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(x_prev, tiny.add_noise(x_0, eps, max(t_prev, 0)), atol=1e-4, rtol=1e-4)
         # eta = 1 adds sigma * noise, sigma = sqrt((1 - a_prev) / (1 - a_t) (1 - a_t / a_prev)).
-        x_prev_1, _ = models.scaled_ddim_step(x_t, eps, t, t_prev, a, s, 1.0, noise)
+        x_prev_1, _ = videocrafter2.scaled_ddim_step(x_t, eps, t, t_prev, a, s, 1.0, noise)
         at, ap = float(a[t]), float(a[max(t_prev, 0)])
         sigma = math.sqrt((1 - ap) / (1 - at) * (1 - at / ap))
         det = math.sqrt(ap) * float(s[max(t_prev, 0)]) * x_0 + math.sqrt(1 - ap - sigma ** 2) * eps
@@ -139,7 +141,7 @@ def test_text_encoder_takes_the_penultimate_openclip_layer(tiny):
     m.pipe = copy.copy(tiny.pipe)
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        config = CLIPTextConfig(**{**models.TINY_TEXT_CONFIG, "num_hidden_layers": 24})
+        config = CLIPTextConfig(**{**animatediff.TINY_TEXT_CONFIG, "num_hidden_layers": 24})
         m.pipe.text_encoder = CLIPTextModel(config).eval()
     full = m.encode(PROMPTS)
     body = getattr(m.pipe.text_encoder, "text_model", m.pipe.text_encoder)   # transformers 4 / 5
@@ -190,7 +192,7 @@ def test_skip_restores_exactly_and_trainable_is_the_whole_unet(tiny):
     assert all(torch.equal(before[k], v) for k, v in tiny.unet.state_dict().items())
     assert {id(p) for p in tiny.trainable_parameters()} == {id(p) for p in tiny.unet.parameters()}
     assert not any(p.requires_grad for p in tiny.unet.parameters())  # frozen until redpo.py trains
-    with pytest.raises(models.UserError, match="not a block"):
+    with pytest.raises(UserError, match="not a block"):
         tiny.skip(["up_blocks.1.resnets.0"]).__enter__()            # widens: not prunable
 
 
@@ -208,7 +210,7 @@ def test_save_load_roundtrip_of_a_pruned_model(tiny, tmp_path):
 
 
 def test_real_loader_on_the_converted_layout(tiny, tmp_path):
-    path = models.save_tiny_videocrafter2_layout(str(tmp_path / "vc2"))
+    path = videocrafter2.save_tiny_videocrafter2_layout(str(tmp_path / "vc2"))
     real = models.load("videocrafter2", path=path)
     assert real.defaults["num_frames"] == 16 and (real.defaults["height"], real.defaults["width"]) == (320, 512)
     assert real.num_parameters() == tiny.num_parameters() and list(real.blocks()) == list(tiny.blocks())
@@ -226,18 +228,18 @@ def test_real_loader_on_the_converted_layout(tiny, tmp_path):
     assert back.removed == ["mid_block.attentions.0"] and back.source["path"] == os.path.abspath(path)
     torch.testing.assert_close(outputs(back), outputs(real))
     # Wrong inputs are one-line errors.
-    with pytest.raises(models.UserError, match="needs --path"):
+    with pytest.raises(UserError, match="needs --path"):
         models.load("videocrafter2")
-    with pytest.raises(models.UserError, match="no text_encoder/"):
+    with pytest.raises(UserError, match="no text_encoder/"):
         os.rename(os.path.join(path, "text_encoder"), os.path.join(path, "te"))
         models.load("videocrafter2", path=path)
 
 
 def test_loader_refuses_a_unet_without_the_fps_embedding(tmp_path):
     from diffusers import UNet3DConditionModel
-    path = models.save_tiny_videocrafter2_layout(str(tmp_path / "vc2"))
-    UNet3DConditionModel(**models.TINY_VIDEOCRAFTER2_UNET_CONFIG).save_pretrained(os.path.join(path, "unet"))
-    with pytest.raises(models.UserError, match="fps_embedding"):
+    path = videocrafter2.save_tiny_videocrafter2_layout(str(tmp_path / "vc2"))
+    UNet3DConditionModel(**videocrafter2.TINY_VIDEOCRAFTER2_UNET_CONFIG).save_pretrained(os.path.join(path, "unet"))
+    with pytest.raises(UserError, match="fps_embedding"):
         models.load("videocrafter2", path=path)
 
 
@@ -268,7 +270,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         return [p.grad.clone() for p in params]
 
     plain = grads()
-    m.unet.enable_gradient_checkpointing()           # redpo.py --gradient-checkpointing
+    m.unet.enable_gradient_checkpointing()           # redpo.py --gradient_checkpointing
     checkpointed = grads()
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed))
     m.unet.disable_gradient_checkpointing()

@@ -8,6 +8,7 @@ import time
 import pytest
 
 import models
+import runtime
 import vip_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,13 +44,13 @@ def straight(tmp_path_factory):
 
 
 def test_two_stages_shrink_the_model_and_report_every_row(straight):
-    params = [models.read_json(os.path.join(straight, "full", "eval.json"))["params"]["prunable"]]
+    params = [runtime.read_json(os.path.join(straight, "full", "eval.json"))["params"]["prunable"]]
     for k in (1, 2):
         stage = os.path.join(straight, f"stage_{k}")
-        prune = models.read_json(os.path.join(stage, "prune.json"))
+        prune = runtime.read_json(os.path.join(stage, "prune.json"))
         assert len(prune["removed"]) == 2
-        pruned = models.read_json(os.path.join(stage, "eval_pruned.json"))["params"]["prunable"]
-        trained = models.read_json(os.path.join(stage, "eval.json"))["params"]["prunable"]
+        pruned = runtime.read_json(os.path.join(stage, "eval_pruned.json"))["params"]["prunable"]
+        trained = runtime.read_json(os.path.join(stage, "eval.json"))["params"]["prunable"]
         assert pruned == trained == params[-1] - prune["removed_parameters"]
         params.append(trained)
         assert os.path.isfile(os.path.join(stage, "DONE"))
@@ -60,11 +61,11 @@ def test_two_stages_shrink_the_model_and_report_every_row(straight):
         [" Full ", " - "], [" Stage 1 ", " Pruned "], [" Stage 1 ", " ReDPO "],
         [" Stage 2 ", " Pruned "], [" Stage 2 ", " ReDPO "]]
     # The table shows the eval.json numbers.
-    trained = models.read_json(os.path.join(straight, "stage_2", "eval.json"))
+    trained = runtime.read_json(os.path.join(straight, "stage_2", "eval.json"))
     assert f"{trained['scores']['total']['mean']:.3f}" == rows[-1].split("|")[8].strip()
     # Stage 2 starts from stage 1's trained student: its removed list extends stage 1's.
     final = models.load("tiny", path=os.path.join(straight, "stage_2", "student"))
-    first = models.read_json(os.path.join(straight, "stage_1", "prune.json"))["removed"]
+    first = runtime.read_json(os.path.join(straight, "stage_1", "prune.json"))["removed"]
     assert final.removed[:2] == first and len(final.removed) == 4
 
 
@@ -91,8 +92,8 @@ def test_killed_in_stage_2_resumes_without_redoing_stage_1(straight, tmp_path):
 def test_torchrun_two_processes(tmp_path):
     run = tmp_path / "ddp"
     finish(start(run, nproc=2))
-    assert models.read_json(os.path.join(run, "config.json"))["world"] == 2
-    removed = [models.read_json(os.path.join(run, f"stage_{k}", "prune.json"))["removed"] for k in (1, 2)]
+    assert runtime.read_json(os.path.join(run, "config.json"))["world"] == 2
+    removed = [runtime.read_json(os.path.join(run, f"stage_{k}", "prune.json"))["removed"] for k in (1, 2)]
     assert [len(r) for r in removed] == [2, 2] and not set(removed[0]) & set(removed[1])
     assert len(table(run)) == 5
 
@@ -101,12 +102,12 @@ def test_oneshot_cuts_all_blocks_at_once(tmp_path):
     run = tmp_path / "oneshot"
     finish(start(run, "--oneshot"))
     assert sorted(os.listdir(run)).count("stage_1") == 1 and not (run / "stage_2").exists()
-    assert len(models.read_json(run / "stage_1" / "prune.json")["removed"]) == 4
+    assert len(runtime.read_json(run / "stage_1" / "prune.json")["removed"]) == 4
     assert len(table(run)) == 3
 
 
 def test_another_config_for_an_existing_run_is_refused(tmp_path):
-    models.write_json(tmp_path / "config.json", {"model": "tiny", "method": "sft"})
+    runtime.write_json(tmp_path / "config.json", {"model": "tiny", "method": "sft"})
     r = subprocess.run([sys.executable, "vip_loop.py", *FLAGS, "--out", str(tmp_path)], cwd=ROOT, env=ENV,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -119,10 +120,10 @@ def test_stage_plan():
 
 
 def test_toy_preset_reads_the_worlds_split():
-    from toy import shapes
-    import evaluate
-    train, held_out = shapes.split_prompts()
+    from toy import shapes_world
+    import prompt_files
+    train, held_out = shapes_world.split_prompts()
     preset = vip_loop.PRESETS["toy"]
-    assert [p["prompt"] for p in evaluate.read_prompts(preset["prompts"])] == held_out
-    assert [p["prompt"] for p in evaluate.read_prompts(preset["pool"])] == train
+    assert [p["prompt"] for p in prompt_files.read_prompts(preset["prompts"])] == held_out
+    assert [p["prompt"] for p in prompt_files.read_prompts(preset["pool"])] == train
     assert vip_loop.DEFAULT_MODEL == "toy" and preset["reward"] == "shapes"

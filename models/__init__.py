@@ -1,0 +1,304 @@
+"""Which text-to-video models exist, and how to load, run and cut them (paper Sec. 4.1, "Models").
+
+The surface every script uses, whatever the model. Each family lives in its own file and is
+imported on first `load` of one of its names (LOADERS): AnimateDiff and `tiny` in
+models/animatediff.py, VideoCrafter2 and `tiny-videocrafter2` in models/videocrafter2.py, and the
+toy world's teacher `toy` next to its world in toy/shapes_model.py.
+
+    python -m models --model toy --prompt "a red circle moving left" --out samples
+    python -m models --model tiny --prompt "a red car driving on a road" --out samples
+    python -m models --model animatediff --prompt "a corgi running on the beach" --out samples
+    python -m models --model tiny-videocrafter2 --prompt "a red car driving on a road" --out samples
+    python -m models --model videocrafter2 --path checkpoints/videocrafter2 --prompt "a corgi running" --out samples
+
+A loaded model offers: `generate(prompts, seeds)` -> (uint8 frames (B, F, H, W, 3), clean latents
+(B, C, F, h, w)); `noise_pred(x_t, t, prompts_or_embeds)`; `add_noise(x_0, eps, t)`; `blocks()`, the
+prunable blocks (AnimateDiff: the 21 motion modules, paper Sec. 4.1; VideoCrafter2: the 63 residual
+layers of its U-Net, `videocrafter2_block_paths`); `skip(names)`, which turns
+blocks into identity without copying the model (Sec. 3.2's importance search); `remove(names)`,
+which deletes them structurally; `save(dir)`, which `load(name, path=dir)` reads back; and
+`trainable_parameters()` (AnimateDiff: the motion modules; the spatial SD 1.5 UNet stays frozen;
+VideoCrafter2: the whole UNet).
+"""
+import contextlib
+import importlib
+import os
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from runtime import UserError, atomic_dir, default_device, read_json, write_json
+
+# What `generate` does when not told otherwise, per model.
+DEFAULTS = {
+    "animatediff": dict(num_frames=16, steps=25, guidance=7.5, height=512, width=512, fps=8),
+    "tiny": dict(num_frames=8, steps=4, guidance=7.5, height=32, width=32, fps=4),
+    "toy": dict(num_frames=8, steps=20, guidance=1.0, height=16, width=16, fps=4),
+    # VideoCrafter's scripts/run_text2video.sh: 16 frames at 320x512, DDIM 50 steps with eta 1,
+    # guidance 12, fps condition 28 (`fps_cond`); written out at 10 fps (inference.py's savefps).
+    "videocrafter2": dict(num_frames=16, steps=50, guidance=12.0, height=320, width=512, fps=10,
+                          eta=1.0, fps_cond=28),
+    "tiny-videocrafter2": dict(num_frames=8, steps=4, guidance=12.0, height=32, width=32, fps=4,
+                               eta=1.0, fps_cond=28),
+}
+
+STUDENT_FILE = "vip_model.json"       # marks a directory written by VideoModel.save
+STUDENT_WEIGHTS = "trainable.safetensors"
+
+# ---------------------------------------------------------------------------------------------
+# The model object
+# ---------------------------------------------------------------------------------------------
+
+class RemovedBlock(nn.Module):
+    """Stands where a pruned residual block was. diffusers indexes its module lists, so the slot
+    stays; the block was residual (out = x + f(x)), so without f it passes x through."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return _identity(hidden_states, **kwargs)
+
+
+def _identity(hidden_states, *args, **kwargs):
+    """A residual block without its branch. diffusers' transformers are called with
+    return_dict=False and indexed with [0], so for them the identity returns a 1-tuple."""
+    return (hidden_states,) if kwargs.get("return_dict", True) is False else hidden_states
+
+
+class VideoModel:
+    """A text-to-video diffusion pipeline with the surface V.I.P. needs (see the module docstring).
+
+    `pipe` is a diffusers pipeline whose `unet` holds the prunable blocks; `source` is what
+    `save` records so that `load` can rebuild the same base before applying the saved weights.
+    """
+
+    def __init__(self, name, pipe, source, block_paths, trainable, defaults):
+        self.name = name
+        self.pipe = pipe
+        self.source = source              # {"path": ..., "adapter": ...}: how to rebuild the base
+        self.block_paths = list(block_paths)
+        self.trainable = trainable        # predicate on a UNet parameter name
+        self.defaults = dict(defaults)
+        self.removed = []
+        for p in self.pipe.unet.parameters():
+            p.requires_grad_(False)       # redpo.py turns on trainable_parameters() of the student
+        for m in (self.pipe.vae, self.pipe.text_encoder):
+            if m is not None:
+                m.requires_grad_(False)
+        self.pipe.set_progress_bar_config(disable=True)
+
+    # --- the pieces -----------------------------------------------------------------------
+    @property
+    def unet(self):
+        return self.pipe.unet
+
+    @property
+    def scheduler(self):
+        return self.pipe.scheduler
+
+    @property
+    def device(self):
+        return self.pipe.unet.device
+
+    def to(self, device):
+        self.pipe.to(device)
+        return self
+
+    # --- running --------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, prompts):
+        """Prompts -> text-encoder hidden states (B, L, D) (the same as the pipeline's)."""
+        embeds, _ = self.pipe.encode_prompt(list(prompts), self.device, 1, False)
+        return embeds
+
+    @torch.no_grad()
+    def generate(self, prompts, seeds, num_frames=None, steps=None, guidance=None,
+                 height=None, width=None):
+        """One video per (prompt, seed). Returns uint8 frames (B, F, H, W, 3) as numpy and the
+        final clean latents (B, C, F, h, w) as a float32 CPU tensor. Each video draws its noise
+        from its own seeded CPU generator, so a video does not depend on its batch."""
+        d = self.defaults
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        latents = self.pipe(
+            prompt=list(prompts), num_frames=num_frames or d["num_frames"],
+            num_inference_steps=steps or d["steps"],
+            guidance_scale=d["guidance"] if guidance is None else guidance,
+            height=height or d["height"], width=width or d["width"],
+            generator=generators, output_type="latent").frames  # (B, C, F, h, w)
+        return self.decode(latents), latents.float().cpu()
+
+    @torch.no_grad()
+    def decode(self, latents):
+        """Clean latents (B, C, F, h, w) -> uint8 frames (B, F, H, W, 3)."""
+        video = self.pipe.decode_latents(latents.to(self.device, self.pipe.vae.dtype))  # (B, 3, F, H, W) in [-1, 1]
+        video = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return video.permute(0, 2, 3, 4, 1).cpu().numpy()
+
+    def embeddings(self, prompts_or_embeds):
+        """Text-encoder hidden states (B, L, D): encoded from prompts, or passed through as given."""
+        if isinstance(prompts_or_embeds, torch.Tensor):
+            return prompts_or_embeds
+        return self.encode(prompts_or_embeds)
+
+    def noise_pred(self, x_t, t, prompts_or_embeds, unet=None):
+        """eps_theta(x_t, t, c) for training. x_t: (B, C, F, h, w); t: (B,) or int.
+        UNetMotionModel folds frames into the batch, so the text embeddings repeat once per frame.
+        `unet`: call this wrapper of self.unet instead (redpo.py passes its DDP module)."""
+        embeds = self.embeddings(prompts_or_embeds)
+        num_frames = x_t.shape[2]
+        embeds = embeds.to(x_t.device, x_t.dtype).repeat_interleave(num_frames, dim=0)  # (B*F, L, D)
+        return (unet or self.unet)(x_t, t, encoder_hidden_states=embeds).sample
+
+    def guided_noise_pred(self, x_t, t, cond, uncond, guidance):
+        """Classifier-free guidance for samplers written here: eps = eps_u + guidance * (eps_c - eps_u),
+        both halves in one batch; guidance 1 is eps_c alone, one forward."""
+        if guidance == 1:
+            return self.noise_pred(x_t, t, cond)
+        eps_u, eps_c = self.noise_pred(torch.cat([x_t, x_t]), t, torch.cat([uncond, cond])).chunk(2)
+        return eps_u + guidance * (eps_c - eps_u)
+
+    def add_noise(self, x_0, eps, t):
+        """The forward process q(x_t | x_0) of this model's training: x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps."""
+        return self.scheduler.add_noise(x_0, eps, t)
+
+    @property
+    def num_train_timesteps(self):
+        return self.scheduler.config.num_train_timesteps
+
+    # --- pruning --------------------------------------------------------------------------
+    def blocks(self):
+        """Ordered dict name -> module of the prunable blocks still in the model."""
+        return OrderedDict((p, self.unet.get_submodule(p)) for p in self.block_paths
+                           if p not in self.removed)
+
+    def _check_names(self, names):
+        blocks = self.blocks()
+        for n in names:
+            if n not in blocks:
+                state = "already removed" if n in self.removed else "not a block of this model"
+                raise UserError(f"block {n!r} is {state}; valid blocks: {', '.join(blocks)}")
+        return blocks
+
+    @contextlib.contextmanager
+    def skip(self, names):
+        """Turn `names` into identity inside the `with` (no copy: an instance-level forward
+        shadows the class's), and restore them exactly on exit."""
+        blocks = self._check_names(names)
+        for n in names:
+            blocks[n].forward = _identity
+        try:
+            yield self
+        finally:
+            for n in names:
+                del blocks[n].forward
+
+    def remove(self, names):
+        """Delete blocks structurally: their parameters leave the model for good."""
+        self._check_names(names)
+        for n in names:
+            parent_path, _, child = n.rpartition(".")   # "down_blocks.0.attentions", "1" (or "", "transformer_in")
+            setattr(self.unet.get_submodule(parent_path), child, RemovedBlock())
+            self.removed.append(n)
+
+    # --- training -------------------------------------------------------------------------
+    def trainable_named_parameters(self):
+        return [(n, p) for n, p in self.unet.named_parameters() if self.trainable(n)]
+
+    def trainable_parameters(self):
+        return [p for _, p in self.trainable_named_parameters()]
+
+    def num_parameters(self):
+        """Parameter counts: the whole pipeline, the denoiser, and its trainable (prunable) part."""
+        count = lambda ps: sum(p.numel() for p in ps)
+        parts = [self.pipe.unet, self.pipe.vae, self.pipe.text_encoder]
+        return {"total": sum(count(m.parameters()) for m in parts if m is not None),
+                "unet": count(self.unet.parameters()),
+                "trainable": count(self.trainable_parameters())}
+
+    def save(self, out_dir):
+        """Write what rebuilds this model: the source, the removed blocks and the trainable
+        weights (the frozen rest comes from the source). Atomic: a temp folder, then rename."""
+        from safetensors.torch import save_file
+        meta = {"model": self.name, "source": self.source, "removed": self.removed,
+                "num_parameters": self.num_parameters()}
+        with atomic_dir(out_dir) as tmp:
+            state = {n: p.detach().float().cpu().contiguous() for n, p in self.trainable_named_parameters()}
+            save_file(state, os.path.join(tmp, STUDENT_WEIGHTS))
+            write_json(os.path.join(tmp, STUDENT_FILE), meta)
+
+    def load_saved(self, path, meta):
+        self.remove(meta["removed"])
+        return self.load_weights(path)
+
+    def load_weights(self, path):
+        """Copy the trainable weights saved in `path` (by `save`) into this model."""
+        from safetensors.torch import load_file
+        meta = read_json(os.path.join(path, STUDENT_FILE))
+        state = load_file(os.path.join(path, STUDENT_WEIGHTS))
+        expected = {n for n, _ in self.trainable_named_parameters()}
+        if set(state) != expected:
+            raise UserError(f"{path}: its weights do not match a {self.name} model with blocks "
+                            f"{meta['removed']} removed; it was written by another version or model")
+        params = dict(self.trainable_named_parameters())
+        with torch.no_grad():
+            for n, v in state.items():
+                params[n].copy_(v)
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------------------------
+
+# name -> "module:function(name, path, adapter, dtype)" that builds the model. The module is imported
+# on first use: `import models` stays free of diffusers, and no family file (or the toy world, which
+# imports this one) is imported from here.
+LOADERS = {
+    "animatediff": "models.animatediff:load_animatediff",
+    "tiny": "models.animatediff:load_tiny",
+    "toy": "toy.shapes_model:load_toy",
+    "videocrafter2": "models.videocrafter2:load_videocrafter2",
+    "tiny-videocrafter2": "models.videocrafter2:load_tiny_videocrafter2",
+}
+
+
+def _loader(name):
+    module, function = LOADERS[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def load(name, path=None, device=None, dtype=None, adapter=None):
+    """Load model `name`. `path`: a hub id or local directory of the base model, or a directory
+    written by `VideoModel.save` (a pruned / trained student, rebuilt from its recorded source).
+    `adapter`: AnimateDiff's motion adapter (hub id or directory). `device`: default cuda if
+    available, else cpu. `dtype`: default float32."""
+    if name not in LOADERS:
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(LOADERS)}")
+    _quiet_libraries()
+    if path is not None and os.path.isfile(os.path.join(path, STUDENT_FILE)):
+        meta = read_json(os.path.join(path, STUDENT_FILE))
+        if meta["model"] != name:
+            raise UserError(f"{path} holds a {meta['model']} model, not {name}; "
+                            f"pass --model {meta['model']} or another directory")
+        model = _loader(name)(name, meta["source"]["path"], meta["source"]["adapter"], dtype)
+        model.load_saved(path, meta)
+    else:
+        if path is not None and looks_local(path) and not os.path.isdir(path):
+            raise UserError(f"no such directory: {path}; pass a hub id or an existing directory")
+        model = _loader(name)(name, path, adapter, dtype)
+    return model.to(device or default_device())
+
+
+def looks_local(p):
+    """A path, not a hub id ("owner/name")."""
+    return p.startswith((".", "/", "~")) or os.path.exists(p) or p.count("/") != 1
+
+
+def _quiet_libraries():
+    """diffusers and transformers warn about optional packages (torchvision) and dtype casts that do
+    not concern us; keep their errors, drop the noise from every CLI's output."""
+    import diffusers
+    import transformers
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()

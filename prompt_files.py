@@ -1,0 +1,82 @@
+"""Prompt files: the eval prompts (with static labels, Sec. 4.1) and the caption pools of Sec. 3.3.
+
+One reader for every script: `read_prompts(path)` -> [{"prompt": str, "static": bool or None}].
+
+    .txt   one prompt a line (blank lines skipped)
+    .csv   a column `prompt`, `caption` or `name` (WebVid's caption column), optional `static`
+    .json  a list of strings or of objects with such fields
+
+A prompt labelled static scores 0 dynamic degree (the paper's revised dynamic score; rewards.py's
+apply_static_rule); unlabelled prompts are scored as they are. The files that ship are in prompts/
+(captions) and toy/ (the shapes world's split); defaults.py says which one a model reads.
+
+    python evaluate.py --model tiny --prompts prompts/eval_prompts.csv --out runs/demo/full
+    python curate.py --model tiny --prompts webvid.csv ...        # WebVid-10M's csv as the pool
+"""
+import csv
+import json
+import os
+
+from runtime import UserError
+
+PROMPT_KEYS = ("prompt", "caption", "name")    # WebVid's csv calls its caption column "name"
+TRUE_WORDS = ("true", "1", "yes", "y", "t", "static")
+FALSE_WORDS = ("false", "0", "no", "n", "f", "dynamic")
+
+
+def parse_static(value, where):
+    """A static/dynamic label: True, False, or None (unlabelled)."""
+    if value is None or isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in ("", "none", "null"):
+        return None
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise UserError(f"{where}: static must be true/false (or empty for unlabelled), not {value!r}")
+
+
+def _row(item, where):
+    """A prompt-file entry (a string or a dict) -> {"prompt": str, "static": bool or None}."""
+    if isinstance(item, str):
+        return {"prompt": item.strip(), "static": None}
+    if isinstance(item, dict):
+        keys = [k for k in PROMPT_KEYS if k in item]
+        if not keys:
+            raise UserError(f"{where}: no {'/'.join(PROMPT_KEYS)} field; add the caption under 'prompt'")
+        return {"prompt": str(item[keys[0]]).strip(), "static": parse_static(item.get("static"), where)}
+    raise UserError(f"{where}: expected a string or an object with a 'prompt', got {type(item).__name__}")
+
+
+def read_prompts(path):
+    """Read a prompt file -> [{"prompt": str, "static": bool or None}], in file order.
+    .txt: one prompt a line (blank lines skipped). .csv: a column `prompt`, `caption` or `name`
+    (WebVid), optional `static` (true/false). .json: a list of strings or of such objects."""
+    if not os.path.isfile(path):
+        raise UserError(f"no such prompt file: {path}; pass --prompts a .txt, .csv or .json file")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".txt":
+        with open(path, encoding="utf-8") as f:
+            rows = [_row(line, f"{path}:{i + 1}") for i, line in enumerate(f) if line.strip()]
+    elif ext == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            fields = [c.strip().lower() for c in reader.fieldnames or []]
+            if not any(k in fields for k in PROMPT_KEYS):
+                raise UserError(f"{path}: no column named {', '.join(PROMPT_KEYS)} (found {fields})")
+            rows = [_row({k.strip().lower(): v for k, v in r.items() if k is not None}, f"{path}:{i + 2}")
+                    for i, r in enumerate(reader)]
+    elif ext == ".json":
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if not isinstance(data, list):
+            raise UserError(f"{path}: expected a JSON list of prompts (strings or objects)")
+        rows = [_row(item, f"{path}[{i}]") for i, item in enumerate(data)]
+    else:
+        raise UserError(f"{path}: unknown prompt file type {ext!r}; use .txt, .csv or .json")
+    rows = [r for r in rows if r["prompt"]]
+    if not rows:
+        raise UserError(f"{path} holds no prompts")
+    return rows
