@@ -44,6 +44,7 @@ class Bare:
     def encode(self, prompts):
         return self.embeds[: len(prompts)]
 
+    embeddings = models.VideoModel.embeddings
     noise_pred = models.VideoModel.noise_pred
     add_noise = models.VideoModel.add_noise
 
