@@ -16,9 +16,7 @@ file default to the toy world's (defaults.py).
     python evaluate.py --report runs/A runs/B --out runs  # several methods (runs) in one table
 """
 import argparse
-import math
 import os
-import statistics
 import time
 
 import numpy as np
@@ -28,64 +26,11 @@ from tqdm import tqdm
 import defaults
 import models
 import runtime
+from report import _fmt, videos_path, write_report
 from prompt_files import read_prompts
 from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DEFAULT, load_reward
 from runtime import UserError
-
-# ---------------------------------------------------------------------------------------------
-# Statistics: the mean and a 95% Student-t confidence interval over prompts
-# ---------------------------------------------------------------------------------------------
-
-def t_two_sided_cdf(t, df):
-    """P(|T| < t) for Student's t with integer df, in closed form (Abramowitz & Stegun 26.7.3-4):
-    theta = atan(t / sqrt(df)); odd df: (2/pi)(theta + sin(theta) sum_j a_j cos^(2j+1) theta),
-    a_0 = 1, a_j = a_(j-1) 2j / (2j+1); even df: sin(theta) sum_j b_j cos^(2j) theta, b_0 = 1,
-    b_j = b_(j-1) (2j-1) / (2j); the powers of cos(theta) run up to df - 2."""
-    theta = math.atan(t / math.sqrt(df))
-    s, c = math.sin(theta), math.cos(theta)
-    if df % 2 == 1:
-        a, power, total = 1.0, c, 0.0
-        for j in range((df - 1) // 2):          # cos^1 ... cos^(df-2)
-            if j > 0:
-                a *= 2 * j / (2 * j + 1)
-                power *= c * c
-            total += a * power
-        return 2 / math.pi * (theta + s * total)
-    b, power, total = 1.0, 1.0, 0.0
-    for j in range(df // 2):                    # cos^0 ... cos^(df-2)
-        if j > 0:
-            b *= (2 * j - 1) / (2 * j)
-            power *= c * c
-        total += b * power
-    return s * total
-
-
-def t_quantile(df, level=0.95):
-    """The t with P(|T| < t) = level (df = 4, level 0.95: 2.776). Bisection on the exact CDF;
-    above df = 200 the Cornish-Fisher expansion around the normal quantile (error < 1e-6)."""
-    if df > 200:
-        z = statistics.NormalDist().inv_cdf((1 + level) / 2)
-        return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
-    lo, hi = 0.0, 1.0
-    while t_two_sided_cdf(hi, df) < level:
-        hi *= 2
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_two_sided_cdf(mid, df) < level else (lo, mid)
-    return (lo + hi) / 2
-
-
-def mean_ci(values, level=0.95):
-    """(mean, half width of the level t-interval) over the finite values: mean +- t_(n-1) s / sqrt(n).
-    NaN (a dimension a reward does not measure) is left out; fewer than two values: half width NaN."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return float("nan"), float("nan")
-    if len(v) == 1:
-        return float(v[0]), float("nan")
-    return float(v.mean()), float(t_quantile(len(v) - 1, level) * v.std(ddof=1) / math.sqrt(len(v)))
-
+from stats import mean_ci
 
 # ---------------------------------------------------------------------------------------------
 # Cost: TFLOPs per generated video and latency
@@ -214,13 +159,6 @@ def evaluate_model(model, reward, prompts, seeds, static=None, keep_videos=4, ba
     return result
 
 
-def videos_path(json_path):
-    """Where the kept videos of an eval json live: eval.json -> videos.npz, eval_pruned.json -> videos_pruned.npz."""
-    d, stem = os.path.split(os.path.splitext(json_path)[0])
-    name = "videos" + stem[len("eval"):] if stem.startswith("eval") else stem + "_videos"
-    return os.path.join(d, name + ".npz")
-
-
 def save_eval(result, json_path):
     """Rank 0 writes `result` (from evaluate_model) to json_path, and its videos beside it
     (videos_path); other ranks write nothing. Both writes are atomic."""
@@ -234,149 +172,6 @@ def save_eval(result, json_path):
         with runtime.atomic_file(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, frames=videos["frames"], prompts=np.array(videos["prompts"]),
                                 seeds=np.array(videos["seeds"]))
-
-
-# ---------------------------------------------------------------------------------------------
-# The report: Table 1's shape, plus side-by-side video grids
-# ---------------------------------------------------------------------------------------------
-
-METHOD_NAMES = {"redpo": "ReDPO", "sft": "SFT", "dpo": "DPO"}
-COLUMN_NAMES = {"visual_quality": "Visual Quality", "temporal_consistency": "Temporal Consistency",
-                "dynamic_degree": "Dynamic Degree", "text_alignment": "Text Alignment"}
-
-
-def _fmt(x, digits=3):
-    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
-
-
-def _stage_dirs(run_dir):
-    """[(k, path)] of runs/NAME/stage_k, by k."""
-    if not os.path.isdir(run_dir):
-        return []
-    stages = [(int(n.split("_", 1)[1]), os.path.join(run_dir, n)) for n in os.listdir(run_dir)
-              if n.startswith("stage_") and n.split("_", 1)[1].isdigit()]
-    return sorted(stages)
-
-
-def report_rows(run_dir):
-    """Table-1 rows of one run: [(model, stage, method, eval dict, json path)]: the full model,
-    then per stage the pruned model (eval_pruned.json) and the trained one (eval.json)."""
-    config_path = os.path.join(run_dir, "config.json")
-    config = runtime.read_json(config_path) if os.path.isfile(config_path) else {}
-    method = METHOD_NAMES.get(str(config.get("method", "")).lower(), config.get("method") or "trained")
-    rows = []
-    full = os.path.join(run_dir, "full", "eval.json")
-    if os.path.isfile(full):
-        rows.append(("Full", "-", full))
-    for k, stage in _stage_dirs(run_dir):
-        for name, label in (("eval_pruned.json", "Pruned"), ("eval.json", method)):
-            if os.path.isfile(os.path.join(stage, name)):
-                rows.append((f"Stage {k}", label, os.path.join(stage, name)))
-    out = []
-    for stage, label, path in rows:
-        result = runtime.read_json(path)
-        model_name = config.get("model") or result.get("model", "?")
-        out.append((model_name, stage, label, result, path))
-    return out
-
-
-def video_grid(videos, separator=2):
-    """Side-by-side frames: [(F, H, W, 3) uint8, ...] -> (F, H, sum W + gaps, 3), white gaps between."""
-    frames = min(len(v) for v in videos)
-    height = max(v.shape[1] for v in videos)
-    gap = np.full((frames, height, separator, 3), 255, dtype=np.uint8)
-    parts = []
-    for i, v in enumerate(videos):
-        if i:
-            parts.append(gap)
-        pad = np.full((frames, height, v.shape[2], 3), 255, dtype=np.uint8)
-        pad[:, :v.shape[1]] = v[:frames]
-        parts.append(pad)
-    return np.concatenate(parts, axis=2)
-
-
-def _load_videos(json_path):
-    path = videos_path(json_path)
-    if not os.path.isfile(path):
-        return None
-    with np.load(path) as z:
-        return {"frames": z["frames"], "prompts": [str(p) for p in z["prompts"]], "seeds": [int(s) for s in z["seeds"]]}
-
-
-def write_grids(run_dir, out_dir, max_videos=2):
-    """teacher | pruned | trained for the same prompt and seed, per stage: mp4 + gif under
-    out_dir/grids. Returns [(stage, prompt, gif path)]; skips stages whose videos are missing or
-    were generated from other prompts / seeds."""
-    full = os.path.join(run_dir, "full", "eval.json")
-    teacher = _load_videos(full)
-    fps = runtime.read_json(full).get("generation", {}).get("fps", 8) if os.path.isfile(full) else 8
-    made = []
-    if teacher is None:
-        return made
-    name = os.path.basename(os.path.normpath(run_dir))
-    for k, stage in _stage_dirs(run_dir):
-        pruned = _load_videos(os.path.join(stage, "eval_pruned.json"))
-        trained = _load_videos(os.path.join(stage, "eval.json"))
-        if pruned is None or trained is None:
-            continue
-        n = min(max_videos, len(teacher["seeds"]), len(pruned["seeds"]), len(trained["seeds"]))
-        for i in range(n):
-            keys = {(v["prompts"][i], v["seeds"][i]) for v in (teacher, pruned, trained)}
-            if len(keys) != 1:
-                continue
-            grid = video_grid([teacher["frames"][i], pruned["frames"][i], trained["frames"][i]])
-            stem = os.path.join(out_dir, "grids", f"{name}_stage{k}_{i}")
-            runtime.save_video(stem + ".mp4", grid, fps)
-            runtime.save_video(stem + ".gif", grid, fps)
-            made.append((k, teacher["prompts"][i], stem + ".gif"))
-    return made
-
-
-def write_report(run_dirs, out_path):
-    """Write report.md in Table 1's shape for one or more runs (one run = one method): rows Full,
-    then Stage k Pruned / Stage k <method>; columns the four dimensions, their average and the
-    trained parameters (millions). Then cost and uncertainty, and the video grids. Returns the text."""
-    out_dir = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(out_dir, exist_ok=True)
-    header = ["Model", "Stage", "Method"] + [COLUMN_NAMES[d] for d in DIMENSIONS] + ["Average", "Param (M)"]
-    lines = ["# V.I.P. results", ""]
-    rows = [(run, row) for run in run_dirs for row in report_rows(run)]
-    if not rows:
-        raise UserError(f"no eval.json under {', '.join(run_dirs)}; run evaluate.py (or vip_loop.py) first")
-    rewards = sorted({(r[3].get("reward", "?"), r[3].get("reward_note", "")) for _, r in rows})
-    for name, note in rewards:
-        lines.append(f"Scores: `{name}` reward. {note}")
-        if name == "pixel":
-            lines.append("**The pixel proxy is for smoke runs only; these numbers are not VideoScore.**")
-    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, (model_name, stage, method, result, _) in rows:
-        s = result["scores"]
-        cells = [model_name, stage, method] + [_fmt(s[d]["mean"]) for d in DIMENSIONS]
-        cells += [_fmt(s["total"]["mean"]), _fmt(result["params"]["trainable"] / 1e6)]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Average: the mean of the four dimensions (VideoScore total). Param: the trained part "
-              "(AnimateDiff: the motion modules; VideoCrafter2: the whole UNet). Static prompts score dynamic degree 0.",
-              "", "| Run | Stage | Method | Average +- 95% CI | Videos | TFLOPs / video | Latency (s / video) |",
-              "|---|---|---|---|---|---|---|"]
-    for run, (_, stage, method, result, _) in rows:
-        total = result["scores"]["total"]
-        tflops = result.get("tflops", {}).get("tflops")
-        tflops = "n/a" if tflops is None else f"{tflops:.4g}"
-        latency = result.get("latency", {}).get("seconds_per_video")
-        lines.append(f"| {os.path.basename(os.path.normpath(run))} | {stage} | {method} | "
-                     f"{_fmt(total['mean'])} +- {_fmt(total['ci95'])} | {result['num_videos']} | "
-                     f"{tflops} | {_fmt(latency, 2)} |")
-    grids = [(run, g) for run in run_dirs for g in write_grids(run, out_dir)]
-    if grids:
-        lines += ["", "## Teacher | pruned | trained (same prompt and seed)", ""]
-        for run, (k, prompt, gif) in grids:
-            rel = os.path.relpath(gif, out_dir)
-            lines.append(f"- {os.path.basename(os.path.normpath(run))}, stage {k}: \"{prompt}\"  ")
-            lines.append(f"  ![{prompt}]({rel}) ([mp4]({os.path.splitext(rel)[0]}.mp4))")
-    text = "\n".join(lines) + "\n"
-    with runtime.atomic_file(out_path) as tmp, open(tmp, "w") as f:
-        f.write(text)
-    return text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ For stage k = 1..K, with the full teacher M0 fixed and the student updated:
     M_k, M0, pairs --redpo.py (3.4.1)--> M_k'                     (stage_k/train/, student/)
     M_k' --evaluate.py-->             the trained row             (stage_k/eval.json, DONE)
 
-and finally report.md (evaluate.write_report) with the full model, each stage pruned and trained.
+and finally report.md (report.write_report) with the full model, each stage pruned and trained.
 
     python vip_loop.py                                     # the toy world (the embedded default)
     python vip_loop.py --model tiny --reward pixel --stages 2 --blocks 2 --out runs/tiny
@@ -29,6 +29,7 @@ import evaluate
 import models
 import prune
 import redpo
+import report
 import runtime
 from prompt_files import read_prompts
 from rewards import DIMENSIONS, load_reward
@@ -200,7 +201,7 @@ def run(cfg, device):
                                  eval_set, pool, cfg, os.path.join(out, "teacher_cache"), gen_kw)
 
     if rank == 0:
-        text = evaluate.write_report([out], os.path.join(out, "report.md"))
+        text = report.write_report([out], os.path.join(out, "report.md"))
         print(text.split("\n\n## ")[0])
         print(f"wrote {os.path.join(out, 'report.md')}")
     runtime.barrier()

@@ -8,7 +8,9 @@ import torch
 
 import evaluate
 import models
+import report
 import runtime
+import stats
 from conftest import run_script
 from rewards import DIMENSIONS
 
@@ -19,19 +21,19 @@ def test_t_quantiles_match_tables():
     # Two-sided 95% Student-t critical values from standard tables.
     for df, t in [(1, 12.7062047), (2, 4.3026527), (4, 2.7764451), (9, 2.2621572), (30, 2.0422725),
                   (120, 1.9799304), (1000, 1.9623391)]:
-        assert evaluate.t_quantile(df) == pytest.approx(t, abs=1e-6)
-    assert evaluate.t_two_sided_cdf(1.0, 1) == pytest.approx(0.5)              # Cauchy: P(|T| < 1) = 1/2
-    assert evaluate.t_two_sided_cdf(2.0, 2) == pytest.approx(2 / math.sqrt(6))  # df 2: t / sqrt(2 + t^2)
+        assert stats.t_quantile(df) == pytest.approx(t, abs=1e-6)
+    assert stats.t_two_sided_cdf(1.0, 1) == pytest.approx(0.5)              # Cauchy: P(|T| < 1) = 1/2
+    assert stats.t_two_sided_cdf(2.0, 2) == pytest.approx(2 / math.sqrt(6))  # df 2: t / sqrt(2 + t^2)
 
 
 def test_mean_ci_known_sample():
-    mean, half = evaluate.mean_ci([1, 2, 3, 4, 5])
+    mean, half = stats.mean_ci([1, 2, 3, 4, 5])
     # s = sqrt(2.5), se = s / sqrt(5) = sqrt(0.5), t_(0.975, 4) = 2.776445
     assert mean == 3.0 and half == pytest.approx(2.776445105 * math.sqrt(0.5), rel=1e-8)
-    mean, half = evaluate.mean_ci([2.0, 4.0, float("nan")])          # NaN left out: n = 2
+    mean, half = stats.mean_ci([2.0, 4.0, float("nan")])          # NaN left out: n = 2
     assert mean == 3.0 and half == pytest.approx(12.7062047 * math.sqrt(2) / math.sqrt(2), rel=1e-7)
-    assert evaluate.mean_ci([7.0])[0] == 7.0 and math.isnan(evaluate.mean_ci([7.0])[1])
-    assert all(math.isnan(x) for x in evaluate.mean_ci([float("nan")]))
+    assert stats.mean_ci([7.0])[0] == 7.0 and math.isnan(stats.mean_ci([7.0])[1])
+    assert all(math.isnan(x) for x in stats.mean_ci([float("nan")]))
 
 
 # --- cost ---------------------------------------------------------------------------------------
@@ -84,17 +86,20 @@ def test_report_matches_eval_json(tmp_path):
     fake_eval(run / "stage_2" / "eval_pruned.json", dict(zip(dims, [2.553, 2.478, 2.718, 2.470])), 219_000_000)
     assert (run / "stage_1" / "videos_pruned.npz").is_file() and (run / "stage_1" / "videos.npz").is_file()
 
-    text = evaluate.write_report([str(run)], str(run / "report.md"))
+    text = report.write_report([str(run)], str(run / "report.md"))
     assert (run / "report.md").read_text() == text
-    table = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| animatediff")]
-    rows = {(c[1].strip(), c[2].strip()): [c.strip() for c in c[3:]] for c in table}
+    assert "### ReDPO (animatediff, 1 seed: 0)" in text
+    table = [[c.strip() for c in line.split("|")[1:-1]] for line in text.split("## Methods")[0].splitlines()
+             if line.startswith(("| Full ", "| Stage ")) and line.split("|")[1].strip() not in ("Stage",)
+             and ":" not in line.split("|")[1]]
+    rows = {(c[0], c[1]): c[2:] for c in table}
     assert list(rows) == [("Full", "-"), ("Stage 1", "Pruned"), ("Stage 1", "ReDPO"), ("Stage 2", "Pruned")]
     files = {("Full", "-"): "full/eval.json", ("Stage 1", "Pruned"): "stage_1/eval_pruned.json",
              ("Stage 1", "ReDPO"): "stage_1/eval.json", ("Stage 2", "Pruned"): "stage_2/eval_pruned.json"}
     for key, cells in rows.items():
         result = json.loads((run / files[key]).read_text())
         expected = [f"{result['scores'][d]['mean']:.3f}" for d in dims]
-        expected += [f"{result['scores']['total']['mean']:.3f}", f"{result['params']['trainable'] / 1e6:.3f}"]
+        expected += [f"{result['scores']['total']['mean']:.3f}", "n/a", "2", f"{result['params']['trainable'] / 1e6:.3f}"]
         assert cells == expected
     assert rows[("Full", "-")][-1] == "453.209"
     # The grid: teacher | pruned | trained side by side, 2-pixel white gaps, for stage 1 only.
@@ -143,7 +148,7 @@ def test_cli_evaluates_tiny_and_writes_report(tmp_path):
     proc = run_cli("--report", str(run))
     assert proc.returncode == 0, proc.stderr
     report = (run / "report.md").read_text()
-    assert "| tiny | Stage 1 | SFT |" in report and "not VideoScore" in report
+    assert "### SFT (tiny, 1 seed: 0)" in report and "| Stage 1 | SFT |" in report and "not VideoScore" in report
     assert (run / "grids" / "run_stage1_0.gif").is_file()
 
 

@@ -1,0 +1,432 @@
+"""The report (Sec. 4, Tables 1, 3 and 4): every run's rows, paired differences, methods side by side.
+
+One run directory (vip_loop.py's layout) is one method at one training seed. The report groups
+runs by method (ReDPO, SFT, DPO, each online or one-shot); within a group the runs are training
+seeds. Every row's eval json holds the same eval prompts and seeds, so rows are compared **paired**,
+video by video (stats.py): pruned vs the model before it, trained vs pruned, method vs method.
+
+    python evaluate.py --report runs/NAME                        # runs/NAME/report.md, grids, plots
+    python evaluate.py --report runs/A runs/B --out runs         # several methods / seeds, one report
+    python evaluate.py --report docs/shapes/runs/* --out docs/shapes   # the README's shapes tables
+
+report.md holds: Table 1 (per group, each row's per-dimension mean; with several seeds the mean
+over seeds and their spread), the paired differences of each stage, the methods compared at each
+stage and at the end, the paper's claims with a verdict, cost per row, and teacher | pruned |
+trained video grids. Beside it: scores_<group>.png (per-dimension bars with 95% intervals) and
+training_<group>.png (the DPO term, SFT term and implicit accuracy per stage, from metrics.jsonl).
+"""
+import json
+import math
+import os
+
+import numpy as np
+
+import runtime
+import stats
+from rewards import DIMENSIONS
+from runtime import UserError
+
+METHOD_NAMES = {"redpo": "ReDPO", "sft": "SFT", "dpo": "DPO"}
+COLUMN_NAMES = {"visual_quality": "Visual Quality", "temporal_consistency": "Temporal Consistency",
+                "dynamic_degree": "Dynamic Degree", "text_alignment": "Text Alignment", "total": "Average"}
+KEYS = tuple(DIMENSIONS) + ("total",)
+CLOSE = 0.02   # "the final student stays close to the full model": final - full above -CLOSE (Average)
+
+
+def videos_path(json_path):
+    """Where the kept videos of an eval json live: eval.json -> videos.npz, eval_pruned.json -> videos_pruned.npz."""
+    d, stem = os.path.split(os.path.splitext(json_path)[0])
+    name = "videos" + stem[len("eval"):] if stem.startswith("eval") else stem + "_videos"
+    return os.path.join(d, name + ".npz")
+
+
+def _fmt(x, digits=3, sign=False):
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _diff(d):
+    """'+0.035 ± 0.015' (paired mean and 95% half width)."""
+    return f"{_fmt(d['mean'], sign=True)} ± {_fmt(d['ci95'])}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading runs
+# ---------------------------------------------------------------------------------------------
+
+def _stage_dirs(run_dir):
+    """[(k, path)] of runs/NAME/stage_k, by k."""
+    if not os.path.isdir(run_dir):
+        return []
+    stages = [(int(n.split("_", 1)[1]), os.path.join(run_dir, n)) for n in os.listdir(run_dir)
+              if n.startswith("stage_") and n.split("_", 1)[1].isdigit()]
+    return sorted(stages)
+
+
+def read_run(run_dir):
+    """One run: {"dir", "name", "config", "label" (method, "one-shot" added), "seed", "full" (eval
+    dict), "stages": [{"k", "pruned", "trained" (eval dicts or None), "targets" (prune.json's target
+    properties, largest drop first), "metrics" (metrics.jsonl rows)}]}."""
+    config_path = os.path.join(run_dir, "config.json")
+    config = runtime.read_json(config_path) if os.path.isfile(config_path) else {}
+    label = METHOD_NAMES.get(str(config.get("method", "")).lower(), config.get("method") or "trained")
+    label += " one-shot" if config.get("oneshot") else ""
+    maybe = lambda p: runtime.read_json(p) if os.path.isfile(p) else None          # noqa: E731
+    run = {"dir": run_dir, "name": os.path.basename(os.path.normpath(run_dir)), "config": config,
+           "label": label, "seed": config.get("seed", 0), "full": maybe(os.path.join(run_dir, "full", "eval.json")),
+           "stages": []}
+    run["model"] = config.get("model") or (run["full"] or {}).get("model", "?")
+    for k, stage in _stage_dirs(run_dir):
+        prune_json = maybe(os.path.join(stage, "prune.json")) or {}
+        metrics_path = os.path.join(stage, "train", "metrics.jsonl")
+        metrics = []
+        if os.path.isfile(metrics_path):
+            with open(metrics_path) as f:
+                metrics = [json.loads(line) for line in f if line.strip()]
+        run["stages"].append({"k": k, "pruned": maybe(os.path.join(stage, "eval_pruned.json")),
+                              "trained": maybe(os.path.join(stage, "eval.json")),
+                              "targets": [d for d, _ in prune_json.get("target_properties", [])],
+                              "metrics": metrics})
+    return run
+
+
+def group_runs(runs):
+    """{(model, label): [runs sorted by training seed]}, in the order first seen."""
+    groups = {}
+    for run in runs:
+        groups.setdefault((run["model"], run["label"]), []).append(run)
+    return {key: sorted(rs, key=lambda r: r["seed"]) for key, rs in groups.items()}
+
+
+def table_rows(run):
+    """[(stage, label, eval dict, previous eval dict)]: Full, then per stage Pruned and trained."""
+    rows = [("Full", "-", run["full"], None)] if run["full"] else []
+    before = run["full"]
+    for s in run["stages"]:
+        if s["pruned"]:
+            rows.append((f"Stage {s['k']}", "Pruned", s["pruned"], before))
+        if s["trained"]:
+            rows.append((f"Stage {s['k']}", run["label"], s["trained"], s["pruned"]))
+            before = s["trained"]
+    return rows
+
+
+def final(run):
+    """The last trained row of a run (its final student), or None."""
+    done = [s["trained"] for s in run["stages"] if s["trained"]]
+    return done[-1] if done else None
+
+
+def pooled(rows_after, rows_before, keys=KEYS):
+    """Paired differences pooled over runs (each run's rows pair with each other)."""
+    pairs = [(a["per_video"], b["per_video"]) for a, b in zip(rows_after, rows_before) if a and b]
+    return stats.paired_ci([a for a, _ in pairs], [b for _, b in pairs], keys)
+
+
+def pooled_on(pairs_with_key):
+    """Paired differences on one chosen dimension per run (e.g. each run's target property),
+    pooled: [(after eval, before eval, key)] -> {"mean", "ci95", "n"}."""
+    diffs = []
+    for a, b, key in pairs_with_key:
+        if a and b and key:
+            diffs += stats.paired_differences(a["per_video"], b["per_video"], [key])[key]
+    mean, half = stats.mean_ci(diffs)
+    return {"mean": mean, "ci95": half, "n": len(diffs)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The sections of report.md
+# ---------------------------------------------------------------------------------------------
+
+def table1(key, runs):
+    """Table 1's shape for one group: per row the mean over seeds of each dimension; with several
+    seeds, the Average's spread over seeds (sd) beside it."""
+    name = f"{key[1]} ({key[0]}, {len(runs)} seed{'s' if len(runs) > 1 else ''}: " \
+           f"{', '.join(str(r['seed']) for r in runs)})"
+    header = ["Stage", "Method"] + [COLUMN_NAMES[d] for d in KEYS] + ["Average: sd over seeds", "Videos", "Param (M)"]
+    lines = [f"### {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    per_run = [table_rows(r) for r in runs]
+    for i, (stage, label, result, _) in enumerate(per_run[0]):
+        same = [rows[i][2] for rows in per_run if i < len(rows)]
+        means = {d: [r["scores"][d]["mean"] for r in same if r["scores"][d]["mean"] is not None] for d in KEYS}
+        sd = float(np.std(means["total"], ddof=1)) if len(means["total"]) > 1 else float("nan")
+        cells = [stage, label] + [_fmt(float(np.mean(means[d])) if means[d] else None) for d in KEYS]
+        cells += [_fmt(sd), str(result["num_videos"]), _fmt(result["params"]["trainable"] / 1e6)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired_table(key, runs):
+    """Per stage: pruned - the model before it, trained - pruned; and final - full. Pooled over the
+    group's seeds, with the per-seed Average differences to show the spread."""
+    header = ["Comparison", "Target"] + [COLUMN_NAMES[d] for d in KEYS] + ["Average per seed"]
+    lines = [f"Paired differences, {key[1]} (mean ± 95% interval over every video of every seed):", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    n_stages = max(len(r["stages"]) for r in runs)
+
+    def row(title, target, after, before):
+        d = pooled(after, before)
+        per_seed = [stats.paired_ci(a["per_video"], b["per_video"], ["total"])["total"]["mean"]
+                    for a, b in zip(after, before) if a and b]
+        cells = [title, target] + [_diff(d[k]) for k in KEYS] + [" / ".join(_fmt(x, 3, True) for x in per_seed)]
+        lines.append("| " + " | ".join(cells) + " |")
+
+    for i in range(n_stages):
+        stage = [r["stages"][i] if i < len(r["stages"]) else None for r in runs]
+        previous = [(r["stages"][i - 1]["trained"] if i else r["full"]) if s else None for r, s in zip(runs, stage)]
+        targets = ", ".join(sorted({s["targets"][0] for s in stage if s and s["targets"]})) or "-"
+        row(f"Stage {i + 1}: Pruned - before", targets, [s and s["pruned"] for s in stage], previous)
+        row(f"Stage {i + 1}: {key[1]} - Pruned", targets, [s and s["trained"] for s in stage],
+            [s and s["pruned"] for s in stage])
+    row("Final - Full", "-", [final(r) for r in runs], [r["full"] for r in runs])
+    return lines
+
+
+def methods_table(groups, reference):
+    """Every other group minus the reference group, paired video by video, runs matched by seed:
+    at each stage's trained row (same stage count only) and at the final student."""
+    ref_key, ref_runs = reference
+    header = ["Comparison"] + [COLUMN_NAMES[d] for d in KEYS]
+    lines = [f"Methods compared with {ref_key[1]} (paired, runs matched by training seed):", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, runs in groups.items():
+        if key == ref_key:
+            continue
+        by_seed = {r["seed"]: r for r in ref_runs}
+        matched = [(r, by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
+        if not matched:
+            continue
+        if all(len(a["stages"]) == len(b["stages"]) for a, b in matched):
+            for i in range(len(matched[0][0]["stages"])):
+                d = pooled([a["stages"][i]["trained"] for a, _ in matched], [b["stages"][i]["trained"] for _, b in matched])
+                lines.append("| " + " | ".join([f"Stage {i + 1}: {key[1]} - {ref_key[1]}"] + [_diff(d[k]) for k in KEYS]) + " |")
+        d = pooled([final(a) for a, _ in matched], [final(b) for _, b in matched])
+        lines.append("| " + " | ".join([f"Final: {key[1]} - {ref_key[1]}"] + [_diff(d[k]) for k in KEYS]) + " |")
+    return lines
+
+
+def claims(groups):
+    """The paper's claims, one line each, with the measured figure and one word (stats.verdict).
+    Needs the ReDPO group; the others add the rows they can answer."""
+    by_label = {key[1]: runs for key, runs in groups.items()}
+    redpo = by_label.get("ReDPO")
+    if not redpo:
+        return []
+    out = []
+
+    def add(claim, d, sign, note=""):
+        out.append((claim, f"{_diff(d)} (n {d['n']}){note}", stats.verdict(d, sign)))
+
+    for i in range(max(len(r["stages"]) for r in redpo)):
+        st = [r["stages"][i] for r in redpo if i < len(r["stages"])]
+        target = [(s["trained"], s["pruned"], s["targets"][0] if s["targets"] else None) for s in st]
+        names = ", ".join(sorted({t for _, _, t in target if t}))
+        add(f"Table 1, stage {i + 1}: the pruning cut lowers its target ({names})",
+            pooled_on([(s["pruned"], (r["stages"][i - 1]["trained"] if i else r["full"]), s["targets"][0] if s["targets"] else None)
+                       for r, s in zip(redpo, st)]), -1)
+        add(f"Table 1, stage {i + 1}: ReDPO recovers the target ({names})", pooled_on(target), +1)
+    d = pooled([final(r) for r in redpo], [r["full"] for r in redpo], ["total"])["total"]
+    near = dict(d, mean=d["mean"] + CLOSE)     # close: final - full > -CLOSE
+    add(f"Table 1: the final student stays close to the full model (Average; close: above -{CLOSE})", near, +1,
+        f"; final - full = {_diff(d)}")
+    sft = by_label.get("SFT")
+    if sft:
+        pairs = [(s, r) for s, r in zip(sft, redpo) if s["seed"] == r["seed"]]
+        n = min(len(s["stages"]) for s, _ in pairs) if pairs else 0
+        add("Table 3: ReDPO beats SFT on each stage's target",
+            pooled_on([(r["stages"][i]["trained"], s["stages"][i]["trained"], r["stages"][i]["targets"][0])
+                       for s, r in pairs for i in range(n) if r["stages"][i]["targets"]]), +1)
+        good = []          # per SFT run and stage: the dimensions pruning did not lower (not targets)
+        for s in sft:
+            for st in s["stages"]:
+                good += [(st["trained"], st["pruned"], dim) for dim in DIMENSIONS if dim not in st["targets"]]
+        add("Table 3: SFT loses what the pruned model was good at (the non-target dimensions)", pooled_on(good), -1)
+    dpo = by_label.get("DPO")
+    if dpo:
+        pairs = [(final(a), final(b)) for a in dpo for b in redpo if a["seed"] == b["seed"]]
+        for dim, sign, word in (("temporal_consistency", -1, "lowers"), ("dynamic_degree", +1, "raises")):
+            add(f"Table 4: without SFT (DPO alone) {word} {COLUMN_NAMES[dim].lower()} (final student)",
+                pooled_on([(a, b, dim) for a, b in pairs]), sign)
+    oneshot = by_label.get("ReDPO one-shot")
+    if oneshot:
+        pairs = [(final(a), final(b)) for a in oneshot for b in redpo if a["seed"] == b["seed"]]
+        add("Table 4: one-shot is worse than online (Average, final student)",
+            pooled_on([(a, b, "total") for a, b in pairs]), -1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures: video grids and plots
+# ---------------------------------------------------------------------------------------------
+
+def video_grid(videos, separator=2):
+    """Side-by-side frames: [(F, H, W, 3) uint8, ...] -> (F, H, sum W + gaps, 3), white gaps between."""
+    frames = min(len(v) for v in videos)
+    height = max(v.shape[1] for v in videos)
+    gap = np.full((frames, height, separator, 3), 255, dtype=np.uint8)
+    parts = []
+    for i, v in enumerate(videos):
+        if i:
+            parts.append(gap)
+        pad = np.full((frames, height, v.shape[2], 3), 255, dtype=np.uint8)
+        pad[:, :v.shape[1]] = v[:frames]
+        parts.append(pad)
+    return np.concatenate(parts, axis=2)
+
+
+def _load_videos(json_path):
+    path = videos_path(json_path)
+    if not os.path.isfile(path):
+        return None
+    with np.load(path) as z:
+        return {"frames": z["frames"], "prompts": [str(p) for p in z["prompts"]], "seeds": [int(s) for s in z["seeds"]]}
+
+
+def write_grids(run_dir, out_dir, max_videos=2):
+    """teacher | pruned | trained for the same prompt and seed, per stage: mp4 + gif under
+    out_dir/grids. Returns [(stage, prompt, gif path)]; skips stages whose videos are missing or
+    were generated from other prompts / seeds."""
+    full = os.path.join(run_dir, "full", "eval.json")
+    teacher = _load_videos(full)
+    fps = runtime.read_json(full).get("generation", {}).get("fps", 8) if os.path.isfile(full) else 8
+    made = []
+    if teacher is None:
+        return made
+    name = os.path.basename(os.path.normpath(run_dir))
+    for k, stage in _stage_dirs(run_dir):
+        pruned = _load_videos(os.path.join(stage, "eval_pruned.json"))
+        trained = _load_videos(os.path.join(stage, "eval.json"))
+        if pruned is None or trained is None:
+            continue
+        n = min(max_videos, len(teacher["seeds"]), len(pruned["seeds"]), len(trained["seeds"]))
+        for i in range(n):
+            keys = {(v["prompts"][i], v["seeds"][i]) for v in (teacher, pruned, trained)}
+            if len(keys) != 1:
+                continue
+            grid = video_grid([teacher["frames"][i], pruned["frames"][i], trained["frames"][i]])
+            stem = os.path.join(out_dir, "grids", f"{name}_stage{k}_{i}")
+            runtime.save_video(stem + ".mp4", grid, fps)
+            runtime.save_video(stem + ".gif", grid, fps)
+            made.append((k, teacher["prompts"][i], stem + ".gif"))
+    return made
+
+
+def _slug(key):
+    return "_".join(key).replace(" ", "-").lower()
+
+
+def plot_scores(key, runs, path):
+    """One bar chart: every row of the group (first seed) per dimension, with its 95% interval."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = table_rows(runs[0])
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    width = 0.8 / max(len(rows), 1)
+    for j, (stage, label, result, _) in enumerate(rows):
+        x = np.arange(len(KEYS)) + (j - (len(rows) - 1) / 2) * width
+        means = [result["scores"][d]["mean"] or 0 for d in KEYS]
+        errs = [result["scores"][d]["ci95"] or 0 for d in KEYS]
+        ax.bar(x, means, width, yerr=errs, capsize=2, label=f"{stage} {label}".replace(" -", ""))
+    ax.set_xticks(np.arange(len(KEYS)), [COLUMN_NAMES[d] for d in KEYS])
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"{key[1]} ({runs[0]['name']}): per-dimension score, 95% interval over {rows[0][2]['num_videos']} videos")
+    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    fig.tight_layout()
+    with runtime.atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def plot_training(key, runs, path):
+    """Per stage (columns), the DPO term, the SFT term and the implicit accuracy (rows) against the
+    training step, one line per seed (metrics.jsonl). Returns False when no run has metrics."""
+    n = max(len(r["stages"]) for r in runs)
+    if not any(s["metrics"] for r in runs for s in r["stages"]):
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    terms = (("dpo", "DPO term (Eq. 1)"), ("sft", "SFT term (Eq. 2)"), ("implicit_acc", "implicit accuracy"))
+    fig, axes = plt.subplots(len(terms), n, figsize=(3.2 * n, 6.4), squeeze=False)
+    for r in runs:
+        for i, s in enumerate(r["stages"]):
+            steps = [m["step"] for m in s["metrics"]]
+            for j, (term, _) in enumerate(terms):
+                axes[j][i].plot(steps, [m.get(term, float("nan")) for m in s["metrics"]], lw=1, label=f"seed {r['seed']}")
+    for i in range(n):
+        axes[0][i].set_title(f"stage {i + 1}")
+        axes[-1][i].set_xlabel("step")
+        for j, (term, name) in enumerate(terms):
+            axes[j][0].set_ylabel(name, fontsize=8)
+            if term == "sft":
+                axes[j][i].set_yscale("log")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{key[1]} training ({key[0]})", fontsize=10)
+    fig.tight_layout()
+    with runtime.atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# report.md
+# ---------------------------------------------------------------------------------------------
+
+def write_report(run_dirs, out_path, grids=True):
+    """Write report.md (and its plots and grids beside it) for one or more runs. Returns the text."""
+    out_dir = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(out_dir, exist_ok=True)
+    runs = [read_run(d) for d in run_dirs]
+    runs = [r for r in runs if r["full"]]
+    if not runs:
+        raise UserError(f"no full/eval.json under {', '.join(run_dirs)}; run evaluate.py (or vip_loop.py) first")
+    groups = group_runs(runs)
+    lines = ["# V.I.P. results", ""]
+    rewards = sorted({(r["full"].get("reward", "?"), r["full"].get("reward_note", "")) for r in runs})
+    for name, note in rewards:
+        lines.append(f"Scores: `{name}` reward. {note}")
+        if name == "pixel":
+            lines.append("**The pixel proxy is for smoke runs only; these numbers are not VideoScore.**")
+    lines += ["", "## Table 1", ""]
+    for key, group in groups.items():
+        lines += table1(key, group) + [""] + paired_table(key, group) + [""]
+    lines.append("Average: the mean of the four dimensions (VideoScore total). Param: the trained part "
+                 "(AnimateDiff: the motion modules; VideoCrafter2: the whole UNet). Static prompts score "
+                 "dynamic degree 0. Paired: the same prompt and seed in both rows.")
+    if len(groups) > 1:
+        reference = next(((k, g) for k, g in groups.items() if k[1] == "ReDPO"), next(iter(groups.items())))
+        lines += ["", "## Methods (Tables 3 and 4)", ""] + methods_table(groups, reference)
+    found = claims(groups)
+    if found:
+        lines += ["", "## The paper's claims", "", "| Claim | Measured (paired, mean ± 95% interval) | Verdict |",
+                  "|---|---|---|"] + [f"| {c} | {m} | **{v}** |" for c, m, v in found]
+    lines += ["", "## Cost", "", "| Run | Stage | Method | Average ± 95% CI | Videos | TFLOPs / video | Latency (s / video) |",
+              "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        for stage, label, result, _ in table_rows(run):
+            total = result["scores"]["total"]
+            tflops = result.get("tflops", {}).get("tflops")
+            latency = result.get("latency", {}).get("seconds_per_video")
+            lines.append(f"| {run['name']} | {stage} | {label} | {_fmt(total['mean'])} ± {_fmt(total['ci95'])} | "
+                         f"{result['num_videos']} | {'n/a' if tflops is None else f'{tflops:.4g}'} | {_fmt(latency, 2)} |")
+    pictures = []
+    for key, group in groups.items():
+        plot_scores(key, group, os.path.join(out_dir, f"scores_{_slug(key)}.png"))
+        pictures.append(f"![scores, {key[1]}](scores_{_slug(key)}.png)")
+        if plot_training(key, group, os.path.join(out_dir, f"training_{_slug(key)}.png")):
+            pictures.append(f"![training, {key[1]}](training_{_slug(key)}.png)")
+    lines += ["", "## Plots", ""] + pictures
+    made = [(g[0], grid) for g in groups.values() for grid in write_grids(g[0]["dir"], out_dir)] if grids else []
+    if made:
+        lines += ["", "## Teacher | pruned | trained (same prompt and seed)", ""]
+        for run, (k, prompt, gif) in made:
+            rel = os.path.relpath(gif, out_dir)
+            lines.append(f"- {run['name']}, stage {k}: \"{prompt}\"  ")
+            lines.append(f"  ![{prompt}]({rel}) ([mp4]({os.path.splitext(rel)[0]}.mp4))")
+    text = "\n".join(lines) + "\n"
+    with runtime.atomic_file(out_path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+    return text
