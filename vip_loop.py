@@ -22,6 +22,7 @@ blocks cut at once and one round of training; `--method sft|dpo` are Table 3 / T
 """
 import argparse
 import os
+import time
 
 import curate
 import defaults
@@ -53,13 +54,20 @@ TRAINING["tiny-videocrafter2"] = dict(TRAINING["tiny"], w_sft=1e6)
 # training prompts as the curation pool, unfiltered (defaults.py names the files).
 TRAINING["toy"] = dict(stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=4,
                        epochs=2, tau=0.0, eval_prompts=None, pool_prompts=None, seeds=1)
-PRESETS = {name: dict(defaults.for_model(name), **training) for name, training in TRAINING.items()}
+# The eval set is eval_prompts x eval_seeds videos (prompt i, seed index j: seed 1000 j + i), the
+# same for every run of a model whatever its --seed (the training seed), so that rows and runs
+# compare paired, video by video. The block search may use the first search_seeds of them (None:
+# all). steps: the sampler's steps in the loop (None: the model's own).
+EVALUATION = {name: dict(eval_seeds=1, search_seeds=None, steps=None) for name in TRAINING}
+PRESETS = {name: dict(defaults.for_model(name), **training, **EVALUATION[name]) for name, training in TRAINING.items()}
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
 
 # What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
 CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "method", "stages", "blocks", "oneshot", "greedy",
                "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "tau", "prompts", "pool",
-               "eval_prompts", "pool_prompts", "seeds", "seed", "world")
+               "eval_prompts", "pool_prompts", "seeds", "seed", "world", "eval_seeds", "search_seeds", "steps")
+# A config.json written before a key existed ran with this value.
+LEGACY = {"eval_seeds": 1, "search_seeds": None, "steps": None}
 
 
 def stage_plan(stages, blocks, oneshot):
@@ -83,11 +91,56 @@ def check_config(run_dir, config):
     path = os.path.join(run_dir, "config.json")
     if os.path.isfile(path):
         old = runtime.read_json(path)
-        changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k)]
+        changed = [k for k in CONFIG_KEYS if old.get(k, LEGACY.get(k)) != config.get(k)]
         if changed:
             raise UserError(
                 f"{run_dir} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "
                 "re-run with the same flags to resume it, or pass another --out")
+
+
+TIMES = {}   # seconds this process spent on each kind of work: generation, scoring, training
+
+
+def timed(fn, kind):
+    """fn, adding its wall time to TIMES[kind]."""
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            TIMES[kind] = TIMES.get(kind, 0.0) + time.perf_counter() - start
+    return wrapper
+
+
+def load_model(cfg, path, device, adapter=None):
+    """models.load with its generation timed."""
+    model = models.load(cfg["model"], path=path, adapter=adapter, device=device)
+    model.generate = timed(model.generate, "generation")
+    return model
+
+
+def search_scores(json_path, n):
+    """The per-dimension means of the first n videos of an eval json (None: all of them): the full
+    model's scores on the block search's subset, for the target properties."""
+    result = runtime.read_json(json_path)
+    if n is None:
+        return result["scores"]
+    videos = result["per_video"][:n]
+    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")          # noqa: E731
+    return {k: mean([v["scores"][k] for v in videos if v["scores"][k] is not None]) for k in videos[0]["scores"]}
+
+
+def make_eval_set(items, eval_seeds):
+    """The eval set: every prompt with seeds j * 1000 + i (prompt i, j < eval_seeds), seed index
+    first, so the first len(items) videos are seed index 0 (the block search's subset)."""
+    videos = [(it, j * 1000 + i) for j in range(eval_seeds) for i, it in enumerate(items)]
+    return {"prompts": [it["prompt"] for it, _ in videos], "seeds": [s for _, s in videos],
+            "static": [it["static"] for it, _ in videos], "per_seed": len(items)}
+
+
+def subset(eval_set, n):
+    """The first n videos of an eval set (None: all of it)."""
+    return eval_set if n is None else {k: v[:n] if isinstance(v, list) else v for k, v in eval_set.items()}
 
 
 def done(path):
@@ -105,7 +158,7 @@ def evaluate_once(model, reward, eval_set, json_path, gen_kw):
     return runtime.read_json(json_path)["scores"]
 
 
-def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, reward, eval_set, pool, cfg,
+def run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward, eval_set, pool, cfg,
               cache_dir, gen_kw):
     """One stage of Fig. 3 on the student saved at `student_path` (None: M0 itself). Each step is
     skipped when its output exists. Returns the trained student's folder."""
@@ -115,15 +168,16 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, rew
     student_dir = os.path.join(stage_dir, "student")
     device = teacher.device
 
-    # 1. Prune (Sec. 3.2): score each block's removal, cut the n_blocks least harmful ones.
+    # 1. Prune (Sec. 3.2): score each block's removal on the search subset, cut the n_blocks least harmful.
     if done(prune_json):
         record = runtime.read_json(prune_json)
-        student = models.load(cfg["model"], path=pruned_dir, device=device)
+        student = load_model(cfg, pruned_dir, device)
     else:
-        student = models.load(cfg["model"], path=student_path or cfg["path"], adapter=cfg["adapter"], device=device)
-        record = prune.prune_stage(student, teacher_scores, reward, eval_set["prompts"], eval_set["seeds"],
-                                   n_blocks, stage_dir, static=eval_set["static"], greedy=cfg["greedy"],
-                                   gen_kw=gen_kw, student_dir=pruned_dir)
+        student = load_model(cfg, student_path or cfg["path"], device, cfg["adapter"])
+        search = subset(eval_set, cfg["search_seeds"] and cfg["search_seeds"] * eval_set["per_seed"])
+        record = prune.prune_stage(student, full_scores(len(search["prompts"])), reward, search["prompts"],
+                                   search["seeds"], n_blocks, stage_dir, static=search["static"],
+                                   greedy=cfg["greedy"], gen_kw=gen_kw, student_dir=pruned_dir)
     targets = curation_targets(record)
     if rank == 0:
         print(f"stage {k}: removed {', '.join(record['removed'])}; target properties: "
@@ -148,7 +202,7 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, rew
 
     # 3. Train (Sec. 3.4.1): ReDPO (or the baseline), resuming from the last checkpoint.
     if not done(os.path.join(student_dir, models.STUDENT_FILE)):
-        redpo.train(student, teacher, pairs_dir, train_dir, method=cfg["method"], beta=cfg["beta"],
+        timed(redpo.train, "training")(student, teacher, pairs_dir, train_dir, method=cfg["method"], beta=cfg["beta"],
                     w_sft=cfg["w_sft"], lr=cfg["lr"], batch=cfg["batch"], epochs=cfg["epochs"],
                     grad_accum=cfg["grad_accum"], seed=cfg["seed"],
                     gradient_checkpointing=cfg["gradient_checkpointing"])
@@ -156,7 +210,7 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, rew
             student.save(student_dir)
         runtime.barrier()
     else:
-        student = models.load(cfg["model"], path=student_dir, device=device)
+        student = load_model(cfg, student_dir, device)
 
     # The trained row of Table 1.
     evaluate_once(student, reward, eval_set, os.path.join(stage_dir, "eval.json"), gen_kw)
@@ -171,9 +225,11 @@ def run(cfg, device):
     rank, _ = runtime.rank_world()
     out = cfg["out"]
     check_config(out, cfg)
-    teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
+    start = time.perf_counter()
+    teacher = load_model(cfg, cfg["path"], device, cfg["adapter"])
     reward = load_reward(cfg["reward"], device=device,
                          **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
+    reward.score_fn = timed(reward.score_fn, "scoring")
     if rank == 0 and not os.path.isfile(os.path.join(out, "config.json")):
         runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the models load
     runtime.barrier()
@@ -181,13 +237,14 @@ def run(cfg, device):
     pool = read_prompts(cfg["pool"])
     if not eval_items:
         raise UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
-    eval_set = {"prompts": [it["prompt"] for it in eval_items],
-                "seeds": [cfg["seed"] + i for i in range(len(eval_items))],
-                "static": [it["static"] for it in eval_items]}
-    gen_kw = {}
+    eval_set = make_eval_set(eval_items, cfg["eval_seeds"])
+    gen_kw = {"steps": cfg["steps"]} if cfg["steps"] else {}
 
-    # The full model's row, and the scores every stage's target properties are measured against.
-    teacher_scores = evaluate_once(teacher, reward, eval_set, os.path.join(out, "full", "eval.json"), gen_kw)
+    # The full model's row, and the scores every stage's target properties are measured against
+    # (on the block search's videos).
+    full_json = os.path.join(out, "full", "eval.json")
+    evaluate_once(teacher, reward, eval_set, full_json, gen_kw)
+    full_scores = lambda n: search_scores(full_json, None if n == len(eval_set["prompts"]) else n)  # noqa: E731
 
     student_path = None
     for k, n_blocks in enumerate(stage_plan(cfg["stages"], cfg["blocks"], cfg["oneshot"]), start=1):
@@ -197,13 +254,16 @@ def run(cfg, device):
                 print(f"stage {k}: done, skipped")
             student_path = os.path.join(stage_dir, "student")
             continue
-        student_path = run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, reward,
+        student_path = run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward,
                                  eval_set, pool, cfg, os.path.join(out, "teacher_cache"), gen_kw)
 
     if rank == 0:
         text = report.write_report([out], os.path.join(out, "report.md"))
-        print(text.split("\n\n## ")[0])
+        print("\n\n".join(part for part in text.split("\n\n## ") if part.startswith("Table 1")))
         print(f"wrote {os.path.join(out, 'report.md')}")
+        total = time.perf_counter() - start
+        spent = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(TIMES.items()))
+        print(f"time: {total:.0f} s in this process ({spent}, other {total - sum(TIMES.values()):.0f} s)")
     runtime.barrier()
 
 
@@ -235,7 +295,12 @@ def parse_args(argv=None):
     p.add_argument("--eval_prompts", type=int, default=None, help="use the first N eval prompts")
     p.add_argument("--pool_prompts", type=int, default=None, help="curate at most N filtered prompts")
     p.add_argument("--seeds", type=int, default=None, help="videos per curation prompt")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval_seeds", type=int, default=None, help="videos per eval prompt (seeds 1000 j + i)")
+    p.add_argument("--search_seeds", type=int, default=None,
+                   help="of those, how many seeds per prompt the block search generates (default: the preset's)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps in the loop (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="the training seed (pair order, t, eps); the eval set "
+                   "does not depend on it, so runs with other seeds compare video by video")
     p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<method>)")
     return p.parse_args(argv)
 
@@ -249,7 +314,8 @@ def resolve(args, world):
     cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world
     cfg["gradient_checkpointing"] = args.gradient_checkpointing
     cfg["out"] = args.out or os.path.join("runs", f"{args.model}-{args.method}" + ("-oneshot" if args.oneshot else ""))
-    for key in ("stages", "blocks", "batch", "epochs", "seeds"):
+    for key in ("stages", "blocks", "batch", "epochs", "seeds", "eval_seeds") + (
+            ("search_seeds",) if cfg["search_seeds"] is not None else ()):
         if cfg[key] < 1:
             raise UserError(f"--{key} must be at least 1 (got {cfg[key]})")
     return cfg

@@ -30,10 +30,16 @@ def finish(proc):
     return out
 
 
+def table1(run_dir):
+    """report.md's Table-1 rows: Full, Stage k Pruned, Stage k <method>."""
+    return [r for r in table(run_dir) if r.split("|")[1].strip() == "Full" or r.split("|")[1].strip()[-1:].isdigit()]
+
+
 def table(run_dir):
-    """report.md's Table-1 rows (everything but the cost table, whose latency is measured)."""
+    """report.md's tables but the cost table (whose latency is measured): Table 1, paired, claims."""
     text = open(os.path.join(run_dir, "report.md")).read()
-    return [line for line in text.splitlines() if line.startswith("| tiny |")]
+    part = text.split("## Table 1")[1].split("## Cost")[0]        # Table 1, paired differences, claims
+    return [line for line in part.splitlines() if line.startswith("| ") and not line.startswith("| Stage | Method")]
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +62,13 @@ def test_two_stages_shrink_the_model_and_report_every_row(straight):
         assert os.path.isfile(os.path.join(stage, "DONE"))
         assert os.path.isfile(os.path.join(stage, "student", models.STUDENT_FILE))
     assert params[0] > params[1] > params[2]
-    rows = table(straight)
-    assert [r.split("|")[2:4] for r in rows] == [
+    rows = table1(straight)
+    assert [r.split("|")[1:3] for r in rows] == [
         [" Full ", " - "], [" Stage 1 ", " Pruned "], [" Stage 1 ", " ReDPO "],
         [" Stage 2 ", " Pruned "], [" Stage 2 ", " ReDPO "]]
     # The table shows the eval.json numbers.
     trained = runtime.read_json(os.path.join(straight, "stage_2", "eval.json"))
-    assert f"{trained['scores']['total']['mean']:.3f}" == rows[-1].split("|")[8].strip()
+    assert f"{trained['scores']['total']['mean']:.3f}" == rows[-1].split("|")[7].strip()
     # Stage 2 starts from stage 1's trained student: its removed list extends stage 1's.
     final = models.load("tiny", path=os.path.join(straight, "stage_2", "student"))
     first = runtime.read_json(os.path.join(straight, "stage_1", "prune.json"))["removed"]
@@ -95,7 +101,7 @@ def test_torchrun_two_processes(tmp_path):
     assert runtime.read_json(os.path.join(run, "config.json"))["world"] == 2
     removed = [runtime.read_json(os.path.join(run, f"stage_{k}", "prune.json"))["removed"] for k in (1, 2)]
     assert [len(r) for r in removed] == [2, 2] and not set(removed[0]) & set(removed[1])
-    assert len(table(run)) == 5
+    assert len(table1(run)) == 5
 
 
 def test_oneshot_cuts_all_blocks_at_once(tmp_path):
@@ -103,7 +109,7 @@ def test_oneshot_cuts_all_blocks_at_once(tmp_path):
     finish(start(run, "--oneshot"))
     assert sorted(os.listdir(run)).count("stage_1") == 1 and not (run / "stage_2").exists()
     assert len(runtime.read_json(run / "stage_1" / "prune.json")["removed"]) == 4
-    assert len(table(run)) == 3
+    assert len(table1(run)) == 3
 
 
 def test_another_config_for_an_existing_run_is_refused(tmp_path):
