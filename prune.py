@@ -172,12 +172,14 @@ def flat_means(scores):
 # ---------------------------------------------------------------------------------------------
 
 def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, static=None, greedy=False,
-                gen_kw=None, batch_size=4, progress=True, student_dir=None):
+                gen_kw=None, batch_size=4, progress=True, student_dir=None, target_set=None):
     """Sec. 3.2 on `model`, in place: search, remove k blocks, find the target properties.
 
     teacher_scores: M0's mean scores on the same prompts and seeds ({dim: mean}, or eval.json's
     "scores"), or None when `model` is M0 itself (stage 1: its own base scores are the full
-    model's). Every rank removes the same blocks (rank 0's choice, broadcast); rank 0 writes the
+    model's). target_set: (prompts, seeds, static) on which to measure the target properties
+    instead, a larger set than the search's (vip_loop: the whole eval set, when the search uses a
+    subset of it); teacher_scores are then M0's on it. Every rank removes the same blocks (rank 0's choice, broadcast); rank 0 writes the
     pruned model to student_dir (default out_dir/pruned/, the run layout's) and out_dir/prune.json
     (each atomically, prune.json last). Returns prune.json's content (NaN where the JSON has null)
     on every rank.
@@ -205,7 +207,11 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
             pruned_scores = scores["candidates"][chosen[0]]  # skipping == removing, bit for bit
         model.remove(chosen)
         removed += chosen
-    if pruned_scores is None:  # k blocks removed at once: one more eval-set generation
+    if target_set is not None:  # the pruned model on the larger set, against M0 on it
+        pruned_scores = score_candidates(model, reward, *target_set, gen_kw, blocks=[],
+                                         batch_size=batch_size, progress=False)["base"]
+        full = flat_means(teacher_scores)
+    elif pruned_scores is None:  # k blocks removed at once: one more eval-set generation
         pruned_scores = score_candidates(model, reward, prompts, seeds, static, gen_kw, blocks=[],
                                          batch_size=batch_size, progress=False)["base"]
 
@@ -214,6 +220,7 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
         "model": model.name,
         "greedy": greedy,
         "eval": {"prompts": list(prompts), "seeds": [int(s) for s in seeds], "gen_kw": gen_kw or {}},
+        "target_videos": len(prompts) if target_set is None else len(target_set[0]),
         "full_scores": full,
         "base_scores": rounds[0]["base"],
         "candidates": rounds[0]["candidates"],

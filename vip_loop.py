@@ -119,17 +119,6 @@ def load_model(cfg, path, device, adapter=None):
     return model
 
 
-def search_scores(json_path, n):
-    """The per-dimension means of the first n videos of an eval json (None: all of them): the full
-    model's scores on the block search's subset, for the target properties."""
-    result = runtime.read_json(json_path)
-    if n is None:
-        return result["scores"]
-    videos = result["per_video"][:n]
-    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")          # noqa: E731
-    return {k: mean([v["scores"][k] for v in videos if v["scores"][k] is not None]) for k in videos[0]["scores"]}
-
-
 def make_eval_set(items, eval_seeds):
     """The eval set: every prompt with seeds j * 1000 + i (prompt i, j < eval_seeds), seed index
     first, so the first len(items) videos are seed index 0 (the block search's subset)."""
@@ -168,16 +157,18 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward
     student_dir = os.path.join(stage_dir, "student")
     device = teacher.device
 
-    # 1. Prune (Sec. 3.2): score each block's removal on the search subset, cut the n_blocks least harmful.
+    # 1. Prune (Sec. 3.2): score each block's removal (on the search subset), cut the n_blocks least
+    # harmful ones; the target properties: what the pruned model lost against M0 on the whole eval set.
     if done(prune_json):
         record = runtime.read_json(prune_json)
         student = load_model(cfg, pruned_dir, device)
     else:
         student = load_model(cfg, student_path or cfg["path"], device, cfg["adapter"])
         search = subset(eval_set, cfg["search_seeds"] and cfg["search_seeds"] * eval_set["per_seed"])
-        record = prune.prune_stage(student, full_scores(len(search["prompts"])), reward, search["prompts"],
-                                   search["seeds"], n_blocks, stage_dir, static=search["static"],
-                                   greedy=cfg["greedy"], gen_kw=gen_kw, student_dir=pruned_dir)
+        whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])   # target properties on all of it
+        record = prune.prune_stage(student, full_scores, reward, search["prompts"], search["seeds"], n_blocks,
+                                   stage_dir, static=search["static"], greedy=cfg["greedy"], gen_kw=gen_kw,
+                                   student_dir=pruned_dir, target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None)
     targets = curation_targets(record)
     if rank == 0:
         print(f"stage {k}: removed {', '.join(record['removed'])}; target properties: "
@@ -240,11 +231,8 @@ def run(cfg, device):
     eval_set = make_eval_set(eval_items, cfg["eval_seeds"])
     gen_kw = {"steps": cfg["steps"]} if cfg["steps"] else {}
 
-    # The full model's row, and the scores every stage's target properties are measured against
-    # (on the block search's videos).
-    full_json = os.path.join(out, "full", "eval.json")
-    evaluate_once(teacher, reward, eval_set, full_json, gen_kw)
-    full_scores = lambda n: search_scores(full_json, None if n == len(eval_set["prompts"]) else n)  # noqa: E731
+    # The full model's row, and the scores every stage's target properties are measured against.
+    full_scores = evaluate_once(teacher, reward, eval_set, os.path.join(out, "full", "eval.json"), gen_kw)
 
     student_path = None
     for k, n_blocks in enumerate(stage_plan(cfg["stages"], cfg["blocks"], cfg["oneshot"]), start=1):
