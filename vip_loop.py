@@ -31,7 +31,7 @@ import prune
 import redpo
 import runtime
 from prompt_files import read_prompts
-from rewards import DIMENSIONS, load_reward
+from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward
 from runtime import UserError
 
 # Per model: the settings a user of the paper expects, on top of the model's reward and prompt files
@@ -56,8 +56,8 @@ PRESETS = {name: dict(defaults.for_model(name), **training) for name, training i
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
 
 # What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
-CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "method", "stages", "blocks", "oneshot", "greedy",
-               "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "tau", "prompts", "pool",
+CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks",
+               "oneshot", "greedy", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "tau", "prompts", "pool",
                "eval_prompts", "pool_prompts", "seeds", "seed", "world")
 
 
@@ -77,11 +77,20 @@ def curation_targets(record):
     return sorted(measured, key=lambda d: pruned[d] - full[d])
 
 
+def as_current_config(old):
+    """A config.json written before reward_dtype, in today's terms: reward_dtype "bf16" (VideoScore
+    then ran in bf16 on GPUs, where every real run scored; CPU runs used the pixel / shapes rewards,
+    which have no dtype)."""
+    old = dict(old)
+    old.setdefault("reward_dtype", "bf16")
+    return old
+
+
 def check_config(run_dir, config):
     """Refuse to resume a run directory whose config.json differs from `config`."""
     path = os.path.join(run_dir, "config.json")
     if os.path.isfile(path):
-        old = runtime.read_json(path)
+        old = as_current_config(runtime.read_json(path))
         changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k)]
         if changed:
             raise UserError(
@@ -171,7 +180,7 @@ def run(cfg, device):
     out = cfg["out"]
     check_config(out, cfg)
     teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
-    reward = load_reward(cfg["reward"], device=device,
+    reward = load_reward(cfg["reward"], device=device, dtype=cfg["reward_dtype"],
                          **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
     if rank == 0 and not os.path.isfile(os.path.join(out, "config.json")):
         runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the models load
@@ -216,6 +225,8 @@ def parse_args(argv=None):
     p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter (hub id or directory)")
     p.add_argument("--reward", default=None, help="rewards.py reward: videoscore, pixel, shapes")
     p.add_argument("--reward_path", default=None, help="VideoScore weights (hub id or dir; default: VideoScore-v1.1)")
+    p.add_argument("--reward_dtype", "--reward-dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
+                   help="VideoScore's dtype (default: bf16, as the official inference on every device)")
     p.add_argument("--method", default="redpo", choices=redpo.METHODS)
     p.add_argument("--stages", type=int, default=None)
     p.add_argument("--blocks", type=int, default=None, help="blocks removed per stage")
