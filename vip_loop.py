@@ -12,13 +12,14 @@ and finally report.md (evaluate.write_report) with the full model, each stage pr
 
     python vip_loop.py                                     # the toy world (the embedded default)
     python vip_loop.py --model tiny --reward pixel --stages 2 --blocks 2 --out runs/tiny
+    python vip_loop.py --model tiny --reward pixel --stages 3 --blocks 2 2 1     # one count per stage
     torchrun --nproc_per_node 2 vip_loop.py --model tiny --reward pixel
     torchrun --nproc_per_node 8 vip_loop.py --model animatediff   # the paper's settings
 
 Models are loaded once per run and every step is called in-process. Each step's output is
 written atomically and last, so re-running the same command skips what is done and resumes
-training from its last checkpoint. `--oneshot` is Table 4's "w/o online": all stages x blocks
-blocks cut at once and one round of training; `--method sft|dpo` are Table 3 / Table 4's baselines.
+training from its last checkpoint. `--oneshot` is Table 4's "w/o online": every stage's blocks
+cut at once and one round of training; `--method sft|dpo` are Table 3 / Table 4's baselines.
 """
 import argparse
 import os
@@ -35,10 +36,15 @@ from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward
 from runtime import UserError
 
 # Per model: the settings a user of the paper expects, on top of the model's reward and prompt files
-# (defaults.py). The real models take the paper's (Sec. 4.1: 4 blocks per stage, beta 5000, lr 6e-6,
-# batch 2, 2 epochs, w_sft 1e4 / 1e6); tiny and toy are small and fast so the whole loop runs on a CPU.
+# (defaults.py). The real models take the paper's (Sec. 4.1: beta 5000, lr 6e-6, batch 2, 2 epochs,
+# w_sft 1e4 / 1e6); tiny and toy are small and fast so the whole loop runs on a CPU. `blocks`: one
+# count for every stage, or a list with one per stage.
 TRAINING = {
-    "animatediff": dict(stages=3, blocks=4, beta=5000.0, w_sft=1e4, lr=6e-6, batch=2,
+    # AnimateDiff's schedule is inferred from Table 1's Param column, 0.453B -> 0.309 -> 0.219 -> 0.147:
+    # the adapter's 21 motion modules are 11 of 36.1M, 5 of 9.0M and 5 of 2.3M parameters, and
+    # 4, 4, 2 modules (4 large; 2 large + 2 medium; 2 large) reach those numbers, while Sec. 4.1's
+    # "4 per stage" cannot (no 12 modules leave 0.147B). tests/test_schedule.py checks both.
+    "animatediff": dict(stages=3, blocks=[4, 4, 2], beta=5000.0, w_sft=1e4, lr=6e-6, batch=2,
                         epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
     # VideoCrafter2's prunable blocks are single residual layers (models/videocrafter2.py), finer than the
     # paper's U-Net blocks: 7 of them per stage remove about the paper's 0.239B, then 0.272B (4 reach <= 0.144B).
@@ -61,9 +67,24 @@ CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtyp
                "eval_prompts", "pool_prompts", "seeds", "seed", "world")
 
 
+def blocks_per_stage(stages, blocks):
+    """--blocks as one count per stage: a single number (an int or a one-element list) means every
+    stage; a list must have one count per stage."""
+    counts = [blocks] if isinstance(blocks, int) else list(blocks)
+    if len(counts) == 1:
+        counts = counts * stages
+    if len(counts) != stages:
+        raise UserError(f"--blocks has {len(counts)} counts ({' '.join(map(str, counts))}) for {stages} "
+                        "stages; pass one count for every stage, or one per stage")
+    if min(counts) < 1:
+        raise UserError(f"--blocks must be at least 1 in every stage (got {' '.join(map(str, counts))})")
+    return counts
+
+
 def stage_plan(stages, blocks, oneshot):
-    """Blocks to remove in each stage: [blocks] * stages, or one stage with all of them (--oneshot)."""
-    return [stages * blocks] if oneshot else [blocks] * stages
+    """Blocks to remove in each stage (blocks_per_stage), or one stage with all of them (--oneshot)."""
+    counts = blocks_per_stage(stages, blocks)
+    return [sum(counts)] if oneshot else counts
 
 
 def curation_targets(record):
@@ -78,10 +99,12 @@ def curation_targets(record):
 
 
 def as_current_config(old):
-    """A config.json written before reward_dtype, in today's terms: reward_dtype "bf16" (VideoScore
-    then ran in bf16 on GPUs, where every real run scored; CPU runs used the pixel / shapes rewards,
-    which have no dtype)."""
+    """A config.json written before blocks became one count per stage and before reward_dtype, in
+    today's terms: blocks N -> [N] * stages, and reward_dtype "bf16" (VideoScore then ran in bf16 on
+    GPUs, where every real run scored; CPU runs used the pixel / shapes rewards, which have no dtype)."""
     old = dict(old)
+    if isinstance(old.get("blocks"), int) and isinstance(old.get("stages"), int) and old["stages"] >= 1:
+        old["blocks"] = [old["blocks"]] * old["stages"]
     old.setdefault("reward_dtype", "bf16")
     return old
 
@@ -229,8 +252,9 @@ def parse_args(argv=None):
                    help="VideoScore's dtype (default: bf16, as the official inference on every device)")
     p.add_argument("--method", default="redpo", choices=redpo.METHODS)
     p.add_argument("--stages", type=int, default=None)
-    p.add_argument("--blocks", type=int, default=None, help="blocks removed per stage")
-    p.add_argument("--oneshot", action="store_true", help="remove stages x blocks at once, train once (Table 4)")
+    p.add_argument("--blocks", type=int, nargs="+", default=None,
+                   help="blocks removed per stage: one count for every stage, or one per stage (4 4 2)")
+    p.add_argument("--oneshot", action="store_true", help="remove every stage's blocks at once, train once (Table 4)")
     p.add_argument("--greedy", action="store_true", help="re-score after each block removed (prune.py)")
     p.add_argument("--beta", type=float, default=None)
     p.add_argument("--w_sft", type=float, default=None)
@@ -259,9 +283,14 @@ def resolve(args, world):
     cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world
     cfg["gradient_checkpointing"] = args.gradient_checkpointing
     cfg["out"] = args.out or os.path.join("runs", f"{args.model}-{args.method}" + ("-oneshot" if args.oneshot else ""))
-    for key in ("stages", "blocks", "batch", "epochs", "seeds"):
+    for key in ("stages", "batch", "epochs", "seeds"):
         if cfg[key] < 1:
             raise UserError(f"--{key} must be at least 1 (got {cfg[key]})")
+    if args.blocks is None and isinstance(cfg["blocks"], list) and len(cfg["blocks"]) != cfg["stages"]:
+        raise UserError(f"the {args.model} preset removes {' '.join(map(str, cfg['blocks']))} blocks in its "
+                        f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too "
+                        "(one count for every stage, or one per stage)")
+    cfg["blocks"] = blocks_per_stage(cfg["stages"], cfg["blocks"])
     return cfg
 
 
