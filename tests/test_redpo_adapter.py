@@ -1,5 +1,6 @@
 """redpo.py's CLI loads the teacher with --adapter and refuses a student cut from another model
-(issue 14, point 4). Tiny AnimateDiff checkpoints in the hub layout; nothing is downloaded (without
+(issue 14, point 4); prune.py and curate.py take --adapter and --reward_path as well. Tiny
+AnimateDiff checkpoints in the hub layout and a tiny VideoScore; nothing is downloaded (without
 --adapter the teacher would reach for the hub adapter and fail)."""
 import json
 import os
@@ -8,8 +9,11 @@ import shutil
 import pytest
 import torch
 
+import curate
 import models
+import prune
 import redpo
+import rewards
 from conftest import run_script
 from models.animatediff import save_tiny_hub_layout
 from runtime import UserError, read_json
@@ -66,3 +70,44 @@ def test_check_student_source_compares_with_the_teacher(hub):
     redpo.check_student_source(str(d / "student"), models.load("animatediff", path=base, adapter=adapter))
     with pytest.raises(UserError, match="the teacher is the built-in model"):
         redpo.check_student_source(str(d / "student"), models.load("tiny"))
+
+
+def test_prune_and_curate_take_the_local_adapter_and_reward_path(hub, tmp_path, monkeypatch):
+    """In-process, at tiny sizes (the animatediff defaults are 16 frames at 512x512): every model
+    prune.py and curate.py load gets --adapter, the reward gets --reward_path."""
+    d, base, adapter = hub
+    monkeypatch.setitem(models.DEFAULTS, "animatediff", dict(models.DEFAULTS["tiny"]))
+    loads, reward_kw = [], []
+    load, load_reward = models.load, rewards.load_reward
+
+    def spy_load(name, path=None, adapter=None, **kw):
+        loads.append((path, adapter))
+        return load(name, path=path, adapter=adapter, **kw)
+
+    def spy_reward(name, **kw):
+        reward_kw.append(kw.get("path"))
+        return load_reward(name, **kw)
+
+    monkeypatch.setattr(models, "load", spy_load)
+    monkeypatch.setattr(prune, "load_reward", spy_reward)
+    monkeypatch.setattr(curate, "load_reward", spy_reward)
+    vs = rewards.save_tiny_videoscore(str(tmp_path / "vs"))
+    local = ["--model", "animatediff", "--path", base, "--adapter", adapter, "--reward", "videoscore",
+             "--reward_path", vs, "--steps", "2"]
+    stage = tmp_path / "stage_1"
+    prune.main(local + ["--num_prompts", "1", "--blocks", "1", "--out", str(stage)])
+    assert (stage / "prune.json").is_file() and loads == [(base, adapter)] and reward_kw == [vs]
+    pool = tmp_path / "pool.txt"
+    pool.write_text("A red car driving fast on a mountain road at night\n")
+    try:
+        curate.main(local + ["--student", str(stage / "pruned"), "--prompts", str(pool), "--tau", "-100",
+                             "--property", "dynamic_degree,visual_quality,temporal_consistency",
+                             "--out", str(stage / "pairs")])
+    except UserError as e:   # random weights: the teacher may win on no prompt; then nothing is written
+        assert "no pair survived" in str(e) and not (stage / "pairs").exists()
+    else:
+        config = json.loads((stage / "pairs" / "config.json").read_text())
+        assert (config["adapter"], config["reward_path"]) == (adapter, vs)
+    assert loads[1:] == [(base, adapter), (str(stage / "pruned"), None)] and reward_kw == [vs, vs]
+    saved = read_json(stage / "pruned" / models.STUDENT_FILE)
+    assert saved["source"] == {"path": os.path.abspath(base), "adapter": os.path.abspath(adapter)}
