@@ -450,6 +450,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="V.I.P. Sec. 3.3: prompt filtering and winner/loser pair curation.")
     p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=f"one of {', '.join(models.LOADERS)}")
     p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
+    p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter of M0 (hub id or directory)")
     p.add_argument("--student", required=True, help="the pruned student M_k (prune.py's pruned/ folder)")
     p.add_argument("--property", required=True,
                    help=f"target properties, ranked, comma-separated: {', '.join(PROPERTY_WORDS)}")
@@ -458,6 +459,8 @@ def parse_args(argv=None):
     p.add_argument("--max_prompts", "--max-prompts", type=int, default=None, help="curate at most N (paper: 2k)")
     p.add_argument("--num_seeds", "--num-seeds", type=int, default=1, help="videos per prompt (seeds 0..N-1)")
     p.add_argument("--reward", default=None, help="videoscore, pixel, shapes (default: the model's, defaults.py)")
+    p.add_argument("--reward_path", "--reward-path", default=None,
+                   help="VideoScore hub id or directory (default: VideoScore-v1.1)")
     p.add_argument("--tau", type=float, default=0.0, help="minimum loser score tau_p")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--batch_size", "--batch-size", type=int, default=4, help="videos per generate call")
@@ -487,8 +490,8 @@ def main(argv=None):
         if rank == 0:
             print(f"curating the first {len(kept)} (--max_prompts)")
     gen_kw = {"steps": args.steps} if args.steps else {}
-    reward = load_reward(args.reward, device=device)
-    teacher = models.load(args.model, path=args.path, device=device)
+    reward = load_reward(args.reward, device=device, **({"path": args.reward_path} if args.reward_path else {}))
+    teacher = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
     student = models.load(args.model, path=args.student, device=device)
     summary = curate(teacher, student, reward, kept, list(range(args.num_seeds)), props, args.tau, args.out,
                      cache, gen_kw, args.batch_size, config=vars(args))

@@ -28,7 +28,7 @@ import models
 import runtime
 from report import _fmt, videos_path, write_report
 from prompt_files import read_prompts
-from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DEFAULT, load_reward
+from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DEFAULT, VIDEOSCORE_DTYPES, load_reward
 from runtime import UserError
 from stats import mean_ci
 
@@ -189,6 +189,8 @@ def parse_args(argv=None):
     p.add_argument("--reward", default=None, help=f"one of {', '.join(REWARDS)} (default: the model's, defaults.py)")
     p.add_argument("--reward_path", "--reward-path", default=None,
                    help=f"VideoScore hub id or directory (default: {VIDEOSCORE_DEFAULT})")
+    p.add_argument("--reward_dtype", "--reward-dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
+                   help="VideoScore's dtype (default: bf16, as the official inference on every device)")
     p.add_argument("--prompts", default=None, help="a .txt, .csv or .json prompt file (default: the model's)")
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
     p.add_argument("--seed", type=int, default=0, help="prompt i uses seed + i")
@@ -229,7 +231,7 @@ def main(argv=None):
     rank, _, device = runtime.dist_setup()
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     reward_kw = {"path": args.reward_path} if args.reward_path else {}
-    reward = load_reward(args.reward, device=device, **reward_kw)
+    reward = load_reward(args.reward, device=device, dtype=args.reward_dtype, **reward_kw)
     result = evaluate_model(model, reward, [r["prompt"] for r in rows], [args.seed + i for i in range(len(rows))],
                             static=[r["static"] for r in rows], batch_size=args.batch_size, steps=args.steps)
     result["config"] = vars(args)

@@ -286,10 +286,13 @@ def parse_args(argv=None):
     p.add_argument("--model", default=defaults.DEFAULT_MODEL,
                    help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
     p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
+    p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter of M0 (hub id or directory)")
     p.add_argument("--student", default=None, help="the current student, a saved model folder (e.g. the "
                    "trained runs/x/stage_1/student); default or 'none': M0 itself (stage 1)")
     p.add_argument("--reward", default=None, help="reward of rewards.py: videoscore, pixel, shapes "
                    "(default: the model's, defaults.py)")
+    p.add_argument("--reward_path", "--reward-path", default=None,
+                   help="VideoScore hub id or directory (default: VideoScore-v1.1)")
     p.add_argument("--blocks", type=int, default=4, help="blocks to remove in this stage (paper: 4)")
     p.add_argument("--greedy", action="store_true", help="re-score after each removal (k searches)")
     p.add_argument("--prompts", default=None, help="eval prompts (.txt, .csv, .json; default: the model's, "
@@ -319,12 +322,12 @@ def main(argv=None):
     gen_kw = {"steps": args.steps} if args.steps else {}
 
     rank, world, device = runtime.dist_setup()
-    model = models.load(args.model, path=student or args.path, device=device)
+    model = models.load(args.model, path=student or args.path, adapter=args.adapter, device=device)
     check_k(args.blocks, len(model.blocks()))  # before any generation
-    reward = load_reward(args.reward, device=device)
+    reward = load_reward(args.reward, device=device, **({"path": args.reward_path} if args.reward_path else {}))
     teacher_scores = None
     if student is not None:  # M0's scores on the same prompts and seeds, then free it
-        full = models.load(args.model, path=args.path, device=device)
+        full = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
         teacher_scores = score_candidates(full, reward, prompts, seeds, static, gen_kw, blocks=[],
                                           batch_size=args.batch_size)["base"]
         del full

@@ -15,6 +15,7 @@ forward on the same batch under no_grad, the loss, backward, step.
 
     python redpo.py --model tiny --student runs/x/stage_1/student --pairs runs/x/stage_1/pairs --out runs/x/stage_1/train
     torchrun --nproc_per_node 8 redpo.py --model animatediff --student ... --pairs ... --out ...
+    torchrun --nproc_per_node 8 redpo.py --model animatediff --teacher SD15_DIR --adapter ADAPTER_DIR --student ...
 
 Paper settings are the defaults (Sec. 4.1): AdamW, lr 6e-6, batch 2, 2 epochs, beta 5000,
 w_sft 1e4 (AnimateDiff; 1e6 for VideoCrafter2).
@@ -315,6 +316,7 @@ def parse_args(argv=None):
     p.add_argument("--model", default=defaults.DEFAULT_MODEL,
                    help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
     p.add_argument("--teacher", default=None, help="the full model M0 (hub id or dir; default: the model's)")
+    p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter of M0 (hub id or directory)")
     p.add_argument("--student", default=None, help="a saved student dir (prune.py); default: a copy of M0")
     p.add_argument("--pairs", required=True, help="pairs folder from curate.py")
     p.add_argument("--out", required=True, help="output folder: checkpoints, metrics.jsonl, student/")
@@ -332,11 +334,27 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def check_student_source(student_dir, teacher):
+    """Refuse a saved student that was not cut from this teacher: the base model and adapter it is
+    rebuilt from (its recorded source) must be the teacher's, or the reference is another model."""
+    path = os.path.join(student_dir, models.STUDENT_FILE)
+    if not os.path.isfile(path):
+        return
+    source = runtime.read_json(path)["source"]
+    if source != teacher.source:
+        def name(src):
+            return " + adapter ".join(str(v) for v in (src["path"], src["adapter"]) if v) or "the built-in model"
+        raise UserError(f"{student_dir} was pruned from {name(source)}, but the teacher is "
+                        f"{name(teacher.source)}; pass the --teacher and --adapter it was pruned from")
+
+
 def main(argv=None):
     args = parse_args(argv)
     rank, world, device = runtime.dist_setup()
-    teacher = models.load(args.model, path=args.teacher, device=device)
-    student = models.load(args.model, path=args.student or args.teacher, device=device)
+    teacher = models.load(args.model, path=args.teacher, adapter=args.adapter, device=device)
+    if args.student:
+        check_student_source(args.student, teacher)
+    student = models.load(args.model, path=args.student or args.teacher, adapter=args.adapter, device=device)
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
         runtime.write_json(os.path.join(args.out, "config.json"), vars(args))

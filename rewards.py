@@ -10,7 +10,8 @@ every reward.
 
 Rewards (REWARDS):
   videoscore  TIGER-Lab/VideoScore-v1.1 (48 frames; --reward_path TIGER-Lab/VideoScore for v1, 16 frames):
-              an Idefics2 backbone with a linear regression head, scores on its 1-4 scale.
+              an Idefics2 backbone with a linear regression head, scores on its 1-4 scale; pre-processed
+              and run as the official inference (bf16 on every device; --reward_dtype fp32 for float32).
   pixel       pixel statistics for smoke runs, in [0, 1]; no text alignment (NaN). Not a stand-in for
               VideoScore in any report.
   shapes      the toy world's exact reward (toy/shapes_world.py), imported when it is first loaded.
@@ -27,7 +28,7 @@ import os
 import numpy as np
 import torch
 
-from runtime import UserError, default_device
+from runtime import UserError, default_device, read_json, write_json
 
 DIMENSIONS = ("visual_quality", "temporal_consistency", "dynamic_degree", "text_alignment")
 
@@ -201,25 +202,79 @@ def idefics2_classifier_class():
     return Idefics2ForSequenceClassification
 
 
+VIDEOSCORE_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def videoscore_dtype(dtype=None):
+    """VideoScore's compute dtype: bf16 by default on every device, as the official inference
+    (examples/run_videoscore.py loads it with torch_dtype=torch.bfloat16, on GPU and CPU alike);
+    "fp32" (or torch.float32) on request. Accepts None, "bf16", "fp32" or a torch dtype."""
+    if dtype is None:
+        return torch.bfloat16
+    if isinstance(dtype, torch.dtype) and dtype in VIDEOSCORE_DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in VIDEOSCORE_DTYPES:
+        return VIDEOSCORE_DTYPES[dtype]
+    raise UserError(f"VideoScore dtype must be one of {', '.join(VIDEOSCORE_DTYPES)}, not {dtype!r}")
+
+
+def videoscore_config(path):
+    """The checkpoint's Idefics2Config with the perceiver's RMSNorm epsilon taken from the text
+    config, as the official model does (Mantis' Idefics2PerceiverLayer / Idefics2PerceiverResampler
+    read config.text_config.rms_norm_eps, 1e-5 for VideoScore). transformers 5 reads
+    config.perceiver_config.rms_norm_eps instead, and a config saved by the transformers 4.41 stack
+    has no such key, so it would fall back to 1e-6."""
+    from transformers import AutoConfig
+    config = AutoConfig.from_pretrained(path)
+    config.perceiver_config.rms_norm_eps = config.text_config.rms_norm_eps
+    return config
+
+
+def videoscore_processor(path, image_seq_len):
+    """The Idefics2 processor as the official stack (transformers 4.41) applied it.
+
+    Tokenizer: the checkpoint's own tokenizer.json pipeline, run as the `tokenizers` library runs
+    it (PreTrainedTokenizerFast loads the file as written). transformers 5's LlamaTokenizer
+    rebuilds the normalizer and pre-tokenizer itself; for a file in the legacy format (normalizer
+    Prepend("▁") + Replace(" ", "▁"), no pre-tokenizer) that changes how the spaces between the
+    frames' image tokens, and the trailing space whose hidden state the head reads, tokenize.
+    Images: resized with PIL (backend "pil"), as 4.41's Idefics2ImageProcessor did; transformers 5
+    would pick the torchvision backend wherever torchvision is installed. No image splitting: one
+    frame, one image. `image_seq_len`: <image> tokens per frame (the perceiver's latents)."""
+    from transformers import AutoImageProcessor, Idefics2Processor, PreTrainedTokenizerFast
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+    tokenizer.padding_side = "right"               # the head reads the last non-pad token
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token
+    image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
+    image_processor.do_image_splitting = False
+    return Idefics2Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=image_seq_len)
+
+
 class VideoScore:
     """VideoScore (TIGER-Lab, Idefics2 regression head), on its 1-4 scale: visual quality, temporal
     consistency, dynamic degree, text alignment, factual consistency.
 
     `path`: a hub id or a local directory in the hub layout (config.json, model*.safetensors, the
-    Idefics2 processor files). Frames are sampled uniformly up to `max_frames` (16 for VideoScore,
-    48 for v1.1 and other paths; a folder named like a hub id counts as it), read without image
-    splitting, one <image> token per frame.
+    Idefics2 processor files with tokenizer.json). Frames are sampled uniformly up to `max_frames`
+    (16 for VideoScore, 48 for v1.1 and other paths; a folder named like a hub id counts as it),
+    read without image splitting, one <image> token per frame. Pre-processing and model follow the
+    official inference (videoscore_processor, videoscore_config): the tokenizer.json pipeline as
+    written, PIL resizing, eager attention, bf16 (`dtype="fp32"` for float32).
     """
 
     def __init__(self, path=VIDEOSCORE_DEFAULT, device=None, dtype=None, max_frames=None, batch_size=2):
-        from transformers import AutoProcessor
         self.device = torch.device(device or default_device())
-        dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.dtype = videoscore_dtype(dtype)
         if (path.startswith((".", "/", "~")) or os.path.exists(path)) and not os.path.isdir(path):
             raise UserError(f"no such VideoScore directory: {path}; pass a hub id or a downloaded copy")
         try:
-            self.processor = AutoProcessor.from_pretrained(path)
-            model, info = idefics2_classifier_class().from_pretrained(path, dtype=dtype, output_loading_info=True)
+            config = videoscore_config(path)
+            # Eager attention: the official class (Mantis' Idefics2ForSequenceClassification) has no
+            # SDPA path, so transformers 4.41 ran it eagerly.
+            model, info = idefics2_classifier_class().from_pretrained(
+                path, config=config, dtype=self.dtype, attn_implementation="eager", output_loading_info=True)
+            self.processor = videoscore_processor(path, config.perceiver_config.resampler_n_latents)
         except OSError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"could not load VideoScore from {path!r} ({first}); download it first "
@@ -233,11 +288,6 @@ class VideoScore:
             with torch.no_grad():
                 model.score.bias.zero_()
         self.model = model.to(self.device).eval().requires_grad_(False)
-        self.processor.image_processor.do_image_splitting = False
-        tokenizer = self.processor.tokenizer
-        tokenizer.padding_side = "right"               # the head reads the last non-pad token
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.unk_token
         hub_name = {os.path.basename(k): v for k, v in VIDEOSCORE_MAX_FRAMES.items()}   # a local copy's folder name
         self.max_frames = max_frames or hub_name.get(os.path.basename(os.path.normpath(path)), 48)
         self.batch_size = batch_size
@@ -262,17 +312,43 @@ class VideoScore:
         return {aspect: s[:, i] for i, aspect in enumerate(VIDEOSCORE_ASPECTS)}
 
 
+IDEFICS2_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
+IDEFICS2_ADDED_TOKENS = ("<fake_token_around_image>", "<image>", "<end_of_utterance>")
+
+
+def build_tiny_videoscore_tokenizer():
+    """A tiny tokenizer in the format of Idefics2's tokenizer.json (Mistral's, "legacy"): normalizer
+    Prepend("▁") + Replace(" ", "▁"), no pre-tokenizer, BPE with byte fallback (any text tokenizes),
+    "<s> $A", and <fake_token_around_image>, <image>, <end_of_utterance> as special added tokens.
+    Its vocabulary has "▁" and "▁▁", so how the spaces between image tokens are split shows in the ids."""
+    from tokenizers import AddedToken, Tokenizer, models as tk_models, normalizers, processors
+    vocab = {t: i for i, t in enumerate(IDEFICS2_SPECIAL_TOKENS)}
+    vocab.update({f"<0x{b:02X}>": len(vocab) + b for b in range(256)})
+    for piece in ("▁", "▁▁", "a", "e", "h", "t", "▁t", "▁a", "he", "▁the"):
+        vocab[piece] = len(vocab)
+    merges = [("▁", "▁"), ("▁", "t"), ("▁", "a"), ("h", "e"), ("▁t", "he")]
+    tokenizer = Tokenizer(tk_models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True,
+                                        byte_fallback=True))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                             special_tokens=[("<s>", 1)])
+    tokenizer.add_special_tokens([AddedToken(t, normalized=False, special=True)
+                                  for t in IDEFICS2_SPECIAL_TOKENS + IDEFICS2_ADDED_TOKENS])
+    return tokenizer
+
+
 def save_tiny_videoscore(out_dir, seed=0):
     """A VideoScore-shaped checkpoint with random weights, in the hub layout (tests, offline demos):
-    a tiny Idefics2 (SigLIP-style vision, perceiver, Mistral text), a byte-level Llama tokenizer built
-    in memory with <image> and <fake_token_around_image>, and an Idefics2 processor (28 px, 4 tokens
-    per image, no splitting). `load_reward("videoscore", path=out_dir)` reads it."""
-    from transformers import Idefics2Config, Idefics2Processor, LlamaTokenizer
+    a tiny Idefics2 (SigLIP-style vision, perceiver, Mistral text), a legacy-format tokenizer.json
+    (build_tiny_videoscore_tokenizer) and an Idefics2 processor (28 px, 4 tokens per image, no
+    splitting). Laid out as the transformers 4.41 stack wrote VideoScore: tokenizer_config.json names
+    LlamaTokenizer, the image processor has its own preprocessor_config.json, and the perceiver
+    config has no rms_norm_eps (the text config's 1e-5 applies).
+    `load_reward("videoscore", path=out_dir)` reads it."""
+    from transformers import Idefics2Config, Idefics2Processor, PreTrainedTokenizerFast
     from transformers.models.idefics2.image_processing_pil_idefics2 import Idefics2ImageProcessorPil
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
-    vocab.update({f"<0x{b:02X}>": 3 + b for b in range(256)})        # byte fallback: any text tokenizes
-    tokenizer = LlamaTokenizer(vocab=vocab, merges=[])
-    tokenizer.pad_token = "<unk>"
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=build_tiny_videoscore_tokenizer(), unk_token="<unk>",
+                                        bos_token="<s>", eos_token="</s>", pad_token="<unk>")
     image_processor = Idefics2ImageProcessorPil(
         do_image_splitting=False, size={"shortest_edge": 28, "longest_edge": 28},
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
@@ -283,13 +359,22 @@ def save_tiny_videoscore(out_dir, seed=0):
         perceiver_config=dict(hidden_size=32, resampler_n_latents=4, resampler_depth=1, resampler_n_heads=2,
                               resampler_head_dim=8, num_key_value_heads=1),
         text_config=dict(model_type="mistral", vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, pad_token_id=0),
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, pad_token_id=0,
+                         rms_norm_eps=1e-5),
         image_token_id=processor.image_token_id, num_labels=len(VIDEOSCORE_ASPECTS), problem_type="regression")
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = idefics2_classifier_class()(config)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
+    image_processor.save_pretrained(out_dir)       # preprocessor_config.json, beside processor_config.json
+    for name, edit in (("config.json", lambda c: c["perceiver_config"].pop("rms_norm_eps")),
+                       ("tokenizer_config.json", lambda c: c.update(tokenizer_class="LlamaTokenizer", legacy=False,
+                                                                   add_bos_token=True, add_eos_token=False)),
+                       ("processor_config.json", lambda c: c.pop("image_processor"))):
+        saved = read_json(os.path.join(out_dir, name))
+        edit(saved)
+        write_json(os.path.join(out_dir, name), saved)
     return out_dir
 
 
@@ -320,7 +405,8 @@ REWARDS = {
 
 
 def load_reward(name, device=None, **kw):
-    """A Reward by name (REWARDS). kw go to the loader (videoscore: path, max_frames, batch_size, dtype)."""
+    """A Reward by name (REWARDS). kw go to the loader (videoscore: path, max_frames, batch_size, dtype
+    ("bf16", the default, or "fp32")); the other rewards ignore them."""
     if name not in REWARDS:
         raise UserError(f"unknown reward {name!r}: choose one of {', '.join(REWARDS)}")
     return Reward(name, REWARDS[name](device=device, **kw), source=kw.get("path"))

@@ -12,13 +12,14 @@ and finally report.md (report.write_report) with the full model, each stage prun
 
     python vip_loop.py                                     # the toy world (the embedded default)
     python vip_loop.py --model tiny --reward pixel --stages 2 --blocks 2 --out runs/tiny
+    python vip_loop.py --model tiny --reward pixel --stages 3 --blocks 2 2 1     # one count per stage
     torchrun --nproc_per_node 2 vip_loop.py --model tiny --reward pixel
     torchrun --nproc_per_node 8 vip_loop.py --model animatediff   # the paper's settings
 
 Models are loaded once per run and every step is called in-process. Each step's output is
 written atomically and last, so re-running the same command skips what is done and resumes
-training from its last checkpoint. `--oneshot` is Table 4's "w/o online": all stages x blocks
-blocks cut at once and one round of training; `--method sft|dpo` are Table 3 / Table 4's baselines.
+training from its last checkpoint. `--oneshot` is Table 4's "w/o online": every stage's blocks
+cut at once and one round of training; `--method sft|dpo` are Table 3 / Table 4's baselines.
 """
 import argparse
 import os
@@ -33,14 +34,19 @@ import redpo
 import report
 import runtime
 from prompt_files import read_prompts
-from rewards import DIMENSIONS, load_reward
+from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward
 from runtime import UserError
 
 # Per model: the settings a user of the paper expects, on top of the model's reward and prompt files
-# (defaults.py). The real models take the paper's (Sec. 4.1: 4 blocks per stage, beta 5000, lr 6e-6,
-# batch 2, 2 epochs, w_sft 1e4 / 1e6); tiny and toy are small and fast so the whole loop runs on a CPU.
+# (defaults.py). The real models take the paper's (Sec. 4.1: beta 5000, lr 6e-6, batch 2, 2 epochs,
+# w_sft 1e4 / 1e6); tiny and toy are small and fast so the whole loop runs on a CPU. `blocks`: one
+# count for every stage, or a list with one per stage.
 TRAINING = {
-    "animatediff": dict(stages=3, blocks=4, beta=5000.0, w_sft=1e4, lr=6e-6, batch=2,
+    # AnimateDiff's schedule is inferred from Table 1's Param column, 0.453B -> 0.309 -> 0.219 -> 0.147:
+    # the adapter's 21 motion modules are 11 of 36.1M, 5 of 9.0M and 5 of 2.3M parameters, and
+    # 4, 4, 2 modules (4 large; 2 large + 2 medium; 2 large) reach those numbers, while Sec. 4.1's
+    # "4 per stage" cannot (no 12 modules leave 0.147B). tests/test_schedule.py checks both.
+    "animatediff": dict(stages=3, blocks=[4, 4, 2], beta=5000.0, w_sft=1e4, lr=6e-6, batch=2,
                         epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
     # VideoCrafter2's prunable blocks are single residual layers (models/videocrafter2.py), finer than the
     # paper's U-Net blocks: 7 of them per stage remove about the paper's 0.239B, then 0.272B (4 reach <= 0.144B).
@@ -51,28 +57,49 @@ TRAINING = {
 }
 TRAINING["tiny-videocrafter2"] = dict(TRAINING["tiny"], w_sft=1e6)
 # The toy world (toy/shapes_world.py): all 18 held-out prompts for pruning and evaluation, all 72
-# training prompts as the curation pool, unfiltered (defaults.py names the files).
-TRAINING["toy"] = dict(stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=4,
+# training prompts as the curation pool, unfiltered (defaults.py names the files). Three stages, as
+# the paper's AnimateDiff schedule, cutting 2, 1, 1 of the 10 motion modules: the block search
+# picks the large 64-channel modules (91,456 parameters each; small ones hurt most), so this ends
+# near the paper's -67.5% of the motion-module parameters (-65.6% when it takes three large ones).
+TRAINING["toy"] = dict(stages=3, blocks=[2, 1, 1], beta=5000.0, w_sft=1e4, lr=1e-4, batch=4,
                        epochs=2, tau=0.0, eval_prompts=None, pool_prompts=None, seeds=1)
 # The eval set is eval_prompts x eval_seeds videos (prompt i, seed index j: seed 1000 j + i), the
 # same for every run of a model whatever its --seed (the training seed), so that rows and runs
 # compare paired, video by video. The block search may use the first search_seeds of them (None:
 # all). steps: the sampler's steps in the loop (None: the model's own).
 EVALUATION = {name: dict(eval_seeds=1, search_seeds=None, steps=None) for name in TRAINING}
+# toy: 18 prompts x 4 seeds = 72 videos per row (a paired 95% interval of about +-0.01 on visual
+# quality), the block search on the first seed (18 videos), DDIM with 10 steps instead of the
+# teacher's 20 (held-out total 0.811 vs 0.821 over 36 clips; half the cost), so that the default
+# run stays within 10 minutes on 2 cores.
+EVALUATION["toy"] = dict(eval_seeds=4, search_seeds=1, steps=10)
 PRESETS = {name: dict(defaults.for_model(name), **training, **EVALUATION[name]) for name, training in TRAINING.items()}
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
 
 # What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
-CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "method", "stages", "blocks", "oneshot", "greedy",
-               "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "tau", "prompts", "pool",
+CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks",
+               "oneshot", "greedy", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "tau", "prompts", "pool",
                "eval_prompts", "pool_prompts", "seeds", "seed", "world", "eval_seeds", "search_seeds", "steps")
-# A config.json written before a key existed ran with this value.
-LEGACY = {"eval_seeds": 1, "search_seeds": None, "steps": None}
+
+
+def blocks_per_stage(stages, blocks):
+    """--blocks as one count per stage: a single number (an int or a one-element list) means every
+    stage; a list must have one count per stage."""
+    counts = [blocks] if isinstance(blocks, int) else list(blocks)
+    if len(counts) == 1:
+        counts = counts * stages
+    if len(counts) != stages:
+        raise UserError(f"--blocks has {len(counts)} counts ({' '.join(map(str, counts))}) for {stages} "
+                        "stages; pass one count for every stage, or one per stage")
+    if min(counts) < 1:
+        raise UserError(f"--blocks must be at least 1 in every stage (got {' '.join(map(str, counts))})")
+    return counts
 
 
 def stage_plan(stages, blocks, oneshot):
-    """Blocks to remove in each stage: [blocks] * stages, or one stage with all of them (--oneshot)."""
-    return [stages * blocks] if oneshot else [blocks] * stages
+    """Blocks to remove in each stage (blocks_per_stage), or one stage with all of them (--oneshot)."""
+    counts = blocks_per_stage(stages, blocks)
+    return [sum(counts)] if oneshot else counts
 
 
 def curation_targets(record):
@@ -86,12 +113,25 @@ def curation_targets(record):
     return sorted(measured, key=lambda d: pruned[d] - full[d])
 
 
+def as_current_config(old):
+    """A config.json written before blocks became one count per stage and before reward_dtype, in
+    today's terms: blocks N -> [N] * stages, and reward_dtype "bf16" (VideoScore then ran in bf16 on
+    GPUs, where every real run scored; CPU runs used the pixel / shapes rewards, which have no dtype)."""
+    old = dict(old)
+    if isinstance(old.get("blocks"), int) and isinstance(old.get("stages"), int) and old["stages"] >= 1:
+        old["blocks"] = [old["blocks"]] * old["stages"]
+    old.setdefault("reward_dtype", "bf16")
+    for key, value in (("eval_seeds", 1), ("search_seeds", None), ("steps", None)):   # before issue 13
+        old.setdefault(key, value)
+    return old
+
+
 def check_config(run_dir, config):
     """Refuse to resume a run directory whose config.json differs from `config`."""
     path = os.path.join(run_dir, "config.json")
     if os.path.isfile(path):
-        old = runtime.read_json(path)
-        changed = [k for k in CONFIG_KEYS if old.get(k, LEGACY.get(k)) != config.get(k)]
+        old = as_current_config(runtime.read_json(path))
+        changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k)]
         if changed:
             raise UserError(
                 f"{run_dir} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "
@@ -218,7 +258,7 @@ def run(cfg, device):
     check_config(out, cfg)
     start = time.perf_counter()
     teacher = load_model(cfg, cfg["path"], device, cfg["adapter"])
-    reward = load_reward(cfg["reward"], device=device,
+    reward = load_reward(cfg["reward"], device=device, dtype=cfg["reward_dtype"],
                          **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
     reward.score_fn = timed(reward.score_fn, "scoring")
     if rank == 0 and not os.path.isfile(os.path.join(out, "config.json")):
@@ -265,10 +305,13 @@ def parse_args(argv=None):
     p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter (hub id or directory)")
     p.add_argument("--reward", default=None, help="rewards.py reward: videoscore, pixel, shapes")
     p.add_argument("--reward_path", default=None, help="VideoScore weights (hub id or dir; default: VideoScore-v1.1)")
+    p.add_argument("--reward_dtype", "--reward-dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
+                   help="VideoScore's dtype (default: bf16, as the official inference on every device)")
     p.add_argument("--method", default="redpo", choices=redpo.METHODS)
     p.add_argument("--stages", type=int, default=None)
-    p.add_argument("--blocks", type=int, default=None, help="blocks removed per stage")
-    p.add_argument("--oneshot", action="store_true", help="remove stages x blocks at once, train once (Table 4)")
+    p.add_argument("--blocks", type=int, nargs="+", default=None,
+                   help="blocks removed per stage: one count for every stage, or one per stage (4 4 2)")
+    p.add_argument("--oneshot", action="store_true", help="remove every stage's blocks at once, train once (Table 4)")
     p.add_argument("--greedy", action="store_true", help="re-score after each block removed (prune.py)")
     p.add_argument("--beta", type=float, default=None)
     p.add_argument("--w_sft", type=float, default=None)
@@ -302,10 +345,15 @@ def resolve(args, world):
     cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world
     cfg["gradient_checkpointing"] = args.gradient_checkpointing
     cfg["out"] = args.out or os.path.join("runs", f"{args.model}-{args.method}" + ("-oneshot" if args.oneshot else ""))
-    for key in ("stages", "blocks", "batch", "epochs", "seeds", "eval_seeds") + (
+    for key in ("stages", "batch", "epochs", "seeds", "eval_seeds") + (
             ("search_seeds",) if cfg["search_seeds"] is not None else ()):
         if cfg[key] < 1:
             raise UserError(f"--{key} must be at least 1 (got {cfg[key]})")
+    if args.blocks is None and isinstance(cfg["blocks"], list) and len(cfg["blocks"]) != cfg["stages"]:
+        raise UserError(f"the {args.model} preset removes {' '.join(map(str, cfg['blocks']))} blocks in its "
+                        f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too "
+                        "(one count for every stage, or one per stage)")
+    cfg["blocks"] = blocks_per_stage(cfg["stages"], cfg["blocks"])
     return cfg
 
 

@@ -6,7 +6,8 @@ for it, so this file writes out what LVDM does differently, each against its sou
     to the time embedding; weight names fps_embedding.linear_1/2 as in the converted checkpoint);
   - q(x_t | x_0) with x_0 scaled by s_t (`scale_arr`: 1 -> 0.7 over t = 0..399), so `add_noise`
     gives ReDPO the targets VideoCrafter2 was trained with;
-  - the sampler: LVDM's DDIM with the same s_t, eta 1, guidance 12, fps condition 28;
+  - the sampler: LVDM's DDIM on its own timesteps (`lvdm_ddim_timesteps`) with the same s_t, eta 1,
+    guidance 12, fps condition 28;
   - the prunable blocks: the 63 residual layers of the UNet (`videocrafter2_block_paths`), finer
     than the paper's U-Net blocks; ReDPO trains the whole UNet.
 `tiny-videocrafter2` is the same code at toy size (random weights, 20 blocks) for CPU runs.
@@ -42,8 +43,8 @@ VIDEOCRAFTER2_UNET_CONFIG = dict(
     up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * 3)
 
 # LVDM's "linear" betas are linear in sqrt(beta) (make_beta_schedule): diffusers' "scaled_linear".
-# DDIM timesteps as LVDM's make_ddim_timesteps("uniform"): 1, 1 + T/S, ... ("leading", offset 1);
-# the last step lands on alphas_cumprod[0], LVDM's ddim_alphas_prev[0] (set_alpha_to_one=False).
+# The scheduler gives the betas and alphas_cumprod; the DDIM timesteps are lvdm_ddim_timesteps'
+# (diffusers' "leading" spacing with offset 1 equals them only when S divides 1000).
 VIDEOCRAFTER2_SCHEDULER = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
     clip_sample=False, timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False)
@@ -79,9 +80,23 @@ def scaled_add_noise(x_0, eps, t, alphas_cumprod, scale_arr):
     return x_t.to(x_0.dtype)
 
 
+def lvdm_ddim_timesteps(steps, num_train_timesteps=1000):
+    """LVDM's DDIM timesteps (lvdm/models/utils_diffusion.py, make_ddim_timesteps("uniform")) and
+    the timestep each one steps to (DDIMSampler.make_schedule / make_ddim_sampling_parameters).
+        timesteps = range(0, T, T // S) + 1        ascending; sampling runs them in reverse
+        previous  = [0] + timesteps[:-1]           alphas_prev[0] = alphas_cumprod[0], likewise scale_arr
+    When S does not divide T this is more than S steps: S = 30 gives 31, from t = 991 down to 1
+    (LVDM left the length check commented out). Returns (timesteps, previous), lists of ints."""
+    if not 1 <= steps <= num_train_timesteps:
+        raise UserError(f"DDIM steps must be between 1 and {num_train_timesteps}, not {steps}")
+    timesteps = [t + 1 for t in range(0, num_train_timesteps, num_train_timesteps // steps)]
+    return timesteps, [0] + timesteps[:-1]
+
+
 def scaled_ddim_step(x_t, eps, t, t_prev, alphas_cumprod, scale_arr, eta, noise):
-    """One step t -> t_prev of LVDM's DDIMSampler.p_sample_ddim with use_scale (t_prev < 0 is the
-    last step: it lands on alphas_cumprod[0] and scale_arr[0], as LVDM's *_prev[0]):
+    """One step t -> t_prev of LVDM's DDIMSampler.p_sample_ddim with use_scale. t_prev is the
+    previous entry of lvdm_ddim_timesteps (0 for the first: the last step lands on alphas_cumprod[0]
+    and scale_arr[0], LVDM's *_prev[0]; a negative t_prev is read as 0):
         x_0    = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) / s_t
         sigma  = eta * sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
         x_prev = sqrt(a_prev) s_prev x_0 + sqrt(1 - a_prev - sigma^2) eps + sigma * noise
@@ -268,11 +283,11 @@ class VideoCrafter2(VideoModel):
     @torch.no_grad()
     def generate(self, prompts, seeds, num_frames=None, steps=None, guidance=None,
                  height=None, width=None):
-        """LVDM's DDIM with scale_arr (eta from the defaults: 1), eps = eps_u + guidance (eps_c - eps_u)
-        with the empty prompt as the unconditional one. x_T and every step's noise come from the
-        video's own seeded CPU generator, so a video does not depend on its batch. Returns uint8
-        frames (B, F, H, W, 3) and the clean latents x_0 (B, C, F, h, w) as float32 on the CPU."""
-        from diffusers import DDIMScheduler
+        """LVDM's DDIM with scale_arr (eta from the defaults: 1) on lvdm_ddim_timesteps(steps), eps =
+        eps_u + guidance (eps_c - eps_u) with the empty prompt as the unconditional one. x_T and every
+        step's noise come from the video's own seeded CPU generator, so a video does not depend on
+        its batch. Returns uint8 frames (B, F, H, W, 3) and the clean latents x_0 (B, C, F, h, w) as
+        float32 on the CPU."""
         from tqdm import tqdm
         d = self.defaults
         if len(prompts) != len(seeds):
@@ -291,12 +306,10 @@ class VideoCrafter2(VideoModel):
         x = draw()                                                             # x_T
         cond = self.encode(prompts)
         uncond = self.encode([""] * len(prompts))
-        scheduler = DDIMScheduler.from_config(self.scheduler.config)          # own state per call
-        scheduler.set_timesteps(steps or d["steps"])
-        stride = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
-        for t in tqdm(scheduler.timesteps.tolist(), desc="DDIM", disable=not self.pipe.progress):
+        timesteps, previous = lvdm_ddim_timesteps(steps or d["steps"], self.num_train_timesteps)
+        for t, t_prev in tqdm(list(zip(timesteps, previous))[::-1], desc="DDIM", disable=not self.pipe.progress):
             eps = self.guided_noise_pred(x, t, cond, uncond, guidance)
-            x, _ = scaled_ddim_step(x, eps, t, t - stride, scheduler.alphas_cumprod, self.scale_arr,
+            x, _ = scaled_ddim_step(x, eps, t, t_prev, self.scheduler.alphas_cumprod, self.scale_arr,
                                     d["eta"], draw())
         return self.decode(x), x.float().cpu()
 

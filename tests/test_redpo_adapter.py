@@ -1,0 +1,113 @@
+"""redpo.py's CLI loads the teacher with --adapter and refuses a student cut from another model
+(issue 14, point 4); prune.py and curate.py take --adapter and --reward_path as well. Tiny
+AnimateDiff checkpoints in the hub layout and a tiny VideoScore; nothing is downloaded (without
+--adapter the teacher would reach for the hub adapter and fail)."""
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+import curate
+import models
+import prune
+import redpo
+import rewards
+from conftest import run_script
+from models.animatediff import save_tiny_hub_layout
+from runtime import UserError, read_json
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """base/ + adapter/ (the tiny model in the hub layout), a copy of the adapter elsewhere, a
+    student pruned from base + adapter, and two pairs of latents."""
+    d = tmp_path_factory.mktemp("hub")
+    base, adapter = save_tiny_hub_layout(str(d))
+    shutil.copytree(adapter, d / "other_adapter")
+    student = models.load("animatediff", path=base, adapter=adapter, device="cpu")
+    student.remove(list(student.blocks())[:1])
+    student.save(str(d / "student"))
+    os.makedirs(d / "pairs" / "latents")
+    g = torch.Generator().manual_seed(0)
+    with open(d / "pairs" / "pairs.jsonl", "w") as f:
+        for i in range(2):
+            for side in "wl":
+                torch.save(torch.randn(4, 8, 16, 16, generator=g), d / "pairs" / "latents" / f"{side}_{i}.pt")
+            f.write(json.dumps({"prompt": f"a red car {i}", "seed": i, "property": "dynamic_degree",
+                                "winner_scores": {}, "loser_scores": {},
+                                "winner": f"latents/w_{i}.pt", "loser": f"latents/l_{i}.pt"}) + "\n")
+    return d, base, adapter
+
+
+def redpo_cli(d, base, adapter, out):
+    return run_script("redpo.py", "--model", "animatediff", "--teacher", base, "--adapter", adapter,
+                      "--student", str(d / "student"), "--pairs", str(d / "pairs"), "--out", str(d / out),
+                      "--max_steps", "1", "--batch", "2", "--lr", "1e-3")
+
+
+def test_teacher_loads_the_local_adapter(hub):
+    d, base, adapter = hub
+    proc = redpo_cli(d, base, adapter, "run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((d / "run" / "config.json").read_text())["adapter"] == adapter
+    saved = read_json(d / "run" / "student" / models.STUDENT_FILE)
+    assert saved["source"] == {"path": os.path.abspath(base), "adapter": os.path.abspath(adapter)}
+
+
+def test_a_student_from_another_adapter_is_refused(hub):
+    d, base, _ = hub
+    proc = redpo_cli(d, base, str(d / "other_adapter"), "refused")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]   # (and loading bars)
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr
+    assert "was pruned from" in errors[0] and "other_adapter" in errors[0] and "--adapter" in errors[0]
+    assert not (d / "refused").exists()
+
+
+def test_check_student_source_compares_with_the_teacher(hub):
+    d, base, adapter = hub
+    redpo.check_student_source(str(d / "student"), models.load("animatediff", path=base, adapter=adapter))
+    with pytest.raises(UserError, match="the teacher is the built-in model"):
+        redpo.check_student_source(str(d / "student"), models.load("tiny"))
+
+
+def test_prune_and_curate_take_the_local_adapter_and_reward_path(hub, tmp_path, monkeypatch):
+    """In-process, at tiny sizes (the animatediff defaults are 16 frames at 512x512): every model
+    prune.py and curate.py load gets --adapter, the reward gets --reward_path."""
+    d, base, adapter = hub
+    monkeypatch.setitem(models.DEFAULTS, "animatediff", dict(models.DEFAULTS["tiny"]))
+    loads, reward_kw = [], []
+    load, load_reward = models.load, rewards.load_reward
+
+    def spy_load(name, path=None, adapter=None, **kw):
+        loads.append((path, adapter))
+        return load(name, path=path, adapter=adapter, **kw)
+
+    def spy_reward(name, **kw):
+        reward_kw.append(kw.get("path"))
+        return load_reward(name, **kw)
+
+    monkeypatch.setattr(models, "load", spy_load)
+    monkeypatch.setattr(prune, "load_reward", spy_reward)
+    monkeypatch.setattr(curate, "load_reward", spy_reward)
+    vs = rewards.save_tiny_videoscore(str(tmp_path / "vs"))
+    local = ["--model", "animatediff", "--path", base, "--adapter", adapter, "--reward", "videoscore",
+             "--reward_path", vs, "--steps", "2"]
+    stage = tmp_path / "stage_1"
+    prune.main(local + ["--num_prompts", "1", "--blocks", "1", "--out", str(stage)])
+    assert (stage / "prune.json").is_file() and loads == [(base, adapter)] and reward_kw == [vs]
+    pool = tmp_path / "pool.txt"
+    pool.write_text("A red car driving fast on a mountain road at night\n")
+    try:
+        curate.main(local + ["--student", str(stage / "pruned"), "--prompts", str(pool), "--tau", "-100",
+                             "--property", "dynamic_degree,visual_quality,temporal_consistency",
+                             "--out", str(stage / "pairs")])
+    except UserError as e:   # random weights: the teacher may win on no prompt; then nothing is written
+        assert "no pair survived" in str(e) and not (stage / "pairs").exists()
+    else:
+        config = json.loads((stage / "pairs" / "config.json").read_text())
+        assert (config["adapter"], config["reward_path"]) == (adapter, vs)
+    assert loads[1:] == [(base, adapter), (str(stage / "pruned"), None)] and reward_kw == [vs, vs]
+    saved = read_json(stage / "pruned" / models.STUDENT_FILE)
+    assert saved["source"] == {"path": os.path.abspath(base), "adapter": os.path.abspath(adapter)}
