@@ -111,6 +111,7 @@ def main(argv=None):
                 seed_from(donor, path)
             cmd = [sys.executable, os.path.join(ROOT, "vip_loop.py"), *VARIANTS[variant], "--seed", str(seed), "--out", path]
             print(" ".join(cmd[1:]), flush=True)
+            os.makedirs(args.runs, exist_ok=True)
             log = open(path + ".log", "a")
             running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), path))
         time.sleep(5)
