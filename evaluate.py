@@ -137,6 +137,17 @@ def evaluate_model(model, reward, prompts, seeds, static=None, keep_videos=4, ba
                                 "video": frames[j] if i < keep_videos else None}))
     per_video = runtime.gather(indexed)
     kept = [v.pop("video") for v in per_video]
+    return eval_result(model, reward, per_video, kept, measure, **gen_kw)
+
+
+def eval_result(model, reward, per_video, videos, measure=True, **gen_kw):
+    """evaluate_model's result from what generation gave: `per_video` [{"prompt", "seed", "static",
+    "scores": {key: float}}] in eval-set order and `videos`, one uint8 (F, H, W, 3) or None (not
+    kept) per entry. Adds the summary, params, and with `measure` the cost (rank 0's, on every
+    rank). prune.py calls it on a candidate it has already generated and scored."""
+    settings = generation_settings(model, **gen_kw)
+    gen = {k: settings[k] for k in ("num_frames", "steps", "guidance", "height", "width")}
+    rank, _ = runtime.rank_world()
     names = list(per_video[0]["scores"]) if per_video else list(DIMENSIONS) + ["total"]
     summary = {}
     for k in names:
@@ -150,12 +161,13 @@ def evaluate_model(model, reward, prompts, seeds, static=None, keep_videos=4, ba
         cost = None
         if rank == 0:
             cost = {"tflops": measure_tflops(model, **gen),
-                    "latency": {"seconds_per_video": measure_latency(model, prompts[0], seeds[0], **gen),
+                    "latency": {"seconds_per_video": measure_latency(model, per_video[0]["prompt"],
+                                                                     per_video[0]["seed"], **gen),
                                 "batch": 1, "device": str(model.device)}}
         result.update(runtime.broadcast(cost))
-    videos = [(v["prompt"], v["seed"], f) for v, f in zip(per_video, kept) if f is not None]
-    result["videos"] = {"prompts": [x[0] for x in videos], "seeds": [x[1] for x in videos],
-                        "frames": np.stack([x[2] for x in videos]) if videos else None}
+    kept = [(v["prompt"], v["seed"], f) for v, f in zip(per_video, videos) if f is not None]
+    result["videos"] = {"prompts": [x[0] for x in kept], "seeds": [x[1] for x in kept],
+                        "frames": np.stack([x[2] for x in kept]) if kept else None}
     return result
 
 

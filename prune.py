@@ -8,15 +8,17 @@
 One stage, given the current student (M0 at stage 1, the trained M_{k-1}' later) and the full M0:
   1. generate the eval prompts with fixed seeds for the student as it is and once per block with
      that block skipped (`model.skip`: no copy, the model is bit-identical afterwards); the shared
-     seeds give every candidate the same noise, so the scores differ only by the block;
+     seeds give every candidate the same noise, so the scores differ only by the block (vip_loop
+     passes the student's eval.json, the report's previous row, and it is not generated again);
   2. remove (`model.remove`, structurally) the `--blocks` blocks whose absence hurts the total
      score least (`--greedy`: remove one, re-score the rest, repeat; k searches instead of one,
      and it sees blocks that are harmless alone but not together);
   3. target properties: the dimensions on which the pruned model scores below M0 (the paper's
      yellow cells in Table 1), ranked by the size of the drop; curate.py builds pairs for them;
   4. write prune.json (every candidate's per-dimension scores, the chosen blocks, the targets,
-     parameters, TFLOPs per denoising step, latency of one generation) and the pruned model to
-     pruned/ (curate.py's --student; after training, redpo.py's student/ starts the next stage).
+     parameters, TFLOPs per denoising step, latency of one generation), the pruned model to
+     pruned/ (curate.py's --student; after training, redpo.py's student/ starts the next stage)
+     and its eval set, scored once for step 3, to eval_pruned.json (evaluate.py's format).
 
     python prune.py --out runs/toy/stage_1                  # the toy world: its reward and prompts (defaults.py)
     python prune.py --model tiny --reward pixel --blocks 2 --out runs/x/stage_1
@@ -43,6 +45,7 @@ from rewards import DIMENSIONS, load_reward
 from runtime import UserError
 
 BASE = "(none)"  # the candidate that skips nothing: the current student as it is
+KEEP_VIDEOS = 4  # videos of the pruned row kept for the report's grids (evaluate_model's default)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,7 +58,8 @@ def batches(n, batch_size):
 
 
 def score_videos(model, reward, prompts, seeds, static=None, gen_kw=None):
-    """Generate one video per (prompt, seed) and score it: dict key -> list of B floats."""
+    """Generate one video per (prompt, seed) and score it: (dict key -> list of B floats, the
+    uint8 videos (B, F, H, W, 3))."""
     frames, _ = model.generate(prompts, seeds, **(gen_kw or {}))  # (B, F, H, W, 3) uint8
     scores = reward(frames, prompts, static=static)
     out = {}
@@ -64,7 +68,7 @@ def score_videos(model, reward, prompts, seeds, static=None, gen_kw=None):
         if len(values) != len(prompts):
             raise ValueError(f"reward returned {len(values)} {key!r} scores for {len(prompts)} videos")
         out[key] = values.tolist()
-    return out
+    return out, frames
 
 
 def mean_scores(per_video):
@@ -73,37 +77,64 @@ def mean_scores(per_video):
 
 
 def score_candidates(model, reward, prompts, seeds, static=None, gen_kw=None, blocks=None,
-                     batch_size=4, progress=True):
+                     batch_size=4, progress=True, base=None, keep_videos=0):
     """Score the model as it is and with each block in `blocks` (default: all) skipped on its own.
 
-    Returns {"base": {key: mean}, "candidates": {block: {key: mean}}}, the same on every rank.
-    Costs (len(blocks) + 1) generations of the eval set, split over the ranks.
+    Returns {"base": {key: mean}, "candidates": {block: {key: mean}}, "per_video": {candidate:
+    {key: [one float per prompt]}}}, the same on every rank, and "kept": {candidate: [(i, uint8
+    video)]} for prompts i < keep_videos, this rank's share only (runtime.gather it).
+    Costs (len(blocks) + 1) generations of the eval set, split over the ranks; len(blocks) when
+    `base`, the model's per-video scores as it is (reusable_scores), stands in for its own.
     """
     if len(prompts) == 0:
         raise UserError("no eval prompts: pass a --prompts file with at least one prompt")
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
     blocks = list(model.blocks()) if blocks is None else list(blocks)
-    candidates = [BASE] + blocks
+    candidates = ([] if base is not None else [BASE]) + blocks
     jobs = [(c, idx) for c in candidates for idx in batches(len(prompts), batch_size)]
     rank, _ = runtime.rank_world()
     mine = runtime.shard(jobs)
-    results = []
+    results, kept = [], {}
     bar = tqdm(mine, desc="prune: candidates", unit="batch", disable=not progress or rank != 0)
     for j, (candidate, idx) in bar:
         bar.set_postfix_str(candidate)
         skip = [] if candidate == BASE else [candidate]
         with model.skip(skip):  # identity blocks inside, restored exactly on exit
-            s = score_videos(model, reward, [prompts[i] for i in idx], [seeds[i] for i in idx],
-                             None if static is None else [static[i] for i in idx], gen_kw)
+            s, frames = score_videos(model, reward, [prompts[i] for i in idx], [seeds[i] for i in idx],
+                                     None if static is None else [static[i] for i in idx], gen_kw)
         results.append((j, s))
+        kept.setdefault(candidate, []).extend((i, f) for i, f in zip(idx, frames) if i < keep_videos)
     gathered = runtime.gather(results)  # job order on every rank
     per_video = {c: {} for c in candidates}
     for (candidate, _), s in zip(jobs, gathered):
         for key, values in s.items():
             per_video[candidate].setdefault(key, []).extend(values)
-    means = {c: mean_scores(per_video[c]) for c in candidates}
-    return {"base": means[BASE], "candidates": {b: means[b] for b in blocks}}
+    if base is not None:
+        per_video = {BASE: base, **per_video}
+    means = {c: mean_scores(v) for c, v in per_video.items()}
+    return {"base": means[BASE], "candidates": {b: means[b] for b in blocks}, "per_video": per_video,
+            "kept": kept}
+
+
+def reusable_scores(eval_result, model, reward, prompts, seeds, static=None, gen_kw=None):
+    """The per-video scores of `model` as it is, {key: [one float per prompt]}, read from an
+    eval.json of it (evaluate.py's result; vip_loop passes the report's previous row, the same
+    weights). Only when that json holds every (prompt, seed) with the same static label, scored
+    by the same reward, at the same sampler settings and number of removed blocks; else None,
+    and the caller generates. JSON null (a dimension the reward does not measure) becomes NaN."""
+    if eval_result is None:
+        return None
+    if (eval_result.get("model") != model.name or eval_result.get("reward") != getattr(reward, "name", "custom")
+            or eval_result.get("generation") != evaluate.generation_settings(model, **(gen_kw or {}))
+            or eval_result["params"]["removed_blocks"] != len(model.removed)):
+        return None
+    by_item = {(v["prompt"], v["seed"]): v for v in eval_result["per_video"]}
+    rows = [by_item.get((p, int(s))) for p, s in zip(prompts, seeds)]
+    labels = [None] * len(prompts) if static is None else static
+    if not rows or any(r is None or r["static"] != st for r, st in zip(rows, labels)):
+        return None
+    return {k: [float("nan") if r["scores"][k] is None else r["scores"][k] for r in rows] for k in rows[0]["scores"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,17 +203,22 @@ def flat_means(scores):
 # ---------------------------------------------------------------------------------------------
 
 def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, static=None, greedy=False,
-                gen_kw=None, batch_size=4, progress=True, student_dir=None, target_set=None):
+                gen_kw=None, batch_size=4, progress=True, student_dir=None, base_eval=None, target_set=None):
     """Sec. 3.2 on `model`, in place: search, remove k blocks, find the target properties.
 
     teacher_scores: M0's mean scores on the same prompts and seeds ({dim: mean}, or eval.json's
     "scores"), or None when `model` is M0 itself (stage 1: its own base scores are the full
-    model's). target_set: (prompts, seeds, static) on which to measure the target properties
-    instead, a larger set than the search's (vip_loop: the whole eval set, when the search uses a
-    subset of it); teacher_scores are then M0's on it. Every rank removes the same blocks (rank 0's choice, broadcast); rank 0 writes the
-    pruned model to student_dir (default out_dir/pruned/, the run layout's) and out_dir/prune.json
-    (each atomically, prune.json last). Returns prune.json's content (NaN where the JSON has null)
-    on every rank.
+    model's). target_set: (prompts, seeds, static) on which the pruned row and its target properties
+    are measured instead, a larger set than the search's (vip_loop: the whole eval set, when the
+    search uses a subset of it); teacher_scores are then M0's on it. base_eval: an eval.json of
+    `model` as it is (vip_loop: the report's previous row);
+    where reusable_scores accepts it, its scores and latency stand in for the "(none)" candidate's,
+    which is then not generated. Every rank removes the same blocks (rank 0's choice, broadcast);
+    rank 0 writes the pruned model to student_dir (default out_dir/pruned/, the run layout's), its
+    eval set to out_dir/eval_pruned.json (evaluate.py's eval.json: the report's pruned row, from the
+    one generation that also gives the target properties) and out_dir/prune.json (each
+    atomically, prune.json last). Returns prune.json's content (NaN where the JSON has null) on
+    every rank.
     """
     if len(prompts) == 0:
         raise UserError("no eval prompts: pass a --prompts file with at least one prompt")
@@ -191,29 +227,43 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
     sizes = block_sizes(model)
     params_before = model.num_parameters()
     tflops_before = step_tflops(model, gen_kw) if rank == 0 else None
+    base = reusable_scores(base_eval, model, reward, prompts, seeds, static, gen_kw)
+    latency_before = base_eval.get("latency", {}).get("seconds_per_video") if base is not None else None
+    # With one block per search (greedy, or k == 1) the pruned model is the chosen candidate:
+    # skipping == removing, bit for bit, so its videos and scores are already there.
+    chosen_is_pruned = (greedy or k == 1) and target_set is None
 
-    rounds, removed, pruned_scores = [], [], None
+    rounds, removed = [], []
     for r in range(k if greedy else 1):
         scores = score_candidates(model, reward, prompts, seeds, static, gen_kw, batch_size=batch_size,
-                                  progress=progress)
+                                  progress=progress, base=base, keep_videos=KEEP_VIDEOS if chosen_is_pruned else 0)
         chosen = runtime.broadcast(choose_blocks(scores, 1 if greedy else k))  # rank 0 decides
         rounds.append({"base": scores["base"], "candidates": [
             {"block": b, "scores": s, "drop": scores["base"]["total"] - s["total"], "params": sizes[b]}
             for b, s in scores["candidates"].items()], "chosen": chosen})
         if r == 0:
             full = scores["base"] if teacher_scores is None else flat_means(teacher_scores)
-            latency_before = latency(model, prompts[0], seeds[0], gen_kw) if rank == 0 else None
-        if greedy or k == 1:
-            pruned_scores = scores["candidates"][chosen[0]]  # skipping == removing, bit for bit
+            if latency_before is None and rank == 0:
+                latency_before = latency(model, prompts[0], seeds[0], gen_kw)
+        if chosen_is_pruned:  # the next round (greedy) starts from here, as does the pruned row
+            base, kept = scores["per_video"][chosen[0]], runtime.gather(scores["kept"].get(chosen[0], []))
         model.remove(chosen)
         removed += chosen
-    if target_set is not None:  # the pruned model on the larger set, against M0 on it
-        pruned_scores = score_candidates(model, reward, *target_set, gen_kw, blocks=[],
-                                         batch_size=batch_size, progress=False)["base"]
+
+    # The pruned row: the chosen candidate's videos, or (k blocks removed at once) one more eval set.
+    if chosen_is_pruned:
+        labels = [None] * len(prompts) if static is None else list(static)
+        per_video = [{"prompt": p, "seed": int(s), "static": st, "scores": {key: v[i] for key, v in base.items()}}
+                     for i, (p, s, st) in enumerate(zip(prompts, seeds, labels))]
+        pruned_eval = evaluate.eval_result(model, reward, per_video, kept + [None] * (len(prompts) - len(kept)),
+                                           **(gen_kw or {}))
+    else:
+        p, s, st = target_set or (prompts, seeds, static)
+        pruned_eval = evaluate.evaluate_model(model, reward, p, s, st, keep_videos=KEEP_VIDEOS,
+                                              batch_size=batch_size, **(gen_kw or {}))
+    pruned_scores = flat_means(pruned_eval["scores"])
+    if target_set is not None:   # the target properties against M0 on the same, larger set
         full = flat_means(teacher_scores)
-    elif pruned_scores is None:  # k blocks removed at once: one more eval-set generation
-        pruned_scores = score_candidates(model, reward, prompts, seeds, static, gen_kw, blocks=[],
-                                         batch_size=batch_size, progress=False)["base"]
 
     targets = target_properties(pruned_scores, full)
     record = {
@@ -237,8 +287,9 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
     }
     if rank == 0:  # measured once, on rank 0; the broadcast below gives every rank the same record
         record["tflops_per_step"] = {"before": tflops_before, "after": step_tflops(model, gen_kw)}
-        record["latency_s"] = {"before": latency_before, "after": latency(model, prompts[0], seeds[0], gen_kw)}
+        record["latency_s"] = {"before": latency_before, "after": pruned_eval["latency"]["seconds_per_video"]}
         model.save(student_dir or os.path.join(out_dir, "pruned"))
+        evaluate.save_eval(pruned_eval, os.path.join(out_dir, "eval_pruned.json"))
         runtime.write_json(os.path.join(out_dir, "prune.json"), runtime.json_safe(record))  # NaN -> null
     runtime.barrier()
     return runtime.broadcast(record)
@@ -301,8 +352,8 @@ def parse_args(argv=None):
                    help="eval prompts used, spread over the file")
     p.add_argument("--seed", type=int, default=0, help="prompt i is generated with seed + i")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--batch_size", "--batch-size", type=int, default=4, help="videos per generate call")
-    p.add_argument("--out", required=True, help="stage folder: writes prune.json and pruned/")
+    p.add_argument("--batch-size", type=int, default=4, help="videos per generate call")
+    p.add_argument("--out", required=True, help="stage folder: writes prune.json, eval_pruned.json and pruned/")
     return p.parse_args(argv)
 
 
@@ -338,7 +389,7 @@ def main(argv=None):
                          args.greedy, gen_kw, args.batch_size)
     if rank == 0:
         print("\n".join(summary_lines(record)))
-        print(f"wrote {os.path.join(args.out, 'prune.json')} and {os.path.join(args.out, 'pruned')}")
+        print(f"wrote {os.path.join(args.out, 'prune.json')}, eval_pruned.json and {os.path.join(args.out, 'pruned')}")
 
 
 if __name__ == "__main__":

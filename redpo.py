@@ -135,15 +135,31 @@ def pair_noise(shape, num_timesteps, seed, epoch, index):
     return t, eps
 
 
-def make_batch(pairs, indices, epoch, seed, num_timesteps, device):
-    """x_w, x_l, eps: (B, C, F, h, w); t: (B,); prompts: B strings."""
+def encode_prompts(teacher, pairs, chunk=64):
+    """The frozen text encoder's output for every distinct prompt of the pairs, computed once before
+    training instead of once per batch: prompt -> (L, D), kept on the CPU. Each prompt is encoded
+    on its own row, so a batch stacked from these equals the batch encoded (bit for bit on the
+    CPU models; tests/test_reuse.py)."""
+    prompts = list(dict.fromkeys(p["prompt"] for p in pairs))
+    embeds = {}
+    for i in range(0, len(prompts), chunk):
+        embeds.update(zip(prompts[i:i + chunk], teacher.encode(prompts[i:i + chunk]).cpu()))
+    return embeds
+
+
+def make_batch(pairs, indices, epoch, seed, num_timesteps, device, text=None):
+    """x_w, x_l, eps: (B, C, F, h, w); t: (B,); prompts: B strings; with `text` (encode_prompts'),
+    embeds: (B, L, D)."""
     x_w = torch.stack([torch.load(pairs[i]["winner"]) for i in indices])
     x_l = torch.stack([torch.load(pairs[i]["loser"]) for i in indices])
     noise = [pair_noise(x_w.shape[1:], num_timesteps, seed, epoch, i) for i in indices]
-    return {"x_w": x_w.to(device), "x_l": x_l.to(device),
-            "t": torch.cat([t for t, _ in noise]).to(device),
-            "eps": torch.stack([e for _, e in noise]).to(device),
-            "prompts": [pairs[i]["prompt"] for i in indices]}
+    batch = {"x_w": x_w.to(device), "x_l": x_l.to(device),
+             "t": torch.cat([t for t, _ in noise]).to(device),
+             "eps": torch.stack([e for _, e in noise]).to(device),
+             "prompts": [pairs[i]["prompt"] for i in indices]}
+    if text is not None:
+        batch["embeds"] = torch.stack([text[p] for p in batch["prompts"]]).to(device)
+    return batch
 
 
 def batch_loss(student, teacher, batch, method, beta, w_sft, unet=None):
@@ -153,7 +169,7 @@ def batch_loss(student, teacher, batch, method, beta, w_sft, unet=None):
     eps = torch.cat([batch["eps"], batch["eps"]])    # a pair shares eps ...
     t = torch.cat([batch["t"], batch["t"]])          # ... and t
     x_t = teacher.add_noise(x_0, eps, t)             # q(x_t | x_0) of the model's own training
-    embeds = teacher.encode(batch["prompts"])        # the frozen text encoder, shared
+    embeds = batch["embeds"] if "embeds" in batch else teacher.encode(batch["prompts"])  # frozen, shared
     embeds = torch.cat([embeds, embeds])             # (2B, L, D)
     pred = student.noise_pred(x_t, t, embeds, unet=unet)
     with torch.no_grad():
@@ -245,6 +261,8 @@ def train(student, teacher, pairs_dir, out_dir, method="redpo", beta=5000.0, w_s
         append_metrics(metrics_path, [], upto=step)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     T = teacher.num_train_timesteps
+    with autocast:  # as batch_loss would encode them
+        text = encode_prompts(teacher, pairs)
 
     bar = tqdm(total=total, initial=step, desc=f"{method} training", disable=rank != 0)
     nonfinite_in_a_row, last, rows = 0, {}, []
@@ -255,7 +273,7 @@ def train(student, teacher, pairs_dir, out_dir, method="redpo", beta=5000.0, w_s
         micro_stats = []
         for micro in range(grad_accum):
             start = ((pos * grad_accum + micro) * world + rank) * batch
-            b = make_batch(pairs, order[start:start + batch], epoch, seed, T, device)
+            b = make_batch(pairs, order[start:start + batch], epoch, seed, T, device, text)
             last_micro = micro == grad_accum - 1
             sync = unet.no_sync() if unet is not None and not last_micro else contextlib.nullcontext()
             with sync:  # DDP all-reduces the gradients on the last micro-step only

@@ -188,9 +188,10 @@ def evaluate_once(model, reward, eval_set, json_path, gen_kw):
 
 
 def run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward, eval_set, pool, cfg,
-              cache_dir, gen_kw):
-    """One stage of Fig. 3 on the student saved at `student_path` (None: M0 itself). Each step is
-    skipped when its output exists. Returns the trained student's folder."""
+              cache_dir, gen_kw, student_eval):
+    """One stage of Fig. 3 on the student saved at `student_path` (None: M0 itself), whose eval.json
+    (the report's previous row) is `student_eval`. Each step is skipped when its output exists.
+    Returns the trained student's folder."""
     rank, _ = runtime.rank_world()
     prune_json, pruned_dir = os.path.join(stage_dir, "prune.json"), os.path.join(stage_dir, "pruned")
     pairs_dir, train_dir = os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train")
@@ -198,17 +199,20 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward
     device = teacher.device
 
     # 1. Prune (Sec. 3.2): score each block's removal (on the search subset), cut the n_blocks least
-    # harmful ones; the target properties: what the pruned model lost against M0 on the whole eval set.
+    # harmful ones. The student as it is was generated for the previous row (not again); the pruned
+    # model's eval set once, for the pruned row (eval_pruned.json) and its target properties: what
+    # it lost against M0 on the whole eval set.
     if done(prune_json):
         record = runtime.read_json(prune_json)
         student = load_model(cfg, pruned_dir, device)
     else:
         student = load_model(cfg, student_path or cfg["path"], device, cfg["adapter"])
         search = subset(eval_set, cfg["search_seeds"] and cfg["search_seeds"] * eval_set["per_seed"])
-        whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])   # target properties on all of it
+        whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])
         record = prune.prune_stage(student, full_scores, reward, search["prompts"], search["seeds"], n_blocks,
                                    stage_dir, static=search["static"], greedy=cfg["greedy"], gen_kw=gen_kw,
-                                   student_dir=pruned_dir, target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None)
+                                   student_dir=pruned_dir, base_eval=runtime.read_json(student_eval),
+                                   target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None)
     targets = curation_targets(record)
     if rank == 0:
         print(f"stage {k}: removed {', '.join(record['removed'])}; target properties: "
@@ -216,7 +220,7 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward
               + (f"; no dimension dropped, so pairs may come from any of {', '.join(targets)}"
                  if record["target_fallback"] else ""))
 
-    # The pruned row of Table 1.
+    # The pruned row of Table 1 (written by prune_stage; generated here only for a run made before it was).
     evaluate_once(student, reward, eval_set, os.path.join(stage_dir, "eval_pruned.json"), gen_kw)
 
     # 2. Curate (Sec. 3.3): prompts that describe the targets, teacher winners, student losers.
@@ -274,16 +278,17 @@ def run(cfg, device):
     # The full model's row, and the scores every stage's target properties are measured against.
     full_scores = evaluate_once(teacher, reward, eval_set, os.path.join(out, "full", "eval.json"), gen_kw)
 
-    student_path = None
+    student_path, student_eval = None, os.path.join(out, "full", "eval.json")
     for k, n_blocks in enumerate(stage_plan(cfg["stages"], cfg["blocks"], cfg["oneshot"]), start=1):
         stage_dir = os.path.join(out, f"stage_{k}")
         if done(os.path.join(stage_dir, "DONE")):
             if rank == 0:
                 print(f"stage {k}: done, skipped")
-            student_path = os.path.join(stage_dir, "student")
+            student_path, student_eval = os.path.join(stage_dir, "student"), os.path.join(stage_dir, "eval.json")
             continue
         student_path = run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward,
-                                 eval_set, pool, cfg, os.path.join(out, "teacher_cache"), gen_kw)
+                                 eval_set, pool, cfg, os.path.join(out, "teacher_cache"), gen_kw, student_eval)
+        student_eval = os.path.join(stage_dir, "eval.json")
 
     if rank == 0:
         text = report.write_report([out], os.path.join(out, "report.md"))

@@ -1,0 +1,222 @@
+"""Nothing generated twice (issue 16): the eval set once per model state and (prompt, seed), the
+text encoder once per prompt in training, and every score the same as without the reuse."""
+import collections
+import copy
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate
+import models
+import prune
+import redpo
+import rewards
+import runtime
+import vip_loop
+
+PROMPTS = ["a red car driving on a road", "a cat sleeping on a sofa"]
+SEEDS = [3, 4]
+GEN = {"steps": 2}
+LOOP = ["--model", "tiny", "--reward", "pixel", "--stages", "2", "--blocks", "2",
+        "--eval_prompts", "2", "--pool_prompts", "4"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return models.load("tiny")
+
+
+def model_state(model):
+    """What a video depends on besides (prompt, seed, settings): the blocks that are gone (removed,
+    or skipped for the search) and the weights of the rest."""
+    skipped = [n for n, b in model.blocks().items() if "forward" in vars(b)]
+    h = hashlib.sha256()
+    for n, p in model.trainable_named_parameters():
+        if not any(n.startswith(b + ".") for b in skipped):
+            h.update(n.encode())
+            h.update(p.detach().cpu().numpy().tobytes())
+    return tuple(sorted(model.removed + skipped)), h.hexdigest()[:16]
+
+
+def count_generations(monkeypatch):
+    """Counter of (model state, prompt, seed) over every generate call, except the latency
+    measurement's (a timing, not a video anyone scores)."""
+    counts, timing = collections.Counter(), []
+    generate, measure_latency = models.VideoModel.generate, evaluate.measure_latency
+
+    def counted(self, prompts, seeds, **kw):
+        if not timing:
+            state = model_state(self)
+            counts.update((state, p, int(s)) for p, s in zip(prompts, seeds))
+        return generate(self, prompts, seeds, **kw)
+
+    def timed(*args, **kw):
+        timing.append(True)
+        try:
+            return measure_latency(*args, **kw)
+        finally:
+            timing.pop()
+
+    monkeypatch.setattr(models.VideoModel, "generate", counted)
+    monkeypatch.setattr(evaluate, "measure_latency", timed)
+    return counts
+
+
+@pytest.fixture
+def generations(monkeypatch):
+    return count_generations(monkeypatch)
+
+
+def without_reuse(monkeypatch):
+    """Today's behaviour before issue 16: the base candidate generated, eval_pruned.json generated
+    again by vip_loop, the prompts encoded per batch."""
+    stage = prune.prune_stage
+
+    def regenerate_pruned_row(*args, **kw):
+        record = stage(*args, **kw)
+        out_dir = args[6] if len(args) > 6 else kw["out_dir"]
+        for name in ("eval_pruned.json", "videos_pruned.npz"):
+            os.remove(os.path.join(out_dir, name))
+        return record
+
+    monkeypatch.setattr(prune, "reusable_scores", lambda *a, **kw: None)
+    monkeypatch.setattr(prune, "prune_stage", regenerate_pruned_row)
+    monkeypatch.setattr(redpo, "encode_prompts", lambda *a, **kw: None)
+
+
+def same_eval(a, b):
+    """Two eval.json files with the same videos and scores (latency and TFLOPs are measured)."""
+    ja, jb = runtime.read_json(a), runtime.read_json(b)
+    for key in ("per_video", "scores", "params", "generation", "reward", "num_videos"):
+        assert ja[key] == jb[key], (a, key)
+    va, vb = np.load(evaluate.videos_path(a)), np.load(evaluate.videos_path(b))
+    assert np.array_equal(va["frames"], vb["frames"]) and list(va["prompts"]) == list(vb["prompts"])
+
+
+def same_prune(a, b):
+    ja, jb = runtime.read_json(a), runtime.read_json(b)
+    for key in set(ja) | set(jb):
+        if key != "latency_s":
+            assert ja[key] == jb[key], (a, key)
+
+
+# --- prune.py: the base candidate from the previous row, the pruned row from the search --------
+
+@pytest.mark.parametrize("k,greedy", [(2, False), (1, False), (2, True)])
+def test_prune_stage_generates_each_state_once_and_scores_as_before(tiny, tmp_path, monkeypatch, k, greedy):
+    reward = rewards.load_reward("pixel")
+    base_eval = evaluate.evaluate_model(tiny, reward, PROMPTS, SEEDS, **GEN)  # the previous row
+    evaluate.save_eval(base_eval, str(tmp_path / "base.json"))
+    base_eval = runtime.read_json(str(tmp_path / "base.json"))             # as vip_loop reads it
+    old = copy.deepcopy(tiny)
+    old_record = prune.prune_stage(old, None, reward, PROMPTS, SEEDS, k, str(tmp_path / "old"), greedy=greedy,
+                                   gen_kw=GEN, batch_size=2, progress=False)
+
+    counts = count_generations(monkeypatch)
+    new = copy.deepcopy(tiny)
+    record = prune.prune_stage(new, None, reward, PROMPTS, SEEDS, k, str(tmp_path / "new"), greedy=greedy,
+                               gen_kw=GEN, batch_size=2, progress=False, base_eval=base_eval)
+
+    assert set(counts.values()) == {1}                       # nothing twice, within the stage ...
+    assert (model_state(tiny), PROMPTS[0], SEEDS[0]) not in counts  # ... nor the previous row's model
+    assert record["latency_s"]["before"] == base_eval["latency"]["seconds_per_video"]
+    same_prune(str(tmp_path / "old" / "prune.json"), str(tmp_path / "new" / "prune.json"))
+    assert record["removed"] == old_record["removed"] == new.removed
+    # The pruned row is what generating the pruned model afresh gives, video for video.
+    fresh = copy.deepcopy(tiny)
+    fresh.remove(record["removed"])
+    evaluate.save_eval(evaluate.evaluate_model(fresh, reward, PROMPTS, SEEDS, **GEN), str(tmp_path / "fresh.json"))
+    same_eval(str(tmp_path / "new" / "eval_pruned.json"), str(tmp_path / "fresh.json"))
+    same_eval(str(tmp_path / "old" / "eval_pruned.json"), str(tmp_path / "fresh.json"))
+
+
+def test_reusable_scores_only_for_the_same_prompts_seeds_settings_reward_and_model(tiny):
+    reward = rewards.load_reward("pixel")
+    result = json.loads(json.dumps(runtime.json_safe(
+        evaluate.evaluate_model(tiny, reward, PROMPTS, SEEDS, measure=False, keep_videos=0, **GEN))))
+    got = prune.reusable_scores(result, tiny, reward, PROMPTS[::-1], SEEDS[::-1], gen_kw=GEN)
+    assert got["total"] == [v["scores"]["total"] for v in result["per_video"][::-1]]
+    assert np.isnan(got["text_alignment"]).all()                 # null in the json: not measured
+    assert prune.reusable_scores(None, tiny, reward, PROMPTS, SEEDS, gen_kw=GEN) is None
+    assert prune.reusable_scores(result, tiny, reward, PROMPTS, [3, 5], gen_kw=GEN) is None
+    assert prune.reusable_scores(result, tiny, reward, PROMPTS, SEEDS, gen_kw={"steps": 3}) is None
+    assert prune.reusable_scores(result, tiny, reward, PROMPTS, SEEDS, static=[True, False], gen_kw=GEN) is None
+    assert prune.reusable_scores(result, tiny, rewards.load_reward("shapes"), PROMPTS, SEEDS, gen_kw=GEN) is None
+    cut = copy.deepcopy(tiny)
+    cut.remove([next(iter(cut.blocks()))])
+    assert prune.reusable_scores(result, cut, reward, PROMPTS, SEEDS, gen_kw=GEN) is None
+
+
+# --- redpo.py: the text encoder once per prompt -----------------------------------------------
+
+@pytest.mark.parametrize("name", ["tiny", "toy", "tiny-videocrafter2"])
+def test_cached_prompt_encodings_equal_the_batch_encodings(name):
+    model = models.load(name)
+    prompts = ["a red circle moving left", "a blue square staying still", "a red circle moving left",
+               "a dog", "a cyan triangle moving up"]
+    cache = redpo.encode_prompts(model, [{"prompt": p} for p in prompts], chunk=2)
+    assert list(cache) == list(dict.fromkeys(prompts))
+    for batch in (prompts[:2], prompts[2:4], prompts[1:], [prompts[4], prompts[0]]):
+        assert torch.equal(torch.stack([cache[p] for p in batch]), model.encode(batch))
+
+
+def test_training_with_the_text_cache_equals_training_without(tiny, tmp_path, monkeypatch):
+    pairs = tmp_path / "pairs"
+    os.makedirs(pairs / "latents")
+    student = copy.deepcopy(tiny)
+    student.remove(["mid_block.motion_modules.0"])
+    prompts = ["a red car driving", "a dog running", "a red car driving", "a bird flying"]
+    _, x_w = tiny.generate(prompts, [0, 1, 2, 3], steps=2)
+    _, x_l = student.generate(prompts, [0, 1, 2, 3], steps=2)
+    with open(pairs / "pairs.jsonl", "w") as f:
+        for i, p in enumerate(prompts):
+            torch.save(x_w[i].clone(), pairs / "latents" / f"w_{i}.pt")
+            torch.save(x_l[i].clone(), pairs / "latents" / f"l_{i}.pt")
+            f.write(json.dumps({"prompt": p, "seed": i, "winner": f"latents/w_{i}.pt", "loser": f"latents/l_{i}.pt"}) + "\n")
+    encoded = []
+    encode = models.VideoModel.encode
+    monkeypatch.setattr(models.VideoModel, "encode", lambda self, ps: encoded.append(list(ps)) or encode(self, ps))
+
+    def trained(out):
+        s = copy.deepcopy(student)
+        redpo.train(s, tiny, str(pairs), str(out), lr=1e-3, batch=2, epochs=2, log_every=1)
+        return {n: p.detach().clone() for n, p in s.trainable_named_parameters()}
+
+    with_cache = trained(tmp_path / "cached")
+    assert encoded == [["a red car driving", "a dog running", "a bird flying"]]  # once, each prompt once
+    monkeypatch.setattr(redpo, "encode_prompts", lambda *a, **kw: None)
+    without = trained(tmp_path / "per_batch")
+    assert len(encoded) == 1 + 4                                                 # 2 epochs x 2 steps
+    assert all(torch.equal(with_cache[n], without[n]) for n in with_cache)
+    rows = lambda out: [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert rows(tmp_path / "cached") == rows(tmp_path / "per_batch")
+
+
+# --- vip_loop.py: a whole run, with and without the reuse ---------------------------------------
+
+def test_loop_generates_each_eval_video_once_and_scores_as_without_reuse(tmp_path, monkeypatch, generations):
+    vip_loop.main(LOOP + ["--out", str(tmp_path / "reuse")])
+    full = runtime.read_json(str(tmp_path / "reuse" / "full" / "eval.json"))
+    eval_items = {(v["prompt"], v["seed"]) for v in full["per_video"]}
+    on_eval = {key: n for key, n in generations.items() if key[1:] in eval_items}
+    states = collections.Counter(state for state, _, _ in on_eval)
+    assert set(on_eval.values()) == {1}                        # each (model state, prompt, seed) once
+    assert set(states.values()) == {len(eval_items)}           # ... and every state saw the whole set
+    # M0, 7 single-block candidates; pruned; trained; 5 candidates; pruned; trained.
+    assert len(states) == 1 + 7 + 1 + 1 + 5 + 1 + 1
+
+    generations.clear()
+    without_reuse(monkeypatch)
+    vip_loop.main(LOOP + ["--out", str(tmp_path / "plain")])
+    on_eval = [n for key, n in generations.items() if key[1:] in eval_items]
+    assert max(on_eval) == 2                                    # today: M0 and each pruned model twice
+    for rel in ("full/eval.json", "stage_1/eval_pruned.json", "stage_1/eval.json", "stage_2/eval_pruned.json",
+                "stage_2/eval.json"):
+        same_eval(str(tmp_path / "reuse" / rel), str(tmp_path / "plain" / rel))
+    for k in (1, 2):
+        same_prune(str(tmp_path / "reuse" / f"stage_{k}" / "prune.json"),
+                   str(tmp_path / "plain" / f"stage_{k}" / "prune.json"))
