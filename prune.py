@@ -352,7 +352,7 @@ def parse_args(argv=None):
                    help="eval prompts used, spread over the file")
     p.add_argument("--seed", type=int, default=0, help="prompt i is generated with seed + i")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=4, help="videos per generate call")
+    p.add_argument("--batch_size", "--batch-size", type=int, default=4, help="videos per generate call")
     p.add_argument("--out", required=True, help="stage folder: writes prune.json, eval_pruned.json and pruned/")
     return p.parse_args(argv)
 
