@@ -223,17 +223,18 @@ def videos_path(json_path):
 
 def save_eval(result, json_path):
     """Rank 0 writes `result` (from evaluate_model) to json_path, and its videos beside it
-    (videos_path); other ranks write nothing. Both writes are atomic."""
+    (videos_path); other ranks write nothing. Both writes are atomic, the json last: it marks
+    the evaluation done (vip_loop.py), so a run killed between the two redoes both."""
     if runtime.rank_world()[0] != 0:
         return
     result = dict(result)
     videos = result.pop("videos", None)
-    runtime.write_json(json_path, runtime.json_safe(result))
     if videos and videos["frames"] is not None:
         path = videos_path(json_path)
         with runtime.atomic_file(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, frames=videos["frames"], prompts=np.array(videos["prompts"]),
                                 seeds=np.array(videos["seeds"]))
+    runtime.write_json(json_path, runtime.json_safe(result))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,8 +300,8 @@ def _load_videos(json_path):
     path = videos_path(json_path)
     if not os.path.isfile(path):
         return None
-    with np.load(path) as z:
-        return {"frames": z["frames"], "prompts": [str(p) for p in z["prompts"]], "seeds": [int(s) for s in z["seeds"]]}
+    z = runtime.load_npz(path)
+    return {"frames": z["frames"], "prompts": [str(p) for p in z["prompts"]], "seeds": [int(s) for s in z["seeds"]]}
 
 
 def write_grids(run_dir, out_dir, max_videos=2):

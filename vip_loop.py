@@ -22,6 +22,8 @@ blocks cut at once and one round of training; `--method sft|dpo` are Table 3 / T
 """
 import argparse
 import os
+import shutil
+import sys
 
 import curate
 import defaults
@@ -93,6 +95,55 @@ def done(path):
     return os.path.exists(path)
 
 
+def stage_done(stage_dir):
+    """DONE is written last; a stage whose eval files were deleted (to redo them) is entered again."""
+    return all(done(os.path.join(stage_dir, f)) for f in ("DONE", "eval_pruned.json", "eval.json"))
+
+
+def pairs_damage(pairs_dir):
+    """Read back a pairs folder written before this process (pairs.jsonl, as many pairs as
+    summary.json counts, then every latent, shared over the ranks): "<file> <what is wrong>" for the
+    first that does not read, or None."""
+    try:
+        pairs = redpo.read_pairs(pairs_dir)
+        count = runtime.read_json(os.path.join(pairs_dir, "summary.json"))["pairs"]
+    except runtime.Unreadable as e:
+        return f"{e.path} {e.problem}"
+    if count != len(pairs):
+        return f"{os.path.join(pairs_dir, 'pairs.jsonl')} holds {len(pairs)} pairs, not the {count} of summary.json"
+    bad = []
+    for i, p in runtime.shard(pairs):
+        for f in (p["winner"], p["loser"]):
+            try:
+                runtime.load_torch(f)
+            except runtime.Unreadable as e:
+                bad.append((i, f"{e.path} {e.problem}"))
+    bad = runtime.gather(bad)
+    return bad[0] if bad else None
+
+
+def redo_hint(out, path):
+    """What to delete so that re-running the same command makes `path` (a file of the run folder
+    `out`) again, keeping everything it does not depend on; None for a file outside the run."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(out)).split(os.sep)
+    again = "and re-run the same command"
+    if rel[0] == "config.json":
+        return f"delete it {again}: it is written again from the flags"
+    if rel[0] == "full":
+        return f"delete the folder {os.path.join(out, 'full')} {again}: the full model is evaluated again"
+    if not (rel[0].startswith("stage_") and rel[0][6:].isdigit()):
+        return None
+    stage_dir, name = os.path.join(out, rel[0]), rel[-1]
+    if len(rel) == 2 and (name.startswith("eval") or name.startswith("videos")):
+        json_name = "eval" + os.path.splitext(name)[0][len("videos"):] + ".json" if name.startswith("videos") else name
+        files = [os.path.join(stage_dir, json_name), evaluate.videos_path(os.path.join(stage_dir, json_name))]
+        return f"delete {' and '.join(files)} {again}: that model is evaluated again"
+    stages = sorted(int(d[6:]) for d in os.listdir(out) if d.startswith("stage_") and d[6:].isdigit())
+    later = [os.path.join(out, f"stage_{j}") for j in stages if j >= int(rel[0][6:])]   # they build on it
+    return (f"delete the folder{'s' if len(later) > 1 else ''} {', '.join(later)} {again}: "
+            f"{'that stage is' if len(later) == 1 else 'those stages are'} redone, earlier ones are kept")
+
+
 def evaluate_once(model, reward, eval_set, json_path, gen_kw):
     """evaluate.py's eval.json for `model`, unless it is already there. Returns its scores."""
     if not done(json_path):
@@ -134,6 +185,13 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, teacher_scores, rew
     evaluate_once(student, reward, eval_set, os.path.join(stage_dir, "eval_pruned.json"), gen_kw)
 
     # 2. Curate (Sec. 3.3): prompts that describe the targets, teacher winners, student losers.
+    # Pairs from an earlier process that training still needs are read back first; damaged, they are made again.
+    if done(os.path.join(pairs_dir, "pairs.jsonl")) and not done(os.path.join(student_dir, models.STUDENT_FILE)):
+        damage = pairs_damage(pairs_dir)
+        if damage and rank == 0:
+            print(f"stage {k}: {damage}; curating the pairs again", file=sys.stderr)
+            shutil.rmtree(pairs_dir)
+        runtime.barrier()
     if not done(os.path.join(pairs_dir, "pairs.jsonl")):
         kept, counts = curate.select_prompts(pool, targets, cfg["filter_prompts"])
         if rank == 0:
@@ -170,16 +228,16 @@ def run(cfg, device):
     rank, _ = runtime.rank_world()
     out = cfg["out"]
     check_config(out, cfg)
-    teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
-    reward = load_reward(cfg["reward"], device=device,
-                         **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
-    if rank == 0 and not os.path.isfile(os.path.join(out, "config.json")):
-        runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the models load
-    runtime.barrier()
     eval_items = read_prompts(cfg["prompts"])[:cfg["eval_prompts"] or None]
     pool = read_prompts(cfg["pool"])
     if not eval_items:
         raise UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
+    teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
+    reward = load_reward(cfg["reward"], device=device,
+                         **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
+    if rank == 0 and not os.path.isfile(os.path.join(out, "config.json")):
+        runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the inputs read and the models load
+    runtime.barrier()
     eval_set = {"prompts": [it["prompt"] for it in eval_items],
                 "seeds": [cfg["seed"] + i for i in range(len(eval_items))],
                 "static": [it["static"] for it in eval_items]}
@@ -191,7 +249,7 @@ def run(cfg, device):
     student_path = None
     for k, n_blocks in enumerate(stage_plan(cfg["stages"], cfg["blocks"], cfg["oneshot"]), start=1):
         stage_dir = os.path.join(out, f"stage_{k}")
-        if done(os.path.join(stage_dir, "DONE")):
+        if stage_done(stage_dir):
             if rank == 0:
                 print(f"stage {k}: done, skipped")
             student_path = os.path.join(stage_dir, "student")
@@ -257,7 +315,11 @@ def resolve(args, world):
 def main(argv=None):
     args = parse_args(argv)
     _, world, device = runtime.dist_setup()
-    run(resolve(args, world), device)
+    cfg = resolve(args, world)
+    try:
+        run(cfg, device)
+    except runtime.Unreadable as e:  # a damaged file of the run: name what to delete to redo it
+        raise runtime.Unreadable(e.path, e.problem, redo_hint(cfg["out"], e.path) or e.fix) from e
 
 
 if __name__ == "__main__":
