@@ -321,7 +321,7 @@ def generate_and_score(teacher, student, reward, batch, cache_dir, gen_kw):
         key, h = teacher_key(teacher, it["prompt"], it["seed"], gen_kw)
         rid = reward_id(reward, static[i])
         path = os.path.join(cache_dir, h + ".pt")
-        entry = torch.load(path) if os.path.isfile(path) else None
+        entry = runtime.read_or_none(runtime.load_torch, path, "generating that teacher video again")
         out[i].update(hash=h, key=key, rid=rid, cached=entry is not None)
         if entry is None:
             missing.append(i)

@@ -173,17 +173,18 @@ def eval_result(model, reward, per_video, videos, measure=True, **gen_kw):
 
 def save_eval(result, json_path):
     """Rank 0 writes `result` (from evaluate_model) to json_path, and its videos beside it
-    (videos_path); other ranks write nothing. Both writes are atomic."""
+    (videos_path); other ranks write nothing. Both writes are atomic, the json last: it marks
+    the evaluation done (vip_loop.py), so a run killed between the two redoes both."""
     if runtime.rank_world()[0] != 0:
         return
     result = dict(result)
     videos = result.pop("videos", None)
-    runtime.write_json(json_path, runtime.json_safe(result))
     if videos and videos["frames"] is not None:
         path = videos_path(json_path)
         with runtime.atomic_file(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, frames=videos["frames"], prompts=np.array(videos["prompts"]),
                                 seeds=np.array(videos["seeds"]))
+    runtime.write_json(json_path, runtime.json_safe(result))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,14 +14,15 @@ apply_static_rule); unlabelled prompts are scored as they are. The files that sh
     torchrun --nproc_per_node 8 vip_loop.py --model animatediff --pool webvid.csv   # WebVid-10M's csv as the pool
 """
 import csv
-import json
+import io
 import os
 
-from runtime import UserError
+from runtime import UserError, read_json, read_text, reading
 
 PROMPT_KEYS = ("prompt", "caption", "name")    # WebVid's csv calls its caption column "name"
 TRUE_WORDS = ("true", "1", "yes", "y", "t", "static")
 FALSE_WORDS = ("false", "0", "no", "n", "f", "dynamic")
+FIX = "save it as UTF-8 text: one prompt a line (.txt), a csv with a prompt column, or a JSON list"
 
 
 def parse_static(value, where):
@@ -58,19 +59,18 @@ def read_prompts(path):
         raise UserError(f"no such prompt file: {path}; pass --prompts a .txt, .csv or .json file")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".txt":
-        with open(path, encoding="utf-8") as f:
-            rows = [_row(line, f"{path}:{i + 1}") for i, line in enumerate(f) if line.strip()]
+        lines = read_text(path, FIX).split("\n")
+        rows = [_row(line, f"{path}:{i + 1}") for i, line in enumerate(lines) if line.strip()]
     elif ext == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
+        with reading(path, FIX):
+            reader = csv.DictReader(io.StringIO(read_text(path, FIX), newline=""))
             fields = [c.strip().lower() for c in reader.fieldnames or []]
             if not any(k in fields for k in PROMPT_KEYS):
                 raise UserError(f"{path}: no column named {', '.join(PROMPT_KEYS)} (found {fields})")
             rows = [_row({k.strip().lower(): v for k, v in r.items() if k is not None}, f"{path}:{i + 2}")
                     for i, r in enumerate(reader)]
     elif ext == ".json":
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = read_json(path, FIX)
         if not isinstance(data, list):
             raise UserError(f"{path}: expected a JSON list of prompts (strings or objects)")
         rows = [_row(item, f"{path}[{i}]") for i, item in enumerate(data)]

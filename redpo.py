@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import sys
 
 import torch
 import torch.distributed as dist
@@ -103,13 +104,15 @@ def loss(pred, ref_pred, noise, method="redpo", beta=5000.0, w_sft=1e4):
 # The pairs (written by curate.py: pairs.jsonl + one latent file per winner and per loser)
 # ---------------------------------------------------------------------------------------------
 
+PAIRS_FIX = "make the pairs again: delete that pairs folder and re-run curate.py (vip_loop.py does it by itself)"
+
+
 def read_pairs(pairs_dir):
     """pairs.jsonl -> list of records whose "winner" / "loser" are paths to (C, F, h, w) latents."""
     path = os.path.join(pairs_dir, "pairs.jsonl")
     if not os.path.isfile(path):
         raise UserError(f"no pairs.jsonl in {pairs_dir}; run curate.py to make the pairs first")
-    with open(path) as f:
-        pairs = [json.loads(line) for line in f if line.strip()]
+    pairs = runtime.read_jsonl(path, fix=PAIRS_FIX)
     if not pairs:
         raise UserError(f"{path} holds no pairs; curate more prompts or lower --tau in curate.py")
     for p in pairs:
@@ -150,8 +153,8 @@ def encode_prompts(teacher, pairs, chunk=64):
 def make_batch(pairs, indices, epoch, seed, num_timesteps, device, text=None):
     """x_w, x_l, eps: (B, C, F, h, w); t: (B,); prompts: B strings; with `text` (encode_prompts'),
     embeds: (B, L, D)."""
-    x_w = torch.stack([torch.load(pairs[i]["winner"]) for i in indices])
-    x_l = torch.stack([torch.load(pairs[i]["loser"]) for i in indices])
+    x_w = torch.stack([runtime.load_torch(pairs[i]["winner"], PAIRS_FIX) for i in indices])
+    x_l = torch.stack([runtime.load_torch(pairs[i]["loser"], PAIRS_FIX) for i in indices])
     noise = [pair_noise(x_w.shape[1:], num_timesteps, seed, epoch, i) for i in indices]
     batch = {"x_w": x_w.to(device), "x_l": x_l.to(device),
              "t": torch.cat([t for t, _ in noise]).to(device),
@@ -195,30 +198,34 @@ def save_checkpoint(out_dir, student, optimizer, state, keep):
 
 
 def resume(out_dir, student, optimizer, config):
-    """Load the latest checkpoint in out_dir, if any. Returns its state (step 0 when none)."""
-    found = checkpoints(out_dir)
-    if not found:
-        return {"step": 0, "skipped": 0}
-    state = runtime.read_json(os.path.join(found[-1], "state.json"))
-    if state["config"] != config:
-        changed = sorted(k for k in config if state["config"].get(k) != config[k])
-        raise UserError(f"{out_dir} holds a run with other settings ({', '.join(changed)}); "
-                        "use another --out, or delete it to start over")
-    student.load_weights(os.path.join(found[-1], "model"))
-    optimizer.load_state_dict(torch.load(os.path.join(found[-1], "optimizer.pt"), weights_only=False))
-    return state
+    """Load the latest checkpoint in out_dir that reads back, if any: a damaged one (cut short, a
+    disk that failed) is said on one line and the one before it is used, down to starting over.
+    Returns its state (step 0 when none)."""
+    for ckpt in reversed(checkpoints(out_dir)):
+        try:   # read everything before changing the student, so that a damaged file changes nothing
+            state = runtime.read_json(os.path.join(ckpt, "state.json"))
+            if state["config"] != config:
+                changed = sorted(k for k in config if state["config"].get(k) != config[k])
+                raise UserError(f"{out_dir} holds a run with other settings ({', '.join(changed)}); "
+                                "use another --out, or delete it to start over")
+            optimizer_state = runtime.load_torch(os.path.join(ckpt, "optimizer.pt"), weights_only=False)
+            student.load_weights(os.path.join(ckpt, "model"))
+        except runtime.Unreadable as e:
+            earlier = [c for c in checkpoints(out_dir) if c < ckpt]
+            if runtime.rank_world()[0] == 0:
+                print(f"{e.path} {e.problem}; resuming from "
+                      + (os.path.basename(earlier[-1]) if earlier else "the start (no earlier checkpoint)"),
+                      file=sys.stderr)
+            continue
+        optimizer.load_state_dict(optimizer_state)
+        return state
+    return {"step": 0, "skipped": 0}
 
 
 def append_metrics(path, rows, upto=None):
     """Add rows to metrics.jsonl; with `upto`, first drop lines past that step (a resumed run)."""
-    lines = []
-    if upto is not None and os.path.isfile(path):
-        with open(path) as f:
-            lines = [line for line in f if line.strip() and json.loads(line)["step"] <= upto]
-    elif os.path.isfile(path):
-        with open(path) as f:
-            lines = f.readlines()
-    lines += [json.dumps(r) + "\n" for r in rows]
+    old = runtime.read_jsonl(path, skip_damaged=True) if os.path.isfile(path) else []  # a log: keep what reads
+    lines = [json.dumps(r) + "\n" for r in old + rows if upto is None or r["step"] <= upto]
     with runtime.atomic_file(path) as tmp, open(tmp, "w") as f:
         f.writelines(lines)
 

@@ -279,8 +279,8 @@ def _load_videos(json_path):
     path = videos_path(json_path)
     if not os.path.isfile(path):
         return None
-    with np.load(path) as z:
-        return {"frames": z["frames"], "prompts": [str(p) for p in z["prompts"]], "seeds": [int(s) for s in z["seeds"]]}
+    z = runtime.load_npz(path)
+    return {"frames": z["frames"], "prompts": [str(p) for p in z["prompts"]], "seeds": [int(s) for s in z["seeds"]]}
 
 
 def write_grids(run_dir, out_dir, max_videos=2):

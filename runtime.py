@@ -9,19 +9,31 @@ checks it), so every file may import it.
     over ranks and `gather`ed in index order; rank 0 decides (`broadcast`) and writes, the others
     wait at a `barrier`.
   - Files: every output is written to a temp file or folder beside its target and renamed into
-    place, so that a crash never leaves half a file behind (`atomic_file`, `atomic_dir`).
+    place, so that a crash never leaves half a file behind (`atomic_file`, `atomic_dir`); the temps
+    of a killed process are removed by the next write into the same folder; a full disk is one
+    line (`DiskFull`) and leaves no temp behind. Every file is read back through one set of readers
+    (`read_json`, `read_jsonl`, `read_text`, `load_torch`, `load_safetensors`, `load_npz`): a file
+    that is missing, cut short, not UTF-8 or not what it should be raises `Unreadable`, one line
+    naming the file, what is wrong and what to do, never a parser's traceback.
   - Errors: bad input raises `UserError`; `run_cli(main)` prints it as one line and exits 2.
 
     torchrun --nproc_per_node 2 vip_loop.py     # dist_setup joins the group; `python vip_loop.py` does not
 """
 import atexit
 import contextlib
+import csv
+import errno
+import io
 import json
 import math
 import os
+import pickle
 import shutil
+import subprocess
 import sys
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 import torch
@@ -107,42 +119,120 @@ def barrier():
 # Files: atomic writes, so that a crash never leaves half a file behind.
 # ---------------------------------------------------------------------------------------------
 
+class DiskFull(UserError):
+    """A write ran out of space. Its temp is gone and the file it would have replaced is untouched."""
+
+    def __init__(self, path):
+        super().__init__(f"{path}: no space left on the device to write it; "
+                         "free space and re-run the same command: finished steps are kept")
+
+
+TEMP = ".tmp-"        # temp files and folders: .tmp-<pid>-<random>[.ext], beside their target
+_MINE = set()         # the temps this process is writing now
+
+
+def _writer_alive(name):
+    """Is the process that made the temp `name` still running (and not this one under a reused pid)?"""
+    pid = name[len(TEMP):].split("-", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)         # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # it exists, under another user
+        return True
+    return True
+
+
+def remove_stale_temps(directory):
+    """Remove the temps in `directory` that a killed process left behind (SIGKILL skips every
+    `finally`); the temps of live writers stay."""
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if name.startswith(TEMP) and path not in _MINE and not _writer_alive(name):
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else _remove(path)
+
+
+def _remove(path):
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def _disk_full(e, directory):
+    """Did the write fail for lack of space? errno 28 anywhere in the exception's chain, or its text
+    where a library drops the errno (safetensors: "No space left on device (os error 28)"); torch.save
+    hides it entirely ("unexpected pos ..."), so a failed write with less than 1 MiB left counts too."""
+    cause = e
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(cause) or "os error 28" in str(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    try:
+        return isinstance(e, (OSError, RuntimeError)) and shutil.disk_usage(directory).free < 2**20
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _temp(path, make):
+    """The shared part of atomic_file / atomic_dir: sweep stale temps, make one, remove it at the end
+    whatever happens, and turn a full disk into one line naming `path`."""
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    remove_stale_temps(d)
+    tmp = make(d, f"{TEMP}{os.getpid()}-")
+    _MINE.add(tmp)
+    try:
+        yield tmp
+    except DiskFull as e:
+        raise DiskFull(path) from e.__cause__      # a nested write: name the outer target
+    except UserError:
+        raise
+    except Exception as e:         # any writer's error; re-raised as it is unless the disk is full
+        if _disk_full(e, d):
+            raise DiskFull(path) from e
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True) if os.path.isdir(tmp) else _remove(tmp)
+        _MINE.discard(tmp)
+
+
+def _mkstemp(d, prefix, suffix):
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=prefix, suffix=suffix)
+    os.close(fd)
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_file(path):
     """Yield a temp path beside `path` (same extension) to write to; on success it becomes `path`
     in one rename (mode 0644), on failure it is removed. Readers never see half a file."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
+    path = os.path.abspath(path)
+    with _temp(path, lambda d, prefix: _mkstemp(d, prefix, os.path.splitext(path)[1])) as tmp:
         yield tmp
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 @contextlib.contextmanager
 def atomic_dir(path):
     """Yield a temp folder beside `path`; on success it replaces `path` in one rename."""
     path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".tmp-")
-    os.chmod(tmp, 0o755)
-    try:
+    with _temp(path, lambda d, prefix: tempfile.mkdtemp(dir=d, prefix=prefix)) as tmp:
+        os.chmod(tmp, 0o755)
         yield tmp
         if os.path.isdir(path):
             old = tmp + ".old"
+            _MINE.add(old)
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old)
+            _MINE.discard(old)
         else:
             os.replace(tmp, path)
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp)
 
 
 def write_json(path, obj):
@@ -150,9 +240,134 @@ def write_json(path, obj):
         json.dump(obj, f, indent=2)
 
 
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+# ---------------------------------------------------------------------------------------------
+# Reading files back: one line naming the file, what is wrong and what to do, never a traceback.
+# ---------------------------------------------------------------------------------------------
+
+class Unreadable(UserError):
+    """A file that cannot be read back: missing, cut short, not UTF-8, not what it should be.
+    `path`, `problem` ("is not valid JSON (...)") and `fix` (what to do) are kept apart so that a
+    caller that can redo the file (a cache entry, a checkpoint) says so instead of stopping."""
+
+    def __init__(self, path, problem, fix=None):
+        self.path, self.problem, self.fix = path, problem, default_fix(path, fix)
+        super().__init__(f"{path} {problem}; {self.fix}")
+
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+# What parsers raise on a bad file: json / UTF-8 (ValueError), torch's zip reader (RuntimeError),
+# pickle, numpy's zip + zlib, csv, safetensors, and the OS (missing, unreadable).
+PARSE_ERRORS = (OSError, ValueError, RuntimeError, EOFError, KeyError, IndexError, pickle.UnpicklingError,
+                zipfile.BadZipFile, zlib.error, csv.Error)
+
+
+def _safetensor_error():
+    from safetensors import SafetensorError
+    return SafetensorError
+
+
+def shipped(path):
+    """Is `path` a file of this repository that git tracks (toy/teacher/, prompts/, ...)?"""
+    rel = os.path.relpath(os.path.abspath(path), ROOT)
+    if rel.startswith(".."):
+        return False
+    try:
+        r = subprocess.run(["git", "-C", ROOT, "ls-files", "--error-unmatch", "--", rel], capture_output=True)
+    except OSError:                  # no git
+        return False
+    return r.returncode == 0
+
+
+def default_fix(path, fix=None):
+    """What to do about a bad file: a shipped one is restored from git; otherwise `fix`, the reader's
+    advice for its kind of file, or else remaking it."""
+    if shipped(path):
+        return f"it ships with the code: restore it with `git checkout -- {os.path.relpath(os.path.abspath(path), ROOT)}`"
+    return fix or "re-run the command that wrote it, or restore it from a copy"
+
+
+def problem(e):
+    """What is wrong with a file, from the parser's exception, in a few words."""
+    if isinstance(e, FileNotFoundError):
+        return "is missing"
+    if isinstance(e, UnicodeDecodeError):
+        return f"is not UTF-8 text (byte 0x{e.object[e.start]:02x} at position {e.start})"
+    if isinstance(e, json.JSONDecodeError):
+        return f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+    if isinstance(e, (PermissionError, IsADirectoryError)) or getattr(e, "errno", None) == errno.EIO:
+        return f"cannot be read ({e.strerror})"
+    first = (str(e).strip().splitlines() or [""])[0]
+    first = first if len(first) <= 90 else first[:87] + "..."
+    return f"is cut short or damaged ({type(e).__name__}{': ' + first if first else ''})"
+
+
+@contextlib.contextmanager
+def reading(path, fix=None):
+    """Parse `path` inside the `with`: a parser's error becomes `Unreadable(path, ...)`."""
+    try:
+        yield
+    except UserError:
+        raise
+    except PARSE_ERRORS + (_safetensor_error(),) as e:
+        raise Unreadable(path, problem(e), fix) from e
+
+
+def read_text(path, fix=None):
+    """The whole of a UTF-8 text file."""
+    with reading(path, fix), open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def read_json(path, fix=None):
+    with reading(path, fix):
+        return json.loads(read_text(path, fix))
+
+
+def read_jsonl(path, fix=None, skip_damaged=False):
+    """One JSON value per non-blank line. With skip_damaged, lines that do not parse are dropped
+    and said on one line (for logs, where the rest is still worth keeping)."""
+    rows, bad = [], []
+    for i, line in enumerate(read_text(path, fix).splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                if not skip_damaged:
+                    raise Unreadable(path, f"line {i} {problem(e)}", fix) from e
+                bad.append(i)
+    if bad:
+        print(f"{path}: lines {', '.join(map(str, bad))} are damaged; kept the {len(rows)} that read back",
+              file=sys.stderr)
+    return rows
+
+
+def load_torch(path, fix=None, **kw):
+    with reading(path, fix):
+        return torch.load(path, **kw)
+
+
+def load_safetensors(path, fix=None):
+    from safetensors.torch import load_file
+    with reading(path, fix):
+        return load_file(path)
+
+
+def load_npz(path, fix=None):
+    """Every array of an .npz, read now (numpy reads lazily, so damage would surface later)."""
+    with reading(path, fix), np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def read_or_none(read, path, redo):
+    """read(path), or None when the file is missing, or damaged: then one line says so and what
+    happens instead (`redo`). For files the caller can simply make again, such as a cache entry."""
+    if not os.path.exists(path):
+        return None
+    try:
+        return read(path)
+    except Unreadable as e:
+        print(f"{e.path} {e.problem}; {redo}", file=sys.stderr)
+        return None
 
 
 def json_safe(obj):
@@ -169,10 +384,14 @@ def json_safe(obj):
 
 
 def save_video(path, frames, fps=8):
-    """uint8 frames (F, H, W, 3) -> an .mp4 or .gif, written atomically."""
+    """uint8 frames (F, H, W, 3) -> an .mp4 or .gif, written atomically. The gif is encoded in memory
+    first: Pillow's writer, failing on a full disk, would print a second traceback when collected."""
     import imageio.v2 as imageio
     with atomic_file(path) as tmp:
         if path.endswith(".gif"):
-            imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
+            gif = io.BytesIO()
+            imageio.mimsave(gif, list(frames), format="GIF", duration=1000 / fps, loop=0)
+            with open(tmp, "wb") as f:
+                f.write(gif.getvalue())
         else:
             imageio.mimsave(tmp, list(frames), fps=fps, macro_block_size=1)

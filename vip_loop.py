@@ -22,7 +22,10 @@ training from its last checkpoint. `--oneshot` is Table 4's "w/o online": every 
 cut at once and one round of training; `--method sft|dpo` are Table 3 / Table 4's baselines.
 """
 import argparse
+import math
 import os
+import shutil
+import sys
 import time
 
 import curate
@@ -176,6 +179,55 @@ def done(path):
     return os.path.exists(path)
 
 
+def stage_done(stage_dir):
+    """DONE is written last; a stage whose eval files were deleted (to redo them) is entered again."""
+    return all(done(os.path.join(stage_dir, f)) for f in ("DONE", "eval_pruned.json", "eval.json"))
+
+
+def pairs_damage(pairs_dir):
+    """Read back a pairs folder written before this process (pairs.jsonl, as many pairs as
+    summary.json counts, then every latent, shared over the ranks): "<file> <what is wrong>" for the
+    first that does not read, or None."""
+    try:
+        pairs = redpo.read_pairs(pairs_dir)
+        count = runtime.read_json(os.path.join(pairs_dir, "summary.json"))["pairs"]
+    except runtime.Unreadable as e:
+        return f"{e.path} {e.problem}"
+    if count != len(pairs):
+        return f"{os.path.join(pairs_dir, 'pairs.jsonl')} holds {len(pairs)} pairs, not the {count} of summary.json"
+    bad = []
+    for i, p in runtime.shard(pairs):
+        for f in (p["winner"], p["loser"]):
+            try:
+                runtime.load_torch(f)
+            except runtime.Unreadable as e:
+                bad.append((i, f"{e.path} {e.problem}"))
+    bad = runtime.gather(bad)
+    return bad[0] if bad else None
+
+
+def redo_hint(out, path):
+    """What to delete so that re-running the same command makes `path` (a file of the run folder
+    `out`) again, keeping everything it does not depend on; None for a file outside the run."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(out)).split(os.sep)
+    again = "and re-run the same command"
+    if rel[0] == "config.json":
+        return f"delete it {again}: it is written again from the flags"
+    if rel[0] == "full":
+        return f"delete the folder {os.path.join(out, 'full')} {again}: the full model is evaluated again"
+    if not (rel[0].startswith("stage_") and rel[0][6:].isdigit()):
+        return None
+    stage_dir, name = os.path.join(out, rel[0]), rel[-1]
+    if len(rel) == 2 and (name.startswith("eval") or name.startswith("videos")):
+        json_name = "eval" + os.path.splitext(name)[0][len("videos"):] + ".json" if name.startswith("videos") else name
+        files = [os.path.join(stage_dir, json_name), evaluate.videos_path(os.path.join(stage_dir, json_name))]
+        return f"delete {' and '.join(files)} {again}: that model is evaluated again"
+    stages = sorted(int(d[6:]) for d in os.listdir(out) if d.startswith("stage_") and d[6:].isdigit())
+    later = [os.path.join(out, f"stage_{j}") for j in stages if j >= int(rel[0][6:])]   # they build on it
+    return (f"delete the folder{'s' if len(later) > 1 else ''} {', '.join(later)} {again}: "
+            f"{'that stage is' if len(later) == 1 else 'those stages are'} redone, earlier ones are kept")
+
+
 def evaluate_once(model, reward, eval_set, json_path, gen_kw):
     """evaluate.py's eval.json for `model`, unless it is already there. Returns its scores."""
     if not done(json_path):
@@ -224,6 +276,13 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward
     evaluate_once(student, reward, eval_set, os.path.join(stage_dir, "eval_pruned.json"), gen_kw)
 
     # 2. Curate (Sec. 3.3): prompts that describe the targets, teacher winners, student losers.
+    # Pairs from an earlier process that training still needs are read back first; damaged, they are made again.
+    if done(os.path.join(pairs_dir, "pairs.jsonl")) and not done(os.path.join(student_dir, models.STUDENT_FILE)):
+        damage = pairs_damage(pairs_dir)
+        if damage and rank == 0:
+            print(f"stage {k}: {damage}; curating the pairs again", file=sys.stderr)
+            shutil.rmtree(pairs_dir)
+        runtime.barrier()
     if not done(os.path.join(pairs_dir, "pairs.jsonl")):
         kept, counts = curate.select_prompts(pool, targets, cfg["filter_prompts"])
         if rank == 0:
@@ -260,18 +319,20 @@ def run(cfg, device):
     rank, _ = runtime.rank_world()
     out = cfg["out"]
     check_config(out, cfg)
+    eval_items = read_prompts(cfg["prompts"])[:cfg["eval_prompts"] or None]
+    pool = read_prompts(cfg["pool"])
+    if not eval_items:
+        raise UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
     start = time.perf_counter()
     teacher = load_model(cfg, cfg["path"], device, cfg["adapter"])
     reward = load_reward(cfg["reward"], device=device, dtype=cfg["reward_dtype"],
                          **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
     reward.score_fn = timed(reward.score_fn, "scoring")
-    if rank == 0 and not os.path.isfile(os.path.join(out, "config.json")):
-        runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the models load
+    if rank == 0:
+        runtime.hold_lock(out)   # one run at a time writes a folder
+        if not os.path.isfile(os.path.join(out, "config.json")):
+            runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the inputs read and the models load
     runtime.barrier()
-    eval_items = read_prompts(cfg["prompts"])[:cfg["eval_prompts"] or None]
-    pool = read_prompts(cfg["pool"])
-    if not eval_items:
-        raise UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
     eval_set = make_eval_set(eval_items, cfg["eval_seeds"])
     gen_kw = {"steps": cfg["steps"]} if cfg["steps"] else {}
 
@@ -281,7 +342,7 @@ def run(cfg, device):
     student_path, student_eval = None, os.path.join(out, "full", "eval.json")
     for k, n_blocks in enumerate(stage_plan(cfg["stages"], cfg["blocks"], cfg["oneshot"]), start=1):
         stage_dir = os.path.join(out, f"stage_{k}")
-        if done(os.path.join(stage_dir, "DONE")):
+        if stage_done(stage_dir):
             if rank == 0:
                 print(f"stage {k}: done, skipped")
             student_path, student_eval = os.path.join(stage_dir, "student"), os.path.join(stage_dir, "eval.json")
@@ -365,7 +426,11 @@ def resolve(args, world):
 def main(argv=None):
     args = parse_args(argv)
     _, world, device = runtime.dist_setup()
-    run(resolve(args, world), device)
+    cfg = resolve(args, world)
+    try:
+        run(cfg, device)
+    except runtime.Unreadable as e:  # a damaged file of the run: name what to delete to redo it
+        raise runtime.Unreadable(e.path, e.problem, redo_hint(cfg["out"], e.path) or e.fix) from e
 
 
 if __name__ == "__main__":

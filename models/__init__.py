@@ -28,7 +28,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from runtime import UserError, atomic_dir, default_device, read_json, write_json
+from runtime import UserError, atomic_dir, default_device, load_safetensors, read_json, write_json
 
 # What `generate` does when not told otherwise, per model.
 DEFAULTS = {
@@ -233,9 +233,8 @@ class VideoModel:
 
     def load_weights(self, path):
         """Copy the trainable weights saved in `path` (by `save`) into this model."""
-        from safetensors.torch import load_file
         meta = read_json(os.path.join(path, STUDENT_FILE))
-        state = load_file(os.path.join(path, STUDENT_WEIGHTS))
+        state = load_safetensors(os.path.join(path, STUDENT_WEIGHTS))
         expected = {n for n, _ in self.trainable_named_parameters()}
         if set(state) != expected:
             raise UserError(f"{path}: its weights do not match a {self.name} model with blocks "

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402  (the repository root, also when run as `python toy/shapes.py`)
-from runtime import atomic_dir, atomic_file, read_json, run_cli, save_video, write_json  # noqa: E402
+from runtime import atomic_dir, atomic_file, load_torch, read_json, run_cli, save_video, write_json  # noqa: E402
 from toy.shapes_model import TEACHER_DIR, TOY_CONFIG, TOY_CONFIG_FILE, TOY_WEIGHTS, toy_model  # noqa: E402
 from toy.shapes_world import DIMENSIONS, render_batch, reward, split_prompts, to_x0  # noqa: E402
 
@@ -86,7 +86,7 @@ def train_teacher(args):
     step, elapsed = 0, 0.0
     state_path = os.path.join(args.work, "state.pt")
     if args.resume and os.path.isfile(state_path):
-        state = torch.load(state_path, weights_only=False)
+        state = load_torch(state_path, "delete it to train from the start", weights_only=False)
         with torch.no_grad():
             for p, v in zip(params, state["params"]):
                 p.copy_(v)

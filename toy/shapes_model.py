@@ -33,10 +33,11 @@ import torch
 
 from models import DEFAULTS, VideoModel
 from models.animatediff import is_motion_param, motion_block_paths
-from runtime import UserError, read_json
+from runtime import UserError, load_safetensors, read_json
 from toy.shapes_world import MAX_TOKENS, SIZE, VOCAB
 
 TEACHER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "teacher")   # the shipped teacher
+TEACHER_FIX = "pass --path a complete toy teacher folder, or train one with `python toy/shapes.py train`"
 TOY_CONFIG_FILE = "config.json"
 TOY_WEIGHTS = "model.safetensors"
 
@@ -172,14 +173,13 @@ def toy_model(config, state=None, seed=0, source=None):
 
 
 def load_toy(name, path, adapter, dtype):
-    from safetensors.torch import load_file
     path = path or TEACHER_DIR
     files = [os.path.join(path, f) for f in (TOY_CONFIG_FILE, TOY_WEIGHTS)]
     if not all(os.path.isfile(f) for f in files):
         raise UserError(f"{path} holds no toy teacher ({TOY_CONFIG_FILE} + {TOY_WEIGHTS}); "
                         "train one with `python toy/shapes.py train` or pass its directory")
-    model = toy_model(read_json(files[0]), load_file(files[1]), source={"path": os.path.abspath(path),
-                                                                       "adapter": None})
+    model = toy_model(read_json(files[0], TEACHER_FIX), load_safetensors(files[1], TEACHER_FIX),
+                      source={"path": os.path.abspath(path), "adapter": None})
     model.name = name
     if dtype is not None:
         model.pipe.to(dtype=dtype)
