@@ -21,6 +21,7 @@ training from its last checkpoint. `--oneshot` is Table 4's "w/o online": all st
 blocks cut at once and one round of training; `--method sft|dpo` are Table 3 / Table 4's baselines.
 """
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -75,7 +76,8 @@ def curation_targets(record):
     if not record["target_fallback"]:
         return [d for d, _ in record["target_properties"]]
     full, pruned = record["full_scores"], record["pruned_scores"]
-    measured = [d for d in DIMENSIONS if full.get(d) is not None and pruned.get(d) is not None]
+    # Not measured: NaN in prune_stage's record, null once read back from prune.json (a resumed run).
+    measured = [d for d in DIMENSIONS if all(s.get(d) is not None and math.isfinite(s[d]) for s in (full, pruned))]
     return sorted(measured, key=lambda d: pruned[d] - full[d])
 
 
@@ -235,8 +237,10 @@ def run(cfg, device):
     teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
     reward = load_reward(cfg["reward"], device=device,
                          **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
-    if rank == 0 and not os.path.isfile(os.path.join(out, "config.json")):
-        runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the inputs read and the models load
+    if rank == 0:
+        runtime.hold_lock(out)   # one run at a time writes a folder
+        if not os.path.isfile(os.path.join(out, "config.json")):
+            runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the inputs read and the models load
     runtime.barrier()
     eval_set = {"prompts": [it["prompt"] for it in eval_items],
                 "seeds": [cfg["seed"] + i for i in range(len(eval_items))],
