@@ -11,7 +11,8 @@ checks it), so every file may import it.
   - Files: every output is written to a temp file or folder beside its target and renamed into
     place, so that a crash never leaves half a file behind (`atomic_file`, `atomic_dir`); the temps
     of a killed process are removed by the next write into the same folder; a full disk is one
-    line (`DiskFull`) and leaves no temp behind. Every file is read back through one set of readers
+    line (`DiskFull`) and leaves no temp behind; `hold_lock` keeps a second process out of a run
+    folder while the first still writes it. Every file is read back through one set of readers
     (`read_json`, `read_jsonl`, `read_text`, `load_torch`, `load_safetensors`, `load_npz`): a file
     that is missing, cut short, not UTF-8 or not what it should be raises `Unreadable`, one line
     naming the file, what is wrong and what to do, never a parser's traceback.
@@ -49,6 +50,9 @@ def run_cli(main):
     try:
         main()
     except UserError as e:
+        from tqdm import tqdm
+        for bar in list(getattr(tqdm, "_instances", ())):   # end the progress bars' lines first
+            bar.close()
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
@@ -123,6 +127,7 @@ class DiskFull(UserError):
     """A write ran out of space. Its temp is gone and the file it would have replaced is untouched."""
 
     def __init__(self, path):
+        self.path = path
         super().__init__(f"{path}: no space left on the device to write it; "
                          "free space and re-run the same command: finished steps are kept")
 
@@ -187,8 +192,10 @@ def _temp(path, make):
     _MINE.add(tmp)
     try:
         yield tmp
-    except DiskFull as e:
-        raise DiskFull(path) from e.__cause__      # a nested write: name the outer target
+    except DiskFull as e:      # a nested write: name the file, unless it is inside this temp
+        if e.path.startswith(tmp + os.sep):
+            raise DiskFull(path) from e.__cause__
+        raise
     except UserError:
         raise
     except Exception as e:         # any writer's error; re-raised as it is unless the disk is full
@@ -233,6 +240,28 @@ def atomic_dir(path):
             _MINE.discard(old)
         else:
             os.replace(tmp, path)
+
+
+_LOCKS = {}           # folder -> its open lock file, held until this process ends
+
+
+def hold_lock(directory):
+    """Make this process the only writer of `directory` until it ends: an flock on directory/.lock,
+    which the kernel drops when the process dies, SIGKILL included. Refuses (UserError) while
+    another process holds it, e.g. the workers of a torchrun whose agent was killed: they run on."""
+    import fcntl
+    directory = os.path.realpath(directory)
+    if directory in _LOCKS:
+        return
+    os.makedirs(directory, exist_ok=True)
+    f = open(os.path.join(directory, ".lock"), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise UserError(f"{directory} is being written by another process that is still running (the workers "
+                        "of a torchrun whose agent was killed run on); let it end or stop it, then re-run") from None
+    _LOCKS[directory] = f
 
 
 def write_json(path, obj):

@@ -22,6 +22,7 @@ training from its last checkpoint. `--oneshot` is Table 4's "w/o online": every 
 cut at once and one round of training; `--method sft|dpo` are Table 3 / Table 4's baselines.
 """
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -111,7 +112,8 @@ def curation_targets(record):
     if not record["target_fallback"]:
         return [d for d, _ in record["target_properties"]]
     full, pruned = record["full_scores"], record["pruned_scores"]
-    measured = [d for d in DIMENSIONS if full.get(d) is not None and pruned.get(d) is not None]
+    # Not measured: NaN in prune_stage's record, null once read back from prune.json (a resumed run).
+    measured = [d for d in DIMENSIONS if all(s.get(d) is not None and math.isfinite(s[d]) for s in (full, pruned))]
     return sorted(measured, key=lambda d: pruned[d] - full[d])
 
 
@@ -327,8 +329,10 @@ def run(cfg, device):
     reward = load_reward(cfg["reward"], device=device, dtype=cfg["reward_dtype"],
                          **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
     reward.score_fn = timed(reward.score_fn, "scoring")
-    if rank == 0 and not os.path.isfile(os.path.join(out, "config.json")):
-        runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the inputs read and the models load
+    if rank == 0:
+        runtime.hold_lock(out)   # one run at a time writes a folder
+        if not os.path.isfile(os.path.join(out, "config.json")):
+            runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the inputs read and the models load
     runtime.barrier()
     eval_set = make_eval_set(eval_items, cfg["eval_seeds"])
     gen_kw = {"steps": cfg["steps"]} if cfg["steps"] else {}

@@ -8,7 +8,10 @@ fixture) is copied for each case and re-entered in-process through runtime.run_c
 is tests/kill_resume.py (a script: README, "When something goes wrong").
 """
 import errno
+import subprocess
+import sys
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -286,3 +289,30 @@ def test_temps_of_killed_writers_are_removed_by_the_next_write(tmp_path):
     (tmp_path / old).mkdir()                                    # an older version's temp folder
     runtime.write_json(tmp_path / "eval.json", {})
     assert sorted(os.listdir(tmp_path)) == sorted([alive, "eval.json"])
+
+
+def test_a_resumed_run_curates_for_the_same_properties():
+    # prune_stage's record holds NaN where the reward measures nothing (the pixel proxy's
+    # text_alignment); prune.json, which a resumed run reads instead, holds null.
+    nan = float("nan")
+    record = {"target_fallback": True, "target_properties": [["dynamic_degree", -0.01]],
+              "full_scores": {"visual_quality": 0.5, "temporal_consistency": 0.2, "dynamic_degree": 0.1,
+                              "text_alignment": nan, "total": 0.3},
+              "pruned_scores": {"visual_quality": 0.6, "temporal_consistency": 0.25, "dynamic_degree": 0.11,
+                                "text_alignment": nan, "total": 0.35}}
+    resumed = json.loads(json.dumps(runtime.json_safe(record)))
+    assert vip_loop.curation_targets(record) == vip_loop.curation_targets(resumed) == [
+        "dynamic_degree", "temporal_consistency", "visual_quality"]
+
+
+def test_a_second_writer_of_a_run_folder_is_refused(run, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, runtime; runtime.hold_lock(sys.argv[1]); "
+                               "print('held', flush=True); sys.stdin.read()", str(run)],
+                              cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    before = hashes(run)
+    code, _, err = loop(run, capsys)
+    holder.stdin.close()
+    holder.wait()
+    assert code == 2 and f"{run} is being written by another process that is still running" in one_line(err)
+    assert hashes(run) == before

@@ -1,5 +1,6 @@
 """vip_loop.py: stages, resume after a kill, torchrun, one-shot, and config refusal (issue 7)."""
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -83,6 +84,7 @@ def test_killed_in_stage_2_resumes_without_redoing_stage_1(straight, tmp_path):
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert marker.exists(), "the run never reached stage 2"
+    time.sleep(random.Random(0).uniform(0, 4))   # a random moment of stage 2, not its first step's end
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run / "stage_2" / "DONE").exists() and not (run / "report.md").exists()
@@ -93,6 +95,9 @@ def test_killed_in_stage_2_resumes_without_redoing_stage_1(straight, tmp_path):
     assert {p: os.stat(p).st_mtime_ns for p in (run / "stage_1").rglob("*")} == stage_1
     assert (run / "stage_2" / "DONE").exists()
     assert table(run) == table(straight)   # the same report as the uninterrupted run
+    for path in ("full/eval.json", "stage_2/eval_pruned.json", "stage_2/eval.json"):
+        assert runtime.read_json(run / path)["per_video"] == runtime.read_json(straight / path)["per_video"]
+    assert not [p for p in run.rglob(".tmp-*")]   # the killed writes' temps are gone
 
 
 def test_torchrun_two_processes(tmp_path):
