@@ -156,12 +156,15 @@ def remove_stale_temps(directory):
     for name in os.listdir(directory):
         path = os.path.join(directory, name)
         if name.startswith(TEMP) and path not in _MINE and not _writer_alive(name):
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else _remove(path)
+            _delete(path)
 
 
-def _remove(path):
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
+def _delete(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _disk_full(e, directory):
@@ -203,7 +206,7 @@ def _temp(path, make):
             raise DiskFull(path) from e
         raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True) if os.path.isdir(tmp) else _remove(tmp)
+        _delete(tmp)
         _MINE.discard(tmp)
 
 
@@ -320,7 +323,8 @@ def problem(e):
     if isinstance(e, FileNotFoundError):
         return "is missing"
     if isinstance(e, UnicodeDecodeError):
-        return f"is not UTF-8 text (byte 0x{e.object[e.start]:02x} at position {e.start})"
+        line = e.object.count(b"\n", 0, e.start) + 1
+        return f"is not UTF-8 text (byte 0x{e.object[e.start]:02x} on line {line})"
     if isinstance(e, json.JSONDecodeError):
         return f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
     if isinstance(e, (PermissionError, IsADirectoryError)) or getattr(e, "errno", None) == errno.EIO:
@@ -335,16 +339,15 @@ def reading(path, fix=None):
     """Parse `path` inside the `with`: a parser's error becomes `Unreadable(path, ...)`."""
     try:
         yield
-    except UserError:
-        raise
     except PARSE_ERRORS + (_safetensor_error(),) as e:
         raise Unreadable(path, problem(e), fix) from e
 
 
 def read_text(path, fix=None):
-    """The whole of a UTF-8 text file."""
-    with reading(path, fix), open(path, encoding="utf-8") as f:
-        return f.read()
+    """The whole of a UTF-8 text file, its newlines as "\n" (decoded at once, so that an error
+    knows its line)."""
+    with reading(path, fix), open(path, "rb") as f:
+        return f.read().decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def read_json(path, fix=None):
@@ -365,8 +368,8 @@ def read_jsonl(path, fix=None, skip_damaged=False):
                     raise Unreadable(path, f"line {i} {problem(e)}", fix) from e
                 bad.append(i)
     if bad:
-        print(f"{path}: lines {', '.join(map(str, bad))} are damaged; kept the {len(rows)} that read back",
-              file=sys.stderr)
+        print(f"{path}: {'line' if len(bad) == 1 else 'lines'} {', '.join(map(str, bad))} did not read back "
+              f"(damaged); kept the {len(rows)} that did", file=sys.stderr)
     return rows
 
 

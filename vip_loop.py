@@ -195,7 +195,7 @@ def pairs_damage(pairs_dir):
     except runtime.Unreadable as e:
         return f"{e.path} {e.problem}"
     if count != len(pairs):
-        return f"{os.path.join(pairs_dir, 'pairs.jsonl')} holds {len(pairs)} pairs, not the {count} of summary.json"
+        return f"{os.path.join(pairs_dir, 'pairs.jsonl')} holds {len(pairs)} of the {count} pairs that summary.json counts"
     bad = []
     for i, p in runtime.shard(pairs):
         for f in (p["winner"], p["loser"]):

@@ -160,11 +160,15 @@ def finish(run, nproc, log):
     return time.time() - t
 
 
-def last_words(log_path):
-    """The last thing the run printed (a tqdm bar or a line), to say where a kill landed."""
+def last_words(log_path, run=None):
+    """The last thing the run printed (a tqdm bar or a line) and the stage it was in, to say where a kill landed."""
     text = open(log_path, errors="replace").read()[-2000:]
     parts = [p.strip() for p in text.replace("\r", "\n").split("\n") if p.strip()]
-    return parts[-1][:70] if parts else "(nothing yet)"
+    words = parts[-1][:60] if parts else "(nothing yet)"
+    if run is None:
+        return words
+    k = 1 + sum(os.path.exists(os.path.join(run, f"stage_{j}", "DONE")) for j in (1, 2))
+    return f"stage {k}" + (f", {words}" if k < 3 else ", the report")
 
 
 def killed_run(run, nproc, kills, rng, straight_s, log):
@@ -183,7 +187,7 @@ def killed_run(run, nproc, kills, rng, straight_s, log):
             lines.append(f"attempt {attempt}: finished on its own after {time.time() - t0:.1f} s")
             return lines
         log.flush()
-        where = last_words(log.name)
+        where = last_words(log.name, run)
         kill_tree(proc)
         left = temps(run)
         lines.append(f"attempt {attempt}: killed at {delay:.1f} s, during: {where!r}; temps left by the kill: {len(left)}")
@@ -200,7 +204,7 @@ def agent_only(run, nproc, rng, watch, log):
     before = files()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    lines = [f"killed the agent (pid {proc.pid}) at {delay:.1f} s, during {last_words(log.name)!r}; "
+    lines = [f"killed the agent (pid {proc.pid}) at {delay:.1f} s, during {last_words(log.name, run)!r}; "
              f"workers {workers}; files in the run: {before}"]
     t0, gone = time.time(), {}
     again = subprocess.run(command(run, nproc), cwd=ROOT, env=ENV, capture_output=True, text=True)

@@ -8,13 +8,13 @@ fixture) is copied for each case and re-entered in-process through runtime.run_c
 is tests/kill_resume.py (a script: README, "When something goes wrong").
 """
 import errno
-import subprocess
-import sys
 import hashlib
 import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import types
 
 import pytest
@@ -99,7 +99,10 @@ def unfinish(run, *names):
     """Take the run back to before these outputs of stage 1 were written."""
     for name in names:
         path = run / "stage_1" / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 # --- damaged outputs of finished steps: one line, the fix, nothing else changed ------------------
@@ -150,7 +153,7 @@ def test_a_prompt_file_that_is_not_utf8(tmp_path, capsys):
     bad.write_bytes("a red car driving on a road\n".encode() + "caf\xe9 at night\n".encode("latin-1"))
     code, _, err = loop(tmp_path / "out", capsys, "--prompts", str(bad))
     line = one_line(err)
-    assert code == 2 and f"{bad} is not UTF-8 text (byte 0xe9 at position 31); save it as UTF-8" in line, line
+    assert code == 2 and f"{bad} is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8" in line, line
     assert not (tmp_path / "out").exists()   # refused before writing anything
 
 
@@ -205,7 +208,7 @@ def test_pairs_cut_short_are_found(run):
     with pytest.raises(runtime.Unreadable, match="re-run curate.py"):   # redpo.py on its own: one line
         redpo.read_pairs(str(pairs))
     open(pairs / "pairs.jsonl", "w").writelines(lines[:1])             # cut at the end of a line
-    assert vip_loop.pairs_damage(str(pairs)) == f"{pairs}/pairs.jsonl holds 1 pairs, not the 3 of summary.json"
+    assert vip_loop.pairs_damage(str(pairs)) == f"{pairs}/pairs.jsonl holds 1 of the 3 pairs that summary.json counts"
 
 
 def test_a_damaged_checkpoint_falls_back_to_the_one_before(finished, tmp_path, capsys):
@@ -225,7 +228,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(finished, tmp_path, c
     resumed = train(tmp_path)
     err = capsys.readouterr().err
     assert f"{tmp_path}/checkpoint-000002/optimizer.pt is cut short or damaged" in err
-    assert "; resuming from checkpoint-000001" in err and f"{tmp_path}/metrics.jsonl: lines 3 are damaged" in err
+    assert "; resuming from checkpoint-000001" in err and f"{tmp_path}/metrics.jsonl: line 3 did not read back" in err
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert [r["step"] for r in runtime.read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2]
 
