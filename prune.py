@@ -230,13 +230,15 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
     base = reusable_scores(base_eval, model, reward, prompts, seeds, static, gen_kw)
     latency_before = base_eval.get("latency", {}).get("seconds_per_video") if base is not None else None
     # With one block per search (greedy, or k == 1) the pruned model is the chosen candidate:
-    # skipping == removing, bit for bit, so its videos and scores are already there.
-    chosen_is_pruned = (greedy or k == 1) and target_set is None
+    # skipping == removing, bit for bit, so its videos and scores are already there (on a larger
+    # target_set: those of its search videos).
+    reuse_chosen = greedy or k == 1
+    chosen_is_pruned = reuse_chosen and target_set is None
 
     rounds, removed = [], []
     for r in range(k if greedy else 1):
         scores = score_candidates(model, reward, prompts, seeds, static, gen_kw, batch_size=batch_size,
-                                  progress=progress, base=base, keep_videos=KEEP_VIDEOS if chosen_is_pruned else 0)
+                                  progress=progress, base=base, keep_videos=KEEP_VIDEOS if reuse_chosen else 0)
         chosen = runtime.broadcast(choose_blocks(scores, 1 if greedy else k))  # rank 0 decides
         rounds.append({"base": scores["base"], "candidates": [
             {"block": b, "scores": s, "drop": scores["base"]["total"] - s["total"], "params": sizes[b]}
@@ -245,7 +247,7 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
             full = scores["base"] if teacher_scores is None else flat_means(teacher_scores)
             if latency_before is None and rank == 0:
                 latency_before = latency(model, prompts[0], seeds[0], gen_kw)
-        if chosen_is_pruned:  # the next round (greedy) starts from here, as does the pruned row
+        if reuse_chosen:  # the next round (greedy) starts from here, as does the pruned row
             base, kept = scores["per_video"][chosen[0]], runtime.gather(scores["kept"].get(chosen[0], []))
         model.remove(chosen)
         removed += chosen
@@ -258,9 +260,12 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
         pruned_eval = evaluate.eval_result(model, reward, per_video, kept + [None] * (len(prompts) - len(kept)),
                                            **(gen_kw or {}))
     else:
-        p, s, st = target_set or (prompts, seeds, static)
-        pruned_eval = evaluate.evaluate_model(model, reward, p, s, st, keep_videos=KEEP_VIDEOS,
-                                              batch_size=batch_size, **(gen_kw or {}))
+        known = {}
+        if reuse_chosen:  # the search's videos of the pruned model: (prompt, seed) -> (scores, video or None)
+            known = {(p, int(s)): ({key: v[i] for key, v in base.items()}, kept[i] if i < len(kept) else None)
+                     for i, (p, s) in enumerate(zip(prompts, seeds))}
+        pruned_eval = evaluate_rest(model, reward, *(target_set or (prompts, seeds, static)), known, batch_size,
+                                    gen_kw)
     pruned_scores = flat_means(pruned_eval["scores"])
     if target_set is not None:   # the target properties against M0 on the same, larger set
         full = flat_means(teacher_scores)
@@ -293,6 +298,27 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
         runtime.write_json(os.path.join(out_dir, "prune.json"), runtime.json_safe(record))  # NaN -> null
     runtime.barrier()
     return runtime.broadcast(record)
+
+
+def evaluate_rest(model, reward, prompts, seeds, static, known, batch_size, gen_kw):
+    """evaluate_model's result on the eval set, generating only the (prompt, seed) not in `known`
+    ({(prompt, seed): (scores, uint8 video or None)}, videos of the same model already scored): so
+    each (model, prompt, seed) is generated once. Videos kept: the first KEEP_VIDEOS of the set."""
+    static = [None] * len(prompts) if static is None else list(static)
+    todo = [i for i, (p, s) in enumerate(zip(prompts, seeds)) if (p, int(s)) not in known]
+    part = {"per_video": [], "videos": {"frames": None}}
+    if todo:
+        part = evaluate.evaluate_model(model, reward, [prompts[i] for i in todo], [seeds[i] for i in todo],
+                                       [static[i] for i in todo], keep_videos=sum(i < KEEP_VIDEOS for i in todo),
+                                       batch_size=batch_size, measure=False, **(gen_kw or {}))
+    made = dict(zip(todo, part["per_video"]))
+    made_videos = dict(zip([i for i in todo if i < KEEP_VIDEOS], part["videos"]["frames"] if todo else []))
+    per_video, videos = [], []
+    for i, (p, s, st) in enumerate(zip(prompts, seeds, static)):
+        scores, video = known.get((p, int(s)), (None, None))
+        per_video.append(made[i] if i in made else {"prompt": p, "seed": int(s), "static": st, "scores": scores})
+        videos.append(made_videos.get(i, video) if i < KEEP_VIDEOS else None)
+    return evaluate.eval_result(model, reward, per_video, videos, **(gen_kw or {}))
 
 
 def summary_lines(record):

@@ -4,7 +4,7 @@
     python tests/bench_loop.py --runs beside         # one of them
     python tests/bench_loop.py --root ../other-checkout --runs alone   # another version of the code
 
-(a) runs the default loop (the toy world, 2 stages) as a user would, OMP_NUM_THREADS unset;
+(a) runs the default loop (the toy world, 3 stages) as a user would, OMP_NUM_THREADS unset;
 (b) the same while another CPU-bound torch process (big matmuls in a loop, torch's default
 threads) runs beside it. It prints each wall time, the ratio (b) / (a) (targets: at most 2.2 on 2
 cores, a fair share and not a collapse) and, per stage, how often each eval-set video was generated
@@ -121,6 +121,7 @@ def main():
         return child(*args.child)
     root = os.path.abspath(args.root)
     work = args.work or tempfile.mkdtemp(prefix="bench_loop-")
+    os.makedirs(work, exist_ok=True)
     print(f"python vip_loop.py from {root}; {len(os.sched_getaffinity(0))} cores; runs in {work}", flush=True)
     walls = {}
     for name in args.runs:

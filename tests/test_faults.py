@@ -28,7 +28,7 @@ from conftest import ROOT, run_script
 from toy import shapes_model
 
 FLAGS = ["--model", "tiny", "--reward", "pixel", "--stages", "1", "--blocks", "2",
-         "--eval_prompts", "1", "--pool_prompts", "3"]
+         "--eval_prompts", "1", "--pool_prompts", "3", "--steps", "2"]
 
 
 def loop(run, capsys, *extra):

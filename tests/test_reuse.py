@@ -20,9 +20,9 @@ import vip_loop
 
 PROMPTS = ["a red car driving on a road", "a cat sleeping on a sofa"]
 SEEDS = [3, 4]
-GEN = {"steps": 2}
+GEN = {"steps": 1}
 LOOP = ["--model", "tiny", "--reward", "pixel", "--stages", "2", "--blocks", "2",
-        "--eval_prompts", "2", "--pool_prompts", "4"]
+        "--eval_prompts", "2", "--pool_prompts", "4", "--steps", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +132,29 @@ def test_prune_stage_generates_each_state_once_and_scores_as_before(tiny, tmp_pa
     evaluate.save_eval(evaluate.evaluate_model(fresh, reward, PROMPTS, SEEDS, **GEN), str(tmp_path / "fresh.json"))
     same_eval(str(tmp_path / "new" / "eval_pruned.json"), str(tmp_path / "fresh.json"))
     same_eval(str(tmp_path / "old" / "eval_pruned.json"), str(tmp_path / "fresh.json"))
+
+
+@pytest.mark.parametrize("k,greedy", [(1, False), (2, False)])
+def test_prune_stage_on_a_larger_target_set_generates_the_search_videos_once(tiny, tmp_path, monkeypatch, k,
+                                                                              greedy):
+    """vip_loop's toy preset: the search on the first eval seed, the pruned row on all of them. With
+    one block per search the pruned model's search videos are part of its row: not made again."""
+    reward = rewards.load_reward("pixel")
+    target = (PROMPTS * 2, SEEDS + [s + 1000 for s in SEEDS], None)
+    full = evaluate.evaluate_model(tiny, reward, *target, **GEN)
+    counts = count_generations(monkeypatch)
+    model = copy.deepcopy(tiny)
+    record = prune.prune_stage(model, full["scores"], reward, PROMPTS, SEEDS, k, str(tmp_path / "p"), greedy=greedy,
+                               gen_kw=GEN, batch_size=2, progress=False, target_set=target)
+    assert set(counts.values()) == {1}
+    pruned_state = model_state(model)
+    assert sum(n for (state, _, _), n in counts.items() if state == pruned_state) == len(target[0])
+    assert record["target_videos"] == 4
+    fresh = copy.deepcopy(tiny)
+    fresh.remove(record["removed"])
+    fresh_eval = evaluate.evaluate_model(fresh, reward, *target, batch_size=2, **GEN)  # the same batches
+    evaluate.save_eval(fresh_eval, str(tmp_path / "fresh.json"))
+    same_eval(str(tmp_path / "p" / "eval_pruned.json"), str(tmp_path / "fresh.json"))
 
 
 def test_reusable_scores_only_for_the_same_prompts_seeds_settings_reward_and_model(tiny):

@@ -14,7 +14,7 @@ import vip_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["--model", "tiny", "--reward", "pixel", "--stages", "2", "--blocks", "2",
-         "--eval_prompts", "2", "--pool_prompts", "4"]
+         "--eval_prompts", "2", "--pool_prompts", "4", "--steps", "2"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
