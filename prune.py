@@ -312,7 +312,8 @@ def evaluate_rest(model, reward, prompts, seeds, static, known, batch_size, gen_
                                        [static[i] for i in todo], keep_videos=sum(i < KEEP_VIDEOS for i in todo),
                                        batch_size=batch_size, measure=False, **(gen_kw or {}))
     made = dict(zip(todo, part["per_video"]))
-    made_videos = dict(zip([i for i in todo if i < KEEP_VIDEOS], part["videos"]["frames"] if todo else []))
+    frames = part["videos"]["frames"]
+    made_videos = dict(zip([i for i in todo if i < KEEP_VIDEOS], [] if frames is None else frames))
     per_video, videos = [], []
     for i, (p, s, st) in enumerate(zip(prompts, seeds, static)):
         scores, video = known.get((p, int(s)), (None, None))

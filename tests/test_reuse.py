@@ -140,6 +140,7 @@ def test_prune_stage_on_a_larger_target_set_generates_the_search_videos_once(tin
     """vip_loop's toy preset: the search on the first eval seed, the pruned row on all of them. With
     one block per search the pruned model's search videos are part of its row: not made again."""
     reward = rewards.load_reward("pixel")
+    monkeypatch.setattr(prune, "KEEP_VIDEOS", 2)   # k = 1: every video kept for the grid is a search video
     target = (PROMPTS * 2, SEEDS + [s + 1000 for s in SEEDS], None)
     full = evaluate.evaluate_model(tiny, reward, *target, **GEN)
     counts = count_generations(monkeypatch)
@@ -152,7 +153,7 @@ def test_prune_stage_on_a_larger_target_set_generates_the_search_videos_once(tin
     assert record["target_videos"] == 4
     fresh = copy.deepcopy(tiny)
     fresh.remove(record["removed"])
-    fresh_eval = evaluate.evaluate_model(fresh, reward, *target, batch_size=2, **GEN)  # the same batches
+    fresh_eval = evaluate.evaluate_model(fresh, reward, *target, keep_videos=2, batch_size=2, **GEN)  # same batches
     evaluate.save_eval(fresh_eval, str(tmp_path / "fresh.json"))
     same_eval(str(tmp_path / "p" / "eval_pruned.json"), str(tmp_path / "fresh.json"))
 
