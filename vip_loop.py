@@ -132,12 +132,20 @@ def as_current_config(old):
     return old
 
 
+def same_file(a, b):
+    """Two paths to files with the same bytes (a prompt file seen from another clone of the repo)."""
+    if not (isinstance(a, str) and isinstance(b, str) and os.path.isfile(a) and os.path.isfile(b)):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        return fa.read() == fb.read()
+
+
 def check_config(run_dir, config):
     """Refuse to resume a run directory whose config.json differs from `config`."""
     path = os.path.join(run_dir, "config.json")
     if os.path.isfile(path):
         old = as_current_config(runtime.read_json(path))
-        changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k)]
+        changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k) and not same_file(old.get(k), config.get(k))]
         if changed:
             raise UserError(
                 f"{run_dir} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "

@@ -1,6 +1,7 @@
 """AnimateDiff's Table-1 schedule is reachable (issue 14, point 2): --blocks per stage, the preset,
 and resuming runs whose config.json holds one number."""
 import itertools
+import os
 from collections import Counter
 
 import pytest
@@ -104,3 +105,21 @@ def test_a_run_written_with_one_number_resumes_or_is_refused_clearly(tmp_path):
                     "--out", str(tmp_path))
     with pytest.raises(UserError, match="reward_dtype: 'bf16' -> 'fp32'"):
         vip_loop.check_config(str(tmp_path), fp32)
+
+
+def test_a_run_resumes_from_another_clone_with_the_same_prompt_files(tmp_path):
+    """The toy preset's prompt files are absolute paths into the checkout; another clone (or a moved
+    one) holds the same files: the run resumes. A prompt file with other prompts is refused."""
+    cfg = resolved("--out", str(tmp_path / "run"))
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    moved = dict(cfg)
+    for key in ("prompts", "pool"):
+        (clone / os.path.basename(cfg[key])).write_bytes(open(cfg[key], "rb").read())
+        moved[key] = str(clone / os.path.basename(cfg[key]))
+    write_json(tmp_path / "run" / "config.json", moved)
+    vip_loop.check_config(str(tmp_path / "run"), cfg)
+    with open(moved["prompts"], "a") as f:
+        f.write("a red circle moving up\n")
+    with pytest.raises(UserError, match="prompts: "):
+        vip_loop.check_config(str(tmp_path / "run"), cfg)
