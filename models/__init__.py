@@ -294,8 +294,10 @@ def load(name, path=None, device=None, dtype=None, adapter=None):
 
 # CPU threads. When there are more runnable threads than free cores, torch's OpenMP threads wait
 # for each other at every op, and a small model's many small ops run 3x to 40x slower with one
-# thread per core than with one thread; alone, the extra threads buy it nothing
-# (tests/bench_threads.py; README, "CPU threads"). Models of at least CPU_THREADS_MIN_PARAMS
+# thread per core than with one thread. Alone, they buy a 4-clip toy generation nothing, but the
+# whole toy loop runs 1.6x faster with two on an idle 2-core machine: one thread trades that for
+# a fair share beside other jobs (tests/bench_threads.py, tests/bench_loop.py; README, "Speed on
+# a CPU"; OMP_NUM_THREADS=2 opts back in). Models of at least CPU_THREADS_MIN_PARAMS
 # parameters have ops big enough for threads to pay, and keep torch's default.
 CPU_THREADS_MIN_PARAMS = 10_000_000
 _TORCH_THREADS = torch.get_num_threads()   # torch's own choice (one per core, or OMP_NUM_THREADS)
