@@ -230,10 +230,8 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
     base = reusable_scores(base_eval, model, reward, prompts, seeds, static, gen_kw)
     latency_before = base_eval.get("latency", {}).get("seconds_per_video") if base is not None else None
     # With one block per search (greedy, or k == 1) the pruned model is the chosen candidate:
-    # skipping == removing, bit for bit, so its videos and scores are already there (on a larger
-    # target_set: those of its search videos).
+    # skipping == removing, bit for bit, so its search videos and scores are part of its row.
     reuse_chosen = greedy or k == 1
-    chosen_is_pruned = reuse_chosen and target_set is None
 
     rounds, removed = [], []
     for r in range(k if greedy else 1):
@@ -252,20 +250,13 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
         model.remove(chosen)
         removed += chosen
 
-    # The pruned row: the chosen candidate's videos, or (k blocks removed at once) one more eval set.
-    if chosen_is_pruned:
-        labels = [None] * len(prompts) if static is None else list(static)
-        per_video = [{"prompt": p, "seed": int(s), "static": st, "scores": {key: v[i] for key, v in base.items()}}
-                     for i, (p, s, st) in enumerate(zip(prompts, seeds, labels))]
-        pruned_eval = evaluate.eval_result(model, reward, per_video, kept + [None] * (len(prompts) - len(kept)),
-                                           **(gen_kw or {}))
-    else:
-        known = {}
-        if reuse_chosen:  # the search's videos of the pruned model: (prompt, seed) -> (scores, video or None)
-            known = {(p, int(s)): ({key: v[i] for key, v in base.items()}, kept[i] if i < len(kept) else None)
-                     for i, (p, s) in enumerate(zip(prompts, seeds))}
-        pruned_eval = evaluate_rest(model, reward, *(target_set or (prompts, seeds, static)), known, batch_size,
-                                    gen_kw)
+    # The pruned row on the target set (default: the search's): what the search already made of the
+    # pruned model, and generated for the rest (all of it when k blocks went at once).
+    known = {}
+    if reuse_chosen:  # (prompt, seed) -> (scores, video or None)
+        known = {(p, int(s)): ({key: v[i] for key, v in base.items()}, kept[i] if i < len(kept) else None)
+                 for i, (p, s) in enumerate(zip(prompts, seeds))}
+    pruned_eval = evaluate_rest(model, reward, *(target_set or (prompts, seeds, static)), known, batch_size, gen_kw)
     pruned_scores = flat_means(pruned_eval["scores"])
     if target_set is not None:   # the target properties against M0 on the same, larger set
         full = flat_means(teacher_scores)

@@ -12,7 +12,6 @@ cores, a fair share and not a collapse) and, per stage, how often each eval-set 
 jobs on the machine are not ours to stop: it prints the load average and what else was running.
 """
 import argparse
-import collections
 import json
 import os
 import subprocess
@@ -27,30 +26,10 @@ COMPETITOR = "import torch\na = torch.randn(1024, 1024)\nwhile True:\n    a @ a\
 def child(root, out, counts_path):
     """In the timed process: vip_loop.main() with every eval-set generation counted per stage."""
     sys.path[:0] = [root, HERE]
-    import evaluate
-    import models
     import runtime
-    from models.videocrafter2 import VideoCrafter2
-    from toy.shapes_model import ToyModel
     import vip_loop
-    from test_reuse import model_state
-    counts, timing, stage = collections.Counter(), [], ["full"]
-
-    def counting(generate):
-        def counted(self, prompts, seeds, **kw):
-            if not timing:
-                counts.update((stage[0], model_state(self), p, int(s)) for p, s in zip(prompts, seeds))
-            return generate(self, prompts, seeds, **kw)
-        return counted
-
-    def timed(measure):
-        def measured(*args, **kw):
-            timing.append(True)
-            try:
-                return measure(*args, **kw)
-            finally:
-                timing.pop()
-        return measured
+    from test_reuse import count_generations
+    stage = ["full"]
 
     def staged(run_stage):
         def run(k, *args, **kw):
@@ -58,10 +37,7 @@ def child(root, out, counts_path):
             return run_stage(k, *args, **kw)
         return run
 
-    for cls in (models.VideoModel, ToyModel, VideoCrafter2):
-        if "generate" in vars(cls):
-            cls.generate = counting(cls.generate)
-    evaluate.measure_latency = timed(evaluate.measure_latency)
+    counts = count_generations(setattr, label=lambda: (stage[0],))
     vip_loop.run_stage = staged(vip_loop.run_stage)
     vip_loop.main(["--out", out])
     full = runtime.read_json(os.path.join(out, "full", "eval.json"))

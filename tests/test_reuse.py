@@ -17,6 +17,8 @@ import redpo
 import rewards
 import runtime
 import vip_loop
+from models.videocrafter2 import VideoCrafter2
+from toy.shapes_model import ToyModel
 
 PROMPTS = ["a red car driving on a road", "a cat sleeping on a sofa"]
 SEEDS = [3, 4]
@@ -42,33 +44,38 @@ def model_state(model):
     return tuple(sorted(model.removed + skipped)), h.hexdigest()[:16]
 
 
-def count_generations(monkeypatch):
-    """Counter of (model state, prompt, seed) over every generate call, except the latency
-    measurement's (a timing, not a video anyone scores)."""
+def count_generations(patch, label=tuple):
+    """Counter of label() + (model state, prompt, seed) over every generate call of every model
+    class, except the latency measurement's (a timing, not a video anyone scores). `patch`:
+    monkeypatch.setattr in a test, setattr in a benchmark (tests/bench_loop.py)."""
     counts, timing = collections.Counter(), []
-    generate, measure_latency = models.VideoModel.generate, evaluate.measure_latency
 
-    def counted(self, prompts, seeds, **kw):
-        if not timing:
-            state = model_state(self)
-            counts.update((state, p, int(s)) for p, s in zip(prompts, seeds))
-        return generate(self, prompts, seeds, **kw)
+    def counting(generate):
+        def counted(self, prompts, seeds, **kw):
+            if not timing:
+                counts.update(label() + (model_state(self), p, int(s)) for p, s in zip(prompts, seeds))
+            return generate(self, prompts, seeds, **kw)
+        return counted
 
-    def timed(*args, **kw):
-        timing.append(True)
-        try:
-            return measure_latency(*args, **kw)
-        finally:
-            timing.pop()
+    def timed(measure):
+        def measured(*args, **kw):
+            timing.append(True)
+            try:
+                return measure(*args, **kw)
+            finally:
+                timing.pop()
+        return measured
 
-    monkeypatch.setattr(models.VideoModel, "generate", counted)
-    monkeypatch.setattr(evaluate, "measure_latency", timed)
+    for cls in (models.VideoModel, ToyModel, VideoCrafter2):
+        if "generate" in vars(cls):
+            patch(cls, "generate", counting(cls.generate))
+    patch(evaluate, "measure_latency", timed(evaluate.measure_latency))
     return counts
 
 
 @pytest.fixture
 def generations(monkeypatch):
-    return count_generations(monkeypatch)
+    return count_generations(monkeypatch.setattr)
 
 
 def without_reuse(monkeypatch):
@@ -116,7 +123,7 @@ def test_prune_stage_generates_each_state_once_and_scores_as_before(tiny, tmp_pa
     old_record = prune.prune_stage(old, None, reward, PROMPTS, SEEDS, k, str(tmp_path / "old"), greedy=greedy,
                                    gen_kw=GEN, batch_size=2, progress=False)
 
-    counts = count_generations(monkeypatch)
+    counts = count_generations(monkeypatch.setattr)
     new = copy.deepcopy(tiny)
     record = prune.prune_stage(new, None, reward, PROMPTS, SEEDS, k, str(tmp_path / "new"), greedy=greedy,
                                gen_kw=GEN, batch_size=2, progress=False, base_eval=base_eval)
@@ -143,7 +150,7 @@ def test_prune_stage_on_a_larger_target_set_generates_the_search_videos_once(tin
     monkeypatch.setattr(prune, "KEEP_VIDEOS", 2)   # k = 1: every video kept for the grid is a search video
     target = (PROMPTS * 2, SEEDS + [s + 1000 for s in SEEDS], None)
     full = evaluate.evaluate_model(tiny, reward, *target, **GEN)
-    counts = count_generations(monkeypatch)
+    counts = count_generations(monkeypatch.setattr)
     model = copy.deepcopy(tiny)
     record = prune.prune_stage(model, full["scores"], reward, PROMPTS, SEEDS, k, str(tmp_path / "p"), greedy=greedy,
                                gen_kw=GEN, batch_size=2, progress=False, target_set=target)
