@@ -43,6 +43,8 @@ import json
 import os
 import re
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -50,7 +52,6 @@ from tqdm import tqdm
 import defaults
 import evaluate
 import models
-import runtime
 from prompt_files import read_prompts
 from rewards import load_reward
 from runtime import UserError

@@ -19,13 +19,14 @@ import argparse
 import os
 import time
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
 import defaults
 import models
-import runtime
 from report import _fmt, videos_path, write_report
 from prompt_files import read_prompts
 from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DEFAULT, VIDEOSCORE_DTYPES, load_reward

@@ -33,13 +33,14 @@ and every rank returns the same result.
 import argparse
 import os
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+
 import numpy as np
 from tqdm import tqdm
 
 import defaults
 import evaluate
 import models
-import runtime
 from prompt_files import read_prompts
 from rewards import DIMENSIONS, load_reward
 from runtime import UserError

@@ -29,6 +29,8 @@ import os
 import shutil
 import sys
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -37,7 +39,6 @@ from tqdm import tqdm
 
 import defaults
 import models
-import runtime
 from runtime import UserError
 
 METHODS = ("redpo", "dpo", "sft")

@@ -19,9 +19,10 @@ import json
 import math
 import os
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+
 import numpy as np
 
-import runtime
 import stats
 from rewards import DIMENSIONS
 from runtime import UserError

@@ -287,36 +287,7 @@ def load(name, path=None, device=None, dtype=None, adapter=None):
             raise UserError(f"no such directory: {path}; pass a hub id or an existing directory")
         model = _loader(name)(name, path, adapter, dtype)
     model.to(device or default_device())
-    if model.device.type == "cpu":
-        cpu_threads(model.num_parameters()["total"])
     return model
-
-
-# CPU threads. When there are more runnable threads than free cores, torch's OpenMP threads wait
-# for each other at every op, and a small model's many small ops run 3x to 40x slower with one
-# thread per core than with one thread. Alone, they buy a 4-clip toy generation nothing, but the
-# whole toy loop runs 1.6x faster with two on an idle 2-core machine: one thread trades that for
-# a fair share beside other jobs (tests/bench_threads.py, tests/bench_loop.py; README, "Speed on
-# a CPU"; OMP_NUM_THREADS=2 opts back in). Models of at least CPU_THREADS_MIN_PARAMS
-# parameters have ops big enough for threads to pay, and keep torch's default.
-CPU_THREADS_MIN_PARAMS = 10_000_000
-_TORCH_THREADS = torch.get_num_threads()   # torch's own choice (one per core, or OMP_NUM_THREADS)
-_threads = {"set": None, "largest": 0}     # what cpu_threads set, for the largest model seen
-
-
-def cpu_threads(num_parameters):
-    """Choose torch's CPU threads for a model of `num_parameters` (load() calls this for every
-    model on the CPU; with several, the largest decides): 1 below CPU_THREADS_MIN_PARAMS, else
-    torch's default. A user's choice is kept: OMP_NUM_THREADS in the environment (torchrun sets it
-    to 1 per process), or a torch.set_num_threads call made after importing models. Returns the
-    threads in use."""
-    current = torch.get_num_threads()
-    if "OMP_NUM_THREADS" in os.environ or current != (_threads["set"] or _TORCH_THREADS):
-        return current
-    _threads["largest"] = max(_threads["largest"], num_parameters)
-    _threads["set"] = 1 if _threads["largest"] < CPU_THREADS_MIN_PARAMS else _TORCH_THREADS
-    torch.set_num_threads(_threads["set"])
-    return _threads["set"]
 
 
 def looks_local(p):

@@ -17,15 +17,15 @@ import sys
 import threading
 import time
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import runtime  # noqa: E402  before numpy and torch: it sets how torch's CPU threads wait
+import torch  # noqa: E402
+
 import defaults  # noqa: E402
 import models  # noqa: E402
 import prompt_files  # noqa: E402
 import prune  # noqa: E402
 import rewards  # noqa: E402
-import runtime  # noqa: E402
 
 
 def rss_bytes():

@@ -13,12 +13,12 @@ import os
 import sys
 import time
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import runtime  # noqa: E402  before numpy and torch: it sets how torch's CPU threads wait
+import torch  # noqa: E402
+
 import models  # noqa: E402
 import redpo  # noqa: E402
-import runtime  # noqa: E402
 from models import animatediff  # noqa: E402
 
 CONFIGS = {

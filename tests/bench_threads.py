@@ -1,14 +1,15 @@
 """Benchmark (not a test): does a CPU run gain from torch's threads, alone and beside a busy process?
 
-    python tests/bench_threads.py                                 # every config, ~10 min on 2 cores
+    python tests/bench_threads.py                                 # every config, ~15 min on 2 cores
     python tests/bench_threads.py --configs toy medium-step --repeats 5
 
 For each config, one unit of work (a generation, or a ReDPO step) is timed in a fresh process with
-1 thread and with torch's default (one per core), (a) with nothing of ours beside it and (b) beside
-another CPU-bound torch process (big matmuls in a loop, default threads). It prints the median
-seconds of each, so that models.cpu_threads' size threshold can be read off: below it, threads buy
-little alone and cost a lot beside another job. Other users' jobs on the machine are not ours to
-stop: the script prints the load average it started under.
+1 thread, with torch's default (one per core) waiting asleep (OMP_WAIT_POLICY=PASSIVE, what the
+scripts set: runtime.py) and with the default threads spinning (ACTIVE, OpenMP's own default), (a)
+with nothing of ours beside it and (b) beside another CPU-bound torch process (big matmuls in a
+loop, default threads, spinning). It prints the median seconds of each and the ratios to 1 thread.
+Other users' jobs on the machine are not ours to stop: the script prints the load average it
+started under.
 """
 import argparse
 import os
@@ -94,13 +95,14 @@ def child(name, threads, repeats):
     print(params, statistics.median(times))
 
 
-def measure(name, threads, repeats, beside):
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=env) if beside else None
+def measure(name, threads, wait, repeats, beside):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=dict(env, OMP_WAIT_POLICY="ACTIVE")) if beside else None
     try:
         if other is not None:
             time.sleep(1.0)  # let it start its threads
-        out = subprocess.run([sys.executable, __file__, "--child", name, str(threads), str(repeats)], env=env,
+        out = subprocess.run([sys.executable, __file__, "--child", name, str(threads), str(repeats)],
+                             env=dict(env, OMP_WAIT_POLICY=wait),
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     finally:
         if other is not None:
@@ -120,22 +122,26 @@ def main():
         name, threads, repeats = args.child
         return child(name, int(threads), int(repeats))
     cores = len(os.sched_getaffinity(0))
+    cells = [(1, "PASSIVE"), (cores, "PASSIVE"), (cores, "ACTIVE")]   # (threads, OMP_WAIT_POLICY)
     print(f"{cores} cores; load average at start {os.getloadavg()[0]:.2f}; each cell: the median over "
-          f"{args.rounds} processes of their median of {args.repeats} units; ratio: {cores} threads / 1, "
-          f"the median of the {args.rounds} back-to-back pairs")
-    print(f"{'config':20s} {'params':>8s} | {'alone: 1 thr':>12s} {f'{cores} thr':>8s} {'ratio':>6s} | "
-          f"{'beside: 1 thr':>13s} {f'{cores} thr':>8s} {'ratio':>6s}")
+          f"{args.rounds} processes of their median of {args.repeats} units; (x): the cell / 1 thread, the "
+          f"median of the {args.rounds} rounds (the three cells take turns)")
+    head = f"1 thr  {cores} passive  {cores} active"
+    print(f"{'config':20s} {'params':>8s} | alone: {head:>32s} | beside: {head:>32s}")
     for name in args.configs:
-        cells = []
+        row = []
         for beside in (False, True):
-            t = {1: [], cores: []}
+            t = {c: [] for c in cells}
             for r in range(args.rounds):
-                for threads in ((1, cores) if r % 2 == 0 else (cores, 1)):
-                    params, seconds = measure(name, threads, args.repeats, beside)
-                    t[threads].append(seconds)
-            ratio = statistics.median(b / a for a, b in zip(t[1], t[cores]))
-            cells.append(f"{statistics.median(t[1]):11.2f}s {statistics.median(t[cores]):7.2f}s {ratio:6.2f}")
-        print(f"{name:20s} {params / 1e6:7.2f}M | {cells[0]} | {' ' + cells[1]}", flush=True)
+                for c in (cells if r % 2 == 0 else cells[::-1]):
+                    params, seconds = measure(name, c[0], c[1], args.repeats, beside)
+                    t[c].append(seconds)
+            text = f"{statistics.median(t[cells[0]]):6.2f}s"
+            for c in cells[1:]:
+                ratio = statistics.median(b / a for a, b in zip(t[cells[0]], t[c]))
+                text += f" {statistics.median(t[c]):6.2f}s ({ratio:4.2f})"
+            row.append(text)
+        print(f"{name:20s} {params / 1e6:7.2f}M | {row[0]:>39s} | {row[1]:>40s}", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     for name in args.configs:
         print(f"  {name}: {CONFIGS[name]}")

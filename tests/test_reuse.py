@@ -23,8 +23,11 @@ from toy.shapes_model import ToyModel
 PROMPTS = ["a red car driving on a road", "a cat sleeping on a sofa"]
 SEEDS = [3, 4]
 GEN = {"steps": 1}
-LOOP = ["--model", "tiny", "--reward", "pixel", "--stages", "2", "--blocks", "2",
-        "--eval_prompts", "2", "--pool_prompts", "4", "--steps", "2"]
+# The 2-stage tiny loop the end-to-end tests share (here, test_vip_loop.py, conftest.tiny_loop): 2
+# eval prompts, 4 pool prompts, 2 sampler steps (with 1 no curation pair passes the rule).
+TINY_LOOP = ["--model", "tiny", "--reward", "pixel", "--stages", "2", "--blocks", "2",
+             "--eval_prompts", "2", "--pool_prompts", "4", "--steps", "2"]
+
 
 
 @pytest.fixture(scope="module")
@@ -229,25 +232,25 @@ def test_training_with_the_text_cache_equals_training_without(tiny, tmp_path, mo
 
 # --- vip_loop.py: a whole run, with and without the reuse ---------------------------------------
 
-def test_loop_generates_each_eval_video_once_and_scores_as_without_reuse(tmp_path, monkeypatch, generations):
-    vip_loop.main(LOOP + ["--out", str(tmp_path / "reuse")])
-    full = runtime.read_json(str(tmp_path / "reuse" / "full" / "eval.json"))
+def test_loop_generates_each_eval_video_once_and_scores_as_without_reuse(tmp_path, monkeypatch, generations,
+                                                                        tiny_loop):
+    reuse, counts = tiny_loop                                   # the loop as it is, counted
+    full = runtime.read_json(str(reuse / "full" / "eval.json"))
     eval_items = {(v["prompt"], v["seed"]) for v in full["per_video"]}
-    on_eval = {key: n for key, n in generations.items() if key[1:] in eval_items}
+    on_eval = {key: n for key, n in counts.items() if key[1:] in eval_items}
     states = collections.Counter(state for state, _, _ in on_eval)
     assert set(on_eval.values()) == {1}                        # each (model state, prompt, seed) once
     assert set(states.values()) == {len(eval_items)}           # ... and every state saw the whole set
     # M0, 7 single-block candidates; pruned; trained; 5 candidates; pruned; trained.
     assert len(states) == 1 + 7 + 1 + 1 + 5 + 1 + 1
 
-    generations.clear()
     without_reuse(monkeypatch)
-    vip_loop.main(LOOP + ["--out", str(tmp_path / "plain")])
+    vip_loop.main(TINY_LOOP + ["--out", str(tmp_path / "plain")])
     on_eval = [n for key, n in generations.items() if key[1:] in eval_items]
     assert max(on_eval) == 2                                    # today: M0 and each pruned model twice
     for rel in ("full/eval.json", "stage_1/eval_pruned.json", "stage_1/eval.json", "stage_2/eval_pruned.json",
                 "stage_2/eval.json"):
-        same_eval(str(tmp_path / "reuse" / rel), str(tmp_path / "plain" / rel))
+        same_eval(str(reuse / rel), str(tmp_path / "plain" / rel))
     for k in (1, 2):
-        same_prune(str(tmp_path / "reuse" / f"stage_{k}" / "prune.json"),
+        same_prune(str(reuse / f"stage_{k}" / "prune.json"),
                    str(tmp_path / "plain" / f"stage_{k}" / "prune.json"))

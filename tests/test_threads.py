@@ -1,39 +1,67 @@
-"""models.cpu_threads (issue 16): one thread for small models on a CPU, torch's default for large
-ones, and never over a user's OMP_NUM_THREADS or torch.set_num_threads."""
+"""How torch's CPU threads wait (issue 16, runtime.py): every script sets OMP_WAIT_POLICY=PASSIVE
+before torch loads OpenMP (which reads it once, then), and a wait policy of the user's is kept."""
+import ast
+import glob
 import os
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = """
-import sys
+# Imports the script at argv[1] as a module (not as __main__) and prints what OMP_WAIT_POLICY was
+# at the moment something first imported torch ("-" if nothing did).
+PROBE = """
+import importlib.abc, importlib.util, os, sys
+seen = []
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY", "unset"))
+        return None
+sys.meta_path.insert(0, Watch())
 sys.path.insert(0, {root!r})
-import torch
-import models
-seen = [torch.get_num_threads()]                   # torch's own choice
-models.load("tiny")                                # 1.9M parameters
-seen.append(torch.get_num_threads())
-models.cpu_threads(models.CPU_THREADS_MIN_PARAMS)  # a large model: torch's default ...
-seen.append(torch.get_num_threads())
-models.load("tiny")                                # ... and the largest model loaded decides
-seen.append(torch.get_num_threads())
-torch.set_num_threads(seen[0] + 1)                 # the user's own call is kept
-models.load("tiny")
-seen.append(torch.get_num_threads())
-print(*seen)
+spec = importlib.util.spec_from_file_location("probed", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+print(seen[0] if seen else "-")
 """
 
 
-def threads_seen(**env):
-    env = dict({k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, **env)
-    r = subprocess.run([sys.executable, "-c", SCRIPT.format(root=ROOT)], env=env, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return [int(x) for x in r.stdout.split()]
+def scripts():
+    """Every file that runs as a script: a top-level `if __name__ == "__main__":`."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "*.py")) + glob.glob(os.path.join(ROOT, "*", "*.py"))):
+        if ".venv" in path:
+            continue
+        tree = ast.parse(open(path, encoding="utf-8").read())
+        if any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in tree.body):
+            found.append(path)
+    return found
 
 
-def test_small_models_take_one_thread_large_ones_the_default_users_choice_kept():
-    default, *seen = threads_seen()
-    assert seen == [1, default, default, default + 1]
-    # OMP_NUM_THREADS in the environment (torchrun sets it too) is never overridden.
-    assert threads_seen(OMP_NUM_THREADS="2") == [2, 2, 2, 2, 3]
+def policy_when_torch_loads(scripts, **env):
+    """{script: OMP_WAIT_POLICY when torch was first imported}, each script imported in a fresh
+    interpreter (all at once: the imports are most of this test's time)."""
+    env = dict({k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}, **env)
+    procs = {s: subprocess.Popen([sys.executable, "-c", PROBE.format(root=ROOT), s], env=env, cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in scripts}
+    seen = {}
+    for script, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        seen[os.path.relpath(script, ROOT)] = out.split()[-1]
+    return seen
+
+
+def test_every_script_sets_a_passive_wait_before_torch_loads():
+    found = scripts()
+    names = {os.path.relpath(p, ROOT) for p in found}
+    assert {"vip_loop.py", "prune.py", "curate.py", "redpo.py", "evaluate.py", "toy/shapes.py",
+            "toy/gmm.py", "models/__main__.py"} <= names
+    seen = policy_when_torch_loads(found)
+    assert {name: s for name, s in seen.items() if s not in ("PASSIVE", "-")} == {}
+    assert seen["vip_loop.py"] == seen["toy/shapes.py"] == "PASSIVE"   # these do load torch
+
+
+def test_a_wait_policy_of_the_users_is_kept():
+    script = [os.path.join(ROOT, "vip_loop.py")]
+    assert policy_when_torch_loads(script, OMP_WAIT_POLICY="ACTIVE") == {"vip_loop.py": "ACTIVE"}
+    assert policy_when_torch_loads(script, GOMP_SPINCOUNT="10000") == {"vip_loop.py": "unset"}

@@ -11,10 +11,10 @@ import pytest
 import models
 import runtime
 import vip_loop
+from test_reuse import TINY_LOOP
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS = ["--model", "tiny", "--reward", "pixel", "--stages", "2", "--blocks", "2",
-         "--eval_prompts", "2", "--pool_prompts", "4", "--steps", "2"]
+FLAGS = TINY_LOOP
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -44,10 +44,9 @@ def table(run_dir):
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
-    run = tmp_path_factory.mktemp("loop") / "straight"
-    finish(start(run))
-    return run
+def straight(tiny_loop):
+    """The run nothing interrupted: the session's tiny loop (conftest.py)."""
+    return tiny_loop[0]
 
 
 def test_two_stages_shrink_the_model_and_report_every_row(straight):

@@ -29,8 +29,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import runtime  # noqa: E402  before report (numpy): it sets how torch's CPU threads wait
 import report  # noqa: E402
-import runtime  # noqa: E402
 
 VARIANTS = {"redpo": [], "sft": ["--method", "sft"], "dpo": ["--method", "dpo"], "redpo-oneshot": ["--oneshot"]}
 SHIPPED = ("config.json", "full/eval.json", "full/videos.npz")

@@ -46,6 +46,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # so that `python toy/gmm.py` finds the top-level redpo.py and runtime.py
 
+import runtime  # noqa: E402  before numpy and torch: it sets how torch's CPU threads wait
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 

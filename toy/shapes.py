@@ -22,10 +22,11 @@ import os
 import sys
 import time
 
-import numpy as np
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import runtime  # noqa: E402  before numpy and torch: it sets how torch's CPU threads wait
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 import models  # noqa: E402  (the repository root, also when run as `python toy/shapes.py`)
 from runtime import atomic_dir, atomic_file, load_torch, read_json, run_cli, save_video, write_json  # noqa: E402
 from toy.shapes_model import TEACHER_DIR, TOY_CONFIG, TOY_CONFIG_FILE, TOY_WEIGHTS, toy_model  # noqa: E402
