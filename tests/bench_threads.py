@@ -96,8 +96,10 @@ def child(name, threads, repeats):
 
 
 def measure(name, threads, wait, repeats, beside):
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=dict(env, OMP_WAIT_POLICY="ACTIVE")) if beside else None
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    competitor = [sys.executable, "-c", COMPETITOR]   # spinning threads, as OpenMP's default
+    other = subprocess.Popen(competitor, env=dict(env, OMP_WAIT_POLICY="ACTIVE")) if beside else None
     try:
         if other is not None:
             time.sleep(1.0)  # let it start its threads

@@ -29,7 +29,6 @@ TINY_LOOP = ["--model", "tiny", "--reward", "pixel", "--stages", "2", "--blocks"
              "--eval_prompts", "2", "--pool_prompts", "4", "--steps", "2"]
 
 
-
 @pytest.fixture(scope="module")
 def tiny():
     return models.load("tiny")
