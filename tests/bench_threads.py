@@ -1,6 +1,6 @@
 """Benchmark (not a test): does a CPU run gain from torch's threads, alone and beside a busy process?
 
-    python tests/bench_threads.py                                 # every config, ~15 min on 2 cores
+    python tests/bench_threads.py                                 # every config, ~50 min on 2 cores
     python tests/bench_threads.py --configs toy medium-step --repeats 5
 
 For each config, one unit of work (a generation, or a ReDPO step) is timed in a fresh process with
@@ -8,6 +8,8 @@ For each config, one unit of work (a generation, or a ReDPO step) is timed in a 
 scripts set: runtime.py) and with the default threads spinning (ACTIVE, OpenMP's own default), (a)
 with nothing of ours beside it and (b) beside another CPU-bound torch process (big matmuls in a
 loop, default threads, spinning). It prints the median seconds of each and the ratios to 1 thread.
+A process that runs past --limit seconds (load, warm-up and the timed units) is stopped; its cell
+shows '>LIMIT' and is not run again (spinning threads beside a busy process can take 100x longer).
 Other users' jobs on the machine are not ours to stop: the script prints the load average it
 started under.
 """
@@ -95,7 +97,8 @@ def child(name, threads, repeats):
     print(params, statistics.median(times))
 
 
-def measure(name, threads, wait, repeats, beside):
+def measure(name, threads, wait, repeats, beside, limit):
+    """(params, median seconds of a unit) in a fresh process, or (None, None) past `limit` seconds."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     competitor = [sys.executable, "-c", COMPETITOR]   # spinning threads, as OpenMP's default
@@ -104,8 +107,10 @@ def measure(name, threads, wait, repeats, beside):
         if other is not None:
             time.sleep(1.0)  # let it start its threads
         out = subprocess.run([sys.executable, __file__, "--child", name, str(threads), str(repeats)],
-                             env=dict(env, OMP_WAIT_POLICY=wait),
+                             env=dict(env, OMP_WAIT_POLICY=wait), timeout=limit,
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    except subprocess.TimeoutExpired:
+        return None, None
     finally:
         if other is not None:
             other.kill()
@@ -113,11 +118,24 @@ def measure(name, threads, wait, repeats, beside):
     return int(out[-2]), float(out[-1])
 
 
+def cell_text(one, times, limit):
+    """'median s (median ratio to 1 thread)', or '>LIMIT' for a cell stopped at the limit."""
+    if None in times:
+        return f"{'>%.0fs' % limit:>7s}" + ("" if times is one else " " * 7)
+    text = f"{statistics.median(times):6.2f}s"
+    if times is not one:
+        ratio = "  - " if None in one else f"{statistics.median(b / a for a, b in zip(one, times)):4.2f}"
+        text += f" ({ratio})"
+    return text
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--repeats", type=int, default=3, help="units timed per process (their median)")
     p.add_argument("--rounds", type=int, default=3, help="processes per cell, 1 thread and N taking turns")
+    p.add_argument("--limit", type=float, default=120.0,
+                   help="seconds a process may take before its cell is shown as '>LIMIT' and skipped")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -131,18 +149,16 @@ def main():
     head = f"1 thr  {cores} passive  {cores} active"
     print(f"{'config':20s} {'params':>8s} | alone: {head:>32s} | beside: {head:>32s}")
     for name in args.configs:
-        row = []
+        row, params = [], 0
         for beside in (False, True):
             t = {c: [] for c in cells}
             for r in range(args.rounds):
                 for c in (cells if r % 2 == 0 else cells[::-1]):
-                    params, seconds = measure(name, c[0], c[1], args.repeats, beside)
-                    t[c].append(seconds)
-            text = f"{statistics.median(t[cells[0]]):6.2f}s"
-            for c in cells[1:]:
-                ratio = statistics.median(b / a for a, b in zip(t[cells[0]], t[c]))
-                text += f" {statistics.median(t[c]):6.2f}s ({ratio:4.2f})"
-            row.append(text)
+                    if None not in t[c]:                       # a cell past the limit is not run again
+                        size, seconds = measure(name, c[0], c[1], args.repeats, beside, args.limit)
+                        params = size or params
+                        t[c].append(seconds)
+            row.append(" ".join(cell_text(t[cells[0]], t[c], args.limit) for c in cells))
         print(f"{name:20s} {params / 1e6:7.2f}M | {row[0]:>39s} | {row[1]:>40s}", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     for name in args.configs:
