@@ -14,6 +14,7 @@ jobs on the machine are not ours to stop: it prints the load average and what el
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -95,6 +96,7 @@ def main():
     args = p.parse_args()
     if args.child:
         return child(*args.child)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))   # `finally` then stops the busy process
     root = os.path.abspath(args.root)
     work = args.work or tempfile.mkdtemp(prefix="bench_loop-")
     os.makedirs(work, exist_ok=True)

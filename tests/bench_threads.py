@@ -15,6 +15,7 @@ started under.
 """
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -141,6 +142,7 @@ def main():
     if args.child:
         name, threads, repeats = args.child
         return child(name, int(threads), int(repeats))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))   # `finally` then stops the busy process
     cores = len(os.sched_getaffinity(0))
     cells = [(1, "PASSIVE"), (cores, "PASSIVE"), (cores, "ACTIVE")]   # (threads, OMP_WAIT_POLICY)
     print(f"{cores} cores; load average at start {os.getloadavg()[0]:.2f}; each cell: the median over "
