@@ -6,12 +6,13 @@
 
 (a) runs the default loop (the toy world, 3 stages) as a user would, OMP_NUM_THREADS unset;
 (b) the same while another CPU-bound torch process (big matmuls in a loop, torch's default
-threads) runs beside it. It prints each wall time, the ratio (b) / (a) (targets: at most 2.2 on 2
+threads, spinning) runs beside it. It prints each wall time, the ratio (b) / (a) (targets: at most 2.2 on 2
 cores, a fair share and not a collapse) and, per stage, how often each eval-set video was generated
 (target: once per model state, prompt and seed; latency measurements not counted). Other users'
 jobs on the machine are not ours to stop: it prints the load average and what else was running.
 """
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-COMPETITOR = "import torch\na = torch.randn(1024, 1024)\nwhile True:\n    a @ a\n"
+sys.path.insert(0, HERE)
+from bench_threads import busy_process  # noqa: E402  the CPU-bound process beside run (b)
 
 
 def child(root, out, counts_path):
@@ -57,22 +59,15 @@ def others():
 
 def run(root, beside, work):
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=env) if beside else None
     name = "beside" if beside else "alone"
     out, counts = os.path.join(work, name), os.path.join(work, name + "-counts.json")
-    try:
-        if other is not None:
-            time.sleep(1.0)
+    with busy_process(env) if beside else contextlib.nullcontext():
         load, seen = os.getloadavg()[0], others()
         start = time.perf_counter()
         with open(os.path.join(work, name + ".log"), "w") as log:
             subprocess.run([sys.executable, __file__, "--child", root, out, counts], cwd=root, env=env,
                            stdout=log, stderr=subprocess.STDOUT, check=True)
         wall, load_end = time.perf_counter() - start, os.getloadavg()[0]
-    finally:
-        if other is not None:
-            other.kill()
-            other.wait()
     with open(counts) as f:
         rows = json.load(f)
     return wall, (load, load_end), seen, rows

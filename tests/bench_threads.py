@@ -14,6 +14,7 @@ Other users' jobs on the machine are not ours to stop: the script prints the loa
 started under.
 """
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -98,24 +99,30 @@ def child(name, threads, repeats):
     print(params, statistics.median(times))
 
 
+@contextlib.contextmanager
+def busy_process(env):
+    """Another CPU-bound torch process for the length of the block: big matmuls in a loop, torch's
+    default threads, spinning (OpenMP's default wait; tests/bench_loop.py uses it too)."""
+    other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=dict(env, OMP_WAIT_POLICY="ACTIVE"))
+    try:
+        time.sleep(1.0)  # let it start its threads
+        yield
+    finally:
+        other.kill()
+        other.wait()
+
+
 def measure(name, threads, wait, repeats, beside, limit):
     """(params, median seconds of a unit) in a fresh process, or (None, None) past `limit` seconds."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    competitor = [sys.executable, "-c", COMPETITOR]   # spinning threads, as OpenMP's default
-    other = subprocess.Popen(competitor, env=dict(env, OMP_WAIT_POLICY="ACTIVE")) if beside else None
     try:
-        if other is not None:
-            time.sleep(1.0)  # let it start its threads
-        out = subprocess.run([sys.executable, __file__, "--child", name, str(threads), str(repeats)],
-                             env=dict(env, OMP_WAIT_POLICY=wait), timeout=limit,
-                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+        with busy_process(env) if beside else contextlib.nullcontext():
+            out = subprocess.run([sys.executable, __file__, "--child", name, str(threads), str(repeats)],
+                                 env=dict(env, OMP_WAIT_POLICY=wait), timeout=limit,
+                                 cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     except subprocess.TimeoutExpired:
         return None, None
-    finally:
-        if other is not None:
-            other.kill()
-            other.wait()
     return int(out[-2]), float(out[-1])
 
 

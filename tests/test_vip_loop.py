@@ -14,14 +14,13 @@ import vip_loop
 from test_reuse import TINY_LOOP
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS = TINY_LOOP
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def start(out, *extra, nproc=1):
     launcher = [sys.executable] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
-    return subprocess.Popen(launcher + ["vip_loop.py", *FLAGS, *extra, "--out", str(out)], cwd=ROOT, env=ENV,
+    return subprocess.Popen(launcher + ["vip_loop.py", *TINY_LOOP, *extra, "--out", str(out)], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -114,7 +113,7 @@ def test_torchrun_two_processes_oneshot(tmp_path):
 
 def test_another_config_for_an_existing_run_is_refused(tmp_path):
     runtime.write_json(tmp_path / "config.json", {"model": "tiny", "method": "sft"})
-    r = subprocess.run([sys.executable, "vip_loop.py", *FLAGS, "--out", str(tmp_path)], cwd=ROOT, env=ENV,
+    r = subprocess.run([sys.executable, "vip_loop.py", *TINY_LOOP, "--out", str(tmp_path)], cwd=ROOT, env=ENV,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "other settings" in r.stderr and "method: 'sft' -> 'redpo'" in r.stderr
