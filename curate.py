@@ -357,20 +357,11 @@ def curate(teacher, student, reward, prompts, seeds, prop, tau, out_dir, cache_d
     Writes out_dir (pairs.jsonl, latents/, summary.json, config.json) on rank 0, atomically, and
     returns the summary on every rank. Raises UserError, writing no out_dir, if no pair survives."""
     props = [prop] if isinstance(prop, str) else list(prop)
-    gen_kw = dict(gen_kw or {})
-    items, seen = [], set()
-    for p in prompts:
-        p = as_item(p)
-        eligible = [q for q in props if q in p.get("properties", props)]
-        for s in seeds:
-            if (p["prompt"], int(s)) not in seen and eligible:
-                seen.add((p["prompt"], int(s)))
-                items.append({"prompt": p["prompt"], "seed": int(s), "static": p.get("static"),
-                              "properties": eligible})
+    items = curation_items(prompts, seeds, props)
     if not items:
         raise UserError("no prompts to curate: the filter kept none for "
                         f"{', '.join(props)}; pass another --prompts file or --property")
-    rank, world = runtime.rank_world()
+    rank, _ = runtime.rank_world()
     jobs = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]  # fixed, whatever world is
     summary = {"items": len(items), "teacher_generated": 0, "teacher_cached": 0, "pairs": 0,
                "properties": props, "tau": tau,
@@ -379,48 +370,68 @@ def curate(teacher, student, reward, prompts, seeds, prop, tau, out_dir, cache_d
     if rank == 0:
         os.makedirs(cache_dir, exist_ok=True)
     runtime.barrier()
-    writer = runtime.atomic_dir(out_dir) if rank == 0 else contextlib.nullcontext()
-    with writer as tmp:
+    with runtime.atomic_dir(out_dir) if rank == 0 else contextlib.nullcontext() as tmp:
         if rank == 0:
             os.makedirs(os.path.join(tmp, "latents"))
-        rounds = range(0, len(jobs), world)  # round r: rank i does job r + i; rank 0 writes them in order
-        for r in tqdm(rounds, desc="curate: batches", unit="round", disable=not progress or rank != 0):
-            mine = []
-            if r + rank < len(jobs):
-                mine.append((r + rank, generate_and_score(teacher, student, reward, jobs[r + rank], cache_dir, gen_kw)))
-            for j, results in zip(range(r, r + world), runtime.gather(mine)):  # job order
-                for it, res in zip(jobs[j], results):
-                    summary["teacher_cached" if res["cached"] else "teacher_generated"] += 1
-                    if rank == 0 and res.get("new_scores"):  # rank 0 alone writes the cache
-                        save_atomic({"key": res["key"], "latents": res["w_latents"],
-                                     "scores": {**res["all_scores"], res["rid"]: res["w_scores"]}},
-                                    os.path.join(cache_dir, res["hash"] + ".pt"))
-                    p, outcome = pair_property(res["w_scores"], res["l_scores"], it["properties"], tau)
-                    for q, why in outcome.items():
-                        summary["per_property"][q]["tried"] += 1
-                        summary["per_property"][q][why] += 1
-                    if p is None:
-                        continue
-                    n = len(records)
-                    rec = {"prompt": it["prompt"], "seed": it["seed"], "property": p,
-                           "winner_scores": res["w_scores"], "loser_scores": res["l_scores"],
-                           "winner": f"latents/w_{n:05d}.pt", "loser": f"latents/l_{n:05d}.pt"}
-                    records.append(rec)
-                    if rank == 0:
-                        torch.save(res["w_latents"], os.path.join(tmp, rec["winner"]))
-                        torch.save(res["l_latents"], os.path.join(tmp, rec["loser"]))
+        for it, res in generated_in_order(teacher, student, reward, jobs, cache_dir, dict(gen_kw or {}), progress):
+            summary["teacher_cached" if res["cached"] else "teacher_generated"] += 1
+            if rank == 0 and res.get("new_scores"):  # rank 0 alone writes the cache
+                save_atomic({"key": res["key"], "latents": res["w_latents"],
+                             "scores": {**res["all_scores"], res["rid"]: res["w_scores"]}},
+                            os.path.join(cache_dir, res["hash"] + ".pt"))
+            p, outcome = pair_property(res["w_scores"], res["l_scores"], it["properties"], tau)
+            for q, why in outcome.items():
+                summary["per_property"][q]["tried"] += 1
+                summary["per_property"][q][why] += 1
+            if p is not None:   # S(v_full) > S(v_pruned) > tau: a pair
+                records.append({"prompt": it["prompt"], "seed": it["seed"], "property": p,
+                                "winner_scores": res["w_scores"], "loser_scores": res["l_scores"],
+                                "winner": f"latents/w_{len(records):05d}.pt", "loser": f"latents/l_{len(records):05d}.pt"})
+                if rank == 0:
+                    torch.save(res["w_latents"], os.path.join(tmp, records[-1]["winner"]))
+                    torch.save(res["l_latents"], os.path.join(tmp, records[-1]["loser"]))
         summary["pairs"] = len(records)
         if not records:
             raise UserError(no_pair_message(summary))
         if rank == 0:
-            with open(os.path.join(tmp, "pairs.jsonl"), "w") as f:
-                for rec in records:
-                    f.write(json.dumps(runtime.json_safe(rec)) + "\n")  # NaN -> null
-            runtime.write_json(os.path.join(tmp, "summary.json"), summary)
-            if config is not None:
-                runtime.write_json(os.path.join(tmp, "config.json"), config)
+            write_pairs(tmp, records, summary, config)
     runtime.barrier()
     return summary
+
+
+def curation_items(prompts, seeds, props):
+    """One item per distinct (prompt, seed) whose prompt may serve one of `props`: {prompt, seed,
+    static, properties (those of props it may serve)}."""
+    items, seen = [], set()
+    for p in map(as_item, prompts):
+        eligible = [q for q in props if q in p.get("properties", props)]
+        for s in map(int, seeds if eligible else []):
+            if (p["prompt"], s) not in seen:
+                seen.add((p["prompt"], s))
+                items.append({"prompt": p["prompt"], "seed": s, "static": p.get("static"), "properties": eligible})
+    return items
+
+
+def generated_in_order(teacher, student, reward, jobs, cache_dir, gen_kw, progress=True):
+    """generate_and_score on every job (a batch of items), sharded over the ranks (round r: rank i
+    does job r + i) and gathered: yields (item, result) in job order on every rank."""
+    rank, world = runtime.rank_world()
+    rounds = range(0, len(jobs), world)
+    for r in tqdm(rounds, desc="curate: batches", unit="round", disable=not progress or rank != 0):
+        mine = [(r + rank, generate_and_score(teacher, student, reward, jobs[r + rank], cache_dir, gen_kw))] \
+            if r + rank < len(jobs) else []
+        for j, results in zip(range(r, r + world), runtime.gather(mine)):
+            yield from zip(jobs[j], results)
+
+
+def write_pairs(folder, records, summary, config=None):
+    """pairs.jsonl (NaN -> null), summary.json and the run's config.json into the pairs folder."""
+    with open(os.path.join(folder, "pairs.jsonl"), "w") as f:
+        for rec in records:
+            f.write(json.dumps(runtime.json_safe(rec)) + "\n")
+    runtime.write_json(os.path.join(folder, "summary.json"), summary)
+    if config is not None:
+        runtime.write_json(os.path.join(folder, "config.json"), config)
 
 
 def no_pair_message(summary):

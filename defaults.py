@@ -11,8 +11,8 @@ offline on a CPU). A flag left unset takes the value for the model it names:
 
 The shapes reward scores only its own grammar, so the toy world brings its own split; and that
 grammar names colour, shape and motion in every prompt, so Sec. 3.3's caption filter (which would
-also strip the articles the toy model reads) is off for it. vip_loop.py's PRESETS add the training
-settings on top of these.
+also strip the articles the toy model reads) is off for it. PRESETS adds the
+training and evaluation settings vip_loop.py uses (and prints in its --help).
 
     python prune.py --out runs/x/stage_1                  # toy, shapes, toy/eval_prompts.txt
     python prune.py --model tiny --out runs/x/stage_1     # tiny, pixel, prompts/eval_prompts.csv
@@ -53,3 +53,58 @@ def fill(args, prompt_file="prompts"):
     args.reward = args.reward or run["reward"]
     args.prompts = args.prompts or run[prompt_file]
     return run
+
+
+# Per model: the settings a user of the paper expects, on top of the model's reward and prompt files
+# (RUN_DEFAULTS). The real models take the paper's (Sec. 4.1: beta 5000, lr 6e-6, batch 2, 2 epochs,
+# w_sft 1e4 / 1e6); tiny and toy are small and fast so the whole loop runs on a CPU. `blocks`: one
+# count for every stage, or a list with one per stage.
+TRAINING = {
+    # AnimateDiff's schedule is inferred from Table 1's Param column, 0.453B -> 0.309 -> 0.219 -> 0.147:
+    # the adapter's 21 motion modules are 11 of 36.1M, 5 of 9.0M and 5 of 2.3M parameters, and
+    # 4, 4, 2 modules (4 large; 2 large + 2 medium; 2 large) reach those numbers, while Sec. 4.1's
+    # "4 per stage" cannot (no 12 modules leave 0.147B). tests/test_schedule.py checks both.
+    "animatediff": dict(stages=3, blocks=[4, 4, 2], beta=5000.0, w_sft=1e4, lr=6e-6, batch=2,
+                        epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
+    # VideoCrafter2's prunable blocks are single residual layers (models/videocrafter2.py), finer than the
+    # paper's U-Net blocks: 7 of them per stage remove about the paper's 0.239B, then 0.272B (4 reach <= 0.144B).
+    "videocrafter2": dict(stages=2, blocks=7, beta=5000.0, w_sft=1e6, lr=6e-6, batch=2,
+                          epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
+    "tiny": dict(stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=2,
+                 epochs=1, tau=0.0, eval_prompts=2, pool_prompts=8, seeds=1),
+}
+TRAINING["tiny-videocrafter2"] = dict(TRAINING["tiny"], w_sft=1e6)
+# The toy world (toy/shapes_world.py): all 18 held-out prompts for pruning and evaluation, all 72
+# training prompts as the curation pool, unfiltered (RUN_DEFAULTS names the files). Three stages
+# cutting 2, 2, 1 of the 10 motion modules: the paper's AnimateDiff schedule 4, 4, 2 (of 21) at half
+# scale. Not the paper's -67.5% of the motion-module parameters (5 of 10 modules remove -85.8% here):
+# two of the modules the block search takes first cost the toy teacher nothing, so a schedule of 4
+# modules would leave a stage cutting only a dead module (pilots on the training prompts,
+# docs/shapes/README.md).
+TRAINING["toy"] = dict(stages=3, blocks=[2, 2, 1], beta=5000.0, w_sft=1e4, lr=1e-4, batch=4,
+                       epochs=2, tau=0.0, eval_prompts=None, pool_prompts=None, seeds=1)
+# The eval set is eval_prompts x eval_seeds videos (prompt i, seed index j: seed 1000 j + i), the
+# same for every run of a model whatever its --seed (the training seed), so that rows and runs
+# compare paired, video by video. The block search may use the first search_seeds of them (None:
+# all). steps: the sampler's steps in the loop (None: the model's own). gen_batch: videos per
+# generate call (a speed setting, not part of the experiment: resuming may change it).
+EVALUATION = {name: dict(eval_seeds=1, search_seeds=None, steps=None, gen_batch=4) for name in TRAINING}
+# toy: 18 prompts x 4 seeds = 72 videos per row, the block search on the first seed (18 videos), DDIM
+# with 10 steps instead of the teacher's 20 (held-out total 0.811 vs 0.821 over 36 clips, at half the
+# cost), 8 clips a generate call (the same uint8 clips, less per-call overhead).
+EVALUATION["toy"] = dict(eval_seeds=4, search_seeds=1, steps=10, gen_batch=8)
+PRESETS = {name: dict(for_model(name), **training, **EVALUATION[name]) for name, training in TRAINING.items()}
+
+
+def blocks_per_stage(stages, blocks):
+    """--blocks as one count per stage: a single number (an int or a one-element list) means every
+    stage; a list must have one count per stage."""
+    counts = [blocks] if isinstance(blocks, int) else list(blocks)
+    if len(counts) == 1:
+        counts = counts * stages
+    if len(counts) != stages:
+        raise UserError(f"--blocks has {len(counts)} counts ({' '.join(map(str, counts))}) for {stages} "
+                        "stages; pass one count for every stage, or one per stage")
+    if min(counts) < 1:
+        raise UserError(f"--blocks must be at least 1 in every stage (got {' '.join(map(str, counts))})")
+    return counts

@@ -207,62 +207,47 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
                 gen_kw=None, batch_size=4, progress=True, student_dir=None, base_eval=None, target_set=None):
     """Sec. 3.2 on `model`, in place: search, remove k blocks, find the target properties.
 
-    teacher_scores: M0's mean scores on the same prompts and seeds ({dim: mean}, or eval.json's
-    "scores"), or None when `model` is M0 itself (stage 1: its own base scores are the full
-    model's). target_set: (prompts, seeds, static) on which the pruned row and its target properties
-    are measured instead, a larger set than the search's (vip_loop: the whole eval set, when the
-    search uses a subset of it); teacher_scores are then M0's on it. base_eval: an eval.json of
-    `model` as it is (vip_loop: the report's previous row);
-    where reusable_scores accepts it, its scores and latency stand in for the "(none)" candidate's,
-    which is then not generated. Every rank removes the same blocks (rank 0's choice, broadcast);
-    rank 0 writes the pruned model to student_dir (default out_dir/pruned/, the run layout's), its
-    eval set to out_dir/eval_pruned.json (evaluate.py's eval.json: the report's pruned row, from the
-    one generation that also gives the target properties) and out_dir/prune.json (each
-    atomically, prune.json last). Returns prune.json's content (NaN where the JSON has null) on
-    every rank.
+    prompts, seeds, static: the search set. teacher_scores: M0's mean scores on the same videos
+    ({dim: mean}, or eval.json's "scores"), or None when `model` is M0 itself (stage 1: its own
+    base scores are the full model's). target_set: (prompts, seeds, static) on which the pruned row
+    and its target properties are measured instead, a larger set than the search's (vip_loop: the
+    whole eval set, when the search uses a subset of it); teacher_scores are then M0's on it.
+    base_eval: an eval.json of `model` as it is (vip_loop: the report's previous row), which
+    KnownVideos may use instead of generating. Every rank removes the same blocks (rank 0's
+    choice, broadcast); rank 0 writes the pruned model to student_dir (default out_dir/pruned/),
+    the pruned row to out_dir/eval_pruned.json and out_dir/prune.json (each atomically, prune.json
+    last). Returns prune.json's content (NaN where the JSON has null) on every rank.
     """
     if len(prompts) == 0:
         raise UserError("no eval prompts: pass a --prompts file with at least one prompt")
     check_k(k, len(model.blocks()))
     rank, _ = runtime.rank_world()
-    sizes = block_sizes(model)
-    params_before = model.num_parameters()
-    tflops_before = step_tflops(model, gen_kw) if rank == 0 else None
-    base = reusable_scores(base_eval, model, reward, prompts, seeds, static, gen_kw)
-    latency_before = base_eval.get("latency", {}).get("seconds_per_video") if base is not None else None
-    # With one block per search (greedy, or k == 1) the pruned model is the chosen candidate:
-    # skipping == removing, bit for bit, so its search videos and scores are part of its row.
-    reuse_chosen = greedy or k == 1
+    known = KnownVideos(model, reward, prompts, seeds, static, gen_kw, base_eval, one_per_round=greedy or k == 1)
+    before = {"params": model.num_parameters(), "blocks": block_sizes(model),
+              "tflops": step_tflops(model, gen_kw) if rank == 0 else None,
+              "latency": known.latency}
+    if before["latency"] is None and rank == 0:
+        before["latency"] = latency(model, prompts[0], seeds[0], gen_kw)
 
+    # 1. Ablate each block: the search set generated with each block skipped on its own (same seeds).
+    # 2. Remove the k blocks whose absence costs the total score least (greedy: one per round, re-scored).
     rounds, removed = [], []
-    for r in range(k if greedy else 1):
+    for _ in range(k if greedy else 1):
         scores = score_candidates(model, reward, prompts, seeds, static, gen_kw, batch_size=batch_size,
-                                  progress=progress, base=base, keep_videos=KEEP_VIDEOS if reuse_chosen else 0)
+                                  progress=progress, base=known.base, keep_videos=known.keep_videos)
         chosen = runtime.broadcast(choose_blocks(scores, 1 if greedy else k))  # rank 0 decides
-        rounds.append({"base": scores["base"], "candidates": [
-            {"block": b, "scores": s, "drop": scores["base"]["total"] - s["total"], "params": sizes[b]}
-            for b, s in scores["candidates"].items()], "chosen": chosen})
-        if r == 0:
-            full = scores["base"] if teacher_scores is None else flat_means(teacher_scores)
-            if latency_before is None and rank == 0:
-                latency_before = latency(model, prompts[0], seeds[0], gen_kw)
-        if reuse_chosen:  # the next round (greedy) starts from here, as does the pruned row
-            base, kept = scores["per_video"][chosen[0]], runtime.gather(scores["kept"].get(chosen[0], []))
+        rounds.append(round_record(scores, chosen, before["blocks"]))
+        known.chosen(scores, chosen)
         model.remove(chosen)
         removed += chosen
 
-    # The pruned row on the target set (default: the search's): what the search already made of the
-    # pruned model, and generated for the rest (all of it when k blocks went at once).
-    known = {}
-    if reuse_chosen:  # (prompt, seed) -> (scores, video or None)
-        known = {(p, int(s)): ({key: v[i] for key, v in base.items()}, kept[i] if i < len(kept) else None)
-                 for i, (p, s) in enumerate(zip(prompts, seeds))}
-    pruned_eval = evaluate_rest(model, reward, *(target_set or (prompts, seeds, static)), known, batch_size, gen_kw)
+    # 3. Target properties: the dimensions on which the pruned model scores below M0 (on the target set).
+    full = rounds[0]["base"] if teacher_scores is None else flat_means(teacher_scores)
+    pruned_eval = evaluate_rest(model, reward, *(target_set or (prompts, seeds, static)), known.pruned,
+                                batch_size, gen_kw)
     pruned_scores = flat_means(pruned_eval["scores"])
-    if target_set is not None:   # the target properties against M0 on the same, larger set
-        full = flat_means(teacher_scores)
-
     targets = target_properties(pruned_scores, full)
+
     record = {
         "model": model.name,
         "greedy": greedy,
@@ -277,19 +262,56 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
         "pruned_scores": pruned_scores,
         "target_properties": [[d, drop] for d, drop in targets],
         "target_fallback": targets[0][1] <= 0,
-        "num_parameters": {"before": params_before, "after": model.num_parameters()},
-        "removed_parameters": sum(sizes[b] for b in removed),
+        "num_parameters": {"before": before["params"], "after": model.num_parameters()},
+        "removed_parameters": sum(before["blocks"][b] for b in removed),
         "tflops_per_step": None,
         "latency_s": None,
     }
     if rank == 0:  # measured once, on rank 0; the broadcast below gives every rank the same record
-        record["tflops_per_step"] = {"before": tflops_before, "after": step_tflops(model, gen_kw)}
-        record["latency_s"] = {"before": latency_before, "after": pruned_eval["latency"]["seconds_per_video"]}
+        record["tflops_per_step"] = {"before": before["tflops"], "after": step_tflops(model, gen_kw)}
+        record["latency_s"] = {"before": before["latency"], "after": pruned_eval["latency"]["seconds_per_video"]}
         model.save(student_dir or os.path.join(out_dir, "pruned"))
         evaluate.save_eval(pruned_eval, os.path.join(out_dir, "eval_pruned.json"))
         runtime.write_json(os.path.join(out_dir, "prune.json"), runtime.json_safe(record))  # NaN -> null
     runtime.barrier()
     return runtime.broadcast(record)
+
+
+def round_record(scores, chosen, sizes):
+    """One search round in prune.json: the base scores, each candidate's scores and drop, the choice."""
+    return {"base": scores["base"], "candidates": [
+        {"block": b, "scores": s, "drop": scores["base"]["total"] - s["total"], "params": sizes[b]}
+        for b, s in scores["candidates"].items()], "chosen": chosen}
+
+
+# ---------------------------------------------------------------------------------------------
+# The generation reuse beside the search: each (model state, prompt, seed) is generated once
+# ---------------------------------------------------------------------------------------------
+
+class KnownVideos:
+    """Videos of the model being pruned that are already generated and scored.
+
+    base: the per-video scores of the model as it is, for the "(none)" candidate, from `base_eval`
+    when reusable_scores accepts it (then also its latency), else None and the search generates it.
+    With one block per round (greedy, or k == 1) the pruned model is the chosen candidate: skipping
+    == removing, bit for bit, so its search videos and scores are its own (`pruned`, {(prompt,
+    seed): (scores, uint8 video or None)}), and they are the next round's base.
+    """
+
+    def __init__(self, model, reward, prompts, seeds, static, gen_kw, base_eval, one_per_round):
+        self.base = reusable_scores(base_eval, model, reward, prompts, seeds, static, gen_kw)
+        self.latency = base_eval.get("latency", {}).get("seconds_per_video") if self.base is not None else None
+        self.one_per_round, self.keys = one_per_round, [(p, int(s)) for p, s in zip(prompts, seeds)]
+        self.keep_videos = KEEP_VIDEOS if one_per_round else 0
+        self.pruned = {}
+
+    def chosen(self, scores, chosen):
+        """After a round: keep the chosen candidate's videos as the pruned model's."""
+        if not self.one_per_round:
+            return
+        self.base, kept = scores["per_video"][chosen[0]], runtime.gather(scores["kept"].get(chosen[0], []))
+        self.pruned = {key: ({name: v[i] for name, v in self.base.items()}, kept[i] if i < len(kept) else None)
+                       for i, key in enumerate(self.keys)}
 
 
 def evaluate_rest(model, reward, prompts, seeds, static, known, batch_size, gen_kw):

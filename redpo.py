@@ -22,6 +22,7 @@ w_sft 1e4 (AnimateDiff; 1e6 for VideoCrafter2).
 """
 import argparse
 import contextlib
+import dataclasses
 import glob
 import json
 import math
@@ -235,32 +236,54 @@ def append_metrics(path, rows, upto=None):
 # The training loop
 # ---------------------------------------------------------------------------------------------
 
-def train(student, teacher, pairs_dir, out_dir, method="redpo", beta=5000.0, w_sft=1e4, lr=6e-6,
-          batch=2, epochs=2, grad_accum=1, max_grad_norm=1.0, seed=0, max_steps=None,
-          ckpt_every=100, keep=2, gradient_checkpointing=False, log_every=10, max_nonfinite=5):
-    """Train `student` (in place) on the pairs in `pairs_dir` against the frozen `teacher`.
-    Under torchrun each rank takes `batch` pairs per micro-step; the global batch is
-    batch * grad_accum * world. Resumes from the latest checkpoint in out_dir.
+@dataclasses.dataclass
+class Settings:
+    """How a student is trained; the defaults are the paper's (Sec. 4.1, AnimateDiff). Under torchrun
+    each rank takes `batch` pairs per micro-step, so the global batch is batch * grad_accum * world."""
+    method: str = "redpo"            # METHODS: "redpo" (Eq. 3), "dpo" (Eq. 1 alone), "sft" (Eq. 2 alone)
+    beta: float = 5000.0             # Eq. 1's beta (T w(lambda_t) folded in)
+    w_sft: float = 1e4               # Eq. 3's w_SFT (1e6 for VideoCrafter2)
+    lr: float = 6e-6                 # AdamW
+    batch: int = 2                   # pairs per rank per micro-step
+    epochs: int = 2
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    seed: int = 0                    # pair order, t and eps
+    max_steps: int = None            # stop after this many steps (overrides epochs)
+    ckpt_every: int = 100            # a checkpoint-N folder every this many steps (and at the end)
+    keep: int = 2                    # checkpoints kept
+    log_every: int = 10              # metrics.jsonl is written every this many steps (and at checkpoints)
+    gradient_checkpointing: bool = False
+    max_nonfinite: int = 5           # non-finite losses in a row before giving up
+
+    def resumable(self, world, removed):
+        """What a checkpoint must share with the run that resumes it."""
+        keys = ("method", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "max_grad_norm", "seed", "max_steps")
+        return dict({k: getattr(self, k) for k in keys}, world=world, removed=removed)
+
+
+def train(student, teacher, pairs_dir, out_dir, settings=None):
+    """Train `student` (in place) on the pairs in `pairs_dir` against the frozen `teacher`, with
+    `settings` (Settings; None: the paper's). Resumes from the latest checkpoint in out_dir.
     Returns {"steps", "skipped", "last": stats of the last step}."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    s = settings or Settings()
+    if s.method not in METHODS:
+        raise ValueError(f"unknown method {s.method!r}: choose one of {', '.join(METHODS)}")
     rank, world = runtime.rank_world()
     device = student.device
-    config = dict(method=method, beta=beta, w_sft=w_sft, lr=lr, batch=batch, epochs=epochs,
-                  grad_accum=grad_accum, max_grad_norm=max_grad_norm, seed=seed, max_steps=max_steps,
-                  world=world, removed=student.removed)
+    config = s.resumable(world, student.removed)
     pairs = read_pairs(pairs_dir)
-    global_batch = batch * grad_accum * world
+    global_batch = s.batch * s.grad_accum * world
     steps_per_epoch = math.ceil(len(pairs) / global_batch)
-    total = max_steps or epochs * steps_per_epoch
+    total = s.max_steps or s.epochs * steps_per_epoch
 
     params = student.trainable_parameters()
     for p in params:
         p.requires_grad_(True)
-    if gradient_checkpointing:
+    if s.gradient_checkpointing:
         student.unet.enable_gradient_checkpointing()
     unet = DDP(student.unet, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else None
-    optimizer = torch.optim.AdamW(params, lr=lr)
+    optimizer = torch.optim.AdamW(params, lr=s.lr)
     os.makedirs(out_dir, exist_ok=True)
     state = resume(out_dir, student, optimizer, config)
     step, skipped = state["step"], state["skipped"]
@@ -268,59 +291,63 @@ def train(student, teacher, pairs_dir, out_dir, method="redpo", beta=5000.0, w_s
     if rank == 0:
         append_metrics(metrics_path, [], upto=step)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    T = teacher.num_train_timesteps
     with autocast:  # as batch_loss would encode them
         text = encode_prompts(teacher, pairs)
 
-    bar = tqdm(total=total, initial=step, desc=f"{method} training", disable=rank != 0)
+    bar = tqdm(total=total, initial=step, desc=f"{s.method} training", disable=rank != 0)
     nonfinite_in_a_row, last, rows = 0, {}, []
     while step < total:
         epoch, pos = divmod(step, steps_per_epoch)
-        order = epoch_order(len(pairs), global_batch, epoch, seed)
+        order = epoch_order(len(pairs), global_batch, epoch, s.seed)
+        indices = [order[((pos * s.grad_accum + micro) * world + rank) * s.batch:][:s.batch]
+                   for micro in range(s.grad_accum)]   # this rank's pairs in each micro-step
         optimizer.zero_grad(set_to_none=True)
-        micro_stats = []
-        for micro in range(grad_accum):
-            start = ((pos * grad_accum + micro) * world + rank) * batch
-            b = make_batch(pairs, order[start:start + batch], epoch, seed, T, device, text)
-            last_micro = micro == grad_accum - 1
-            sync = unet.no_sync() if unet is not None and not last_micro else contextlib.nullcontext()
-            with sync:  # DDP all-reduces the gradients on the last micro-step only
-                with autocast:
-                    l, stats = batch_loss(student, teacher, b, method, beta, w_sft, unet)
-                (l / grad_accum).backward()
-            micro_stats.append(stats)
-        stats = all_mean({k: sum(s[k] for s in micro_stats) / grad_accum for k in micro_stats[0]})
+        stats = accumulate_gradients(student, teacher, unet, pairs, indices, epoch, text, s, autocast)
         step += 1
         if math.isfinite(stats["loss"]):
-            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
+            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm))
             optimizer.step()
             nonfinite_in_a_row = 0
         else:
             skipped += 1
             nonfinite_in_a_row += 1
-            if nonfinite_in_a_row >= max_nonfinite:
-                raise UserError(f"the loss was not finite for {max_nonfinite} steps in a row "
-                                f"(step {step}); lower --beta (now {beta}) or --lr (now {lr})")
-        last = dict(step=step, epoch=epoch, skipped=skipped, lr=lr, **stats)
+            if nonfinite_in_a_row >= s.max_nonfinite:
+                raise UserError(f"the loss was not finite for {s.max_nonfinite} steps in a row "
+                                f"(step {step}); lower --beta (now {s.beta}) or --lr (now {s.lr})")
+        last = dict(step=step, epoch=epoch, skipped=skipped, lr=s.lr, **stats)
         rows.append(last)
         bar.update(1)
         bar.set_postfix(dpo=f"{stats['dpo']:.4f}", sft=f"{stats['sft']:.2e}", acc=f"{stats['implicit_acc']:.2f}")
-        if rank == 0 and (step % log_every == 0 or step == total):
+        checkpoint_now = step % s.ckpt_every == 0 or step == total
+        if rank == 0 and (checkpoint_now or step % s.log_every == 0):   # the log first, then its checkpoint
             append_metrics(metrics_path, rows)
             rows = []
-        if step % ckpt_every == 0 or step == total:
+        if checkpoint_now:
             if rank == 0:
-                append_metrics(metrics_path, rows)
-                rows = []
-                save_checkpoint(out_dir, student, optimizer,
-                                {"step": step, "skipped": skipped, "config": config}, keep)
+                save_checkpoint(out_dir, student, optimizer, {"step": step, "skipped": skipped, "config": config}, s.keep)
             runtime.barrier()
     bar.close()
     for p in params:
         p.requires_grad_(False)
-    if gradient_checkpointing:
+    if s.gradient_checkpointing:
         student.unet.disable_gradient_checkpointing()
     return {"steps": step, "skipped": skipped, "last": last}
+
+
+def accumulate_gradients(student, teacher, unet, pairs, indices, epoch, text, s, autocast):
+    """Forward and backward over the micro-steps (`indices`: one list of pair indices each); DDP
+    all-reduces the gradients on the last micro-step only. Returns the step's stats, averaged over
+    micro-steps and ranks."""
+    micro_stats = []
+    for micro, chosen in enumerate(indices):
+        b = make_batch(pairs, chosen, epoch, s.seed, teacher.num_train_timesteps, student.device, text)
+        last_micro = micro == len(indices) - 1
+        with unet.no_sync() if unet is not None and not last_micro else contextlib.nullcontext():
+            with autocast:
+                l, stats = batch_loss(student, teacher, b, s.method, s.beta, s.w_sft, unet)
+            (l / len(indices)).backward()
+        micro_stats.append(stats)
+    return all_mean({k: sum(m[k] for m in micro_stats) / len(indices) for k in micro_stats[0]})
 
 
 def all_mean(stats):
@@ -384,10 +411,10 @@ def main(argv=None):
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
         runtime.write_json(os.path.join(args.out, "config.json"), vars(args))
-    summary = train(student, teacher, args.pairs, args.out, method=args.method, beta=args.beta,
-                    w_sft=args.w_sft, lr=args.lr, batch=args.batch, epochs=args.epochs,
-                    grad_accum=args.grad_accum, seed=args.seed, max_steps=args.max_steps,
-                    ckpt_every=args.ckpt_every, gradient_checkpointing=args.gradient_checkpointing)
+    settings = Settings(method=args.method, beta=args.beta, w_sft=args.w_sft, lr=args.lr, batch=args.batch,
+                        epochs=args.epochs, grad_accum=args.grad_accum, seed=args.seed, max_steps=args.max_steps,
+                        ckpt_every=args.ckpt_every, gradient_checkpointing=args.gradient_checkpointing)
+    summary = train(student, teacher, args.pairs, args.out, settings)
     if rank == 0:
         student.save(os.path.join(args.out, "student"))
         print(f"trained {summary['steps']} steps ({summary['skipped']} skipped); last: "

@@ -18,10 +18,14 @@ and finally report.md (report.write_report) with the full model, each stage prun
 
 Models are loaded once per run and every step is called in-process. Each step's output is
 written atomically and last, so re-running the same command skips what is done and resumes
-training from its last checkpoint. `--oneshot` is Table 4's "w/o online": every stage's blocks
-cut at once and one round of training; `--method sft|dpo` are Table 3 / Table 4's baselines.
+training from its last checkpoint (run_folder.py: the folder's layout, config checks, what to
+delete when a file is damaged). `--oneshot` is Table 4's "w/o online": every stage's blocks cut at
+once and one round of training; `--method sft|dpo` are Table 3 / Table 4's baselines. The settings
+of each model are defaults.PRESETS.
 """
 import argparse
+import contextlib
+import dataclasses
 import math
 import os
 import shutil
@@ -38,75 +42,129 @@ import redpo
 import report
 from prompt_files import read_prompts
 from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward
+from run_folder import check_config, done, pairs_damage, redo_hint, stage_done
 from runtime import UserError
 
-# Per model: the settings a user of the paper expects, on top of the model's reward and prompt files
-# (defaults.py). The real models take the paper's (Sec. 4.1: beta 5000, lr 6e-6, batch 2, 2 epochs,
-# w_sft 1e4 / 1e6); tiny and toy are small and fast so the whole loop runs on a CPU. `blocks`: one
-# count for every stage, or a list with one per stage.
-TRAINING = {
-    # AnimateDiff's schedule is inferred from Table 1's Param column, 0.453B -> 0.309 -> 0.219 -> 0.147:
-    # the adapter's 21 motion modules are 11 of 36.1M, 5 of 9.0M and 5 of 2.3M parameters, and
-    # 4, 4, 2 modules (4 large; 2 large + 2 medium; 2 large) reach those numbers, while Sec. 4.1's
-    # "4 per stage" cannot (no 12 modules leave 0.147B). tests/test_schedule.py checks both.
-    "animatediff": dict(stages=3, blocks=[4, 4, 2], beta=5000.0, w_sft=1e4, lr=6e-6, batch=2,
-                        epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
-    # VideoCrafter2's prunable blocks are single residual layers (models/videocrafter2.py), finer than the
-    # paper's U-Net blocks: 7 of them per stage remove about the paper's 0.239B, then 0.272B (4 reach <= 0.144B).
-    "videocrafter2": dict(stages=2, blocks=7, beta=5000.0, w_sft=1e6, lr=6e-6, batch=2,
-                          epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
-    "tiny": dict(stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=2,
-                 epochs=1, tau=0.0, eval_prompts=2, pool_prompts=8, seeds=1),
-}
-TRAINING["tiny-videocrafter2"] = dict(TRAINING["tiny"], w_sft=1e6)
-# The toy world (toy/shapes_world.py): all 18 held-out prompts for pruning and evaluation, all 72
-# training prompts as the curation pool, unfiltered (defaults.py names the files). Three stages
-# cutting 2, 2, 1 of the 10 motion modules: the paper's AnimateDiff schedule 4, 4, 2 (of 21) at half
-# scale. Not the paper's -67.5% of the motion-module parameters (5 of 10 modules remove -85.8% here):
-# two of the four modules the block search takes first cost the toy teacher nothing, so 4 modules
-# (2, 1, 1: -65.6%) left stage 2 cutting only a dead module, not measurably harmful; measured on the
-# training prompts (README, "How the settings were chosen").
-TRAINING["toy"] = dict(stages=3, blocks=[2, 2, 1], beta=5000.0, w_sft=1e4, lr=1e-4, batch=4,
-                       epochs=2, tau=0.0, eval_prompts=None, pool_prompts=None, seeds=1)
-# The eval set is eval_prompts x eval_seeds videos (prompt i, seed index j: seed 1000 j + i), the
-# same for every run of a model whatever its --seed (the training seed), so that rows and runs
-# compare paired, video by video. The block search may use the first search_seeds of them (None:
-# all). steps: the sampler's steps in the loop (None: the model's own). gen_batch: videos per
-# generate call (a speed setting, not part of the experiment: resuming may change it).
-EVALUATION = {name: dict(eval_seeds=1, search_seeds=None, steps=None, gen_batch=4) for name in TRAINING}
-# toy: 18 prompts x 4 seeds = 72 videos per row (a paired 95% interval of about +-0.01 on visual
-# quality), the block search on the first seed (18 videos), DDIM with 10 steps instead of the
-# teacher's 20 (held-out total 0.811 vs 0.821 over 36 clips; half the cost), 8 clips a generate
-# call (14% faster than 4 on one CPU thread, the same uint8 clips), so that the default run stays
-# within 10 minutes on 2 cores.
-EVALUATION["toy"] = dict(eval_seeds=4, search_seeds=1, steps=10, gen_batch=8)
-PRESETS = {name: dict(defaults.for_model(name), **training, **EVALUATION[name]) for name, training in TRAINING.items()}
+PRESETS = defaults.PRESETS
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
 
-# What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
-CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks",
-               "oneshot", "greedy", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "tau", "prompts", "pool",
-               "eval_prompts", "pool_prompts", "seeds", "seed", "world", "eval_seeds", "search_seeds", "steps")
+
+@dataclasses.dataclass
+class Run:
+    """What every stage of one run shares: its settings (`cfg`, as in config.json), the frozen
+    teacher M0 and the reward, the eval set and its M0 scores, the curation pool."""
+    cfg: dict
+    teacher: object
+    reward: object
+    eval_set: dict
+    full_scores: dict
+    pool: list
+
+    @property
+    def gen_kw(self):
+        return {"steps": self.cfg["steps"]} if self.cfg["steps"] else {}
+
+    def load(self, path, adapter=None):
+        """The model of this run saved at `path` (a student folder, or M0's hub id / directory)."""
+        return models.load(self.cfg["model"], path=path, adapter=adapter, device=self.teacher.device)
 
 
-def blocks_per_stage(stages, blocks):
-    """--blocks as one count per stage: a single number (an int or a one-element list) means every
-    stage; a list must have one count per stage."""
-    counts = [blocks] if isinstance(blocks, int) else list(blocks)
-    if len(counts) == 1:
-        counts = counts * stages
-    if len(counts) != stages:
-        raise UserError(f"--blocks has {len(counts)} counts ({' '.join(map(str, counts))}) for {stages} "
-                        "stages; pass one count for every stage, or one per stage")
-    if min(counts) < 1:
-        raise UserError(f"--blocks must be at least 1 in every stage (got {' '.join(map(str, counts))})")
-    return counts
+# ---------------------------------------------------------------------------------------------
+# Fig. 3: the loop, and one stage of it
+# ---------------------------------------------------------------------------------------------
+
+def run(cfg, device):
+    """The whole loop for a resolved configuration `cfg` (see resolve)."""
+    rank, _ = runtime.rank_world()
+    out, start = cfg["out"], time.perf_counter()
+    check_config(out, cfg)
+    r = setup(cfg, device)
+    # The full model's row, and the scores every stage's target properties are measured against.
+    with timer("evaluate"):
+        r.full_scores = evaluate_once(r, r.teacher, os.path.join(out, "full", "eval.json"))
+
+    student_path, student_eval = None, os.path.join(out, "full", "eval.json")   # stage 1 starts from M0
+    for k, n_blocks in enumerate(stage_plan(cfg["stages"], cfg["blocks"], cfg["oneshot"]), start=1):
+        stage_dir = os.path.join(out, f"stage_{k}")
+        if stage_done(stage_dir):
+            if rank == 0:
+                print(f"stage {k}: done, skipped")
+        else:
+            run_stage(r, k, n_blocks, stage_dir, student_path, student_eval)
+        student_path, student_eval = os.path.join(stage_dir, "student"), os.path.join(stage_dir, "eval.json")
+
+    if rank == 0:
+        text = report.write_report([out], os.path.join(out, "report.md"))
+        print("\n\n".join(part for part in text.split("\n\n## ") if part.startswith("Table 1")))
+        print(f"wrote {os.path.join(out, 'report.md')}")
+        print(time_spent(time.perf_counter() - start))
+    runtime.barrier()
 
 
-def stage_plan(stages, blocks, oneshot):
-    """Blocks to remove in each stage (blocks_per_stage), or one stage with all of them (--oneshot)."""
-    counts = blocks_per_stage(stages, blocks)
-    return [sum(counts)] if oneshot else counts
+def run_stage(r, k, n_blocks, stage_dir, student_path, student_eval):
+    """One stage of Fig. 3 on the student saved at `student_path` (None: M0 itself), whose eval.json
+    (the report's previous row) is `student_eval`. Each step is skipped when its output exists."""
+    with timer("prune"):    # 1. Sec. 3.2: cut the n_blocks least harmful blocks, find the target properties
+        student, record = prune_step(r, k, n_blocks, stage_dir, student_path, student_eval)
+    with timer("evaluate"):  # the pruned row of Table 1 (prune_step writes it; made here for an older stage)
+        evaluate_once(r, student, os.path.join(stage_dir, "eval_pruned.json"))
+    with timer("curate"):   # 2. Sec. 3.3: teacher winners, student losers, for the target properties
+        curate_step(r, k, stage_dir, student, curation_targets(record))
+    with timer("train"):    # 3. Sec. 3.4.1: ReDPO (or a baseline), resuming from the last checkpoint
+        student = train_step(r, stage_dir, student)
+    with timer("evaluate"):  # the trained row of Table 1
+        evaluate_once(r, student, os.path.join(stage_dir, "eval.json"))
+    if runtime.rank_world()[0] == 0:
+        runtime.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"]})
+    runtime.barrier()
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps
+# ---------------------------------------------------------------------------------------------
+
+def setup(cfg, device):
+    """Read the prompts, load M0 and the reward, write config.json (once the inputs read and the
+    models load) and hold the folder's lock. full_scores is filled by run."""
+    eval_items = read_prompts(cfg["prompts"])[:cfg["eval_prompts"] or None]
+    pool = read_prompts(cfg["pool"])
+    if not eval_items:
+        raise UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
+    teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
+    reward = load_reward(cfg["reward"], device=device, dtype=cfg["reward_dtype"],
+                         **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
+    if runtime.rank_world()[0] == 0:
+        runtime.hold_lock(cfg["out"])   # one run at a time writes a folder
+        if not os.path.isfile(os.path.join(cfg["out"], "config.json")):
+            runtime.write_json(os.path.join(cfg["out"], "config.json"), cfg)
+    runtime.barrier()
+    return Run(cfg, teacher, reward, make_eval_set(eval_items, cfg["eval_seeds"]), None, pool)
+
+
+def prune_step(r, k, n_blocks, stage_dir, student_path, student_eval):
+    """prune.prune_stage on the student (the block search on the preset's subset of the eval set,
+    the pruned row and its target properties on all of it), or prune.json read back. Returns the
+    pruned student and prune.json's record."""
+    prune_json, pruned_dir = os.path.join(stage_dir, "prune.json"), os.path.join(stage_dir, "pruned")
+    if done(prune_json):
+        record, student = runtime.read_json(prune_json), r.load(pruned_dir)
+    else:
+        cfg, eval_set = r.cfg, r.eval_set
+        student = r.load(student_path or cfg["path"], cfg["adapter"])
+        search = subset(eval_set, cfg["search_seeds"] and cfg["search_seeds"] * eval_set["per_seed"])
+        whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])
+        record = prune.prune_stage(student, r.full_scores, r.reward, search["prompts"], search["seeds"], n_blocks,
+                                   stage_dir, static=search["static"], greedy=cfg["greedy"], gen_kw=r.gen_kw,
+                                   batch_size=cfg["gen_batch"], student_dir=pruned_dir,
+                                   base_eval=runtime.read_json(student_eval),
+                                   target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None)
+    if runtime.rank_world()[0] == 0:
+        targets = curation_targets(record)
+        print(f"stage {k}: removed {', '.join(record['removed'])}; target properties: "
+              + ", ".join(f"{d} (drop {drop:+.3g})" for d, drop in record["target_properties"])
+              + (f"; no dimension dropped, so pairs may come from any of {', '.join(targets)}"
+                 if record["target_fallback"] else ""))
+    return student, record
 
 
 def curation_targets(record):
@@ -121,59 +179,60 @@ def curation_targets(record):
     return sorted(measured, key=lambda d: pruned[d] - full[d])
 
 
-def as_current_config(old):
-    """A config.json written before blocks became one count per stage and before reward_dtype, in
-    today's terms: blocks N -> [N] * stages, and reward_dtype "bf16" (VideoScore then ran in bf16 on
-    GPUs, where every real run scored; CPU runs used the pixel / shapes rewards, which have no dtype)."""
-    old = dict(old)
-    if isinstance(old.get("blocks"), int) and isinstance(old.get("stages"), int) and old["stages"] >= 1:
-        old["blocks"] = [old["blocks"]] * old["stages"]
-    old.setdefault("reward_dtype", "bf16")
-    for key, value in (("eval_seeds", 1), ("search_seeds", None), ("steps", None)):   # before issue 13
-        old.setdefault(key, value)
-    return old
+def curate_step(r, k, stage_dir, student, targets):
+    """curate.curate's pairs for the targets, unless the stage has them. Pairs that an earlier
+    process left for a training that has not finished are read back first; damaged, they are made again."""
+    pairs_dir, cfg = os.path.join(stage_dir, "pairs"), r.cfg
+    if done(os.path.join(pairs_dir, "pairs.jsonl")) and not done(os.path.join(stage_dir, "student", models.STUDENT_FILE)):
+        damage = pairs_damage(pairs_dir)
+        if damage and runtime.rank_world()[0] == 0:
+            print(f"stage {k}: {damage}; curating the pairs again", file=sys.stderr)
+            shutil.rmtree(pairs_dir)
+        runtime.barrier()
+    if done(os.path.join(pairs_dir, "pairs.jsonl")):
+        return
+    kept, counts = curate.select_prompts(r.pool, targets, cfg["filter_prompts"])
+    if runtime.rank_world()[0] == 0:
+        print(f"stage {k}: prompt filter " + " -> ".join(f"{name} {n}" for name, n in counts.items()))
+    if not kept:
+        raise UserError(f"the prompt filter kept no prompt of {cfg['pool']} for {', '.join(targets)}; "
+                        "pass a larger --pool")
+    kept = kept[:cfg["pool_prompts"]] if cfg["pool_prompts"] else kept
+    curate.curate(r.teacher, student, r.reward, kept, list(range(cfg["seeds"])), targets, cfg["tau"], pairs_dir,
+                  os.path.join(cfg["out"], "teacher_cache"), r.gen_kw, batch_size=cfg["gen_batch"], config=cfg)
 
 
-def same_file(a, b):
-    """Two paths to files with the same bytes (a prompt file seen from another clone of the repo)."""
-    if not (isinstance(a, str) and isinstance(b, str) and os.path.isfile(a) and os.path.isfile(b)):
-        return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        return fa.read() == fb.read()
+def train_step(r, stage_dir, student):
+    """redpo.train on the stage's pairs, then student/ written; or the trained student read back."""
+    student_dir = os.path.join(stage_dir, "student")
+    if done(os.path.join(student_dir, models.STUDENT_FILE)):
+        return r.load(student_dir)
+    cfg = r.cfg
+    settings = redpo.Settings(method=cfg["method"], beta=cfg["beta"], w_sft=cfg["w_sft"], lr=cfg["lr"],
+                              batch=cfg["batch"], epochs=cfg["epochs"], grad_accum=cfg["grad_accum"],
+                              seed=cfg["seed"], gradient_checkpointing=cfg["gradient_checkpointing"])
+    redpo.train(student, r.teacher, os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train"), settings)
+    if runtime.rank_world()[0] == 0:
+        student.save(student_dir)
+    runtime.barrier()
+    return student
 
 
-def check_config(run_dir, config):
-    """Refuse to resume a run directory whose config.json differs from `config`."""
-    path = os.path.join(run_dir, "config.json")
-    if os.path.isfile(path):
-        old = as_current_config(runtime.read_json(path))
-        changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k) and not same_file(old.get(k), config.get(k))]
-        if changed:
-            raise UserError(
-                f"{run_dir} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "
-                "re-run with the same flags to resume it, or pass another --out")
+def evaluate_once(r, model, json_path):
+    """evaluate.py's eval.json of `model` on the run's eval set, unless it is already there. Returns its scores."""
+    if done(json_path):
+        return runtime.read_json(json_path)["scores"]
+    es = r.eval_set
+    result = evaluate.evaluate_model(model, r.reward, es["prompts"], es["seeds"], static=es["static"],
+                                     batch_size=r.cfg["gen_batch"], **r.gen_kw)
+    evaluate.save_eval(result, json_path)
+    runtime.barrier()
+    return result["scores"]
 
 
-TIMES = {}   # seconds this process spent on each kind of work: generation, scoring, training
-
-
-def timed(fn, kind):
-    """fn, adding its wall time to TIMES[kind]."""
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            TIMES[kind] = TIMES.get(kind, 0.0) + time.perf_counter() - start
-    return wrapper
-
-
-def load_model(cfg, path, device, adapter=None):
-    """models.load with its generation timed."""
-    model = models.load(cfg["model"], path=path, adapter=adapter, device=device)
-    model.generate = timed(model.generate, "generation")
-    return model
-
+# ---------------------------------------------------------------------------------------------
+# The eval set, the stage plan, where the time went
+# ---------------------------------------------------------------------------------------------
 
 def make_eval_set(items, eval_seeds):
     """The eval set: every prompt with seeds j * 1000 + i (prompt i, j < eval_seeds), seed index
@@ -188,192 +247,33 @@ def subset(eval_set, n):
     return eval_set if n is None else {k: v[:n] if isinstance(v, list) else v for k, v in eval_set.items()}
 
 
-def done(path):
-    return os.path.exists(path)
+def stage_plan(stages, blocks, oneshot):
+    """Blocks to remove in each stage (defaults.blocks_per_stage), or one stage with all of them (--oneshot)."""
+    counts = defaults.blocks_per_stage(stages, blocks)
+    return [sum(counts)] if oneshot else counts
 
 
-def stage_done(stage_dir):
-    """DONE is written last; a stage whose eval files were deleted (to redo them) is entered again."""
-    return all(done(os.path.join(stage_dir, f)) for f in ("DONE", "eval_pruned.json", "eval.json"))
+SPENT = {}   # seconds this process spent in each step of Fig. 3
 
 
-def pairs_damage(pairs_dir):
-    """Read back a pairs folder written before this process (pairs.jsonl, as many pairs as
-    summary.json counts, then every latent, shared over the ranks): "<file> <what is wrong>" for the
-    first that does not read, or None."""
-    try:
-        pairs = redpo.read_pairs(pairs_dir)
-        count = runtime.read_json(os.path.join(pairs_dir, "summary.json"))["pairs"]
-    except runtime.Unreadable as e:
-        return f"{e.path} {e.problem}"
-    if count != len(pairs):
-        return f"{os.path.join(pairs_dir, 'pairs.jsonl')} holds {len(pairs)} of the {count} pairs that summary.json counts"
-    bad = []
-    for i, p in runtime.shard(pairs):
-        for f in (p["winner"], p["loser"]):
-            try:
-                runtime.load_torch(f)
-            except runtime.Unreadable as e:
-                bad.append((i, f"{e.path} {e.problem}"))
-    bad = runtime.gather(bad)
-    return bad[0] if bad else None
-
-
-def redo_hint(out, path):
-    """What to delete so that re-running the same command makes `path` (a file of the run folder
-    `out`) again, keeping everything it does not depend on; None for a file outside the run."""
-    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(out)).split(os.sep)
-    again = "and re-run the same command"
-    if rel[0] == "config.json":
-        return f"delete it {again}: it is written again from the flags"
-    if rel[0] == "full":
-        return f"delete the folder {os.path.join(out, 'full')} {again}: the full model is evaluated again"
-    if not (rel[0].startswith("stage_") and rel[0][6:].isdigit()):
-        return None
-    stage_dir, name = os.path.join(out, rel[0]), rel[-1]
-    if len(rel) == 2 and (name.startswith("eval") or name.startswith("videos")):
-        json_name = "eval" + os.path.splitext(name)[0][len("videos"):] + ".json" if name.startswith("videos") else name
-        files = [os.path.join(stage_dir, json_name), evaluate.videos_path(os.path.join(stage_dir, json_name))]
-        return f"delete {' and '.join(files)} {again}: that model is evaluated again"
-    stages = sorted(int(d[6:]) for d in os.listdir(out) if d.startswith("stage_") and d[6:].isdigit())
-    later = [os.path.join(out, f"stage_{j}") for j in stages if j >= int(rel[0][6:])]   # they build on it
-    return (f"delete the folder{'s' if len(later) > 1 else ''} {', '.join(later)} {again}: "
-            f"{'that stage is' if len(later) == 1 else 'those stages are'} redone, earlier ones are kept")
-
-
-def evaluate_once(model, reward, eval_set, json_path, gen_kw, batch_size=4):
-    """evaluate.py's eval.json for `model`, unless it is already there. Returns its scores."""
-    if not done(json_path):
-        result = evaluate.evaluate_model(model, reward, eval_set["prompts"], eval_set["seeds"],
-                                         static=eval_set["static"], batch_size=batch_size, **gen_kw)
-        evaluate.save_eval(result, json_path)
-        runtime.barrier()
-        return result["scores"]
-    return runtime.read_json(json_path)["scores"]
-
-
-def run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward, eval_set, pool, cfg,
-              cache_dir, gen_kw, student_eval):
-    """One stage of Fig. 3 on the student saved at `student_path` (None: M0 itself), whose eval.json
-    (the report's previous row) is `student_eval`. Each step is skipped when its output exists.
-    Returns the trained student's folder."""
-    rank, _ = runtime.rank_world()
-    prune_json, pruned_dir = os.path.join(stage_dir, "prune.json"), os.path.join(stage_dir, "pruned")
-    pairs_dir, train_dir = os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train")
-    student_dir = os.path.join(stage_dir, "student")
-    device = teacher.device
-
-    # 1. Prune (Sec. 3.2): score each block's removal (on the search subset), cut the n_blocks least
-    # harmful ones. The student as it is was generated for the previous row (not again); the pruned
-    # model's eval set once, for the pruned row (eval_pruned.json) and its target properties: what
-    # it lost against M0 on the whole eval set.
-    if done(prune_json):
-        record = runtime.read_json(prune_json)
-        student = load_model(cfg, pruned_dir, device)
-    else:
-        student = load_model(cfg, student_path or cfg["path"], device, cfg["adapter"])
-        search = subset(eval_set, cfg["search_seeds"] and cfg["search_seeds"] * eval_set["per_seed"])
-        whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])
-        record = prune.prune_stage(student, full_scores, reward, search["prompts"], search["seeds"], n_blocks,
-                                   stage_dir, static=search["static"], greedy=cfg["greedy"], gen_kw=gen_kw,
-                                   batch_size=cfg["gen_batch"], student_dir=pruned_dir, base_eval=runtime.read_json(student_eval),
-                                   target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None)
-    targets = curation_targets(record)
-    if rank == 0:
-        print(f"stage {k}: removed {', '.join(record['removed'])}; target properties: "
-              + ", ".join(f"{d} (drop {drop:+.3g})" for d, drop in record["target_properties"])
-              + (f"; no dimension dropped, so pairs may come from any of {', '.join(targets)}"
-                 if record["target_fallback"] else ""))
-
-    # The pruned row of Table 1 (written by prune_stage; generated here only for a run made before it was).
-    evaluate_once(student, reward, eval_set, os.path.join(stage_dir, "eval_pruned.json"), gen_kw, cfg["gen_batch"])
-
-    # 2. Curate (Sec. 3.3): prompts that describe the targets, teacher winners, student losers.
-    # Pairs from an earlier process that training still needs are read back first; damaged, they are made again.
-    if done(os.path.join(pairs_dir, "pairs.jsonl")) and not done(os.path.join(student_dir, models.STUDENT_FILE)):
-        damage = pairs_damage(pairs_dir)
-        if damage and rank == 0:
-            print(f"stage {k}: {damage}; curating the pairs again", file=sys.stderr)
-            shutil.rmtree(pairs_dir)
-        runtime.barrier()
-    if not done(os.path.join(pairs_dir, "pairs.jsonl")):
-        kept, counts = curate.select_prompts(pool, targets, cfg["filter_prompts"])
-        if rank == 0:
-            print(f"stage {k}: prompt filter " + " -> ".join(f"{name} {n}" for name, n in counts.items()))
-        if not kept:
-            raise UserError(f"the prompt filter kept no prompt of {cfg['pool']} for {', '.join(targets)}; "
-                            "pass a larger --pool")
-        kept = kept[:cfg["pool_prompts"]] if cfg["pool_prompts"] else kept
-        curate.curate(teacher, student, reward, kept, list(range(cfg["seeds"])), targets, cfg["tau"], pairs_dir,
-                      cache_dir, gen_kw, batch_size=cfg["gen_batch"], config=cfg)
-
-    # 3. Train (Sec. 3.4.1): ReDPO (or the baseline), resuming from the last checkpoint.
-    if not done(os.path.join(student_dir, models.STUDENT_FILE)):
-        timed(redpo.train, "training")(student, teacher, pairs_dir, train_dir, method=cfg["method"], beta=cfg["beta"],
-                    w_sft=cfg["w_sft"], lr=cfg["lr"], batch=cfg["batch"], epochs=cfg["epochs"],
-                    grad_accum=cfg["grad_accum"], seed=cfg["seed"],
-                    gradient_checkpointing=cfg["gradient_checkpointing"])
-        if rank == 0:
-            student.save(student_dir)
-        runtime.barrier()
-    else:
-        student = load_model(cfg, student_dir, device)
-
-    # The trained row of Table 1.
-    evaluate_once(student, reward, eval_set, os.path.join(stage_dir, "eval.json"), gen_kw, cfg["gen_batch"])
-    if rank == 0:
-        runtime.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"]})
-    runtime.barrier()
-    return student_dir
-
-
-def run(cfg, device):
-    """The whole loop for a resolved configuration `cfg` (see parse_args)."""
-    rank, _ = runtime.rank_world()
-    out = cfg["out"]
-    check_config(out, cfg)
-    eval_items = read_prompts(cfg["prompts"])[:cfg["eval_prompts"] or None]
-    pool = read_prompts(cfg["pool"])
-    if not eval_items:
-        raise UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
+@contextlib.contextmanager
+def timer(step):
+    """Add the wall time of the `with` body to SPENT[step]."""
     start = time.perf_counter()
-    teacher = load_model(cfg, cfg["path"], device, cfg["adapter"])
-    reward = load_reward(cfg["reward"], device=device, dtype=cfg["reward_dtype"],
-                         **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
-    reward.score_fn = timed(reward.score_fn, "scoring")
-    if rank == 0:
-        runtime.hold_lock(out)   # one run at a time writes a folder
-        if not os.path.isfile(os.path.join(out, "config.json")):
-            runtime.write_json(os.path.join(out, "config.json"), cfg)  # only once the inputs read and the models load
-    runtime.barrier()
-    eval_set = make_eval_set(eval_items, cfg["eval_seeds"])
-    gen_kw = {"steps": cfg["steps"]} if cfg["steps"] else {}
+    try:
+        yield
+    finally:
+        SPENT[step] = SPENT.get(step, 0.0) + time.perf_counter() - start
 
-    # The full model's row, and the scores every stage's target properties are measured against.
-    full_scores = evaluate_once(teacher, reward, eval_set, os.path.join(out, "full", "eval.json"), gen_kw,
-                                cfg["gen_batch"])
 
-    student_path, student_eval = None, os.path.join(out, "full", "eval.json")
-    for k, n_blocks in enumerate(stage_plan(cfg["stages"], cfg["blocks"], cfg["oneshot"]), start=1):
-        stage_dir = os.path.join(out, f"stage_{k}")
-        if stage_done(stage_dir):
-            if rank == 0:
-                print(f"stage {k}: done, skipped")
-            student_path, student_eval = os.path.join(stage_dir, "student"), os.path.join(stage_dir, "eval.json")
-            continue
-        student_path = run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward,
-                                 eval_set, pool, cfg, os.path.join(out, "teacher_cache"), gen_kw, student_eval)
-        student_eval = os.path.join(stage_dir, "eval.json")
+def time_spent(total):
+    steps = ", ".join(f"{k} {v:.0f} s" for k, v in SPENT.items())
+    return f"time: {total:.0f} s in this process ({steps}, other {total - sum(SPENT.values()):.0f} s)"
 
-    if rank == 0:
-        text = report.write_report([out], os.path.join(out, "report.md"))
-        print("\n\n".join(part for part in text.split("\n\n## ") if part.startswith("Table 1")))
-        print(f"wrote {os.path.join(out, 'report.md')}")
-        total = time.perf_counter() - start
-        spent = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(TIMES.items()))
-        print(f"time: {total:.0f} s in this process ({spent}, other {total - sum(TIMES.values()):.0f} s)")
-    runtime.barrier()
 
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -435,7 +335,7 @@ def resolve(args, world):
         raise UserError(f"the {args.model} preset removes {' '.join(map(str, cfg['blocks']))} blocks in its "
                         f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too "
                         "(one count for every stage, or one per stage)")
-    cfg["blocks"] = blocks_per_stage(cfg["stages"], cfg["blocks"])
+    cfg["blocks"] = defaults.blocks_per_stage(cfg["stages"], cfg["blocks"])
     return cfg
 
 

@@ -23,6 +23,7 @@ import torch
 import models
 import redpo
 import runtime
+import run_folder
 import vip_loop
 from conftest import ROOT, run_script
 from toy import shapes_model
@@ -204,11 +205,11 @@ def test_pairs_cut_short_are_found(run):
     pairs = run / "stage_1" / "pairs"
     lines = open(pairs / "pairs.jsonl").read().splitlines(keepends=True)
     cut_short(pairs / "pairs.jsonl")
-    assert re.match(f"{pairs}/pairs.jsonl line [23] is not valid JSON", vip_loop.pairs_damage(str(pairs)))
+    assert re.match(f"{pairs}/pairs.jsonl line [23] is not valid JSON", run_folder.pairs_damage(str(pairs)))
     with pytest.raises(runtime.Unreadable, match="re-run curate.py"):   # redpo.py on its own: one line
         redpo.read_pairs(str(pairs))
     open(pairs / "pairs.jsonl", "w").writelines(lines[:1])             # cut at the end of a line
-    assert vip_loop.pairs_damage(str(pairs)) == f"{pairs}/pairs.jsonl holds 1 of the 3 pairs that summary.json counts"
+    assert run_folder.pairs_damage(str(pairs)) == f"{pairs}/pairs.jsonl holds 1 of the 3 pairs that summary.json counts"
 
 
 def test_a_damaged_checkpoint_falls_back_to_the_one_before(finished, tmp_path, capsys):
@@ -216,7 +217,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(finished, tmp_path, c
 
     def train(out):
         student = models.load("tiny", path=str(finished / "stage_1" / "pruned"))
-        redpo.train(student, teacher, pairs, str(out), lr=1e-4, batch=2, epochs=1, ckpt_every=1, log_every=1)
+        redpo.train(student, teacher, pairs, str(out), redpo.Settings(lr=1e-4, batch=2, epochs=1, ckpt_every=1, log_every=1))
         return {n: p.detach().clone() for n, p in student.trainable_named_parameters()}
 
     teacher = models.load("tiny")

@@ -137,7 +137,7 @@ def run_train(stage, out, **kw):
     teacher = models.load("tiny")
     student = models.load("tiny", path=str(stage / "student"))
     kw = {"lr": 1e-3, "batch": 2, "max_steps": 2, "log_every": 1, **kw}
-    summary = redpo.train(student, teacher, str(stage / "pairs"), str(out), **kw)
+    summary = redpo.train(student, teacher, str(stage / "pairs"), str(out), redpo.Settings(**kw))
     return teacher, student, summary
 
 
@@ -181,7 +181,7 @@ def test_only_trainable_parameters_receive_gradients(stage):
 def test_first_step_dpo_is_ln2_when_student_is_the_teacher(stage, tmp_path):
     teacher = models.load("tiny")
     student = models.load("tiny")
-    summary = redpo.train(student, teacher, str(stage / "pairs"), str(tmp_path), max_steps=1, lr=1e-3)
+    summary = redpo.train(student, teacher, str(stage / "pairs"), str(tmp_path), redpo.Settings(max_steps=1, lr=1e-3))
     assert summary["last"]["dpo"] == pytest.approx(math.log(2), abs=1e-6)
     assert summary["last"]["sft"] == 0.0
 

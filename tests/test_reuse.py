@@ -216,7 +216,7 @@ def test_training_with_the_text_cache_equals_training_without(tiny, tmp_path, mo
 
     def trained(out):
         s = copy.deepcopy(student)
-        redpo.train(s, tiny, str(pairs), str(out), lr=1e-3, batch=2, epochs=2, log_every=1)
+        redpo.train(s, tiny, str(pairs), str(out), redpo.Settings(lr=1e-3, batch=2, epochs=2, log_every=1))
         return {n: p.detach().clone() for n, p in s.trainable_named_parameters()}
 
     with_cache = trained(tmp_path / "cached")

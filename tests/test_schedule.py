@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
+import run_folder
 import vip_loop
 from conftest import run_script
 from models import animatediff
@@ -91,20 +92,18 @@ def test_wrong_count_is_one_line_on_the_command_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_run_written_with_one_number_resumes_or_is_refused_clearly(tmp_path):
+def test_a_run_resumes_with_the_same_settings_or_is_refused_clearly(tmp_path):
     cfg = resolved("--model", "tiny", "--reward", "pixel", "--stages", "2", "--blocks", "2", "--out", str(tmp_path))
-    old = {k: v for k, v in cfg.items() if k != "reward_dtype"}
-    old["blocks"] = 2                                   # config.json as vip_loop wrote it before
-    write_json(tmp_path / "config.json", old)
-    vip_loop.check_config(str(tmp_path), cfg)           # the same run: it resumes
+    write_json(tmp_path / "config.json", cfg)
+    run_folder.check_config(str(tmp_path), cfg)         # the same run: it resumes
     other = resolved("--model", "tiny", "--reward", "pixel", "--stages", "2", "--blocks", "2", "1",
                      "--out", str(tmp_path))
     with pytest.raises(UserError, match=r"blocks: \[2, 2\] -> \[2, 1\]"):
-        vip_loop.check_config(str(tmp_path), other)
+        run_folder.check_config(str(tmp_path), other)
     fp32 = resolved("--model", "tiny", "--reward", "pixel", "--stages", "2", "--blocks", "2", "--reward_dtype", "fp32",
                     "--out", str(tmp_path))
     with pytest.raises(UserError, match="reward_dtype: 'bf16' -> 'fp32'"):
-        vip_loop.check_config(str(tmp_path), fp32)
+        run_folder.check_config(str(tmp_path), fp32)
 
 
 def test_a_run_resumes_from_another_clone_with_the_same_prompt_files(tmp_path):
@@ -118,8 +117,8 @@ def test_a_run_resumes_from_another_clone_with_the_same_prompt_files(tmp_path):
         (clone / os.path.basename(cfg[key])).write_bytes(open(cfg[key], "rb").read())
         moved[key] = str(clone / os.path.basename(cfg[key]))
     write_json(tmp_path / "run" / "config.json", moved)
-    vip_loop.check_config(str(tmp_path / "run"), cfg)
+    run_folder.check_config(str(tmp_path / "run"), cfg)
     with open(moved["prompts"], "a") as f:
         f.write("a red circle moving up\n")
     with pytest.raises(UserError, match="prompts: "):
-        vip_loop.check_config(str(tmp_path / "run"), cfg)
+        run_folder.check_config(str(tmp_path / "run"), cfg)

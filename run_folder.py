@@ -1,0 +1,97 @@
+"""A run folder of vip_loop.py (Sec. 3.4.2): its settings, what is finished, and what to delete to redo a file.
+
+    runs/NAME/config.json                   the resolved settings; a resumed run must match them (CONFIG_KEYS)
+    runs/NAME/full/eval.json, videos.npz    the full model M0's row
+    runs/NAME/teacher_cache/                teacher latents and scores, shared by every stage
+    runs/NAME/stage_k/prune.json, pruned/, eval_pruned.json, pairs/, train/, student/, eval.json, DONE
+    runs/NAME/report.md
+
+Every file is written atomically and last, so "is it there" is "is it finished": re-running the
+same command skips what exists and resumes training from its last checkpoint. A damaged file
+stops the run with one line that names what to delete (`redo_hint`); damaged pairs of a stage
+whose training has not finished are found before training (`pairs_damage`) and curated again.
+"""
+import os
+
+import evaluate
+import redpo
+import runtime
+from runtime import UserError
+
+# What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
+CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks",
+               "oneshot", "greedy", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "tau", "prompts", "pool",
+               "eval_prompts", "pool_prompts", "seeds", "seed", "world", "eval_seeds", "search_seeds", "steps")
+
+
+def same_file(a, b):
+    """Two paths to files with the same bytes (a prompt file seen from another clone of the repo)."""
+    if not (isinstance(a, str) and isinstance(b, str) and os.path.isfile(a) and os.path.isfile(b)):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        return fa.read() == fb.read()
+
+
+def check_config(run_dir, config):
+    """Refuse to resume a run directory whose config.json differs from `config`."""
+    path = os.path.join(run_dir, "config.json")
+    if os.path.isfile(path):
+        old = runtime.read_json(path)
+        changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k) and not same_file(old.get(k), config.get(k))]
+        if changed:
+            raise UserError(
+                f"{run_dir} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "
+                "re-run with the same flags to resume it, or pass another --out")
+
+
+def done(path):
+    return os.path.exists(path)
+
+
+def stage_done(stage_dir):
+    """DONE is written last; a stage whose eval files were deleted (to redo them) is entered again."""
+    return all(done(os.path.join(stage_dir, f)) for f in ("DONE", "eval_pruned.json", "eval.json"))
+
+
+def pairs_damage(pairs_dir):
+    """Read back a pairs folder written before this process (pairs.jsonl, as many pairs as
+    summary.json counts, then every latent, shared over the ranks): "<file> <what is wrong>" for the
+    first that does not read, or None."""
+    try:
+        pairs = redpo.read_pairs(pairs_dir)
+        count = runtime.read_json(os.path.join(pairs_dir, "summary.json"))["pairs"]
+    except runtime.Unreadable as e:
+        return f"{e.path} {e.problem}"
+    if count != len(pairs):
+        return f"{os.path.join(pairs_dir, 'pairs.jsonl')} holds {len(pairs)} of the {count} pairs that summary.json counts"
+    bad = []
+    for i, p in runtime.shard(pairs):
+        for f in (p["winner"], p["loser"]):
+            try:
+                runtime.load_torch(f)
+            except runtime.Unreadable as e:
+                bad.append((i, f"{e.path} {e.problem}"))
+    bad = runtime.gather(bad)
+    return bad[0] if bad else None
+
+
+def redo_hint(out, path):
+    """What to delete so that re-running the same command makes `path` (a file of the run folder
+    `out`) again, keeping everything it does not depend on; None for a file outside the run."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(out)).split(os.sep)
+    again = "and re-run the same command"
+    if rel[0] == "config.json":
+        return f"delete it {again}: it is written again from the flags"
+    if rel[0] == "full":
+        return f"delete the folder {os.path.join(out, 'full')} {again}: the full model is evaluated again"
+    if not (rel[0].startswith("stage_") and rel[0][len("stage_"):].isdigit()):
+        return None
+    stage_dir, name = os.path.join(out, rel[0]), rel[-1]
+    if len(rel) == 2 and name.startswith(("eval", "videos")):   # an eval json and its videos go together
+        json_name = "eval" + os.path.splitext(name)[0][len("videos"):] + ".json" if name.startswith("videos") else name
+        files = [os.path.join(stage_dir, json_name), evaluate.videos_path(os.path.join(stage_dir, json_name))]
+        return f"delete {' and '.join(files)} {again}: that model is evaluated again"
+    stages = sorted(int(d[6:]) for d in os.listdir(out) if d.startswith("stage_") and d[6:].isdigit())
+    later = [os.path.join(out, f"stage_{j}") for j in stages if j >= int(rel[0][6:])]   # they build on it
+    return (f"delete the folder{'s' if len(later) > 1 else ''} {', '.join(later)} {again}: "
+            f"{'that stage is' if len(later) == 1 else 'those stages are'} redone, earlier ones are kept")
