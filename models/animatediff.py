@@ -9,8 +9,8 @@ weights (7 motion modules), so that the real code path runs in seconds on a CPU 
     python -m models --model animatediff --prompt "a corgi running on the beach" --out samples
     python -m models --model animatediff --path DIR --adapter DIR --out samples    # local copies
 
-`save_tiny_hub_layout` writes `tiny` as SD 1.5 + motion adapter checkouts, so the tests exercise the
-real `animatediff` loader without a download.
+The tests write `tiny` as SD 1.5 + motion adapter checkouts (tests/tiny_checkpoints.py), so they
+exercise the real `animatediff` loader without a download.
 """
 import os
 
@@ -125,19 +125,6 @@ def build_tiny_components():
             scheduler=DDIMScheduler(**ANIMATEDIFF_SCHEDULER),
             motion_adapter=MotionAdapter(**TINY_ADAPTER_CONFIG))
     return parts
-
-
-def save_tiny_hub_layout(out_dir):
-    """Write the tiny model as a hub checkout would look: out_dir/base (SD 1.5 layout) and
-    out_dir/adapter (a MotionAdapter). `load("animatediff", path=base, adapter=adapter)` reads it."""
-    from diffusers import StableDiffusionPipeline
-    parts = build_tiny_components()
-    adapter = parts.pop("motion_adapter")
-    sd = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
-                                 requires_safety_checker=False)
-    sd.save_pretrained(os.path.join(out_dir, "base"))
-    adapter.save_pretrained(os.path.join(out_dir, "adapter"))
-    return os.path.join(out_dir, "base"), os.path.join(out_dir, "adapter")
 
 
 def load_animatediff(name, path, adapter, dtype):

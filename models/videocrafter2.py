@@ -16,8 +16,8 @@ for it, so this file writes out what LVDM does differently, each against its sou
     python -m models --model videocrafter2 --path checkpoints/videocrafter2 --prompt "a corgi running" --out samples
 
 README.md's VideoCrafter2 section says how to assemble checkpoints/videocrafter2 (the converted
-layout: unet/, vae/, text_encoder/, tokenizer/); `save_tiny_videocrafter2_layout` writes the tiny
-one in that layout, so the tests exercise the real loader without a download.
+layout: unet/, vae/, text_encoder/, tokenizer/); the tests write the tiny one in that layout
+(tests/tiny_checkpoints.py), so they exercise the real loader without a download.
 """
 import functools
 import os
@@ -342,15 +342,6 @@ def build_tiny_videocrafter2_components():
                      text_encoder=CLIPTextModel(CLIPTextConfig(**TINY_TEXT_CONFIG)).eval(),
                      tokenizer=build_tiny_tokenizer(), scheduler=DDIMScheduler(**VIDEOCRAFTER2_SCHEDULER))
     return parts
-
-
-def save_tiny_videocrafter2_layout(out_dir):
-    """Write tiny-videocrafter2 in the converted layout that `load("videocrafter2", path=out_dir)`
-    reads: out_dir/{unet, vae, text_encoder, tokenizer}/, each written by save_pretrained."""
-    parts = build_tiny_videocrafter2_components()
-    for name in VIDEOCRAFTER2_PARTS:
-        parts[name].save_pretrained(os.path.join(out_dir, name))
-    return out_dir
 
 
 def _videocrafter2_pipe(path, dtype):

@@ -1,4 +1,4 @@
-"""The layout (issue 15): which file may import which, file sizes and docstrings, one flag
+"""The layout: which file may import which, file sizes and docstrings, one flag
 convention, and one set of defaults that runs offline.
 
 The import rules, read from each file's `import` statements (also those inside functions):
@@ -161,3 +161,23 @@ def test_prune_runs_offline_with_the_defaults(model, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "prune.json").is_file() and (tmp_path / "pruned").is_dir()
     assert f"reward {'pixel' if model else 'shapes'}" in r.stdout
+
+
+# --- what lives where -----------------------------------------------------------------------------
+
+def test_the_library_holds_no_test_fixtures():
+    """Checkpoint writers for tests live in tests/tiny_checkpoints.py, not in the product's modules."""
+    for path in python_files():
+        if path.startswith("tests" + os.sep):
+            continue
+        tree = ast.parse(open(os.path.join(ROOT, path)).read())
+        names = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+        assert not [n for n in names if n.startswith("save_tiny")], (path, names)
+
+
+def test_vip_loop_opens_with_the_loop():
+    """Fig. 3 on the first screen of code: `run` and `run_stage` are the first functions defined."""
+    tree = ast.parse(open(os.path.join(ROOT, "vip_loop.py")).read())
+    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert functions[:2] == ["run", "run_stage"], functions[:4]
+    assert max(len(f.args.args) for f in tree.body if isinstance(f, ast.FunctionDef)) <= 6

@@ -11,6 +11,7 @@ import torch
 import models
 from models import animatediff
 from runtime import UserError
+import tiny_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -117,7 +118,7 @@ def test_save_load_roundtrip_of_a_pruned_model(tmp_path):
 
 def test_real_animatediff_loader_on_a_hub_layout_directory(tmp_path):
     # The tiny model written as SD 1.5 + motion adapter checkouts, read by the `animatediff` loader.
-    base, adapter = animatediff.save_tiny_hub_layout(str(tmp_path))
+    base, adapter = tiny_checkpoints.save_tiny_hub_layout(str(tmp_path))
     assert os.path.isfile(os.path.join(base, "model_index.json"))
     real = models.load("animatediff", path=base, adapter=adapter)
     tiny = models.load("tiny")

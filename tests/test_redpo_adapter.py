@@ -15,8 +15,8 @@ import prune
 import redpo
 import rewards
 from conftest import run_script
-from models.animatediff import save_tiny_hub_layout
 from runtime import UserError, read_json
+import tiny_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def hub(tmp_path_factory):
     """base/ + adapter/ (the tiny model in the hub layout), a copy of the adapter elsewhere, a
     student pruned from base + adapter, and two pairs of latents."""
     d = tmp_path_factory.mktemp("hub")
-    base, adapter = save_tiny_hub_layout(str(d))
+    base, adapter = tiny_checkpoints.save_tiny_hub_layout(str(d))
     shutil.copytree(adapter, d / "other_adapter")
     student = models.load("animatediff", path=base, adapter=adapter, device="cpu")
     student.remove(list(student.blocks())[:1])
@@ -91,7 +91,7 @@ def test_prune_and_curate_take_the_local_adapter_and_reward_path(hub, tmp_path, 
     monkeypatch.setattr(models, "load", spy_load)
     monkeypatch.setattr(prune, "load_reward", spy_reward)
     monkeypatch.setattr(curate, "load_reward", spy_reward)
-    vs = rewards.save_tiny_videoscore(str(tmp_path / "vs"))
+    vs = tiny_checkpoints.save_tiny_videoscore(str(tmp_path / "vs"))
     local = ["--model", "animatediff", "--path", base, "--adapter", adapter, "--reward", "videoscore",
              "--reward_path", vs, "--steps", "2"]
     stage = tmp_path / "stage_1"

@@ -8,6 +8,7 @@ import torch
 
 import rewards
 from runtime import UserError
+import tiny_checkpoints
 
 
 # --- the pixel proxy ----------------------------------------------------------------------------
@@ -77,7 +78,7 @@ def test_sample_frame_indices():
 
 def test_videoscore_head_loads_tiny_checkpoint(tmp_path):
     from safetensors.torch import load_file, save_file
-    path = rewards.save_tiny_videoscore(str(tmp_path / "videoscore"))
+    path = tiny_checkpoints.save_tiny_videoscore(str(tmp_path / "videoscore"))
     weights = os.path.join(path, "model.safetensors")
     state = load_file(weights)
     # The hub checkpoint's names: the Idefics2 backbone under model.*, the head under score.*.

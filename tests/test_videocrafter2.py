@@ -16,6 +16,7 @@ import models
 import redpo
 from models import animatediff, videocrafter2
 from runtime import UserError
+import tiny_checkpoints
 
 PROMPTS = ["a red car", "a blue boat"]
 
@@ -210,7 +211,7 @@ def test_save_load_roundtrip_of_a_pruned_model(tiny, tmp_path):
 
 
 def test_real_loader_on_the_converted_layout(tiny, tmp_path):
-    path = videocrafter2.save_tiny_videocrafter2_layout(str(tmp_path / "vc2"))
+    path = tiny_checkpoints.save_tiny_videocrafter2_layout(str(tmp_path / "vc2"))
     real = models.load("videocrafter2", path=path)
     assert real.defaults["num_frames"] == 16 and (real.defaults["height"], real.defaults["width"]) == (320, 512)
     assert real.num_parameters() == tiny.num_parameters() and list(real.blocks()) == list(tiny.blocks())
@@ -237,7 +238,7 @@ def test_real_loader_on_the_converted_layout(tiny, tmp_path):
 
 def test_loader_refuses_a_unet_without_the_fps_embedding(tmp_path):
     from diffusers import UNet3DConditionModel
-    path = videocrafter2.save_tiny_videocrafter2_layout(str(tmp_path / "vc2"))
+    path = tiny_checkpoints.save_tiny_videocrafter2_layout(str(tmp_path / "vc2"))
     UNet3DConditionModel(**videocrafter2.TINY_VIDEOCRAFTER2_UNET_CONFIG).save_pretrained(os.path.join(path, "unet"))
     with pytest.raises(UserError, match="fps_embedding"):
         models.load("videocrafter2", path=path)

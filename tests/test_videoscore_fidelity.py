@@ -19,6 +19,7 @@ from tokenizers import AddedToken, Tokenizer, models as tk_models, normalizers, 
 
 import rewards
 from runtime import UserError
+import tiny_checkpoints
 
 FAKE, IMAGE = "<fake_token_around_image>", "<image>"
 SPECIAL = ["<unk>", "<s>", "</s>"]
@@ -176,7 +177,7 @@ def test_image_resizing_is_the_pil_path(tmp_path, monkeypatch):
 
 
 def test_perceiver_eps_attention_and_dtype(tmp_path):
-    path = rewards.save_tiny_videoscore(str(tmp_path / "vs"))
+    path = tiny_checkpoints.save_tiny_videoscore(str(tmp_path / "vs"))
     saved = json.load(open(os.path.join(path, "config.json")))
     assert "rms_norm_eps" not in saved["perceiver_config"] and saved["text_config"]["rms_norm_eps"] == 1e-5
 
@@ -207,7 +208,7 @@ def test_perceiver_eps_attention_and_dtype(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
 def test_scores_equal_the_official_inference(tmp_path, dtype):
-    path = rewards.save_tiny_videoscore(str(tmp_path / "vs"))
+    path = tiny_checkpoints.save_tiny_videoscore(str(tmp_path / "vs"))
     weights = os.path.join(path, "model.safetensors")
     state = load_file(weights)
     state["score.weight"] = state["score.weight"] * 50            # outputs that vary with the input
