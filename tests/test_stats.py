@@ -8,12 +8,11 @@ import pytest
 
 import stats
 
-scipy_stats = pytest.importorskip("scipy.stats")
-
 
 # --- Student's t ------------------------------------------------------------------------------
 
 def test_t_quantile_and_cdf_match_scipy_for_real_df():
+    scipy_stats = pytest.importorskip("scipy.stats")
     for df in (0.4, 0.9, 1, 1.64, 2, 2.5, 3.7, 17, 33.3, 215, 5000, 2e4):
         for level in (0.95, 0.6, 0.99):
             assert stats.t_quantile(df, level) == pytest.approx(scipy_stats.t.ppf((1 + level) / 2, df), rel=1e-9)
@@ -41,6 +40,7 @@ def test_differences_pair_by_prompt_and_eval_seed():
 # --- the crossed ANOVA --------------------------------------------------------------------------
 
 def test_crossed_variance_by_hand():
+    scipy_stats = pytest.importorskip("scipy.stats")
     y = np.array([[1.0, 2.0], [3.0, 5.0], [2.0, 6.0]])      # 3 prompts x 2 seeds
     # grand 19/6; prompt means 1.5, 4, 4; seed means 2, 13/3.
     # SS_P = 2 (25/9 + 25/36 + 25/36) = 25/3 -> MS_P = 25/6; SS_S = 3 (49/36 + 49/36) = 49/6 -> MS_S = 49/6;
