@@ -3,17 +3,25 @@
 One run directory (vip_loop.py's layout) is one method at one training seed. The report groups
 runs by method (ReDPO, SFT, DPO, each online or one-shot); within a group the runs are training
 seeds. Every row's eval json holds the same eval prompts and seeds, so rows are compared **paired**,
-video by video (stats.py): pruned vs the model before it, trained vs pruned, method vs method.
+video by video: pruned vs the model before it, trained vs pruned, method vs method. A difference's
+95% interval treats prompts and training seeds as random (stats.interval: cell means over the eval
+seeds, crossed prompt x seed ANOVA, Satterthwaite df; a difference the same in every seed counts once).
 
     python evaluate.py --report runs/NAME                        # runs/NAME/report.md, grids, plots
     python evaluate.py --report runs/A runs/B --out runs         # several methods / seeds, one report
     python evaluate.py --report docs/shapes/runs/* --out docs/shapes   # the README's shapes tables
 
-report.md holds: Table 1 (per group, each row's per-dimension mean; with several seeds the mean
-over seeds and their spread), the paired differences of each stage, the methods compared at each
-stage and at the end, the paper's claims with a verdict, cost per row, and teacher | pruned |
-trained video grids. Beside it: scores_<group>.png (per-dimension bars with 95% intervals) and
-training_<group>.png (the DPO term, SFT term and implicit accuracy per stage, from metrics.jsonl).
+report.md holds: what was run, Table 1 (per group, each row's per-dimension mean; with several
+seeds the mean over seeds and their spread), the paired differences of each stage, the methods
+compared at each stage and at the end, the paper's claims as the paper words them with a verdict
+(claims.py), cost per row, and teacher | pruned | trained video grids. Beside it:
+scores_<group>.png (per-dimension bars with 95% intervals) and training_<group>.png (the DPO term,
+SFT term and implicit accuracy per stage, from metrics.jsonl).
+
+The verdict of a claim that a difference has a sign: **holds** when its 95% interval lies wholly on
+that side of 0, **does not hold** when wholly on the other side, **cannot tell** otherwise. The
+paper's ">= 0" claims ("the final student matches or exceeds the full model") are tested as stated,
+with no margin: they hold only when the interval lies above 0 (final - full > 0 shown).
 """
 import json
 import math
@@ -23,6 +31,7 @@ import runtime  # before numpy and torch: it sets how torch's CPU threads wait (
 
 import numpy as np
 
+import claims
 import stats
 from rewards import DIMENSIONS
 from runtime import UserError
@@ -31,7 +40,6 @@ METHOD_NAMES = {"redpo": "ReDPO", "sft": "SFT", "dpo": "DPO"}
 COLUMN_NAMES = {"visual_quality": "Visual Quality", "temporal_consistency": "Temporal Consistency",
                 "dynamic_degree": "Dynamic Degree", "text_alignment": "Text Alignment", "total": "Average"}
 KEYS = tuple(DIMENSIONS) + ("total",)
-CLOSE = 0.02   # "the final student stays close to the full model": final - full above -CLOSE (Average)
 
 
 def videos_path(json_path):
@@ -73,6 +81,8 @@ def read_run(run_dir):
     config = runtime.read_json(config_path) if os.path.isfile(config_path) else {}
     label = METHOD_NAMES.get(str(config.get("method", "")).lower(), config.get("method") or "trained")
     label += " one-shot" if config.get("oneshot") else ""
+    # toy/compare.py's variant trained as long in total as the online run: a group of its own.
+    label += " (same budget)" if os.path.basename(os.path.normpath(run_dir)).rsplit("-s", 1)[0].endswith("-budget") else ""
     maybe = lambda p: runtime.read_json(p) if os.path.isfile(p) else None          # noqa: E731
     run = {"dir": run_dir, "name": os.path.basename(os.path.normpath(run_dir)), "config": config,
            "label": label, "seed": config.get("seed", 0), "full": maybe(os.path.join(run_dir, "full", "eval.json")),
@@ -119,21 +129,11 @@ def final(run):
     return done[-1] if done else None
 
 
-def pooled(rows_after, rows_before, keys=KEYS):
-    """Paired differences pooled over runs (each run's rows pair with each other)."""
+def paired(rows_after, rows_before, keys=KEYS):
+    """{key: stats.interval}: after - before video by video, runs i of the two lists paired (training
+    seeds), prompts and training seeds random."""
     pairs = [(a["per_video"], b["per_video"]) for a, b in zip(rows_after, rows_before) if a and b]
-    return stats.paired_ci([a for a, _ in pairs], [b for _, b in pairs], keys)
-
-
-def pooled_on(pairs_with_key):
-    """Paired differences on one chosen dimension per run (e.g. each run's target property),
-    pooled: [(after eval, before eval, key)] -> {"mean", "ci95", "n"}."""
-    diffs = []
-    for a, b, key in pairs_with_key:
-        if a and b and key:
-            diffs += stats.paired_differences(a["per_video"], b["per_video"], [key])[key]
-    mean, half = stats.mean_ci(diffs)
-    return {"mean": mean, "ci95": half, "n": len(diffs)}
+    return {k: stats.interval([stats.differences(a, b, [k]) for a, b in pairs]) for k in keys}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,16 +159,16 @@ def table1(key, runs):
 
 
 def paired_table(key, runs):
-    """Per stage: pruned - the model before it, trained - pruned; and final - full. Pooled over the
-    group's seeds, with the per-seed Average differences to show the spread."""
+    """Per stage: pruned - the model before it, trained - pruned; and final - full. Over the group's
+    seeds (paired), with the per-seed Average differences to show the spread."""
     header = ["Comparison", "Target"] + [COLUMN_NAMES[d] for d in KEYS] + ["Average per seed"]
-    lines = [f"Paired differences, {key[1]} (mean ± 95% interval over every video of every seed):", "",
+    lines = [f"Paired differences, {key[1]} (mean ± 95% interval; prompts and training seeds random):", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     n_stages = max(len(r["stages"]) for r in runs)
 
     def row(title, target, after, before):
-        d = pooled(after, before)
-        per_seed = [stats.paired_ci(a["per_video"], b["per_video"], ["total"])["total"]["mean"]
+        d = paired(after, before)
+        per_seed = [stats.mean_ci(list(stats.differences(a["per_video"], b["per_video"], ["total"]).values()))[0]
                     for a, b in zip(after, before) if a and b]
         cells = [title, target] + [_diff(d[k]) for k in KEYS] + [" / ".join(_fmt(x, 3, True) for x in per_seed)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -189,7 +189,7 @@ def methods_table(groups, reference):
     at each stage's trained row (same stage count only) and at the final student."""
     ref_key, ref_runs = reference
     header = ["Comparison"] + [COLUMN_NAMES[d] for d in KEYS]
-    lines = [f"Methods compared with {ref_key[1]} (paired, runs matched by training seed):", "",
+    lines = [f"Methods compared with {ref_key[1]} (paired, runs matched by training seed; prompts and seeds random):", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, runs in groups.items():
         if key == ref_key:
@@ -200,61 +200,32 @@ def methods_table(groups, reference):
             continue
         if all(len(a["stages"]) == len(b["stages"]) for a, b in matched):
             for i in range(len(matched[0][0]["stages"])):
-                d = pooled([a["stages"][i]["trained"] for a, _ in matched], [b["stages"][i]["trained"] for _, b in matched])
+                d = paired([a["stages"][i]["trained"] for a, _ in matched], [b["stages"][i]["trained"] for _, b in matched])
                 lines.append("| " + " | ".join([f"Stage {i + 1}: {key[1]} - {ref_key[1]}"] + [_diff(d[k]) for k in KEYS]) + " |")
-        d = pooled([final(a) for a, _ in matched], [final(b) for _, b in matched])
+        d = paired([final(a) for a, _ in matched], [final(b) for _, b in matched])
         lines.append("| " + " | ".join([f"Final: {key[1]} - {ref_key[1]}"] + [_diff(d[k]) for k in KEYS]) + " |")
     return lines
 
 
-def claims(groups):
-    """The paper's claims, one line each, with the measured figure and one word (stats.verdict).
-    Needs the ReDPO group; the others add the rows they can answer."""
-    by_label = {key[1]: runs for key, runs in groups.items()}
-    redpo = by_label.get("ReDPO")
-    if not redpo:
-        return []
-    out = []
-
-    def add(claim, d, sign, note=""):
-        out.append((claim, f"{_diff(d)} (n {d['n']}){note}", stats.verdict(d, sign)))
-
-    for i in range(max(len(r["stages"]) for r in redpo)):
-        st = [r["stages"][i] for r in redpo if i < len(r["stages"])]
-        target = [(s["trained"], s["pruned"], s["targets"][0] if s["targets"] else None) for s in st]
-        names = ", ".join(sorted({t for _, _, t in target if t}))
-        add(f"Table 1, stage {i + 1}: the pruning cut lowers its target ({names})",
-            pooled_on([(s["pruned"], (r["stages"][i - 1]["trained"] if i else r["full"]), s["targets"][0] if s["targets"] else None)
-                       for r, s in zip(redpo, st)]), -1)
-        add(f"Table 1, stage {i + 1}: ReDPO recovers the target ({names})", pooled_on(target), +1)
-    d = pooled([final(r) for r in redpo], [r["full"] for r in redpo], ["total"])["total"]
-    near = dict(d, mean=d["mean"] + CLOSE)     # close: final - full > -CLOSE
-    add(f"Table 1: the final student stays close to the full model (Average; close: above -{CLOSE})", near, +1,
-        f"; final - full = {_diff(d)}")
-    sft = by_label.get("SFT")
-    if sft:
-        pairs = [(s, r) for s, r in zip(sft, redpo) if s["seed"] == r["seed"]]
-        n = min(len(s["stages"]) for s, _ in pairs) if pairs else 0
-        add("Table 3: ReDPO beats SFT on each stage's target",
-            pooled_on([(r["stages"][i]["trained"], s["stages"][i]["trained"], r["stages"][i]["targets"][0])
-                       for s, r in pairs for i in range(n) if r["stages"][i]["targets"]]), +1)
-        good = []          # per SFT run and stage: the dimensions pruning did not lower (not targets)
-        for s in sft:
-            for st in s["stages"]:
-                good += [(st["trained"], st["pruned"], dim) for dim in DIMENSIONS if dim not in st["targets"]]
-        add("Table 3: SFT loses what the pruned model was good at (the non-target dimensions)", pooled_on(good), -1)
-    dpo = by_label.get("DPO")
-    if dpo:
-        pairs = [(final(a), final(b)) for a in dpo for b in redpo if a["seed"] == b["seed"]]
-        for dim, sign, word in (("temporal_consistency", -1, "lowers"), ("dynamic_degree", +1, "raises")):
-            add(f"Table 4: without SFT (DPO alone) {word} {COLUMN_NAMES[dim].lower()} (final student)",
-                pooled_on([(a, b, dim) for a, b in pairs]), sign)
-    oneshot = by_label.get("ReDPO one-shot")
-    if oneshot:
-        pairs = [(final(a), final(b)) for a in oneshot for b in redpo if a["seed"] == b["seed"]]
-        add("Table 4: one-shot is worse than online (Average, final student)",
-            pooled_on([(a, b, "total") for a, b in pairs]), -1)
-    return out
+def claims_table(found):
+    """The claims section: the rule, then one line per claim (claims.claims) with its analysis."""
+    lines = ["Verdict (claims.py): **holds** when the 95% interval lies wholly on the claimed side of 0, "
+             "**does not hold** when wholly on the other side, else **cannot tell**; \">= 0\" claims are tested as "
+             "stated, no margin. Interval: per (prompt, training seed) the mean over eval seeds, prompts x seeds "
+             "crossed random effects (two-way ANOVA, Satterthwaite df); a difference the same in every seed counts "
+             "once (prompts only). Smallest detectable: the true difference found with 80% power, "
+             "(t_0.975 + t_0.8) x SE. Bootstrap: prompts and seeds resampled independently, a check only: with 3 "
+             "seeds it runs narrow (in simulation it covers ~75% where seeds dominate; tests/test_stats.py).", "",
+             "| Table | Claim (as the paper words it); difference | Verdict | Mean ± 95% | Analysis | Prompts | Seeds "
+             "| df | Smallest detectable | Bootstrap 95% |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in found:
+        d = c["diff"]
+        boot = d.get("bootstrap")
+        cells = [c["table"], c["claim"], f"**{c['verdict']}**", _diff(d), d["analysis"], str(d["n_prompts"]),
+                 str(d["n_seeds"]), _fmt(d["df"], 1), _fmt(d["mde"]),
+                 f"[{_fmt(boot[0], sign=True)}, {_fmt(boot[1], sign=True)}]" if boot else "n/a"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,6 +347,35 @@ def plot_training(key, runs, path):
 # report.md
 # ---------------------------------------------------------------------------------------------
 
+def what_was_run(groups):
+    """The opening of report.md: the model, the reward, the eval set, and per method its training
+    seeds, stages (blocks removed in each), settings and training steps (metrics.jsonl)."""
+    runs = [r for group in groups.values() for r in group]
+    videos = runs[0]["full"]["per_video"]
+    rewards = sorted({r["full"].get("reward", "?") for r in runs})
+    prompts = {v["prompt"] for v in videos}
+    per_prompt = len(videos) / max(len(prompts), 1)
+    lines = [f"What was run: model {', '.join(sorted({f'`{r}`' for r, _ in groups}))}, scored by the "
+             f"{', '.join(f'`{r}`' for r in rewards)} reward; every row evaluated on the same "
+             f"{len(prompts)} prompts, {per_prompt:g} eval seed{'s' if per_prompt != 1 else ''} each ({len(videos)} "
+             "videos). A method runs once per training seed (pair order, t and eps).", ""]
+    if "pixel" in rewards:
+        lines += ["**The pixel proxy is for smoke runs only; these numbers are not VideoScore.**", ""]
+    lines += ["| Method | Training seeds | Stages (blocks removed) | beta | w_sft | lr | batch | epochs / stage "
+              "| training steps |", "|---|---|---|---|---|---|---|---|---|"]
+    models = {model for model, _ in groups}
+    for (model, label), group in groups.items():
+        c = group[0]["config"]
+        label = label if len(models) == 1 else f"{label} ({model})"
+        blocks = c.get("blocks") if isinstance(c.get("blocks"), list) else []
+        stages = f"1 ({sum(blocks)} at once)" if c.get("oneshot") else f"{len(blocks)} ({', '.join(map(str, blocks))})"
+        steps = sorted({sum(max((m.get("step", 0) for m in s["metrics"]), default=0) for s in r["stages"]) for r in group})
+        cells = [label, ", ".join(str(r["seed"]) for r in group), stages if blocks else "?"]
+        cells += [f"{c[k]:g}" if isinstance(c.get(k), (int, float)) else str(c.get(k, "?")) for k in ("beta", "w_sft", "lr", "batch", "epochs")]
+        lines.append("| " + " | ".join(cells + [" / ".join(map(str, steps))]) + " |")
+    return lines
+
+
 def write_report(run_dirs, out_path, grids=True):
     """Write report.md (and its plots and grids beside it) for one or more runs. Returns the text."""
     out_dir = os.path.dirname(os.path.abspath(out_path))
@@ -385,12 +385,7 @@ def write_report(run_dirs, out_path, grids=True):
     if not runs:
         raise UserError(f"no full/eval.json under {', '.join(run_dirs)}; run evaluate.py (or vip_loop.py) first")
     groups = group_runs(runs)
-    lines = ["# V.I.P. results", ""]
-    rewards = sorted({(r["full"].get("reward", "?"), r["full"].get("reward_note", "")) for r in runs})
-    for name, note in rewards:
-        lines.append(f"Scores: `{name}` reward. {note}")
-        if name == "pixel":
-            lines.append("**The pixel proxy is for smoke runs only; these numbers are not VideoScore.**")
+    lines = ["# V.I.P. results", ""] + what_was_run(groups)
     lines += ["", "## Table 1", ""]
     for key, group in groups.items():
         lines += table1(key, group) + [""] + paired_table(key, group) + [""]
@@ -400,10 +395,9 @@ def write_report(run_dirs, out_path, grids=True):
     if len(groups) > 1:
         reference = next(((k, g) for k, g in groups.items() if k[1] == "ReDPO"), next(iter(groups.items())))
         lines += ["", "## Methods (Tables 3 and 4)", ""] + methods_table(groups, reference)
-    found = claims(groups)
+    found = claims.claims(groups)
     if found:
-        lines += ["", "## The paper's claims", "", "| Claim | Measured (paired, mean ± 95% interval) | Verdict |",
-                  "|---|---|---|"] + [f"| {c} | {m} | **{v}** |" for c, m, v in found]
+        lines += ["", "## The paper's claims", ""] + claims_table(found)
     lines += ["", "## Cost", "", "| Run | Stage | Method | Average ± 95% CI | Videos | TFLOPs / video | Latency (s / video) |",
               "|---|---|---|---|---|---|---|"]
     for run in runs:

@@ -1,11 +1,33 @@
-"""Statistics of the report (Sec. 4.1): means with 95% Student-t intervals, and paired differences.
+"""Statistics of the report (Sec. 4.1): means with 95% Student-t intervals, and paired differences
+whose intervals treat both the prompts and the training seeds as random.
 
-Two rows of the report (two models, or two runs) generate the same eval prompts with the same
-seeds, so video i of one row and video i of the other start from the same x_T: their difference
-is measured per video, and its interval is the paired one, much narrower than the two rows'
-own intervals (the prompt-to-prompt spread cancels).
+Two rows of the report (two models, or two runs) generate the same eval prompts with the same eval
+seeds, so video (prompt, eval seed) of one row and of the other start from the same x_T: their
+difference is measured per video (the prompt-to-prompt spread of the scores cancels). A comparison
+over several training runs gives one such difference per (prompt, eval seed, training seed).
+These are not independent draws: the videos of one prompt share it, the videos of one training
+seed share its model, and a row that does not depend on the training seed (the stage-1 pruned
+row: the same blocks removed from the same full model) is the same videos in every seed. So:
+
+1. Per (prompt, training seed) cell, the mean difference over the eval seeds: y_ps (P x S).
+2. Crossed random effects, y_ps = mu + a_p + b_s + e_ps (two-way ANOVA without replication):
+   MS_P = S sum_p (y_p. - y..)^2 / (P - 1), MS_S = P sum_s (y_.s - y..)^2 / (S - 1),
+   MS_E = sum_ps (y_ps - y_p. - y_.s + y..)^2 / ((P - 1)(S - 1));
+   E[MS_P] = s_e^2 + S s_a^2, E[MS_S] = s_e^2 + P s_b^2, E[MS_E] = s_e^2, so
+   Var(y..) = s_a^2 / P + s_b^2 / S + s_e^2 / (PS) = (MS_P + MS_S - MS_E) / (PS).
+   A variance component estimated below zero is set to zero (MS_P or MS_S below MS_E: that term
+   and MS_E's matching share drop out), which keeps the variance positive. The interval is
+   y.. +- t_(0.975, df) sqrt(Var) with Satterthwaite's df for the sum of mean squares,
+   df = (sum c_i MS_i)^2 / sum (c_i MS_i)^2 / df_i.
+3. A difference that is the same in every seed (both rows shared by every seed) is one seed:
+   prompts only, y_p +- t_(0.975, P - 1) s_p / sqrt(P).
+4. A check: the two-way bootstrap, prompts and seeds resampled independently, percentile interval.
+
+Each interval also gives the smallest effect it could detect: (t_(0.975, df) + t_(0.8, df)) SE,
+the true difference that a 95% interval excludes from 0 in 80% of experiments like this one.
 
     python -c "import stats; print(stats.mean_ci([1, 2, 3, 4, 5]))"     # (3.0, 1.963...)
+    python -c "import stats; print(stats.t_quantile(2.5))"             # 3.575...: real df too
 """
 import math
 import statistics
@@ -13,46 +35,79 @@ import statistics
 import numpy as np
 
 # ---------------------------------------------------------------------------------------------
-# The mean and a 95% Student-t confidence interval
+# Student's t for any real df > 0, and the mean with its 95% interval
 # ---------------------------------------------------------------------------------------------
 
+def _beta_fraction(a, b, x):
+    """The continued fraction of I_x(a, b) (Numerical Recipes 6.4, modified Lentz): converges fast
+    for x < (a + 1) / (a + b + 2)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 10000):
+        for aa in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),            # even step
+                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):  # odd step
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def regularized_beta(x, a, b):
+    """I_x(a, b), the regularized incomplete beta function."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _beta_fraction(a, b, x) / a
+    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
+
+
 def t_two_sided_cdf(t, df):
-    """P(|T| < t) for Student's t with integer df, in closed form (Abramowitz & Stegun 26.7.3-4):
-    theta = atan(t / sqrt(df)); odd df: (2/pi)(theta + sin(theta) sum_j a_j cos^(2j+1) theta),
-    a_0 = 1, a_j = a_(j-1) 2j / (2j+1); even df: sin(theta) sum_j b_j cos^(2j) theta, b_0 = 1,
-    b_j = b_(j-1) (2j-1) / (2j); the powers of cos(theta) run up to df - 2."""
-    theta = math.atan(t / math.sqrt(df))
-    s, c = math.sin(theta), math.cos(theta)
-    if df % 2 == 1:
-        a, power, total = 1.0, c, 0.0
-        for j in range((df - 1) // 2):          # cos^1 ... cos^(df-2)
-            if j > 0:
-                a *= 2 * j / (2 * j + 1)
-                power *= c * c
-            total += a * power
-        return 2 / math.pi * (theta + s * total)
-    b, power, total = 1.0, 1.0, 0.0
-    for j in range(df // 2):                    # cos^0 ... cos^(df-2)
-        if j > 0:
-            b *= (2 * j - 1) / (2 * j)
-            power *= c * c
-        total += b * power
-    return s * total
+    """P(|T| < t) for Student's t with df degrees of freedom (any real df > 0; inf: the normal):
+    1 - I_x(df / 2, 1 / 2) with x = df / (df + t^2)."""
+    if math.isinf(df):
+        return math.erf(t / math.sqrt(2))
+    return 1.0 - regularized_beta(df / (df + t * t), df / 2, 0.5)
 
 
 def t_quantile(df, level=0.95):
-    """The t with P(|T| < t) = level (df = 4, level 0.95: 2.776). Bisection on the exact CDF;
-    above df = 200 the Cornish-Fisher expansion around the normal quantile (error < 1e-6)."""
-    if df > 200:
-        z = statistics.NormalDist().inv_cdf((1 + level) / 2)
-        return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
-    lo, hi = 0.0, 1.0
-    while t_two_sided_cdf(hi, df) < level:
-        hi *= 2
+    """The t with P(|T| < t) = level (df = 4, level 0.95: 2.776; level 0.6: the one-sided 0.8
+    quantile). Newton's method from the first terms of the Cornish-Fisher expansion around the
+    normal quantile z, which lie below the root: P(|T| < t) is concave in t, so each step stays
+    below the root and the steps rise to it. Above df = 1e4 the expansion itself (error ~ 1 / df^3;
+    the incomplete beta loses digits there); below df = 1 (tails too heavy for Newton's steps),
+    bisection on log t."""
+    df = float(df)
+    z = statistics.NormalDist().inv_cdf((1 + level) / 2)
+    if math.isinf(df):
+        return z
+    t = z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+    if df > 1e4:
+        return t
+    if df < 1:
+        lo, hi = math.log(z), math.log(z) + 1
+        while t_two_sided_cdf(math.exp(hi), df) < level:
+            lo, hi = hi, hi + 1
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if t_two_sided_cdf(math.exp(mid), df) < level else (lo, mid)
+        return math.exp((lo + hi) / 2)
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
     for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_two_sided_cdf(mid, df) < level else (lo, mid)
-    return (lo + hi) / 2
+        density = 2 * math.exp(log_norm - (df + 1) / 2 * math.log1p(t * t / df))   # d/dt P(|T| < t)
+        step = (level - t_two_sided_cdf(t, df)) / density
+        t += step
+        if abs(step) < 1e-13 * t:
+            break
+    return t
 
 
 def mean_ci(values, level=0.95):
@@ -67,49 +122,119 @@ def mean_ci(values, level=0.95):
     return float(v.mean()), float(t_quantile(len(v) - 1, level) * v.std(ddof=1) / math.sqrt(len(v)))
 
 
-
 # ---------------------------------------------------------------------------------------------
-# Paired differences: row A minus row B, video by video (same prompt and seed)
+# Per-video differences: row A minus row B, video by video (same prompt and eval seed)
 # ---------------------------------------------------------------------------------------------
 
 def video_key(video):
-    """A video's identity across rows and runs: its prompt and seed (the same x_T)."""
+    """A video's identity across rows and runs: its prompt and eval seed (the same x_T)."""
     return video["prompt"], int(video["seed"])
 
 
-def paired_differences(after, before, keys):
-    """Per key, the list of after - before over the videos the two rows share. `after`, `before`:
-    eval.json "per_video" lists, or lists of such lists (several runs, e.g. training seeds: run i
-    of `after` pairs with run i of `before`, and their differences are pooled). A video missing
-    from `before`, or a null score, contributes nothing."""
-    if after and isinstance(after[0], dict):
-        after, before = [after], [before]
-    diffs = {k: [] for k in keys}
-    for rows_a, rows_b in zip(after, before):
-        by_key = {video_key(v): v["scores"] for v in rows_b}
-        for v in rows_a:
-            other = by_key.get(video_key(v))
-            for k in keys:
-                x, y = v["scores"].get(k), None if other is None else other.get(k)
-                if x is not None and y is not None:
-                    diffs[k].append(x - y)
-    return diffs
-
-
-def paired_ci(after, before, keys):
-    """{key: {"mean", "ci95", "n"}}: the mean paired difference after - before and the half width of
-    its 95% t-interval (mean_ci of the per-video differences)."""
+def video_scores(per_video, dims):
+    """{(prompt, eval seed): the mean of the dims' scores} over an eval json's "per_video" list;
+    a video with a null score on any of the dims is left out."""
     out = {}
-    for k, d in paired_differences(after, before, keys).items():
-        mean, half = mean_ci(d)
-        out[k] = {"mean": mean, "ci95": half, "n": len(d)}
+    for v in per_video:
+        values = [v["scores"].get(d) for d in dims]
+        if values and all(x is not None for x in values):
+            out[video_key(v)] = sum(values) / len(values)
+    return out
+
+
+def differences(after, before, dims):
+    """{(prompt, eval seed): after - before} on the mean of the dims, over the videos both eval
+    jsons hold ("per_video" lists)."""
+    a, b = video_scores(after, dims), video_scores(before, dims)
+    return {k: a[k] - b[k] for k in a if k in b}
+
+
+# ---------------------------------------------------------------------------------------------
+# The interval of a mean difference, prompts and training seeds random
+# ---------------------------------------------------------------------------------------------
+
+def cell_means(by_seed):
+    """by_seed: one {(prompt, eval seed): difference} per training seed. Returns (prompts, y, shared):
+    y (P, S), the mean over eval seeds per prompt (the prompts every seed has) and seed; when every
+    seed holds exactly the same differences (a row shared by all seeds), one column and shared True."""
+    by_seed = [d for d in by_seed if d]
+    shared = len(by_seed) > 1 and all(d == by_seed[0] for d in by_seed[1:])
+    if shared:
+        by_seed = by_seed[:1]
+    cells = []
+    for d in by_seed:
+        sums = {}
+        for (prompt, _), x in d.items():
+            sums.setdefault(prompt, []).append(x)
+        cells.append({p: sum(xs) / len(xs) for p, xs in sums.items()})
+    prompts = sorted(set.intersection(*(set(c) for c in cells))) if cells else []
+    y = np.array([[c[p] for c in cells] for p in prompts], dtype=np.float64).reshape(len(prompts), len(cells))
+    return prompts, y, shared
+
+
+def crossed_variance(y):
+    """Var(grand mean) and its Satterthwaite df for y (..., P, S), prompts x seeds crossed (module
+    docstring, step 2); vectorised over the leading axes. Returns (var, df) arrays; P >= 2, S >= 2."""
+    y = np.asarray(y, dtype=np.float64)
+    P, S = y.shape[-2:]
+    grand = y.mean(axis=(-2, -1), keepdims=True)
+    rows, cols = y.mean(axis=-1, keepdims=True), y.mean(axis=-2, keepdims=True)
+    ms_p = S * ((rows - grand) ** 2).sum(axis=(-2, -1)) / (P - 1)
+    ms_s = P * ((cols - grand) ** 2).sum(axis=(-2, -1)) / (S - 1)
+    ms_e = ((y - rows - cols + grand) ** 2).sum(axis=(-2, -1)) / ((P - 1) * (S - 1))
+    # Coefficients of the mean squares; a component below zero (MS_P < MS_E) takes its term out.
+    c_p, c_s = (ms_p >= ms_e).astype(np.float64), (ms_s >= ms_e).astype(np.float64)
+    terms = ((c_p * ms_p, P - 1), (c_s * ms_s, S - 1), ((1 - c_p - c_s) * ms_e, (P - 1) * (S - 1)))
+    total = sum(t for t, _ in terms)                      # max(MS_P, MS_E) + max(MS_S, MS_E) - MS_E
+    spread = sum(t ** 2 / df for t, df in terms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(spread > 0, total ** 2 / np.where(spread > 0, spread, 1), np.inf)
+    return total / (P * S), df
+
+
+def bootstrap_interval(y, level=0.95, n_boot=4000, seed=0):
+    """(low, high): the percentile interval of the grand mean of y (P, S) when the prompts (rows)
+    and the seeds (columns) are resampled with replacement, independently."""
+    rng = np.random.default_rng(seed)
+    P, S = y.shape
+    i, j = rng.integers(P, size=(n_boot, P, 1)), rng.integers(S, size=(n_boot, 1, S))
+    means = y[i, j].mean(axis=(1, 2))
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def interval(by_seed, level=0.95, n_boot=0):
+    """The mean difference and its interval, prompts and training seeds random. by_seed: one
+    {(prompt, eval seed): difference} per training seed (differences()). Returns {"mean", "ci95"
+    (half width), "se", "df", "mde" (the smallest effect detected with 80% power), "n_prompts",
+    "n_seeds", "analysis", and with n_boot > 0 "bootstrap": (low, high)}."""
+    _, y, shared = cell_means(by_seed)
+    P, S = y.shape
+    out = {"mean": float("nan"), "ci95": float("nan"), "se": float("nan"), "df": float("nan"),
+           "mde": float("nan"), "n_prompts": P, "n_seeds": S}
+    if P >= 2 and S >= 2:
+        var, df = crossed_variance(y)
+        out["analysis"] = "prompts x seeds"
+    elif P >= 2:
+        var, df = y[:, 0].var(ddof=1) / P, P - 1
+        out["analysis"] = "prompts, the row shared by every seed" if shared else "prompts (one seed)"
+    else:
+        out["analysis"] = "too few prompts"
+        if P:
+            out["mean"] = float(y.mean())
+        return out
+    se, df = math.sqrt(float(var)), float(df)
+    out.update(mean=float(y.mean()), se=se, df=df, ci95=t_quantile(df, level) * se,
+               mde=(t_quantile(df, level) + t_quantile(df, 0.6)) * se)
+    if n_boot:
+        out["bootstrap"] = bootstrap_interval(y, level, n_boot)
     return out
 
 
 def verdict(diff, sign=1):
-    """One word for a claim that after - before has sign `sign` (+1: after is higher): "holds" when
-    the paired 95% interval lies wholly on that side of zero, "does not hold" when it lies wholly on
-    the other side, else "cannot tell"."""
+    """One word for a claim that the difference has sign `sign` (+1: after is higher): "holds" when
+    the 95% interval lies wholly on that side of zero, "does not hold" when it lies wholly on the
+    other side, else "cannot tell"."""
     lo, hi = diff["mean"] - diff["ci95"], diff["mean"] + diff["ci95"]
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "cannot tell"

@@ -1,75 +1,44 @@
-"""report.py and stats.py (issue 13): paired differences against a hand computation, training seeds,
-methods side by side, the paper's claims with a verdict, the plots."""
+"""report.py and claims.py: what was run, Table 1 over training seeds, paired differences and the
+methods side by side with intervals over prompts and seeds, the paper's claims with a verdict
+(numbers against hand computations), the plots."""
 import math
 
 import pytest
 
+import claims
 import report
 import runtime
-import stats
 from rewards import DIMENSIONS
 
 KEYS = list(DIMENSIONS) + ["total"]
+PROMPTS = ("p0", "p1", "p2", "p3")
+T3 = 3.182446305284263          # t_(0.975, 3)
 
 
-def videos(values, prompts=("p0", "p1", "p2"), seeds=(0, 0, 0)):
-    """per_video entries with every dimension equal to values[i] (so total = values[i])."""
-    return [{"prompt": p, "seed": s, "static": False, "scores": {k: v for k in KEYS}}
-            for p, s, v in zip(prompts, seeds, values)]
+def videos(values):
+    """per_video entries, one per prompt (eval seed i), every dimension equal to values[i] (so total too)."""
+    return [{"prompt": p, "seed": i, "static": False, "scores": {k: v for k in KEYS}}
+            for i, (p, v) in enumerate(zip(PROMPTS, values))]
 
-
-# --- stats --------------------------------------------------------------------------------------
-
-def test_paired_difference_by_hand():
-    before = videos([0.5, 0.6, 0.7])
-    after = videos([0.6, 0.72, 0.84])[::-1]                    # order does not matter: (prompt, seed) does
-    d = stats.paired_ci(after, before, ["total"])["total"]
-    # differences 0.1, 0.12, 0.14: mean 0.12, sd 0.02, t_2 = 4.302653 -> 4.302653 * 0.02 / sqrt(3)
-    assert d["n"] == 3 and d["mean"] == pytest.approx(0.12)
-    assert d["ci95"] == pytest.approx(4.302653 * 0.02 / math.sqrt(3), rel=1e-5)
-    # The rows' own intervals (+-0.248 each) overlap; paired, the difference is clear.
-    assert stats.mean_ci([0.5, 0.6, 0.7])[1] > 0.12 and stats.verdict(d, +1) == "holds"
-
-
-def test_paired_difference_skips_unmatched_and_null_and_pools_runs():
-    before = videos([0.5, 0.6, 0.7])
-    after = videos([0.6, 0.8, 1.0], seeds=(0, 0, 1))            # p2 has another seed: not the same video
-    after[1]["scores"]["visual_quality"] = None                  # a dimension the reward did not measure
-    diffs = stats.paired_differences(after, before, ["total", "visual_quality"])
-    assert diffs["total"] == pytest.approx([0.1, 0.2]) and diffs["visual_quality"] == pytest.approx([0.1])
-    pooled = stats.paired_differences([videos([1, 1, 1]), videos([2, 2, 2])],
-                                      [videos([0, 0, 0]), videos([0, 0, 0])], ["total"])
-    assert pooled["total"] == [1, 1, 1, 2, 2, 2]
-
-
-def test_verdict_words():
-    assert stats.verdict({"mean": 0.05, "ci95": 0.02}, +1) == "holds"
-    assert stats.verdict({"mean": 0.05, "ci95": 0.02}, -1) == "does not hold"
-    assert stats.verdict({"mean": -0.05, "ci95": 0.02}, -1) == "holds"
-    assert stats.verdict({"mean": 0.01, "ci95": 0.02}, +1) == "cannot tell"
-    assert stats.verdict({"mean": 0.01, "ci95": float("nan")}, +1) == "cannot tell"
-
-
-# --- the report ---------------------------------------------------------------------------------
 
 def fake_eval(path, values, trainable=100):
-    per = videos(values)
     scores = {k: {"mean": sum(values) / len(values), "ci95": 0.1, "n": len(values)} for k in KEYS}
     runtime.write_json(path, {"model": "toy", "reward": "shapes", "reward_note": "exact.", "num_videos": len(values),
-                              "generation": {"fps": 4}, "scores": scores, "per_video": per,
+                              "generation": {"fps": 4}, "scores": scores, "per_video": videos(values),
                               "params": {"trainable": trainable}})
 
 
 def fake_run(root, name, method, seed, rows, oneshot=False, target="visual_quality"):
     """rows: [full, (pruned, trained), ...] lists of per-video values."""
     run = root / name
-    runtime.write_json(str(run / "config.json"), {"model": "toy", "method": method, "seed": seed, "oneshot": oneshot})
+    runtime.write_json(str(run / "config.json"), {"model": "toy", "method": method, "seed": seed, "oneshot": oneshot,
+                                                  "blocks": [2], "beta": 5000.0, "w_sft": 1e4, "epochs": 2})
     fake_eval(str(run / "full" / "eval.json"), rows[0], 453)
     for k, (pruned, trained) in enumerate(rows[1:], start=1):
         stage = run / f"stage_{k}"
         fake_eval(str(stage / "eval_pruned.json"), pruned, 300)
         fake_eval(str(stage / "eval.json"), trained, 300)
-        runtime.write_json(str(stage / "prune.json"), {"target_properties": [[target, -0.1]]})
+        runtime.write_json(str(stage / "prune.json"), {"target_properties": [[target, 0.1]]})
         (stage / "train").mkdir()
         with open(stage / "train" / "metrics.jsonl", "w") as f:
             for step in (1, 2):
@@ -77,39 +46,81 @@ def fake_run(root, name, method, seed, rows, oneshot=False, target="visual_quali
     return str(run)
 
 
+def cells(text, start):
+    line = next(line for line in text.splitlines() if line.startswith(start))
+    return [c.strip() for c in line.split("|")[1:-1]]
+
+
 def test_report_seeds_paired_rows_methods_and_claims(tmp_path):
-    full = [0.8, 0.8, 0.8]
-    runs = [fake_run(tmp_path, "redpo-0", "redpo", 0, [full, ([0.6, 0.7, 0.8], [0.8, 0.9, 1.0])]),
-            fake_run(tmp_path, "redpo-1", "redpo", 1, [full, ([0.6, 0.7, 0.8], [0.7, 0.8, 0.9])]),
-            fake_run(tmp_path, "sft-0", "sft", 0, [full, ([0.6, 0.7, 0.8], [0.6, 0.7, 0.8])]),
-            fake_run(tmp_path, "sft-1", "sft", 1, [full, ([0.6, 0.7, 0.8], [0.5, 0.6, 0.7])])]
+    full = [0.8] * 4
+    pruned = [0.6, 0.62, 0.64, 0.66]                     # the same stage-1 pruned row in every run
+    gain = {0: [0.2, 0.1, 0.2, 0.1], 1: [0.1, 0.2, 0.1, 0.2]}
+    redpo = {s: [p + g for p, g in zip(pruned, gain[s])] for s in (0, 1)}
+    runs = []
+    for s in (0, 1):
+        runs += [fake_run(tmp_path, f"redpo-s{s}", "redpo", s, [full, (pruned, redpo[s])]),
+                 fake_run(tmp_path, f"sft-s{s}", "sft", s, [full, (pruned, pruned)]),
+                 fake_run(tmp_path, f"dpo-s{s}", "dpo", s, [full, (pruned, [x - 0.1 for x in redpo[s]])]),
+                 fake_run(tmp_path, f"redpo-oneshot-s{s}", "redpo", s, [full, ([0.5] * 4, [x - 0.1 for x in redpo[s]])],
+                          oneshot=True),
+                 fake_run(tmp_path, f"redpo-oneshot-budget-s{s}", "redpo", s,
+                          [full, ([0.5] * 4, [x + 0.05 for x in redpo[s]])], oneshot=True)]
     text = report.write_report(runs, str(tmp_path / "report.md"))
 
-    # Table 1: the mean over the two seeds, and their spread (sd of the two Averages).
+    # What was run: first, before Table 1; the budget-matched one-shot is a group of its own.
+    head = text.split("## Table 1")[0]
+    assert "model `toy`, scored by the `shapes` reward" in head and "4 prompts, 1 eval seed each (4 videos)" in head
+    assert cells(text, "| ReDPO one-shot (same budget) |")[1:4] == ["0, 1", "1 (2 at once)", "5000"]
+    assert cells(text, "| SFT |")[-1] == "2" and "exact." not in head
+
+    # Table 1: the mean over the two seeds, and their spread (sd of the two Averages: both 0.78).
     assert "### ReDPO (toy, 2 seeds: 0, 1)" in text and "### SFT (toy, 2 seeds: 0, 1)" in text
-    redpo_rows = [line for line in text.split("### ReDPO")[1].split("Paired")[0].splitlines() if line.startswith("| Stage 1 | ReDPO")]
-    cells = [c.strip() for c in redpo_rows[0].split("|")[1:-1]]
-    assert cells[6] == "0.850" and cells[7] == f"{math.sqrt(0.005):.3f}"          # (0.9 + 0.8) / 2; sd 0.0707
+    row = cells(text.split("### ReDPO (toy")[1], "| Stage 1 | ReDPO")
+    assert row[6] == "0.780" and row[7] == "0.000"
 
-    # Paired: ReDPO - Pruned pooled over both seeds: differences 0.2 x3 and 0.1 x3.
-    d = stats.paired_ci([videos([0.8, 0.9, 1.0]), videos([0.7, 0.8, 0.9])],
-                        [videos([0.6, 0.7, 0.8])] * 2, ["total"])["total"]
-    assert d["mean"] == pytest.approx(0.15)
-    line = next(line for line in text.splitlines() if line.startswith("| Stage 1: ReDPO - Pruned"))
-    cells = [c.strip() for c in line.split("|")[1:-1]]
-    assert cells[1] == "visual_quality" and cells[6] == f"+0.150 ± {d['ci95']:.3f}" and cells[7] == "+0.200 / +0.100"
+    # Paired, ReDPO - Pruned: cells y = gain (4 prompts x 2 seeds), MS_P = MS_S = 0, MS_E = 0.02 / 3:
+    # both components below zero, Var = MS_E / 8 = 1 / 1200, df 3.
+    half = T3 * math.sqrt(1 / 1200)
+    row = cells(text.split("### ReDPO (toy")[1], "| Stage 1: ReDPO - Pruned")
+    assert row[1] == "visual_quality" and row[6] == f"+0.150 ± {half:.3f}" and row[7] == "+0.150 / +0.150"
+    # Pruned - before: the same row in both seeds, so prompts only: -0.2, -0.18, -0.16, -0.14.
+    shared = T3 * math.sqrt(0.002 / 3) / 2
+    assert cells(text.split("### ReDPO (toy")[1], "| Stage 1: Pruned - before")[6] == f"-0.170 ± {shared:.3f}"
+    assert f"-0.150 ± {half:.3f}" in cells(text, "| Stage 1: SFT - ReDPO")
 
-    # Methods: SFT - ReDPO at stage 1, matched by seed: -0.2 x3 and -0.2 x3.
-    line = next(line for line in text.splitlines() if line.startswith("| Stage 1: SFT - ReDPO"))
-    assert "-0.200 ± 0.000" in line
-
-    # Claims: the cut lowers the target; ReDPO recovers it; ReDPO beats SFT; SFT loses the non-targets
-    # (seed 0 keeps them, 0 x 9; seed 1 loses 0.1 x 9: mean -0.05 +- 0.026, below zero).
-    claims = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in text.split("## The paper's claims")[1]
-              .split("## Cost")[0].splitlines() if line.startswith("| Table")}
-    assert claims["Table 1, stage 1: the pruning cut lowers its target (visual_quality)"] == "**holds**"
-    assert claims["Table 1, stage 1: ReDPO recovers the target (visual_quality)"] == "**holds**"
-    assert claims["Table 3: ReDPO beats SFT on each stage's target"] == "**holds**"
-    assert claims["Table 3: SFT loses what the pruned model was good at (the non-target dimensions)"] == "**holds**"
+    # Claims: one line each, with the analysis, prompts, seeds, df and the smallest detectable effect.
+    found = {c[1]: c for c in (cells(line, "|") for line in text.split("## The paper's claims")[1]
+                                .split("## Cost")[0].splitlines() if line.startswith("| Table"))}
+    c = found["stage 1: the cut lowers its target property (visual quality); pruned - before"]
+    assert c[2:8] == ["**holds**", f"-0.170 ± {shared:.3f}", "prompts, the row shared by every seed", "4", "1", "3.0"]
+    mde = (T3 + 0.9784723123633045) * math.sqrt(0.002 / 3) / 2       # t_(0.8, 3) = 0.978
+    assert c[8] == f"{mde:.3f}"
+    c = found["stage 1: ReDPO improves the explicitly targeted metric (visual quality); trained - pruned"]
+    assert c[2:7] == ["**holds**", f"+0.150 ± {half:.3f}", "prompts x seeds", "4", "2"]
+    # Final - full: cells (pruned - full) + gain; MS_P = 0.004 / 3 < MS_E = 0.02 / 3: Var = MS_E / 8 again.
+    c = found["the final student matches or exceeds the full model: the Average; final - full"]
+    assert c[2:4] == ["**cannot tell**", f"-0.020 ± {half:.3f}"]
+    assert found["ReDPO beats SFT on the final student: the Average; ReDPO - SFT"][2] == "**holds**"
+    c = found["stage 1: SFT loses more than ReDPO of what the pruned model did well (the dimensions not below the "
+              "full model); (SFT - pruned) - (ReDPO - pruned)"]
+    assert c[2:4] == ["**holds**", f"-0.150 ± {half:.3f}"]
+    assert found["without SFT, temporal consistency falls; DPO - ReDPO (final student)"][2:4] == ["**holds**", "-0.100 ± 0.000"]
+    assert found["without SFT, dynamic degree rises; DPO - ReDPO (final student)"][2] == "**does not hold**"
+    assert found["ReDPO one-shot is worse than online: the Average; ReDPO one-shot - ReDPO (final student)"][2] == "**holds**"
+    c = found["ReDPO one-shot (same budget) is worse than online: the Average; ReDPO one-shot (same budget) - ReDPO "
+              "(final student)"]
+    assert c[2:4] == ["**does not hold**", "+0.050 ± 0.000"]
     assert (tmp_path / "scores_toy_redpo.png").stat().st_size > 1000
     assert (tmp_path / "training_toy_sft.png").stat().st_size > 1000
+
+
+def test_verdict_rule_is_in_the_docstrings():
+    for module in (report, claims):
+        assert "does not hold" in module.__doc__ and "cannot tell" in module.__doc__ and ">= 0" in module.__doc__
+
+
+@pytest.mark.parametrize("name, label", [("redpo-oneshot-s0", "ReDPO one-shot"),
+                                         ("redpo-oneshot-budget-s3", "ReDPO one-shot (same budget)")])
+def test_the_budget_matched_one_shot_is_its_own_group(tmp_path, name, label):
+    run = fake_run(tmp_path, name, "redpo", 0, [[0.8] * 4, ([0.5] * 4, [0.6] * 4)], oneshot=True)
+    assert report.read_run(run)["label"] == label
