@@ -49,7 +49,7 @@ def model_state(model):
 def count_generations(patch, label=tuple):
     """Counter of label() + (model state, prompt, seed) over every generate call of every model
     class, except the latency measurement's (a timing, not a video anyone scores). `patch`:
-    monkeypatch.setattr in a test, setattr in a benchmark (tests/bench_loop.py)."""
+    monkeypatch.setattr in a test, setattr in a benchmark (bench/bench_loop.py)."""
     counts, timing = collections.Counter(), []
 
     def counting(generate):

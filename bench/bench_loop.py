@@ -1,8 +1,8 @@
-"""Benchmark (not a test): the default `python vip_loop.py` alone and beside a busy process.
+"""Benchmark: the default `python vip_loop.py` alone and beside a busy process.
 
-    python tests/bench_loop.py                       # (a) alone, then (b) beside; ~15 min on 2 cores
-    python tests/bench_loop.py --runs beside         # one of them
-    python tests/bench_loop.py --root ../other-checkout --runs alone   # another version of the code
+    python bench/bench_loop.py                       # (a) alone, then (b) beside; ~15 min on 2 cores
+    python bench/bench_loop.py --runs beside         # one of them
+    python bench/bench_loop.py --root ../other-checkout --runs alone   # another version of the code
 
 (a) runs the default loop (the toy world, 3 stages) as a user would, OMP_NUM_THREADS unset;
 (b) the same while another CPU-bound torch process (big matmuls in a loop, torch's default
@@ -22,13 +22,14 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.join(os.path.dirname(HERE), "tests")   # test_reuse.count_generations: the tests' generation counter
 sys.path.insert(0, HERE)
 from bench_threads import busy_process  # noqa: E402  the CPU-bound process beside run (b)
 
 
 def child(root, out, counts_path):
     """In the timed process: vip_loop.main() with every eval-set generation counted per stage."""
-    sys.path[:0] = [root, HERE]
+    sys.path[:0] = [root, TESTS]
     import runtime
     import vip_loop
     from test_reuse import count_generations

@@ -1,10 +1,9 @@
-"""Benchmark (one CUDA GPU, not a test): the real-size cost of V.I.P. -- does it fit, how long does it take?
+"""Benchmark (one CUDA GPU): the real-size cost of V.I.P. -- does it fit, how long does it take?
 
-Prepared for issue 17 and not yet run on a GPU (none was lent to the session that wrote it); its
-logic was smoke-run on CPU with the tiny models standing in.
+Not yet run on a GPU: its logic was smoke-run on a CPU with the tiny models standing in.
 
-    python tests/bench_gpu.py --out bench_gpu.json                         # everything, ~8 min on an H100
-    python tests/bench_gpu.py --sections animatediff --out ad.json         # one model family
+    python bench/bench_gpu.py --out bench_gpu.json                         # everything, ~8 min on an H100
+    python bench/bench_gpu.py --sections animatediff --out ad.json         # one model family
 
 Random weights at the real architectures' sizes, built from configs directly on the GPU (no download):
   animatediff:   SD 1.5 UNet + VAE + CLIP ViT-L/14 text encoder + the v1-5-2 motion adapter (21 modules)
@@ -262,7 +261,7 @@ def main(argv=None):
     p.add_argument("--out", default="bench_gpu.json")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
-        sys.exit("error: this benchmark needs a CUDA GPU; on a CPU run tests/bench_redpo.py instead")
+        sys.exit("error: this benchmark needs a CUDA GPU; on a CPU run bench/bench_redpo.py instead")
     models._quiet_libraries()
     result = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
               "total_gib": torch.cuda.get_device_properties(0).total_memory / 2**30}

@@ -1,7 +1,7 @@
-"""Benchmark (not a test): does a CPU run gain from torch's threads, alone and beside a busy process?
+"""Benchmark: does a CPU run gain from torch's threads, alone and beside a busy process?
 
-    python tests/bench_threads.py                                 # every config, ~50 min on 2 cores
-    python tests/bench_threads.py --configs toy medium-step --repeats 5
+    python bench/bench_threads.py                                 # every config, ~50 min on 2 cores
+    python bench/bench_threads.py --configs toy medium-step --repeats 5
 
 For each config, one unit of work (a generation, or a ReDPO step) is timed in a fresh process with
 1 thread, with torch's default (one per core) waiting asleep (OMP_WAIT_POLICY=PASSIVE, what the
@@ -102,7 +102,7 @@ def child(name, threads, repeats):
 @contextlib.contextmanager
 def busy_process(env):
     """Another CPU-bound torch process for the length of the block: big matmuls in a loop, torch's
-    default threads, spinning (OpenMP's default wait; tests/bench_loop.py uses it too)."""
+    default threads, spinning (OpenMP's default wait; bench_loop.py uses it too)."""
     other = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=dict(env, OMP_WAIT_POLICY="ACTIVE"))
     try:
         time.sleep(1.0)  # let it start its threads

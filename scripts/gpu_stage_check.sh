@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One V.I.P. stage end to end on a CUDA GPU at reduced size, killed and resumed (a check, not a test):
+# One V.I.P. stage end to end on a CUDA GPU at reduced size, killed and resumed:
 #
-#     bash tests/gpu_stage_check.sh OUT_DIR
+#     bash scripts/gpu_stage_check.sh OUT_DIR
 #
 # 1. `vip_loop.py --model tiny --reward pixel --stages 1 --blocks 2` uninterrupted -> OUT_DIR/plain
 # 2. the same command -> OUT_DIR/killed, SIGKILLed as soon as stage_1/pairs/summary.json exists, then
@@ -9,7 +9,7 @@
 # 3. prints: every training loss finite and no skipped step (bf16 autocast on CUDA), the number of
 #    steps, and the largest difference between the two runs' per-video scores.
 set -uo pipefail
-out=${1:?usage: bash tests/gpu_stage_check.sh OUT_DIR}
+out=${1:?usage: bash scripts/gpu_stage_check.sh OUT_DIR}
 cmd=("${PYTHON:-python3}" vip_loop.py --model tiny --reward pixel --stages 1 --blocks 2)
 mkdir -p "$out"
 start=$(date +%s)

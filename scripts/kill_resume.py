@@ -1,4 +1,4 @@
-"""Kill a run at random moments and resume it: the strongest check of resume (issue 18). A script, not a test.
+"""Kill a run at random moments and resume it: the strongest check of resume.
 
 Runs a tiny 2-stage vip_loop.py (`--model tiny --reward pixel --stages 2 --blocks 2`) once without
 a break, then again, killing it with SIGKILL at seeded random moments (anywhere: mid-generation,
@@ -7,9 +7,9 @@ compares the two runs: report.md (all but the latency column, a measurement), ev
 per-video scores, params, TFLOPs: all but latency), prune.json, the pairs and the students' weights;
 and looks for temps (.tmp-*) left anywhere.
 
-    python tests/kill_resume.py --out runs/kill_resume                                # 6 kills, one process
-    python tests/kill_resume.py --out runs/kill_resume_ddp --nproc 2 --kills 3        # torchrun: the whole tree
-    python tests/kill_resume.py --out runs/kill_agent --nproc 2 --agent_only          # torchrun's agent alone
+    python scripts/kill_resume.py --out runs/kill_resume                                # 6 kills, one process
+    python scripts/kill_resume.py --out runs/kill_resume_ddp --nproc 2 --kills 3        # torchrun: the whole tree
+    python scripts/kill_resume.py --out runs/kill_agent --nproc 2 --agent_only          # torchrun's agent alone
 
 A kill takes the whole process tree, like a node that crashed: torchrun starts each worker in a
 session of its own, so killing the agent's process group would not reach them (this script walks

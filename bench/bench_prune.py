@@ -1,8 +1,8 @@
-"""Benchmark of prune.py's block search (issue 4): does skipping blocks cost anything beyond the
+"""Benchmark of prune.py's block search: does skipping blocks cost anything beyond the
 generations themselves, and does it copy the model?
 
-    python tests/bench_prune.py                                  # tiny model, 8 prompts, CPU
-    python tests/bench_prune.py --model animatediff --prompts 8 --steps 25
+    python bench/bench_prune.py                                  # tiny model, 8 prompts, CPU
+    python bench/bench_prune.py --model animatediff --prompts 8 --steps 25
 
 Prints
   time ratio   = search time / ((candidates + 1) x one eval-set generation and scoring)

@@ -1,7 +1,7 @@
-"""Benchmark (not a test): the cost of one ReDPO step against its unavoidable work.
+"""Benchmark: the cost of one ReDPO step against its unavoidable work.
 
-    python tests/bench_redpo.py                    # tiny + a larger AnimateDiff-shaped config, CPU
-    python tests/bench_redpo.py --configs real     # real-size AnimateDiff, random weights (a GPU)
+    python bench/bench_redpo.py                    # tiny + a larger AnimateDiff-shaped config, CPU
+    python bench/bench_redpo.py --configs real     # real-size AnimateDiff, random weights (a GPU)
 
 Unavoidable: one student forward + backward on the 2B batch [x^w_t; x^l_t] and one teacher
 forward on the same batch (no grad). ReDPO (redpo.batch_loss + backward) should cost <= 1.05x that.
