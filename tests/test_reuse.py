@@ -1,4 +1,4 @@
-"""Nothing generated twice (issue 16): the eval set once per model state and (prompt, seed), the
+"""Nothing generated twice: the eval set once per model state and (prompt, seed), the
 text encoder once per prompt in training, and every score the same as without the reuse."""
 import collections
 import copy
