@@ -1,11 +1,11 @@
-"""Faults (issue 18): every file the project writes or reads, damaged, and a full disk.
+"""Faults: every file the project writes or reads, damaged, and a full disk.
 
 A damaged file is one line naming it, what is wrong and what to do (exit 2, no traceback), and no
 other file of the run changes; where the project can remake the file by itself it does, says so
 on one line, and ends where the undamaged run ended. One finished 1-stage tiny run (the module
 fixture) is copied for each case and re-entered in-process through runtime.run_cli, as
 `python vip_loop.py ...` runs it; one case runs the real command. The kill-at-random-moments check
-is tests/kill_resume.py (a script: README, "When something goes wrong").
+is scripts/kill_resume.py (minutes long: docs/design.md, "Killed at any moment").
 """
 import errno
 import hashlib

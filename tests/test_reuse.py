@@ -1,4 +1,4 @@
-"""Nothing generated twice (issue 16): the eval set once per model state and (prompt, seed), the
+"""Nothing generated twice: the eval set once per model state and (prompt, seed), the
 text encoder once per prompt in training, and every score the same as without the reuse."""
 import collections
 import copy
@@ -49,7 +49,7 @@ def model_state(model):
 def count_generations(patch, label=tuple):
     """Counter of label() + (model state, prompt, seed) over every generate call of every model
     class, except the latency measurement's (a timing, not a video anyone scores). `patch`:
-    monkeypatch.setattr in a test, setattr in a benchmark (tests/bench_loop.py)."""
+    monkeypatch.setattr in a test, setattr in a benchmark (bench/bench_loop.py)."""
     counts, timing = collections.Counter(), []
 
     def counting(generate):

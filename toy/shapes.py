@@ -1,4 +1,4 @@
-"""The shapes world's teacher: train it, sample it, score it (the toy world of README.md).
+"""The shapes world's teacher: train it, sample it, score it (docs/shapes/README.md).
 
 The world and its exact reward are toy/shapes_world.py; the teacher's architecture and its V.I.P.
 model class are toy/shapes_model.py. This file trains that model on the renderer's clips (DDPM's
@@ -12,7 +12,7 @@ it with ground truth and with an untrained model.
 
 The shipped toy/teacher/ (3 MB, fp16 EMA weights + config.json recording command, seed, steps and
 minutes): `OMP_NUM_THREADS=1 python toy/shapes.py train` with seed 0, 5022 steps of 8 clips in 75
-min on one core shared with other jobs. `evaluate` on the 18 held-out prompts x 4 seeds: total
+min on one core. `evaluate` on the 18 held-out prompts x 4 seeds: total
 0.825 (ground truth 0.958, untrained 0.000); colours and shapes are right, motion direction on
 held-out combinations is its weakest point.
 """
