@@ -9,7 +9,7 @@ seeds, crossed prompt x seed ANOVA, Satterthwaite df; a difference the same in e
 
     python evaluate.py --report runs/NAME                        # runs/NAME/report.md, grids, plots
     python evaluate.py --report runs/A runs/B --out runs         # several methods / seeds, one report
-    python evaluate.py --report docs/shapes/runs/* --out docs/shapes   # the README's shapes tables
+    python evaluate.py --report docs/shapes/runs/* --out docs/shapes   # the shapes world's report
 
 report.md holds: what was run, Table 1 (per group, each row's per-dimension mean; with several
 seeds the mean over seeds and their spread), the paired differences of each stage, the methods

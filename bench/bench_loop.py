@@ -9,7 +9,7 @@
 threads, spinning) runs beside it. It prints each wall time, the ratio (b) / (a) (targets: at most 2.2 on 2
 cores, a fair share and not a collapse) and, per stage, how often each eval-set video was generated
 (target: once per model state, prompt and seed; latency measurements not counted). Other users'
-jobs on the machine are not ours to stop: it prints the load average and what else was running.
+jobs on the machine are not ours to stop: it prints the system load (1-minute) and what else was running.
 """
 import argparse
 import contextlib
@@ -36,9 +36,9 @@ def child(root, out, counts_path):
     stage = ["full"]
 
     def staged(run_stage):
-        def run(k, *args, **kw):
+        def run(r, k, *args, **kw):
             stage[0] = f"stage {k}"
-            return run_stage(k, *args, **kw)
+            return run_stage(r, k, *args, **kw)
         return run
 
     counts = count_generations(setattr, label=lambda: (stage[0],))
@@ -101,7 +101,7 @@ def main():
     for name in args.runs:
         wall, load, seen, rows = run(root, name == "beside", work)
         walls[name] = wall
-        print(f"({'a' if name == 'alone' else 'b'}) {name}: {wall:.1f} s wall (load average {load[0]:.2f} at "
+        print(f"({'a' if name == 'alone' else 'b'}) {name}: {wall:.1f} s wall (system load {load[0]:.2f} at "
               f"the start, {load[1]:.2f} at the end)")
         for line in seen:
             print(f"    running at start: {line}")

@@ -10,7 +10,7 @@ with nothing of ours beside it and (b) beside another CPU-bound torch process (b
 loop, default threads, spinning). It prints the median seconds of each and the ratios to 1 thread.
 A process that runs past --limit seconds (load, warm-up and the timed units) is stopped; its cell
 shows '>LIMIT' and is not run again (spinning threads beside a busy process can take 100x longer).
-Other users' jobs on the machine are not ours to stop: the script prints the load average it
+Other users' jobs on the machine are not ours to stop: the script prints the system load (1-minute) it
 started under.
 """
 import argparse
@@ -152,7 +152,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))   # `finally` then stops the busy process
     cores = len(os.sched_getaffinity(0))
     cells = [(1, "PASSIVE"), (cores, "PASSIVE"), (cores, "ACTIVE")]   # (threads, OMP_WAIT_POLICY)
-    print(f"{cores} cores; load average at start {os.getloadavg()[0]:.2f}; each cell: the median over "
+    print(f"{cores} cores; system load at start {os.getloadavg()[0]:.2f}; each cell: the median over "
           f"{args.rounds} processes of their median of {args.repeats} units; (x): the cell / 1 thread, the "
           f"median of the {args.rounds} rounds (the three cells take turns)")
     head = f"1 thr  {cores} passive  {cores} active"
@@ -169,7 +169,7 @@ def main():
                         t[c].append(seconds)
             row.append(" ".join(cell_text(t[cells[0]], t[c], args.limit) for c in cells))
         print(f"{name:20s} {params / 1e6:7.2f}M | {row[0]:>39s} | {row[1]:>40s}", flush=True)
-    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    print(f"system load at the end {os.getloadavg()[0]:.2f}")
     for name in args.configs:
         print(f"  {name}: {CONFIGS[name]}")
 

@@ -15,7 +15,7 @@ for it, so this file writes out what LVDM does differently, each against its sou
     python -m models --model tiny-videocrafter2 --prompt "a red car driving on a road" --out samples
     python -m models --model videocrafter2 --path checkpoints/videocrafter2 --prompt "a corgi running" --out samples
 
-README.md's VideoCrafter2 section says how to assemble checkpoints/videocrafter2 (the converted
+docs/real-models.md says how to assemble checkpoints/videocrafter2 (the converted
 layout: unet/, vae/, text_encoder/, tokenizer/); the tests write the tiny one in that layout
 (tests/tiny_checkpoints.py), so they exercise the real loader without a download.
 """
@@ -353,7 +353,7 @@ def _videocrafter2_pipe(path, dtype):
     missing = [p + "/" for p in VIDEOCRAFTER2_PARTS if not os.path.isdir(os.path.join(path, p))]
     if missing:
         raise UserError(f"{path} is not a VideoCrafter2 directory in the converted layout (no "
-                        f"{', '.join(missing)}); README.md's VideoCrafter2 section says how to assemble one")
+                        f"{', '.join(missing)}); docs/real-models.md says how to assemble one")
     dtype = dtype or torch.float32
     sub = lambda name: os.path.join(path, name)
     try:
@@ -368,7 +368,7 @@ def _videocrafter2_pipe(path, dtype):
         tokenizer = CLIPTokenizer.from_pretrained(sub("tokenizer"))
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"could not load VideoCrafter2 from {path} ({first}); see README.md's "
+        raise UserError(f"could not load VideoCrafter2 from {path} ({first}); see docs/real-models.md's "
                         "VideoCrafter2 section for the expected files") from e
     return VideoCrafter2Pipe(unet.eval(), vae.eval(), text_encoder.eval(), tokenizer,
                              DDIMScheduler(**VIDEOCRAFTER2_SCHEDULER))
@@ -377,12 +377,12 @@ def _videocrafter2_pipe(path, dtype):
 def load_videocrafter2(name, path, adapter, dtype):
     if path is None:
         raise UserError("videocrafter2 needs --path: a directory in the converted layout (unet/, vae/, "
-                        "text_encoder/, tokenizer/); README.md's VideoCrafter2 section says how to make one")
+                        "text_encoder/, tokenizer/); docs/real-models.md says how to make one")
     if adapter is not None:
         raise UserError("--adapter belongs to animatediff; videocrafter2 reads everything from --path")
     if not os.path.isdir(path):
         raise UserError(f"no such directory: {path}; videocrafter2 loads a local directory in the "
-                        "converted layout (see README.md), not a hub id")
+                        "converted layout (see docs/real-models.md), not a hub id")
     pipe = _videocrafter2_pipe(path, dtype)
     return VideoCrafter2(name, pipe, {"path": os.path.abspath(path), "adapter": None},
                          videocrafter2_block_paths(pipe.unet), DEFAULTS["videocrafter2"])

@@ -1,4 +1,4 @@
-"""evaluate.py: confidence intervals, TFLOPs, the report, and the CLI end to end (issue 5)."""
+"""evaluate.py: confidence intervals, TFLOPs, the report, and the CLI end to end."""
 import json
 import math
 

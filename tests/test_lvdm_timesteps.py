@@ -1,4 +1,4 @@
-"""VideoCrafter2's DDIM timesteps follow LVDM for every step count (issue 14, point 3).
+"""VideoCrafter2's DDIM timesteps follow LVDM for every step count.
 
 LVDM (lvdm/models/utils_diffusion.py, make_ddim_timesteps "uniform"; lvdm/models/samplers/ddim.py)
 samples on range(0, T, T // S) + 1 and steps from each timestep to the previous entry of that list

@@ -1,5 +1,5 @@
 """prompt_files.py: .txt, .csv (WebVid) and .json prompt files with static labels, and the shipped
-eval prompts (issue 5)."""
+eval prompts."""
 import json
 
 import pytest

@@ -1,4 +1,4 @@
-"""prune.py: the block search, the removal, target properties, prune.json, torchrun (issue 4)."""
+"""prune.py: the block search, the removal, target properties, prune.json, torchrun."""
 import copy
 import json
 import os

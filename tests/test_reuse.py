@@ -81,7 +81,7 @@ def generations(monkeypatch):
 
 
 def without_reuse(monkeypatch):
-    """Today's behaviour before issue 16: the base candidate generated, eval_pruned.json generated
+    """The loop with no generation reused: the base candidate generated, eval_pruned.json generated
     again by vip_loop, the prompts encoded per batch."""
     stage = prune.prune_stage
 
