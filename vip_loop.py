@@ -106,7 +106,7 @@ def run_stage(r, k, n_blocks, stage_dir, student_path, student_eval):
     (the report's previous row) is `student_eval`. Each step is skipped when its output exists."""
     with timer("prune"):    # 1. Sec. 3.2: cut the n_blocks least harmful blocks, find the target properties
         student, record = prune_step(r, k, n_blocks, stage_dir, student_path, student_eval)
-    with timer("evaluate"):  # the pruned row of Table 1 (prune_step writes it; made here for an older stage)
+    with timer("evaluate"):  # the pruned row of Table 1 (prune_step writes it; made again here if deleted)
         evaluate_once(r, student, os.path.join(stage_dir, "eval_pruned.json"))
     with timer("curate"):   # 2. Sec. 3.3: teacher winners, student losers, for the target properties
         curate_step(r, k, stage_dir, student, curation_targets(record))
