@@ -5,8 +5,10 @@ toy world (`--model toy`: the trained teacher shipped in toy/teacher/ and an exa
 offline on a CPU). A flag left unset takes the value for the model it names:
 
     model                         reward       eval prompts (prune, evaluate)   caption pool (curate)
-    animatediff, videocrafter2    videoscore   prompts/eval_prompts.csv         prompts/pool.txt, filtered
-    tiny, tiny-videocrafter2      pixel        prompts/eval_prompts.csv         prompts/pool.txt, filtered
+    animatediff, videocrafter2,   videoscore   prompts/eval_prompts.csv         prompts/pool.txt, filtered
+      wan
+    tiny, tiny-videocrafter2,     pixel        prompts/eval_prompts.csv         prompts/pool.txt, filtered
+      tiny-wan
     toy                           shapes       toy/eval_prompts.txt (18)        toy/train_prompts.txt (72)
 
 The shapes reward scores only its own grammar, so the toy world brings its own split; and that
@@ -35,6 +37,8 @@ RUN_DEFAULTS = {
                 pool=os.path.join(ROOT, "toy", "train_prompts.txt"), filter_prompts=False),
     "videocrafter2": dict(CAPTIONS, reward="videoscore"),
     "tiny-videocrafter2": dict(CAPTIONS, reward="pixel"),
+    "wan": dict(CAPTIONS, reward="videoscore"),
+    "tiny-wan": dict(CAPTIONS, reward="pixel"),
 }
 
 
