@@ -267,8 +267,13 @@ def _wan_pipe(path, dtype):
     """The hub layout (a hub id or a local copy) -> WanPipeline: the transformer in `dtype` (default
     float32), the VAE in float32 (diffusers' advice for Wan), UMT5 in bfloat16 as Wan ships and runs it
     (shared_config.t5_dtype); the scheduler is WAN_SCHEDULER, built here."""
+    import importlib.util
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import AutoTokenizer, UMT5EncoderModel
+    # WanTransformer3DModel keeps some modules in fp32, and diffusers loads such a model only through accelerate.
+    if importlib.util.find_spec("accelerate") is None:
+        raise UserError("loading wan needs the accelerate package (pip install accelerate): "
+                        "diffusers reads Wan's transformer only through it")
     if looks_local(path):
         missing = [p + "/" for p in WAN_PARTS if not os.path.isdir(os.path.join(path, p))]
         if missing:
