@@ -52,10 +52,8 @@ def measure_tflops(model, num_frames, height, width, steps, guidance):
     torch.utils.flop_counter.FlopCounterMode, times `steps`, times 2 when classifier-free guidance
     (guidance > 1) runs the conditional and unconditional halves. Text encoder and VAE not counted."""
     from torch.utils.flop_counter import FlopCounterMode
-    scale = model.pipe.vae_scale_factor
-    unet = model.unet
-    x_t = torch.zeros(1, unet.config.in_channels, num_frames, height // scale, width // scale,
-                      device=model.device, dtype=unet.dtype)                  # (1, C, F, h, w)
+    x_t = torch.zeros(1, *model.latent_shape(num_frames, height, width),
+                      device=model.device, dtype=model.unet.dtype)            # (1, C, F, h, w)
     embeds = model.encode([""])
     t = torch.tensor([model.num_train_timesteps // 2], device=model.device)
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:

@@ -9,6 +9,17 @@
 theta is the pruned student M_k, ref is the full teacher M0 (frozen), winners x^w come from M0
 and losers x^l from M_k (curate.py).
 
+Flow matching (Wan, models/wan.py). Such a model noises x_t = (1 - sigma) x_0 + sigma eps and predicts
+the velocity v = eps - x_0. Given x_t and sigma, a velocity is an eps in other units:
+eps = x_t + (1 - sigma) v, so ||eps - eps_theta||^2 = (1 - sigma)^2 ||v - v_theta||^2. The flow's marginals
+are those of a Gaussian diffusion, whose reverse step has mean set by eps_theta, so Eq. 1's argument
+(Diffusion-DPO's bound: each step's log-likelihood ratio is a difference of squared Gaussian errors)
+goes through unchanged, with (1 - sigma)^2 joining the time weight T w(lambda_t). Flow-DPO (VideoAlign,
+Liu et al. 2025) derives exactly this and finds a constant beta, instead of that t-dependent one,
+avoids over-optimising the high-noise steps; so `loss` is the same function for every family, fed
+each model's own target (`training_target`: eps for the U-Nets, eps - x_0 for Wan), with t drawn as
+the model was trained (`sample_timesteps`) and the weight folded into beta as below.
+
 Training (the loop V.I.P. runs for every stage, Sec. 3.4.2): read the pairs that curate.py wrote,
 draw one t and one eps per pair, one student forward on the 2B batch [x^w_t; x^l_t], one teacher
 forward on the same batch under no_grad, the loss, backward, step.
@@ -50,12 +61,13 @@ def per_sample_mse(a, b):
     return ((a.float() - b.float()) ** 2).reshape(a.shape[0], -1).mean(dim=1)
 
 
-def loss(pred, ref_pred, noise, method="redpo", beta=5000.0, w_sft=1e4):
+def loss(pred, ref_pred, target, method="redpo", beta=5000.0, w_sft=1e4):
     """The ReDPO loss and its two baselines on one batch of pairs.
 
-    pred:     student eps_theta on [x^w_t; x^l_t], (2B, ...), winners first
+    pred:     student eps_theta on [x^w_t; x^l_t], (2B, ...), winners first (a flow model: v_theta)
     ref_pred: teacher eps_ref on the same batch (computed under no_grad)
-    noise:    the eps that made x_t, (2B, ...); a pair shares t and eps
+    target:   what the predictions regress to, (2B, ...): the eps that made x_t (a flow model: eps - x_0,
+              models' training_target); a pair shares t and eps
     method:   "redpo" = dpo + w_sft * sft (Eq. 3); "dpo" = Eq. 1 alone ("w/o SFT");
               "sft" = Eq. 2 alone (the paper's SFT distillation baseline)
     Returns (loss, stats) with stats a dict of floats.
@@ -63,8 +75,8 @@ def loss(pred, ref_pred, noise, method="redpo", beta=5000.0, w_sft=1e4):
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     B = pred.shape[0] // 2
-    err = per_sample_mse(noise, pred)                  # ||eps - eps_theta(x_t, t)||^2, (2B,)
-    ref_err = per_sample_mse(noise, ref_pred).detach()  # ||eps - eps_ref(x_t, t)||^2, (2B,)
+    err = per_sample_mse(target, pred)                  # ||eps - eps_theta(x_t, t)||^2, (2B,)
+    ref_err = per_sample_mse(target, ref_pred).detach()  # ||eps - eps_ref(x_t, t)||^2, (2B,)
     err_w, err_l = err[:B], err[B:]
     ref_err_w, ref_err_l = ref_err[:B], ref_err[B:]
 
@@ -131,11 +143,12 @@ def epoch_order(n, global_batch, epoch, seed):
     return [perm[i % n] for i in range(steps * global_batch)]
 
 
-def pair_noise(shape, num_timesteps, seed, epoch, index):
-    """One t ~ U{0..T-1} and one eps ~ N(0, I) for pair `index` in `epoch`. Drawn from the pair's own
+def pair_noise(shape, timesteps, seed, epoch, index):
+    """One t and one eps ~ N(0, I) for pair `index` in `epoch`; `timesteps`: the model's
+    sample_timesteps(n, generator), or a number T for t ~ U{0..T-1}. Drawn from the pair's own
     generator, so neither sharding, accumulation nor resuming changes what a pair sees."""
     g = torch.Generator().manual_seed(((seed * 100_003 + epoch) * 1_000_003 + index) % 2**62)
-    t = torch.randint(0, num_timesteps, (1,), generator=g)
+    t = timesteps(1, g) if callable(timesteps) else torch.randint(0, timesteps, (1,), generator=g)
     eps = torch.randn(shape, generator=g)
     return t, eps
 
@@ -152,12 +165,12 @@ def encode_prompts(teacher, pairs, chunk=64):
     return embeds
 
 
-def make_batch(pairs, indices, epoch, seed, num_timesteps, device, text=None):
+def make_batch(pairs, indices, epoch, seed, timesteps, device, text=None):
     """x_w, x_l, eps: (B, C, F, h, w); t: (B,); prompts: B strings; with `text` (encode_prompts'),
     embeds: (B, L, D)."""
     x_w = torch.stack([runtime.load_torch(pairs[i]["winner"], PAIRS_FIX) for i in indices])
     x_l = torch.stack([runtime.load_torch(pairs[i]["loser"], PAIRS_FIX) for i in indices])
-    noise = [pair_noise(x_w.shape[1:], num_timesteps, seed, epoch, i) for i in indices]
+    noise = [pair_noise(x_w.shape[1:], timesteps, seed, epoch, i) for i in indices]
     batch = {"x_w": x_w.to(device), "x_l": x_l.to(device),
              "t": torch.cat([t for t, _ in noise]).to(device),
              "eps": torch.stack([e for _, e in noise]).to(device),
@@ -179,7 +192,7 @@ def batch_loss(student, teacher, batch, method, beta, w_sft, unet=None):
     pred = student.noise_pred(x_t, t, embeds, unet=unet)
     with torch.no_grad():
         ref_pred = teacher.noise_pred(x_t, t, embeds)
-    return loss(pred, ref_pred, eps, method, beta, w_sft)
+    return loss(pred, ref_pred, teacher.training_target(x_0, eps, t), method, beta, w_sft)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +353,7 @@ def accumulate_gradients(student, teacher, unet, pairs, indices, epoch, text, s,
     micro-steps and ranks."""
     micro_stats = []
     for micro, chosen in enumerate(indices):
-        b = make_batch(pairs, chosen, epoch, s.seed, teacher.num_train_timesteps, student.device, text)
+        b = make_batch(pairs, chosen, epoch, s.seed, teacher.sample_timesteps, student.device, text)
         last_micro = micro == len(indices) - 1
         with unet.no_sync() if unet is not None and not last_micro else contextlib.nullcontext():
             with autocast:

@@ -299,7 +299,8 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=None, help="pairs per process per step")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--grad_accum", type=int, default=1)
-    p.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for memory in training")
+    p.add_argument("--gradient_checkpointing", action="store_true",
+                   help="trade compute for memory in training (default: off; on in the wan presets)")
     p.add_argument("--tau", type=float, default=None, help="minimum loser score tau_p (curate.py)")
     p.add_argument("--prompts", default=None, help="eval prompt file (default: the model's, defaults.py)")
     p.add_argument("--pool", default=None, help="prompt pool for curation (default: the model's, defaults.py)")
@@ -325,7 +326,7 @@ def resolve(args, world):
     cfg = dict(PRESETS[args.model])
     cfg.update({k: v for k, v in vars(args).items() if v is not None or k not in cfg})
     cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world
-    cfg["gradient_checkpointing"] = args.gradient_checkpointing
+    cfg["gradient_checkpointing"] = args.gradient_checkpointing or PRESETS[args.model].get("gradient_checkpointing", False)
     cfg["out"] = args.out or os.path.join("runs", f"{args.model}-{args.method}" + ("-oneshot" if args.oneshot else ""))
     for key in ("stages", "batch", "epochs", "seeds", "eval_seeds", "gen_batch") + (
             ("search_seeds",) if cfg["search_seeds"] is not None else ()):

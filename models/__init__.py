@@ -41,6 +41,11 @@ DEFAULTS = {
                           eta=1.0, fps_cond=28),
     "tiny-videocrafter2": dict(num_frames=8, steps=4, guidance=12.0, height=32, width=32, fps=4,
                                eta=1.0, fps_cond=28),
+    # Wan2.1's T2V defaults (generate.py, wan/configs/shared_config.py; WanPipeline's too): 81 frames at
+    # 480x832, 50 steps, guidance 5.0, written out at 16 fps; the sampler (UniPC, shift 3.0 for 480p)
+    # and the negative prompt are models/wan.py's WAN_SCHEDULER and WAN_NEGATIVE_PROMPT.
+    "wan": dict(num_frames=81, steps=50, guidance=5.0, height=480, width=832, fps=16),
+    "tiny-wan": dict(num_frames=9, steps=4, guidance=5.0, height=32, width=32, fps=4),
 }
 
 STUDENT_FILE = "vip_model.json"       # marks a directory written by VideoModel.save
@@ -79,7 +84,7 @@ class VideoModel:
         self.trainable = trainable        # predicate on a UNet parameter name
         self.defaults = dict(defaults)
         self.removed = []
-        for p in self.pipe.unet.parameters():
+        for p in self.unet.parameters():
             p.requires_grad_(False)       # redpo.py turns on trainable_parameters() of the student
         for m in (self.pipe.vae, self.pipe.text_encoder):
             if m is not None:
@@ -97,7 +102,7 @@ class VideoModel:
 
     @property
     def device(self):
-        return self.pipe.unet.device
+        return self.unet.device
 
     def to(self, device):
         self.pipe.to(device)
@@ -162,6 +167,19 @@ class VideoModel:
         """The forward process q(x_t | x_0) of this model's training: x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps."""
         return self.scheduler.add_noise(x_0, eps, t)
 
+    def training_target(self, x_0, eps, t):
+        """What noise_pred regresses to in this model's training (redpo.loss's target): eps."""
+        return eps
+
+    def sample_timesteps(self, n, generator):
+        """n training timesteps drawn as this model was trained: t ~ U{0..T-1}."""
+        return torch.randint(0, self.num_train_timesteps, (n,), generator=generator)
+
+    def latent_shape(self, num_frames, height, width):
+        """(C, F, h, w) of the latents of a num_frames x height x width video."""
+        scale = self.pipe.vae_scale_factor
+        return (self.unet.config.in_channels, num_frames, height // scale, width // scale)
+
     @property
     def num_train_timesteps(self):
         return self.scheduler.config.num_train_timesteps
@@ -211,7 +229,7 @@ class VideoModel:
     def num_parameters(self):
         """Parameter counts: the whole pipeline, the denoiser, and its trainable (prunable) part."""
         count = lambda ps: sum(p.numel() for p in ps)
-        parts = [self.pipe.unet, self.pipe.vae, self.pipe.text_encoder]
+        parts = [self.unet, self.pipe.vae, self.pipe.text_encoder]
         return {"total": sum(count(m.parameters()) for m in parts if m is not None),
                 "unet": count(self.unet.parameters()),
                 "trainable": count(self.trainable_parameters())}
@@ -259,6 +277,8 @@ LOADERS = {
     "toy": "toy.shapes_model:load_toy",
     "videocrafter2": "models.videocrafter2:load_videocrafter2",
     "tiny-videocrafter2": "models.videocrafter2:load_tiny_videocrafter2",
+    "wan": "models.wan:load_wan",
+    "tiny-wan": "models.wan:load_tiny_wan",
 }
 
 

@@ -148,7 +148,7 @@ def test_every_cli_defaults_to_the_toy_world_and_the_reward_follows_the_model():
             assert importlib.import_module(module).parse_args(args).model == defaults.DEFAULT_MODEL == "toy"
     assert list(defaults.RUN_DEFAULTS) == list(models.LOADERS) and set(vip_loop.PRESETS) == set(models.LOADERS)
     expected = {"toy": "shapes", "tiny": "pixel", "tiny-videocrafter2": "pixel", "animatediff": "videoscore",
-                "videocrafter2": "videoscore"}
+                "videocrafter2": "videoscore", "wan": "videoscore", "tiny-wan": "pixel"}
     for name, reward in expected.items():
         assert defaults.for_model(name)["reward"] == vip_loop.PRESETS[name]["reward"] == reward
 

@@ -1,5 +1,5 @@
 """Tiny random-weight checkpoints written in the real hub layouts, so that the tests run the real
-loaders (`models.load("animatediff" | "videocrafter2", path=...)`, `load_reward("videoscore", path=...)`)
+loaders (`models.load("animatediff" | "videocrafter2" | "wan", path=...)`, `load_reward("videoscore", path=...)`)
 offline and in seconds."""
 import os
 
@@ -8,7 +8,7 @@ import runtime  # noqa: F401  before torch: it sets how torch's CPU threads wait
 import torch
 
 import rewards
-from models import animatediff, videocrafter2
+from models import animatediff, videocrafter2, wan
 
 IDEFICS2_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
 IDEFICS2_ADDED_TOKENS = ("<fake_token_around_image>", "<image>", "<end_of_utterance>")
@@ -95,4 +95,12 @@ def save_tiny_videoscore(out_dir, seed=0):
         saved = runtime.read_json(os.path.join(out_dir, name))
         edit(saved)
         runtime.write_json(os.path.join(out_dir, name), saved)
+    return out_dir
+
+
+def save_tiny_wan_hub_layout(out_dir):
+    """tiny-wan written as the hub checkout looks (WanPipeline.save_pretrained: model_index.json,
+    transformer/, vae/, text_encoder/, tokenizer/, scheduler/)."""
+    from diffusers import WanPipeline
+    WanPipeline(**wan.build_tiny_wan_components()).save_pretrained(out_dir)
     return out_dir
