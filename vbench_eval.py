@@ -55,6 +55,7 @@ NORMALIZE = {"subject_consistency": (0.1462, 1.0), "background_consistency": (0.
              "overall_consistency": (0.0, 0.364)}          # every other dimension: (0, 1)
 WEIGHT = {"dynamic_degree": 0.5}                          # every other dimension: 1
 QUALITY_WEIGHT, SEMANTIC_WEIGHT = 4, 1
+EXIT_GRACE = 60                                           # s a VBench process may take to exit after its results
 SEEDS_PER_PROMPT = 5                                      # VBench's suite: 5 videos a prompt
 LABELS = os.path.join(runtime.ROOT, "prompts", "vbench_dynamic_labels.csv")
 DYNAMIC_RULES = ("zero", "match")
@@ -215,8 +216,12 @@ def row_notes(row):
                      f"prompts, rule {dyn['dynamic_rule']!r}; Quality with VBench's own: {_pct(row['quality_vbench'])}")
     elif dyn:
         notes.append(f"revised dynamic degree n/a: {dyn['unlabelled']} videos' prompts are not labelled")
-    if row["missing"]:
-        notes.append(f"not evaluated: {', '.join(row['missing'])}")
+    quality = [d for d in QUALITY if d in row["missing"]]
+    semantic = [d for d in SEMANTIC if d in row["missing"]]
+    if quality:
+        notes.append(f"not evaluated: {', '.join(quality)}")
+    if semantic:
+        notes.append(f"{len(semantic)} of {len(SEMANTIC)} semantic dimensions not evaluated")
     return "; ".join(notes)
 
 
@@ -345,11 +350,20 @@ def run_vbench(venv, videos_dir, suite_json, dimension, results_dir, gpus=0):
     else:
         cmd = [python, worker, *args]
     log = os.path.join(results_dir, f"{dimension}.log")
+    results = os.path.join(results_dir, f"{dimension}_eval_results.json")
     start = time.perf_counter()
     with open(log, "w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env(), cwd=runtime.ROOT)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env(), cwd=runtime.ROOT)
+        written, hung = None, False
+        while proc.poll() is None:           # a process that wrote its results but does not exit is ended
+            time.sleep(0.5)
+            written = written or (time.perf_counter() if os.path.isfile(results) else None)
+            if written and time.perf_counter() - written > EXIT_GRACE:
+                proc.kill()
+                proc.wait()
+                hung = True
     seconds = time.perf_counter() - start
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not hung:
         lines = [line.strip() for line in open(log, errors="replace") if line.strip()]
         errors = [line for line in lines if line.startswith("error: ")]
         raise UserError(errors[-1][len("error: "):] if errors else

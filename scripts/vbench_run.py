@@ -4,13 +4,15 @@ of videos, through VBench's Python API, for vbench_eval.py (paper Table 2).
 VBench's CLI always starts NCCL and fails without a GPU; its API does not, so the same call runs on
 the CPU and on GPUs. Under torchrun (vbench_eval.py starts it so when there are several GPUs)
 VBench's own group splits the videos over them. Every failure is one line naming the fix: a video
-VBench cannot read (checked before it starts: VBench would skip it without a word), or a model it
-cannot download (each dimension but temporal_flickering downloads one on first use).
+VBench cannot read (checked before it starts: VBench would skip it without a word), frames too small
+for RAFT (dynamic_degree), or a model it cannot download (each dimension but temporal_flickering
+downloads one on first use).
 
     .venv-vbench/bin/python scripts/vbench_run.py --videos V --full_info suite.json \\
         --dimension temporal_flickering --out results          # writes results/<dimension>_eval_results.json
 """
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -41,18 +43,32 @@ DOWNLOADS = {
 }
 
 
-def check_videos(paths):
-    """Read every video as VBench will (decord); the first one that cannot be read is one line."""
+def too_small(dimension, height, width):
+    """Why `dimension` cannot score frames of this size, or None. RAFT (dynamic_degree) pads frames to
+    a multiple of 8 and pools its 1/8-resolution correlation volume 3 times: 57 px a side at least."""
+    if dimension == "dynamic_degree" and min(math.ceil(height / 8), math.ceil(width / 8)) < 8:
+        return (f"VBench's dynamic_degree (RAFT optical flow) needs frames of at least 57 px a side, these are "
+                f"{height}x{width}; fix: evaluate a model that makes larger videos (the toy and tiny models "
+                "have no dynamic degree, so no Quality Score)")
+    return None
+
+
+def check_videos(paths, dimension):
+    """Read every video as VBench will (decord); the first one that cannot be read, or that is too
+    small for `dimension`, is one line."""
     from decord import VideoReader
     for path in paths:
         try:
-            n = len(VideoReader(path, num_threads=1))
+            reader = VideoReader(path, num_threads=1)
+            n, (height, width, _) = len(reader), reader[0].shape
         except (RuntimeError, OSError) as e:          # decord raises DECORDError, a RuntimeError
             raise UserError(f"VBench cannot read video {path} ({str(e).splitlines()[0][:120]}); fix: delete it "
                             "and rerun vbench_eval.py, which writes the missing videos again") from None
         if n < 2:
             raise UserError(f"video {path} has {n} frame(s), VBench needs at least 2; fix: delete it and "
                             "rerun vbench_eval.py with a model that makes videos of several frames")
+        if too_small(dimension, height, width):
+            raise UserError(too_small(dimension, height, width))
 
 
 def download_failure(dimension, error):
@@ -88,7 +104,7 @@ def main(argv=None):
     suite = runtime.read_json(args.full_info, "pass the suite.json that vbench_eval.py wrote")
     names = set(os.listdir(args.videos))
     if get_rank() == 0:
-        check_videos([os.path.join(args.videos, n) for n in sorted(names) if n.endswith(".mp4")])
+        check_videos([os.path.join(args.videos, n) for n in sorted(names) if n.endswith(".mp4")], args.dimension)
     if not any(name.startswith(f"{e['prompt_en']}-") for e in suite if args.dimension in e["dimension"]
                for name in names):
         raise UserError(f"no video in {args.videos} for {args.dimension}'s prompts; fix: generate them "
@@ -104,4 +120,13 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    runtime.run_cli(main)
+    try:
+        runtime.run_cli(main)
+        status = 0
+    except SystemExit as e:                  # run_cli's exit 2 for a UserError
+        status = e.code if isinstance(e.code, int) else 1
+    # Leave without the interpreter's teardown: a process of VBench's environment was seen to spin
+    # at 100% CPU there for good, after it had written its results.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

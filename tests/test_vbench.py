@@ -208,6 +208,14 @@ def start_worker(venv, videos, suite, dimension, out, **env):
                             env=dict(os.environ, OMP_NUM_THREADS="1", **env))
 
 
+def test_frames_too_small_for_raft():
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import vbench_run
+    assert vbench_run.too_small("dynamic_degree", 57, 512) is None and vbench_run.too_small("dynamic_degree", 64, 64) is None
+    assert "16x16" in vbench_run.too_small("dynamic_degree", 16, 16) and vbench_run.too_small("dynamic_degree", 320, 56)
+    assert vbench_run.too_small("temporal_flickering", 16, 16) is None
+
+
 def test_vbench_failures_are_one_line(tmp_path):
     venv = vbench_env()
     videos = tmp_path / "videos"
@@ -215,7 +223,7 @@ def test_vbench_failures_are_one_line(tmp_path):
     prompt = "a dog running happily"
     suite = tmp_path / "suite.json"
     suite.write_text(json.dumps([{"prompt_en": prompt, "dimension": ["temporal_flickering", "dynamic_degree"]}]))
-    runtime.save_video(str(videos / f"{prompt}-0.mp4"), np.zeros((4, 16, 16, 3), np.uint8), fps=4)
+    runtime.save_video(str(videos / f"{prompt}-0.mp4"), np.zeros((4, 64, 64, 3), np.uint8), fps=4)
     broken = tmp_path / "broken"
     broken.mkdir()
     runtime.save_video(str(broken / f"{prompt}-0.mp4"), np.zeros((4, 16, 16, 3), np.uint8), fps=4)
