@@ -338,6 +338,16 @@ def child_env():
     return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("TORCHELASTIC_")}
 
 
+def finished(path, dimension, expected):
+    """Whether `path` holds VBench's results of `dimension` over `expected` videos: a run with
+    another --limit or --seeds_per_prompt, or a damaged file, is done again."""
+    data = runtime.read_or_none(runtime.read_json, path, f"running VBench's {dimension} again")
+    try:
+        return len(data[dimension][1]) == expected
+    except (TypeError, KeyError, IndexError):
+        return False
+
+
 def run_vbench(venv, videos_dir, suite_json, dimension, results_dir, gpus=0):
     """Run one VBench dimension (scripts/vbench_run.py in VBench's environment; torchrun over
     `gpus` GPUs when more than one). Returns the seconds it took; its output goes to
@@ -392,8 +402,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--batch_size", "--batch-size", type=int, default=4, help="videos per generate call (default: 4)")
     p.add_argument("--out", default=None, help="output folder: vbench.json, vbench/ (videos, results, logs)")
-    p.add_argument("--vbench_env", "--vbench-env", default=os.environ.get("VBENCH_VENV", ".venv-vbench"),
-                   help="VBench's virtual environment (default: $VBENCH_VENV or .venv-vbench)")
+    p.add_argument("--vbench_env", "--vbench-env",
+                   default=os.environ.get("VBENCH_VENV", os.path.join(runtime.ROOT, ".venv-vbench")),
+                   help="VBench's virtual environment (default: $VBENCH_VENV, else .venv-vbench in the repository)")
     p.add_argument("--full_info", "--full-info", default=None,
                    help="VBench's prompt suite (default: VBench_full_info.json of the environment's vbench)")
     p.add_argument("--labels", default=LABELS, help="static/dynamic labels of the dynamic-degree prompts "
@@ -454,7 +465,8 @@ def main(argv=None):
     timing = os.path.join(results_dir, "seconds.json")
     seconds = runtime.read_json(timing) if os.path.isfile(timing) else {}
     for dim in dimensions:
-        if not os.path.isfile(os.path.join(results_dir, f"{dim}_eval_results.json")):
+        expected = args.seeds_per_prompt * sum(dim in e["dimension"] for e in entries)
+        if not finished(os.path.join(results_dir, f"{dim}_eval_results.json"), dim, expected):
             seconds[dim] = run_vbench(args.vbench_env, os.path.abspath(videos_dir), os.path.abspath(suite_json),
                                       dim, os.path.abspath(results_dir), gpus)
             runtime.write_json(timing, seconds)

@@ -239,3 +239,12 @@ def test_vbench_failures_are_one_line(tmp_path):
         last = err.strip().splitlines()[-1]
         assert proc.returncode == 2 and last.startswith(start) and fix in last, err[-2000:]
         assert [x for x in err.splitlines() if x.startswith("error")] == [last]
+
+
+def test_results_of_another_suite_are_not_reused(tmp_path):
+    path = tmp_path / "temporal_flickering_eval_results.json"
+    assert not vb.finished(str(path), "temporal_flickering", 4)
+    path.write_text(json.dumps({"temporal_flickering": [0.9, [{"video_path": "a-0.mp4", "video_results": 0.9}] * 4]}))
+    assert vb.finished(str(path), "temporal_flickering", 4) and not vb.finished(str(path), "temporal_flickering", 10)
+    path.write_text('{"temporal_flickering": [0.9, [')
+    assert not vb.finished(str(path), "temporal_flickering", 4)
