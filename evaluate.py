@@ -14,6 +14,7 @@ file default to the toy world's (defaults.py).
     torchrun --nproc_per_node 4 evaluate.py --model animatediff --out runs/NAME/full  # prompts sharded
     python evaluate.py --report runs/NAME                 # runs/NAME/report.md + side-by-side video grids
     python evaluate.py --report runs/A runs/B --out runs  # several methods (runs) in one table
+    python evaluate.py --vbench_results results_eval_results.json   # VBench's file -> Table 2's row
 """
 import argparse
 import os
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 import defaults
 import models
+import vbench_eval
 from report import _fmt, videos_path, write_report
 from prompt_files import read_prompts
 from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DEFAULT, VIDEOSCORE_DTYPES, load_reward
@@ -210,6 +212,9 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", "--batch-size", type=int, default=4)
     p.add_argument("--out", default=None, help="output folder (eval.json, videos.npz; with --report: report.md)")
     p.add_argument("--report", nargs="+", metavar="RUN", default=None, help="write report.md for these runs")
+    p.add_argument("--vbench_results", "--vbench-results", nargs="+", metavar="FILE", default=None,
+                   help="summarise VBench results files (or their folders) into Table 2's row, with the revised "
+                        "dynamic degree (vbench_eval.py); with --out also OUT/vbench.json (default: off)")
     return p.parse_args(argv)
 
 
@@ -227,6 +232,8 @@ def print_summary(result):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.vbench_results:
+        return vbench_eval.main(["--results", *args.vbench_results] + (["--out", args.out] if args.out else []))
     if args.report:
         out = os.path.join(args.out or args.report[0], "report.md")
         write_report(args.report, out)

@@ -3,7 +3,8 @@
 One reader for every script: `read_prompts(path)` -> [{"prompt": str, "static": bool or None}].
 
     .txt   one prompt a line (blank lines skipped)
-    .csv   a column `prompt`, `caption` or `name` (WebVid's caption column), optional `static`
+    .csv   a column `prompt`, `caption` or `name` (WebVid's caption column), optional `static`;
+           lines above the header that start with `#` are comments (the labelling rule)
     .json  a list of strings or of objects with such fields
 
 A prompt labelled static scores 0 dynamic degree (the paper's revised dynamic score; rewards.py's
@@ -62,12 +63,14 @@ def read_prompts(path):
         lines = read_text(path, FIX).split("\n")
         rows = [_row(line, f"{path}:{i + 1}") for i, line in enumerate(lines) if line.strip()]
     elif ext == ".csv":
+        lines = read_text(path, FIX).splitlines(keepends=True)
+        skip = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
         with reading(path, FIX):
-            reader = csv.DictReader(io.StringIO(read_text(path, FIX), newline=""))
+            reader = csv.DictReader(io.StringIO("".join(lines[skip:]), newline=""))
             fields = [c.strip().lower() for c in reader.fieldnames or []]
             if not any(k in fields for k in PROMPT_KEYS):
                 raise UserError(f"{path}: no column named {', '.join(PROMPT_KEYS)} (found {fields})")
-            rows = [_row({k.strip().lower(): v for k, v in r.items() if k is not None}, f"{path}:{i + 2}")
+            rows = [_row({k.strip().lower(): v for k, v in r.items() if k is not None}, f"{path}:{skip + i + 2}")
                     for i, r in enumerate(reader)]
     elif ext == ".json":
         data = read_json(path, FIX)

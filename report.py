@@ -33,6 +33,7 @@ import numpy as np
 
 import claims
 import stats
+import vbench_eval
 from rewards import DIMENSIONS
 from runtime import UserError
 
@@ -392,6 +393,8 @@ def write_report(run_dirs, out_path, grids=True):
     lines.append("Average: the mean of the four dimensions (VideoScore total). Param: the trained part "
                  "(AnimateDiff: the motion modules; VideoCrafter2: the whole UNet). Static prompts score "
                  "dynamic degree 0. Paired: the same prompt and seed in both rows.")
+    table2 = vbench_eval.report_lines(runs)          # VBench rows, where vbench_eval.py wrote vbench.json
+    lines += [""] + table2 if table2 else []
     if len(groups) > 1:
         reference = next(((k, g) for k, g in groups.items() if k[1] == "ReDPO"), next(iter(groups.items())))
         lines += ["", "## Methods (Tables 3 and 4)", ""] + methods_table(groups, reference)

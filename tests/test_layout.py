@@ -115,7 +115,7 @@ def test_every_file_is_short_and_opens_with_a_docstring():
 CLIS = {   # module: the fewest arguments its parser accepts
     "prune": ["--out", "x"], "curate": ["--student", "s", "--property", "dynamic_degree", "--out", "x"],
     "evaluate": [], "redpo": ["--pairs", "p", "--out", "x"], "vip_loop": [], "models.__main__": [],
-    "toy.shapes": ["evaluate"], "toy.gmm": ["--out", "x"],
+    "toy.shapes": ["evaluate"], "toy.gmm": ["--out", "x"], "vbench_eval": [],
 }
 
 
