@@ -38,6 +38,45 @@ RUN_DEFAULTS = {
 }
 
 
+# What --path and --adapter mean when left unset (the loaders in models/ hold the hub ids;
+# tests/test_layout.py checks that these texts name them).
+PATH_HELP = ("hub id or directory of the full model M0 (default: the model's own: "
+             "stable-diffusion-v1-5/stable-diffusion-v1-5 for animatediff, toy/teacher for toy, random "
+             "weights from a config for tiny and tiny-videocrafter2; videocrafter2 needs one)")
+ADAPTER_HELP = ("AnimateDiff's motion adapter, hub id or directory (default: "
+                "guoyww/animatediff-motion-adapter-v1-5-2 for animatediff; no other model takes one)")
+
+
+def show(value, none="none"):
+    """A default as --help writes it: 1e6 for 1000000.0, 4 4 2 for [4, 4, 2], a path of the
+    repository relative to it, `none` for None."""
+    if value is None:
+        return none
+    if isinstance(value, (list, tuple)):
+        return " ".join(show(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}".replace("e+0", "e").replace("e-0", "e-")
+    if isinstance(value, str) and os.path.isabs(value) and value.startswith(ROOT + os.sep):
+        return os.path.relpath(value, ROOT)
+    return str(value)
+
+
+def per_model(values, none="none"):
+    """The --help text of a default that follows --model: {model: value} -> "4 for a, b; 7 for c"
+    (models grouped by value, in the order given), or "4 for every model"."""
+    groups = {}
+    for model, value in values.items():
+        groups.setdefault(show(value, none), []).append(model)
+    if len(groups) == 1:
+        return f"{next(iter(groups))} for every model"
+    return "; ".join(f"{text} for {', '.join(models)}" for text, models in groups.items())
+
+
+def run_default(key):
+    """per_model's text for a key of RUN_DEFAULTS ("reward", "prompts", "pool")."""
+    return per_model({name: run[key] for name, run in RUN_DEFAULTS.items()})
+
+
 def for_model(name):
     """What a CLI uses with model `name` when not told: {"reward", "prompts" (the eval prompt file),
     "pool" (the curation prompt file), "filter_prompts" (Sec. 3.3's caption filter on the pool)}."""

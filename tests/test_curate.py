@@ -1,4 +1,4 @@
-"""curate.py: prompt filtering, the pair rule, the teacher cache, torchrun, redpo.py's reader (issue 6)."""
+"""curate.py: prompt filtering, the pair rule, the teacher cache, torchrun, redpo.py's reader."""
 import copy
 import json
 import os

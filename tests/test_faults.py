@@ -1,4 +1,4 @@
-"""Faults (issue 18): every file the project writes or reads, damaged, and a full disk.
+"""Faults: every file the project writes or reads, damaged, and a full disk.
 
 A damaged file is one line naming it, what is wrong and what to do (exit 2, no traceback), and no
 other file of the run changes; where the project can remake the file by itself it does, says so

@@ -1,4 +1,4 @@
-"""toy/gmm.py and toy/gmm_model.py: the Fig. 2 toy (issue 8). Metrics on analytic cases, the sampler
+"""toy/gmm.py and toy/gmm_model.py: the Fig. 2 toy. Metrics on analytic cases, the sampler
 against the closed-form denoiser of a Gaussian, pruning invariants, the loss wiring, and a quick CLI
 run with its outputs."""
 import copy

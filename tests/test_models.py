@@ -1,5 +1,5 @@
 """models/ (the surface in __init__.py, models/animatediff.py): the real AnimateDiff sizes, the tiny
-model's surface, and the loaders (issue 2)."""
+model's surface, and the loaders."""
 import os
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""redpo.py: the loss against hand-computed numbers, and the training loop's invariants (issue 3)."""
+"""redpo.py: the loss against hand-computed numbers, and the training loop's invariants."""
 import json
 import math
 import os

@@ -1,4 +1,4 @@
-"""Nothing generated twice (issue 16): the eval set once per model state and (prompt, seed), the
+"""Nothing generated twice: the eval set once per model state and (prompt, seed), the
 text encoder once per prompt in training, and every score the same as without the reuse."""
 import collections
 import copy
@@ -81,8 +81,8 @@ def generations(monkeypatch):
 
 
 def without_reuse(monkeypatch):
-    """Today's behaviour before issue 16: the base candidate generated, eval_pruned.json generated
-    again by vip_loop, the prompts encoded per batch."""
+    """The loop without its reuse: the base candidate generated, eval_pruned.json generated again
+    by vip_loop, the prompts encoded per batch."""
     stage = prune.prune_stage
 
     def regenerate_pruned_row(*args, **kw):
@@ -246,7 +246,7 @@ def test_loop_generates_each_eval_video_once_and_scores_as_without_reuse(tmp_pat
     without_reuse(monkeypatch)
     vip_loop.main(TINY_LOOP + ["--out", str(tmp_path / "plain")])
     on_eval = [n for key, n in generations.items() if key[1:] in eval_items]
-    assert max(on_eval) == 2                                    # today: M0 and each pruned model twice
+    assert max(on_eval) == 2                                    # without reuse: M0 and each pruned model twice
     for rel in ("full/eval.json", "stage_1/eval_pruned.json", "stage_1/eval.json", "stage_2/eval_pruned.json",
                 "stage_2/eval.json"):
         same_eval(str(reuse / rel), str(tmp_path / "plain" / rel))

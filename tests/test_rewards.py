@@ -1,5 +1,5 @@
 """rewards.py: the pixel proxy, the static rule and the total, and the VideoScore head on a tiny
-saved checkpoint in the hub layout (issue 5)."""
+saved checkpoint in the hub layout."""
 import os
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""AnimateDiff's Table-1 schedule is reachable (issue 14, point 2): --blocks per stage, the preset,
+"""AnimateDiff's Table-1 schedule is reachable: --blocks per stage, the preset,
 and resuming runs whose config.json holds one number."""
 import itertools
 import os

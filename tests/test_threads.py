@@ -1,4 +1,4 @@
-"""How torch's CPU threads wait (issue 16, runtime.py): every script sets OMP_WAIT_POLICY=PASSIVE
+"""How torch's CPU threads wait (runtime.py): every script sets OMP_WAIT_POLICY=PASSIVE
 before torch loads OpenMP (which reads it once, then), and a wait policy of the user's is kept."""
 import ast
 import glob

@@ -1,5 +1,5 @@
 """models/videocrafter2.py: the real size, LVDM's forward process and sampler, the fps condition,
-the pruning rule, and the loaders (issue 10). Tiny models from configs; no downloads.
+the pruning rule, and the loaders. Tiny models from configs; no downloads.
 
     python -m pytest -x -q tests/test_videocrafter2.py
 """

@@ -1,4 +1,4 @@
-"""VideoScore scores equal the official inference (issue 14, point 1).
+"""VideoScore scores equal the official inference.
 
 The official stack is TIGER-Lab's examples/run_videoscore.py on transformers 4.41 with Mantis'
 Idefics2ForSequenceClassification: the processor's tokenizer runs the checkpoint's tokenizer.json as

@@ -1,4 +1,4 @@
-"""vip_loop.py: stages, resume after a kill, torchrun, one-shot, and config refusal (issue 7)."""
+"""vip_loop.py: stages, resume after a kill, torchrun, one-shot, and config refusal."""
 import os
 import random
 import signal
