@@ -36,12 +36,13 @@ import tempfile
 import zipfile
 import zlib
 
-# How torch's CPU threads wait. At the end of every op torch's OpenMP threads wait for each other,
-# by default spinning: beside another busy process the spinning takes the cores the others wait for,
-# and a small model's many short ops run 3x to 40x slower. Waiting asleep (PASSIVE), two threads are
-# never slower than one, alone or beside other jobs (bench_threads.py measures both). OpenMP reads
-# this once, when torch loads it, so every script imports this file before torch (tests/test_threads.py
-# checks it). A wait policy or spin count of your own is kept; OMP_NUM_THREADS is left to you and torchrun.
+# CPU threads (issue 16). At the end of every op torch's OpenMP threads wait for each other, and by
+# default they wait spinning: beside another busy process the spinning takes the cores the others
+# wait for, and a small model's many short ops run 3x to 40x slower (two toy runs side by side:
+# 70 s a generation instead of 3). Waiting asleep (PASSIVE), two threads were never slower than one,
+# alone or beside other jobs (tests/bench_threads.py; README, "Speed on a CPU"). OpenMP reads this once,
+# when torch loads it, so every script imports this file before torch (tests/test_threads.py checks
+# it). A wait policy or spin count of your own is kept; OMP_NUM_THREADS is left to you and torchrun.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 

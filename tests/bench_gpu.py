@@ -1,6 +1,7 @@
 """Benchmark (one CUDA GPU, not a test): the real-size cost of V.I.P. -- does it fit, how long does it take?
 
-No GPU figures are recorded yet; the logic has run on a CPU with the tiny models standing in.
+Prepared for issue 17 and not yet run on a GPU (none was lent to the session that wrote it); its
+logic was smoke-run on CPU with the tiny models standing in.
 
     python tests/bench_gpu.py --out bench_gpu.json                         # everything, ~8 min on an H100
     python tests/bench_gpu.py --sections animatediff --out ad.json         # one model family

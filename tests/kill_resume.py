@@ -1,4 +1,4 @@
-"""Kill a run at random moments and resume it: the strongest check of resume. A script, not a test.
+"""Kill a run at random moments and resume it: the strongest check of resume (issue 18). A script, not a test.
 
 Runs a tiny 2-stage vip_loop.py (`--model tiny --reward pixel --stages 2 --blocks 2`) once without
 a break, then again, killing it with SIGKILL at seeded random moments (anywhere: mid-generation,

@@ -1,5 +1,5 @@
-"""prompt_files.py: .txt, .csv (WebVid) and .json prompt files with static labels, the shipped
-eval prompts, and the eval set's seeds (prompt i at seed index j: 1000 j + i)."""
+"""prompt_files.py: .txt, .csv (WebVid) and .json prompt files with static labels, and the shipped
+eval prompts."""
 import json
 
 import pytest

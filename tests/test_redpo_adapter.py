@@ -1,7 +1,7 @@
-"""redpo.py's CLI loads the teacher with --adapter and refuses a student cut from another model;
-prune.py and curate.py take --adapter and --reward_path as well. Tiny AnimateDiff checkpoints in
-the hub layout and a tiny VideoScore; nothing is downloaded (without --adapter the teacher would
-reach for the hub adapter and fail)."""
+"""redpo.py's CLI loads the teacher with --adapter and refuses a student cut from another model
+(issue 14, point 4); prune.py and curate.py take --adapter and --reward_path as well. Tiny
+AnimateDiff checkpoints in the hub layout and a tiny VideoScore; nothing is downloaded (without
+--adapter the teacher would reach for the hub adapter and fail)."""
 import json
 import os
 import shutil

@@ -1,4 +1,4 @@
-"""report.py and stats.py: paired differences against a hand computation, training seeds,
+"""report.py and stats.py (issue 13): paired differences against a hand computation, training seeds,
 methods side by side, the paper's claims with a verdict, the plots."""
 import math
 
