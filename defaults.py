@@ -38,8 +38,8 @@ RUN_DEFAULTS = {
 }
 
 
-# What --path and --adapter mean when left unset (the loaders in models/ hold the hub ids;
-# tests/test_layout.py checks that these texts name them).
+# --help texts that several CLIs share. The loaders in models/ and rewards.py hold the hub ids;
+# tests/test_layout.py checks that these texts name them.
 PATH_HELP = ("hub id or directory of the full model M0 (default: the model's own: "
              "stable-diffusion-v1-5/stable-diffusion-v1-5 for animatediff, toy/teacher for toy, random "
              "weights from a config for tiny and tiny-videocrafter2; videocrafter2 needs one)")
@@ -75,6 +75,16 @@ def per_model(values, none="none"):
 def run_default(key):
     """per_model's text for a key of RUN_DEFAULTS ("reward", "prompts", "pool")."""
     return per_model({name: run[key] for name, run in RUN_DEFAULTS.items()})
+
+
+def steps_help(model_defaults):
+    """--steps' help from models.DEFAULTS (passed in: this file loads no torch)."""
+    return f"denoising steps (default: the model's: {per_model({m: d['steps'] for m, d in model_defaults.items()})})"
+
+
+MODEL_HELP = f"one of {', '.join(RUN_DEFAULTS)} (default: {DEFAULT_MODEL})"
+REWARD_HELP = f"the reward of rewards.py (default: {run_default('reward')})"
+REWARD_PATH_HELP = "VideoScore's weights, hub id or directory (default: TIGER-Lab/VideoScore-v1.1)"
 
 
 def for_model(name):

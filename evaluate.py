@@ -30,7 +30,7 @@ import defaults
 import models
 from report import fmt, videos_path, write_report
 from prompt_files import make_eval_set, read_prompts
-from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DEFAULT, VIDEOSCORE_DTYPES, load_reward
+from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DTYPES, load_reward
 from runtime import UserError
 from stats import mean_ci
 
@@ -196,16 +196,13 @@ def save_eval(result, json_path):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Evaluate a text-to-video model with a reward (eval.json), "
                                             "or write the Table-1 report of runs (--report).")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL,
-                   help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
     p.add_argument("--path", default=None, help=defaults.PATH_HELP)
     p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
     p.add_argument("--student", default=None,
                    help="a saved student (pruned / trained) to evaluate instead of M0 (default: none, M0)")
-    p.add_argument("--reward", default=None,
-                   help=f"the reward of rewards.py ({', '.join(REWARDS)}; default: {defaults.run_default('reward')})")
-    p.add_argument("--reward_path", default=None,
-                   help=f"VideoScore's weights, hub id or directory (default: {VIDEOSCORE_DEFAULT})")
+    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
+    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
     p.add_argument("--reward_dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
                    help="VideoScore's dtype (default: bf16, as the official inference on every device)")
     p.add_argument("--prompts", default=None, help="eval prompts, .txt, .csv or .json with static labels "
@@ -213,8 +210,7 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts (default: all)")
     p.add_argument("--eval_seeds", type=int, default=1, help="videos per prompt: prompt i at seed index j has "
                    "seed 1000 j + i, as in vip_loop.py and prune.py (default: 1)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's: "
-                   + defaults.per_model({m: d["steps"] for m, d in models.DEFAULTS.items()}) + ")")
+    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
     p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
     p.add_argument("--out", default=None, help="output folder: eval.json and videos.npz; with --report, where "
                    "report.md goes (default: the first RUN)")

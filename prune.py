@@ -42,7 +42,7 @@ import defaults
 import evaluate
 import models
 from prompt_files import make_eval_set, read_prompts
-from rewards import DIMENSIONS, VIDEOSCORE_DEFAULT, load_reward
+from rewards import DIMENSIONS, load_reward
 from runtime import UserError
 
 BASE = "(none)"  # the candidate that skips nothing: the current student as it is
@@ -353,16 +353,13 @@ def pick(items, n):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="V.I.P. Sec. 3.2: reward-guided block pruning and target properties.")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL,
-                   help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
     p.add_argument("--path", default=None, help=defaults.PATH_HELP)
     p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
     p.add_argument("--student", default=None, help="the current student, a saved model folder (e.g. the "
                    "trained runs/x/stage_1/student; default, or 'none': M0 itself, stage 1)")
-    p.add_argument("--reward", default=None, help="the reward of rewards.py (videoscore, pixel, shapes; default: "
-                   + defaults.run_default("reward") + ")")
-    p.add_argument("--reward_path", default=None,
-                   help=f"VideoScore's weights, hub id or directory (default: {VIDEOSCORE_DEFAULT})")
+    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
+    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
     p.add_argument("--blocks", type=int, default=4, help="blocks to remove in this stage (default: 4, the paper's)")
     p.add_argument("--greedy", action="store_true",
                    help="re-score after each removal, k searches (default: off, one search)")
@@ -372,8 +369,7 @@ def parse_args(argv=None):
                    help="eval prompts used, spread evenly over the file (default: 32)")
     p.add_argument("--eval_seeds", type=int, default=1, help="videos per eval prompt: prompt i at seed index j has "
                    "seed 1000 j + i, as in vip_loop.py and evaluate.py (default: 1)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's: "
-                   + defaults.per_model({m: d["steps"] for m, d in models.DEFAULTS.items()}) + ")")
+    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
     p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
     p.add_argument("--out", required=True, help="stage folder: writes prune.json, eval_pruned.json and pruned/")
     return p.parse_args(argv)

@@ -339,8 +339,7 @@ def all_mean(stats):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train a pruned student with ReDPO (or the SFT / DPO baselines).")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL,
-                   help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
     p.add_argument("--teacher", default=None, help=defaults.PATH_HELP)
     p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
     p.add_argument("--student", default=None, help="a saved student folder (prune.py's pruned/; default: a copy of M0)")

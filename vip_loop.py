@@ -37,7 +37,7 @@ import prune
 import redpo
 import report
 from prompt_files import make_eval_set, read_prompts
-from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DEFAULT, VIDEOSCORE_DTYPES, load_reward
+from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward
 from runtime import UserError
 
 # Per model: the settings a user of the paper expects, on top of the model's reward and prompt files
@@ -381,13 +381,11 @@ def parse_args(argv=None):
         description="V.I.P. (Sec. 3.4.2): prune -> curate -> ReDPO -> evaluate, stage after stage.",
         epilog="Unset flags take the model's preset (PRESETS in vip_loop.py): the paper's settings for "
                "animatediff / videocrafter2, small fast ones for tiny / toy.")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(PRESETS)} (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=defaults.MODEL_HELP)
     p.add_argument("--path", default=None, help=defaults.PATH_HELP)
     p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
-    p.add_argument("--reward", default=None, help=f"the reward of rewards.py ({', '.join(REWARDS)}; "
-                   f"{preset_default('reward')})")
-    p.add_argument("--reward_path", default=None, help=f"VideoScore's weights, hub id or directory "
-                   f"(default: {VIDEOSCORE_DEFAULT})")
+    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
+    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
     p.add_argument("--reward_dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
                    help="VideoScore's dtype (default: bf16, as the official inference on every device)")
     p.add_argument("--method", default="redpo", choices=redpo.METHODS,

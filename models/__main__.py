@@ -18,16 +18,14 @@ from runtime import run_cli, save_video
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m models",
                                 description="Generate videos with a V.I.P. model (uint8 mp4 + gif).")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL,
-                   help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
     p.add_argument("--path", default=None, help="a saved student folder, or the " + defaults.PATH_HELP)
     p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
     p.add_argument("--prompt", action="append", help="a prompt (repeat the flag for more; default: the "
                    "first of the model's eval prompts, defaults.py)")
     p.add_argument("--seeds", type=int, default=1, help="videos per prompt: prompt i at seed index j has seed "
                    "1000 j + i, as every eval set (default: 1)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's: "
-                   + defaults.per_model({m: d["steps"] for m, d in models.DEFAULTS.items()}) + ")")
+    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
     p.add_argument("--out", default="samples", help="output folder, one .mp4 and .gif per video (default: samples)")
     return p.parse_args(argv)
 

@@ -17,9 +17,7 @@ import sys
 
 import pytest
 
-import curate
 import defaults
-import evaluate
 import models
 import prune
 import runtime
@@ -166,9 +164,12 @@ def test_every_flag_says_what_it_means_and_its_default(monkeypatch):
 
 def test_help_texts_name_what_the_loaders_load():
     from models.animatediff import ANIMATEDIFF_ADAPTER, ANIMATEDIFF_BASE
+    from rewards import REWARDS, VIDEOSCORE_DEFAULT
     from toy.shapes_model import TEACHER_DIR
     assert ANIMATEDIFF_BASE in defaults.PATH_HELP and ANIMATEDIFF_ADAPTER in defaults.ADAPTER_HELP
     assert os.path.relpath(TEACHER_DIR, ROOT) in defaults.PATH_HELP
+    assert VIDEOSCORE_DEFAULT in defaults.REWARD_PATH_HELP and all(r in defaults.REWARD_HELP for r in REWARDS)
+    assert defaults.MODEL_HELP == f"one of {', '.join(models.LOADERS)} (default: toy)"
 
 
 def test_per_model_defaults_in_help_follow_the_presets():
