@@ -460,22 +460,24 @@ def summary_lines(counts, summary):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="V.I.P. Sec. 3.3: prompt filtering and winner/loser pair curation.")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=f"one of {', '.join(models.LOADERS)}")
-    p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
-    p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter of M0 (hub id or directory)")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
+    p.add_argument("--path", default=None, help=defaults.PATH_HELP)
+    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
     p.add_argument("--student", required=True, help="the pruned student M_k (prune.py's pruned/ folder)")
     p.add_argument("--property", required=True,
                    help=f"target properties, ranked, comma-separated: {', '.join(PROPERTY_WORDS)}")
-    p.add_argument("--prompts", default=None, help="prompt pool: .txt, .csv, .json (default: the model's)")
-    p.add_argument("--llm", default=None, help="filter with this causal LM (hub id or folder) instead of the word lists")
-    p.add_argument("--max_prompts", "--max-prompts", type=int, default=None, help="curate at most N (paper: 2k)")
-    p.add_argument("--num_seeds", "--num-seeds", type=int, default=1, help="videos per prompt (seeds 0..N-1)")
-    p.add_argument("--reward", default=None, help="videoscore, pixel, shapes (default: the model's, defaults.py)")
-    p.add_argument("--reward_path", "--reward-path", default=None,
-                   help="VideoScore hub id or directory (default: VideoScore-v1.1)")
-    p.add_argument("--tau", type=float, default=0.0, help="minimum loser score tau_p")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--batch_size", "--batch-size", type=int, default=4, help="videos per generate call")
+    p.add_argument("--prompts", default=None,
+                   help=f"prompt pool, .txt, .csv or .json (default: {defaults.run_default('pool')})")
+    p.add_argument("--llm", default=None, help="filter with this causal LM, hub id or folder (default: the word lists)")
+    p.add_argument("--max_prompts", type=int, default=None,
+                   help="curate at most the first N filtered prompts (default: all; the paper: 2000)")
+    p.add_argument("--num_seeds", type=int, default=1, help="videos per prompt, seeds 0..N-1, as vip_loop's --seeds (default: 1)")
+    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
+    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
+    p.add_argument("--tau", type=float, default=0.0, help="minimum loser score tau_p: a pair is kept only when the "
+                   "pruned model's video scores above it (default: 0; vip_loop.py's presets: 2 for the VideoScore models)")
+    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
+    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
     p.add_argument("--cache", default=None, help="teacher cache folder (default: OUT/../../teacher_cache)")
     p.add_argument("--out", required=True, help="pairs folder to write (e.g. runs/x/stage_1/pairs)")
     return p.parse_args(argv)

@@ -1,8 +1,9 @@
 """Sec. 4.1: evaluating a model (scores with 95% CIs, TFLOPs, latency) and the Table-1 report.
 
-An evaluation generates one video per eval prompt (fixed seeds, sharded over torchrun ranks),
-scores it with a reward (rewards.py) and writes OUT/eval.json (per-dimension mean and 95%
-t-interval over prompts, parameter counts, TFLOPs per generated video, latency) and OUT/videos.npz
+An evaluation generates one video per eval prompt and seed (prompt i at seed index j: seed
+1000 j + i, prompt_files.eval_seeds; sharded over torchrun ranks), scores it with a reward
+(rewards.py) and writes OUT/eval.json (per-dimension mean and 95% t-interval over videos,
+parameter counts, TFLOPs per generated video, latency) and OUT/videos.npz
 (the first few videos, for the grids). The report puts the eval.json of every stage of one or more
 runs in Table 1's shape, with teacher | pruned | trained video grids. The model, reward and prompt
 file default to the toy world's (defaults.py).
@@ -29,9 +30,9 @@ from tqdm import tqdm
 import defaults
 import models
 import vbench_eval
-from report import _fmt, videos_path, write_report
-from prompt_files import read_prompts
-from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DEFAULT, VIDEOSCORE_DTYPES, load_reward
+from report import fmt, videos_path, write_report
+from prompt_files import make_eval_set, read_prompts
+from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DTYPES, load_reward
 from runtime import UserError
 from stats import mean_ci
 
@@ -195,24 +196,27 @@ def save_eval(result, json_path):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Evaluate a text-to-video model with a reward (eval.json), "
                                             "or write the Table-1 report of runs (--report).")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL,
-                   help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
-    p.add_argument("--path", default=None, help="hub id or directory of the base model")
-    p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter (hub id or directory)")
-    p.add_argument("--student", default=None, help="a saved student (pruned / trained) to evaluate instead")
-    p.add_argument("--reward", default=None, help=f"one of {', '.join(REWARDS)} (default: the model's, defaults.py)")
-    p.add_argument("--reward_path", "--reward-path", default=None,
-                   help=f"VideoScore hub id or directory (default: {VIDEOSCORE_DEFAULT})")
-    p.add_argument("--reward_dtype", "--reward-dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
+    p.add_argument("--path", default=None, help=defaults.PATH_HELP)
+    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
+    p.add_argument("--student", default=None,
+                   help="a saved student (pruned / trained) to evaluate instead of M0 (default: none, M0)")
+    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
+    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
+    p.add_argument("--reward_dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
                    help="VideoScore's dtype (default: bf16, as the official inference on every device)")
-    p.add_argument("--prompts", default=None, help="a .txt, .csv or .json prompt file (default: the model's)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N prompts")
-    p.add_argument("--seed", type=int, default=0, help="prompt i uses seed + i")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--batch_size", "--batch-size", type=int, default=4)
-    p.add_argument("--out", default=None, help="output folder (eval.json, videos.npz; with --report: report.md)")
-    p.add_argument("--report", nargs="+", metavar="RUN", default=None, help="write report.md for these runs")
-    p.add_argument("--vbench_results", "--vbench-results", nargs="+", metavar="FILE", default=None,
+    p.add_argument("--prompts", default=None, help="eval prompts, .txt, .csv or .json with static labels "
+                   f"(default: {defaults.run_default('prompts')})")
+    p.add_argument("--limit", type=int, default=None, help="only the first N prompts (default: all)")
+    p.add_argument("--eval_seeds", type=int, default=1, help="videos per prompt: prompt i at seed index j has "
+                   "seed 1000 j + i, as in vip_loop.py and prune.py (default: 1)")
+    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
+    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
+    p.add_argument("--out", default=None, help="output folder: eval.json and videos.npz; with --report, where "
+                   "report.md goes (default: the first RUN)")
+    p.add_argument("--report", nargs="+", metavar="RUN", default=None,
+                   help="write report.md for these run folders instead of evaluating (default: evaluate)")
+    p.add_argument("--vbench_results", nargs="+", metavar="FILE", default=None,
                    help="summarise VBench results files (or their folders) into Table 2's row, with the revised "
                         "dynamic degree (vbench_eval.py); with --out also OUT/vbench.json (default: off)")
     return p.parse_args(argv)
@@ -220,7 +224,7 @@ def parse_args(argv=None):
 
 def print_summary(result):
     for k, v in result["scores"].items():
-        print(f"  {k:22s} {_fmt(v['mean'])} +- {_fmt(v['ci95'])}  (n={v['n']})")
+        print(f"  {k:22s} {fmt(v['mean'])} +- {fmt(v['ci95'])}  (n={v['n']})")
     params = result["params"]
     print(f"  params: {params['total']:,} total, {params['prunable']:,} prunable "
           f"({params['removed_blocks']} blocks removed)")
@@ -246,13 +250,13 @@ def main(argv=None):
         raise UserError(f"unknown reward {args.reward!r}: choose one of {', '.join(REWARDS)}")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, not {args.limit}")
-    rows = read_prompts(args.prompts)[:args.limit]
+    eval_set = make_eval_set(read_prompts(args.prompts)[:args.limit], args.eval_seeds)
     rank, _, device = runtime.dist_setup()
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     reward_kw = {"path": args.reward_path} if args.reward_path else {}
     reward = load_reward(args.reward, device=device, dtype=args.reward_dtype, **reward_kw)
-    result = evaluate_model(model, reward, [r["prompt"] for r in rows], [args.seed + i for i in range(len(rows))],
-                            static=[r["static"] for r in rows], batch_size=args.batch_size, steps=args.steps)
+    result = evaluate_model(model, reward, eval_set["prompts"], eval_set["seeds"], static=eval_set["static"],
+                            batch_size=args.batch_size, steps=args.steps)
     result["config"] = vars(args)
     save_eval(result, os.path.join(args.out, "eval.json"))
     if rank == 0:

@@ -1,6 +1,10 @@
-"""Prompt files: the eval prompts (with static labels, Sec. 4.1) and the caption pools of Sec. 3.3.
+"""Prompt files (the eval prompts with static labels, Sec. 4.1; Sec. 3.3's caption pools) and the eval set.
 
 One reader for every script: `read_prompts(path)` -> [{"prompt": str, "static": bool or None}].
+One seed convention for every script that generates the eval prompts (prune.py, evaluate.py,
+vip_loop.py, `python -m models`, toy/shapes.py): prompt i at seed index j is generated with seed
+1000 j + i (`eval_seeds`, `make_eval_set`), whatever a script's training --seed, so the same
+(prompt, seed) is the same video in every script and rows compare paired, video by video.
 
     .txt   one prompt a line (blank lines skipped)
     .csv   a column `prompt`, `caption` or `name` (WebVid's caption column), optional `static`;
@@ -83,3 +87,22 @@ def read_prompts(path):
     if not rows:
         raise UserError(f"{path} holds no prompts")
     return rows
+
+
+def eval_seeds(n_prompts, n_seeds=1):
+    """The eval set's seeds, seed index first: prompt i at seed index j (j < n_seeds) gets seed
+    1000 j + i, so eval_seeds(3, 2) == [0, 1, 2, 1000, 1001, 1002]. Seed index 0 is seeds 0..n-1;
+    a prompt's seeds differ for every j (prompts beyond 1000 may share a seed with another prompt,
+    which is harmless: a video is a (prompt, seed) pair)."""
+    if n_prompts < 0 or n_seeds < 1:
+        raise UserError(f"an eval set needs at least one seed per prompt (got {n_seeds} for {n_prompts} prompts)")
+    return [1000 * j + i for j in range(n_seeds) for i in range(n_prompts)]
+
+
+def make_eval_set(items, n_seeds=1):
+    """The eval set of read_prompts' items: every prompt at every seed index (eval_seeds), seed
+    index first, so the first len(items) videos are seed index 0 (the block search's subset).
+    -> {"prompts", "seeds", "static": lists of len(items) * n_seeds, "per_seed": len(items)}."""
+    videos = list(items) * n_seeds
+    return {"prompts": [it["prompt"] for it in videos], "seeds": eval_seeds(len(items), n_seeds),
+            "static": [it["static"] for it in videos], "per_seed": len(items)}

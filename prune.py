@@ -41,7 +41,7 @@ from tqdm import tqdm
 import defaults
 import evaluate
 import models
-from prompt_files import read_prompts
+from prompt_files import make_eval_set, read_prompts
 from rewards import DIMENSIONS, load_reward
 from runtime import UserError
 
@@ -375,25 +375,24 @@ def pick(items, n):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="V.I.P. Sec. 3.2: reward-guided block pruning and target properties.")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL,
-                   help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
-    p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
-    p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter of M0 (hub id or directory)")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
+    p.add_argument("--path", default=None, help=defaults.PATH_HELP)
+    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
     p.add_argument("--student", default=None, help="the current student, a saved model folder (e.g. the "
-                   "trained runs/x/stage_1/student); default or 'none': M0 itself (stage 1)")
-    p.add_argument("--reward", default=None, help="reward of rewards.py: videoscore, pixel, shapes "
-                   "(default: the model's, defaults.py)")
-    p.add_argument("--reward_path", "--reward-path", default=None,
-                   help="VideoScore hub id or directory (default: VideoScore-v1.1)")
-    p.add_argument("--blocks", type=int, default=4, help="blocks to remove in this stage (paper: 4)")
-    p.add_argument("--greedy", action="store_true", help="re-score after each removal (k searches)")
-    p.add_argument("--prompts", default=None, help="eval prompts (.txt, .csv, .json; default: the model's, "
-                   "with static labels)")
-    p.add_argument("--num_prompts", "--num-prompts", type=int, default=32,
-                   help="eval prompts used, spread over the file")
-    p.add_argument("--seed", type=int, default=0, help="prompt i is generated with seed + i")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--batch_size", "--batch-size", type=int, default=4, help="videos per generate call")
+                   "trained runs/x/stage_1/student; default, or 'none': M0 itself, stage 1)")
+    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
+    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
+    p.add_argument("--blocks", type=int, default=4, help="blocks to remove in this stage (default: 4, the paper's)")
+    p.add_argument("--greedy", action="store_true",
+                   help="re-score after each removal, k searches (default: off, one search)")
+    p.add_argument("--prompts", default=None, help="eval prompts, .txt, .csv or .json with static labels (default: "
+                   + defaults.run_default("prompts") + ")")
+    p.add_argument("--num_prompts", type=int, default=32,
+                   help="eval prompts used, spread evenly over the file (default: 32)")
+    p.add_argument("--eval_seeds", type=int, default=1, help="videos per eval prompt: prompt i at seed index j has "
+                   "seed 1000 j + i, as in vip_loop.py and evaluate.py (default: 1)")
+    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
+    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
     p.add_argument("--out", required=True, help="stage folder: writes prune.json, eval_pruned.json and pruned/")
     return p.parse_args(argv)
 
@@ -408,9 +407,8 @@ def main(argv=None):
     items = pick(read_prompts(args.prompts), args.num_prompts)
     if not items:
         raise UserError(f"no eval prompts in {args.prompts}: pass a file with at least one prompt")
-    prompts = [it["prompt"] for it in items]
-    static = [it.get("static") for it in items]  # True / False / None (unlabelled)
-    seeds = [args.seed + i for i in range(len(prompts))]
+    eval_set = make_eval_set(items, args.eval_seeds)
+    prompts, seeds, static = eval_set["prompts"], eval_set["seeds"], eval_set["static"]  # static: True / False / None
     gen_kw = {"steps": args.steps} if args.steps else {}
 
     rank, world, device = runtime.dist_setup()
@@ -424,7 +422,8 @@ def main(argv=None):
                                           batch_size=args.batch_size)["base"]
         del full
     if rank == 0:
-        print(f"prune: {args.model} with {len(model.blocks())} blocks, {len(prompts)} eval prompts, "
+        print(f"prune: {args.model} with {len(model.blocks())} blocks, {len(items)} eval prompts x {args.eval_seeds} "
+              f"seed{'s' if args.eval_seeds > 1 else ''}, "
               f"reward {args.reward}, {world} rank(s), removing {args.blocks}{' greedily' if args.greedy else ''}")
     record = prune_stage(model, teacher_scores, reward, prompts, seeds, args.blocks, args.out, static,
                          args.greedy, gen_kw, args.batch_size)

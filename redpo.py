@@ -379,24 +379,29 @@ def all_mean(stats):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train a pruned student with ReDPO (or the SFT / DPO baselines).")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL,
-                   help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
-    p.add_argument("--teacher", default=None, help="the full model M0 (hub id or dir; default: the model's)")
-    p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter of M0 (hub id or directory)")
-    p.add_argument("--student", default=None, help="a saved student dir (prune.py); default: a copy of M0")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
+    p.add_argument("--teacher", default=None, help=defaults.PATH_HELP)
+    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
+    p.add_argument("--student", default=None, help="a saved student folder (prune.py's pruned/; default: a copy of M0)")
     p.add_argument("--pairs", required=True, help="pairs folder from curate.py")
     p.add_argument("--out", required=True, help="output folder: checkpoints, metrics.jsonl, student/")
-    p.add_argument("--method", default="redpo", choices=METHODS)
-    p.add_argument("--beta", type=float, default=5000.0)
-    p.add_argument("--w_sft", type=float, default=1e4, help="1e4 for AnimateDiff, 1e6 for VideoCrafter2")
-    p.add_argument("--lr", type=float, default=6e-6)
-    p.add_argument("--batch", type=int, default=2, help="pairs per process per micro-step")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--grad_accum", type=int, default=1)
-    p.add_argument("--max_steps", type=int, default=None, help="stop after this many steps (overrides --epochs)")
-    p.add_argument("--ckpt_every", type=int, default=100)
-    p.add_argument("--gradient_checkpointing", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default="redpo", choices=METHODS,
+                   help="the loss: redpo (ReDPO, Eq. 3), sft (the SFT baseline of Table 3) or dpo (ReDPO without "
+                        "its SFT term, Table 4) (default: redpo)")
+    p.add_argument("--beta", type=float, default=5000.0,
+                   help="beta of the DPO term, Eq. 1, with T w(lambda_t) folded in (default: 5000, the paper's)")
+    p.add_argument("--w_sft", type=float, default=1e4, help="weight of the SFT term, Eq. 3 (default: 1e4, the "
+                   "paper's for AnimateDiff; the paper takes 1e6 for VideoCrafter2)")
+    p.add_argument("--lr", type=float, default=6e-6, help="AdamW learning rate (default: 6e-6, the paper's)")
+    p.add_argument("--batch", type=int, default=2, help="pairs per process per micro-step (default: 2, the paper's)")
+    p.add_argument("--epochs", type=int, default=2, help="passes over the pairs (default: 2, the paper's)")
+    p.add_argument("--grad_accum", type=int, default=1, help="micro-steps per optimizer step (default: 1)")
+    p.add_argument("--max_steps", type=int, default=None,
+                   help="stop after this many steps, overriding --epochs (default: none, the epochs' steps)")
+    p.add_argument("--ckpt_every", type=int, default=100, help="steps between checkpoints (default: 100)")
+    p.add_argument("--gradient_checkpointing", action="store_true",
+                   help="trade compute for memory in training (default: off)")
+    p.add_argument("--seed", type=int, default=0, help="the training seed: pair order, t, eps (default: 0)")
     return p.parse_args(argv)
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import claims
 import stats
 import vbench_eval
-from rewards import DIMENSIONS
+from dimensions import DIMENSIONS
 from runtime import UserError
 
 METHOD_NAMES = {"redpo": "ReDPO", "sft": "SFT", "dpo": "DPO"}
@@ -50,7 +50,8 @@ def videos_path(json_path):
     return os.path.join(d, name + ".npz")
 
 
-def _fmt(x, digits=3, sign=False):
+def fmt(x, digits=3, sign=False):
+    """A score as tables print it: 0.812, +0.035 with sign, n/a for None or NaN."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
@@ -58,7 +59,7 @@ def _fmt(x, digits=3, sign=False):
 
 def _diff(d):
     """'+0.035 ± 0.015' (paired mean and 95% half width)."""
-    return f"{_fmt(d['mean'], sign=True)} ± {_fmt(d['ci95'])}"
+    return f"{fmt(d['mean'], sign=True)} ± {fmt(d['ci95'])}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,8 +154,8 @@ def table1(key, runs):
         same = [rows[i][2] for rows in per_run if i < len(rows)]
         means = {d: [r["scores"][d]["mean"] for r in same if r["scores"][d]["mean"] is not None] for d in KEYS}
         sd = float(np.std(means["total"], ddof=1)) if len(means["total"]) > 1 else float("nan")
-        cells = [stage, label] + [_fmt(float(np.mean(means[d])) if means[d] else None) for d in KEYS]
-        cells += [_fmt(sd), str(result["num_videos"]), _fmt(result["params"]["trainable"] / 1e6)]
+        cells = [stage, label] + [fmt(float(np.mean(means[d])) if means[d] else None) for d in KEYS]
+        cells += [fmt(sd), str(result["num_videos"]), fmt(result["params"]["trainable"] / 1e6)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -171,7 +172,7 @@ def paired_table(key, runs):
         d = paired(after, before)
         per_seed = [stats.mean_ci(list(stats.differences(a["per_video"], b["per_video"], ["total"]).values()))[0]
                     for a, b in zip(after, before) if a and b]
-        cells = [title, target] + [_diff(d[k]) for k in KEYS] + [" / ".join(_fmt(x, 3, True) for x in per_seed)]
+        cells = [title, target] + [_diff(d[k]) for k in KEYS] + [" / ".join(fmt(x, 3, True) for x in per_seed)]
         lines.append("| " + " | ".join(cells) + " |")
 
     for i in range(n_stages):
@@ -223,8 +224,8 @@ def claims_table(found):
         d = c["diff"]
         boot = d.get("bootstrap")
         cells = [c["table"], c["claim"], f"**{c['verdict']}**", _diff(d), d["analysis"], str(d["n_prompts"]),
-                 str(d["n_seeds"]), _fmt(d["df"], 1), _fmt(d["mde"]),
-                 f"[{_fmt(boot[0], sign=True)}, {_fmt(boot[1], sign=True)}]" if boot else "n/a"]
+                 str(d["n_seeds"]), fmt(d["df"], 1), fmt(d["mde"]),
+                 f"[{fmt(boot[0], sign=True)}, {fmt(boot[1], sign=True)}]" if boot else "n/a"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -233,19 +234,45 @@ def claims_table(found):
 # Pictures: video grids and plots
 # ---------------------------------------------------------------------------------------------
 
-def video_grid(videos, separator=2):
-    """Side-by-side frames: [(F, H, W, 3) uint8, ...] -> (F, H, sum W + gaps, 3), white gaps between."""
+GRID_LABELS = ("teacher", "pruned", "trained")
+MIN_CLIP = 128   # px: the grids scale every clip up (nearest neighbour) until its shorter side is at least this
+
+
+def label_band(text, width, height):
+    """A white (height, width, 3) uint8 band with `text` centred in black (Pillow's own font)."""
+    from PIL import Image, ImageDraw, ImageFont
+    try:
+        font = ImageFont.load_default(size=max(10, int(height * 0.7)))
+    except TypeError:     # Pillow before 10.1: one bitmap size only
+        font = ImageFont.load_default()
+    band = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(band)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    draw.text(((width - (right - left)) / 2 - left, (height - (bottom - top)) / 2 - top), text, fill=(0, 0, 0), font=font)
+    return np.asarray(band, dtype=np.uint8)
+
+
+def video_grid(videos, labels=GRID_LABELS, min_size=MIN_CLIP, separator=4):
+    """Clips side by side, each scaled up by the same whole factor (nearest neighbour, so no pixel
+    is invented) until the smallest clip's shorter side is at least `min_size`, with a label band
+    above each and white gaps between: [(F, H, W, 3) uint8, ...] -> (F, band + H', W', 3), both
+    sides even (video encoders want them so)."""
     frames = min(len(v) for v in videos)
-    height = max(v.shape[1] for v in videos)
-    gap = np.full((frames, height, separator, 3), 255, dtype=np.uint8)
+    scale = max(1, math.ceil(min_size / min(min(v.shape[1:3]) for v in videos)))
+    height = max(v.shape[1] for v in videos) * scale
+    band_height = 2 * max(10, height // 24)      # even; the label text is 0.7 of it
     parts = []
     for i, v in enumerate(videos):
         if i:
-            parts.append(gap)
-        pad = np.full((frames, height, v.shape[2], 3), 255, dtype=np.uint8)
-        pad[:, :v.shape[1]] = v[:frames]
-        parts.append(pad)
-    return np.concatenate(parts, axis=2)
+            parts.append(np.full((frames, band_height + height, separator, 3), 255, dtype=np.uint8))
+        clip = v[:frames].repeat(scale, axis=1).repeat(scale, axis=2)      # (F, H s, W s, 3)
+        column = np.full((frames, band_height + height, clip.shape[2], 3), 255, dtype=np.uint8)
+        column[:, :band_height] = label_band(labels[i] if labels else "", clip.shape[2], band_height)
+        column[:, band_height:band_height + clip.shape[1]] = clip
+        parts.append(column)
+    grid = np.concatenate(parts, axis=2)
+    pad = ((0, 0), (0, grid.shape[1] % 2), (0, grid.shape[2] % 2), (0, 0))
+    return np.pad(grid, pad, constant_values=255)
 
 
 def _load_videos(json_path):
@@ -408,8 +435,8 @@ def write_report(run_dirs, out_path, grids=True):
             total = result["scores"]["total"]
             tflops = result.get("tflops", {}).get("tflops")
             latency = result.get("latency", {}).get("seconds_per_video")
-            lines.append(f"| {run['name']} | {stage} | {label} | {_fmt(total['mean'])} ± {_fmt(total['ci95'])} | "
-                         f"{result['num_videos']} | {'n/a' if tflops is None else f'{tflops:.4g}'} | {_fmt(latency, 2)} |")
+            lines.append(f"| {run['name']} | {stage} | {label} | {fmt(total['mean'])} ± {fmt(total['ci95'])} | "
+                         f"{result['num_videos']} | {'n/a' if tflops is None else f'{tflops:.4g}'} | {fmt(latency, 2)} |")
     pictures = []
     for key, group in groups.items():
         plot_scores(key, group, os.path.join(out_dir, f"scores_{_slug(key)}.png"))

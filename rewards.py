@@ -28,9 +28,8 @@ import os
 import numpy as np
 import torch
 
+from dimensions import DIMENSIONS  # also read as rewards.DIMENSIONS
 from runtime import UserError, default_device
-
-DIMENSIONS = ("visual_quality", "temporal_consistency", "dynamic_degree", "text_alignment")
 
 # ---------------------------------------------------------------------------------------------
 # Rewards: the shared wrapper and the paper's revised dynamic score

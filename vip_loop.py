@@ -40,7 +40,7 @@ import models
 import prune
 import redpo
 import report
-from prompt_files import read_prompts
+from prompt_files import make_eval_set, read_prompts
 from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward
 from run_folder import check_config, done, pairs_damage, redo_hint, stage_done
 from runtime import UserError
@@ -234,14 +234,6 @@ def evaluate_once(r, model, json_path):
 # The eval set, the stage plan, where the time went
 # ---------------------------------------------------------------------------------------------
 
-def make_eval_set(items, eval_seeds):
-    """The eval set: every prompt with seeds j * 1000 + i (prompt i, j < eval_seeds), seed index
-    first, so the first len(items) videos are seed index 0 (the block search's subset)."""
-    videos = [(it, j * 1000 + i) for j in range(eval_seeds) for i, it in enumerate(items)]
-    return {"prompts": [it["prompt"] for it, _ in videos], "seeds": [s for _, s in videos],
-            "static": [it["static"] for it, _ in videos], "per_seed": len(items)}
-
-
 def subset(eval_set, n):
     """The first n videos of an eval set (None: all of it)."""
     return eval_set if n is None else {k: v[:n] if isinstance(v, list) else v for k, v in eval_set.items()}
@@ -275,47 +267,73 @@ def time_spent(total):
 # CLI
 # ---------------------------------------------------------------------------------------------
 
+def preset_default(key, none="all"):
+    """'default: ...' for a flag whose default is the model's preset (PRESETS), per model; unset
+    sampler steps are the model's own (models.DEFAULTS)."""
+    values = {name: preset[key] for name, preset in PRESETS.items()}
+    if key == "steps":
+        values = {name: v or models.DEFAULTS[name]["steps"] for name, v in values.items()}
+    return "default: " + defaults.per_model(values, none)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="V.I.P. (Sec. 3.4.2): prune -> curate -> ReDPO -> evaluate, stage after stage.",
-        epilog="Unset flags take the model's preset (PRESETS in vip_loop.py): the paper's settings for "
+        epilog="Unset flags take the model's preset (defaults.PRESETS): the paper's settings for "
                "animatediff / videocrafter2, small fast ones for tiny / toy.")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(PRESETS)} (default: {DEFAULT_MODEL})")
-    p.add_argument("--path", default=None, help="hub id or directory of the full model M0 (default: the model's)")
-    p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter (hub id or directory)")
-    p.add_argument("--reward", default=None, help="rewards.py reward: videoscore, pixel, shapes")
-    p.add_argument("--reward_path", default=None, help="VideoScore weights (hub id or dir; default: VideoScore-v1.1)")
-    p.add_argument("--reward_dtype", "--reward-dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
+    p.add_argument("--model", default=DEFAULT_MODEL, help=defaults.MODEL_HELP)
+    p.add_argument("--path", default=None, help=defaults.PATH_HELP)
+    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
+    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
+    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
+    p.add_argument("--reward_dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
                    help="VideoScore's dtype (default: bf16, as the official inference on every device)")
-    p.add_argument("--method", default="redpo", choices=redpo.METHODS)
-    p.add_argument("--stages", type=int, default=None)
+    p.add_argument("--method", default="redpo", choices=redpo.METHODS,
+                   help="the training loss: redpo (ReDPO, Eq. 3), sft (the SFT baseline of Table 3) or dpo "
+                        "(ReDPO without its SFT term, Table 4) (default: redpo for every model)")
+    p.add_argument("--stages", type=int, default=None, help=f"pruning stages K ({preset_default('stages')})")
     p.add_argument("--blocks", type=int, nargs="+", default=None,
-                   help="blocks removed per stage: one count for every stage, or one per stage (4 4 2)")
-    p.add_argument("--oneshot", action="store_true", help="remove every stage's blocks at once, train once (Table 4)")
-    p.add_argument("--greedy", action="store_true", help="re-score after each block removed (prune.py)")
-    p.add_argument("--beta", type=float, default=None)
-    p.add_argument("--w_sft", type=float, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--batch", type=int, default=None, help="pairs per process per step")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--grad_accum", type=int, default=1)
+                   help="blocks removed per stage: one count for every stage, or one per stage "
+                        f"({preset_default('blocks')})")
+    p.add_argument("--oneshot", action="store_true",
+                   help="remove every stage's blocks at once, train once (Table 4's 'w/o online'; default: off)")
+    p.add_argument("--greedy", action="store_true",
+                   help="re-score after each block removed (prune.py; default: off, one search per stage)")
+    p.add_argument("--beta", type=float, default=None,
+                   help=f"beta of the DPO term, Eq. 1, with T w(lambda_t) folded in (redpo.py) ({preset_default('beta')})")
+    p.add_argument("--w_sft", type=float, default=None,
+                   help=f"weight of the SFT term, Eq. 3 ({preset_default('w_sft')})")
+    p.add_argument("--lr", type=float, default=None, help=f"AdamW learning rate ({preset_default('lr')})")
+    p.add_argument("--batch", type=int, default=None,
+                   help=f"pairs per process per step ({preset_default('batch')})")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"passes over each stage's pairs ({preset_default('epochs')})")
+    p.add_argument("--grad_accum", type=int, default=1, help="micro-steps per optimizer step (default: 1)")
     p.add_argument("--gradient_checkpointing", action="store_true",
-                   help="trade compute for memory in training (default: off; on in the wan presets)")
-    p.add_argument("--tau", type=float, default=None, help="minimum loser score tau_p (curate.py)")
-    p.add_argument("--prompts", default=None, help="eval prompt file (default: the model's, defaults.py)")
-    p.add_argument("--pool", default=None, help="prompt pool for curation (default: the model's, defaults.py)")
-    p.add_argument("--eval_prompts", type=int, default=None, help="use the first N eval prompts")
-    p.add_argument("--pool_prompts", type=int, default=None, help="curate at most N filtered prompts")
-    p.add_argument("--seeds", type=int, default=None, help="videos per curation prompt")
-    p.add_argument("--eval_seeds", type=int, default=None, help="videos per eval prompt (seeds 1000 j + i)")
-    p.add_argument("--search_seeds", type=int, default=None,
-                   help="of those, how many seeds per prompt the block search generates (default: the preset's)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps in the loop (default: the model's)")
-    p.add_argument("--gen_batch", "--gen-batch", type=int, default=None,
-                   help="videos per generate call (default: the preset's; speed only)")
-    p.add_argument("--seed", type=int, default=0, help="the training seed (pair order, t, eps); the eval set "
-                   "does not depend on it, so runs with other seeds compare video by video")
-    p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<method>)")
+                   help="trade compute for memory in training (default: on for "
+                        + ", ".join(n for n, p in PRESETS.items() if p.get("gradient_checkpointing")) + ", off for the others)")
+    p.add_argument("--tau", type=float, default=None, help="minimum loser score tau_p: a pair is kept only when "
+                   f"the pruned model's video scores above it (curate.py) ({preset_default('tau')})")
+    p.add_argument("--prompts", default=None, help=f"eval prompt file ({preset_default('prompts')})")
+    p.add_argument("--pool", default=None, help=f"prompt pool for curation ({preset_default('pool')})")
+    p.add_argument("--eval_prompts", type=int, default=None,
+                   help=f"use the first N eval prompts ({preset_default('eval_prompts')})")
+    p.add_argument("--pool_prompts", type=int, default=None,
+                   help=f"curate at most N filtered prompts of the pool ({preset_default('pool_prompts')})")
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"videos per curation prompt, seeds 0..N-1 ({preset_default('seeds')})")
+    p.add_argument("--eval_seeds", type=int, default=None, help="videos per eval prompt: prompt i at seed index j "
+                   f"has seed 1000 j + i ({preset_default('eval_seeds')})")
+    p.add_argument("--search_seeds", type=int, default=None, help="of those, how many seed indices the block "
+                   f"search generates ({preset_default('search_seeds')})")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"sampler steps in the loop ({preset_default('steps')})")
+    p.add_argument("--gen_batch", type=int, default=None,
+                   help=f"videos per generate call, a speed setting ({preset_default('gen_batch')})")
+    p.add_argument("--seed", type=int, default=0, help="the training seed: pair order, t, eps (default: 0); the "
+                   "eval set does not depend on it, so runs with other seeds compare video by video")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<method>, "
+                   "-oneshot added with --oneshot)")
     return p.parse_args(argv)
 
 

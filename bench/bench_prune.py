@@ -87,7 +87,7 @@ def main(argv=None):
     p.add_argument("--reward", default="pixel")
     p.add_argument("--prompts", type=int, default=8, help="eval prompts")
     p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch_size", "--batch-size", type=int, default=4)
+    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call (default: 4)")
     args = p.parse_args(argv)
     device = runtime.default_device()
     model = models.load(args.model, path=args.path, device=device)

@@ -11,35 +11,37 @@ import os
 
 import defaults
 import models
-from prompt_files import read_prompts
+from prompt_files import eval_seeds, read_prompts
 from runtime import run_cli, save_video
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m models",
                                 description="Generate videos with a V.I.P. model (uint8 mp4 + gif).")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL,
-                   help=f"one of {', '.join(models.LOADERS)} (default: {defaults.DEFAULT_MODEL})")
-    p.add_argument("--path", default=None, help="hub id or directory of the base model, or a saved student")
-    p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter (hub id or directory)")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
+    p.add_argument("--path", default=None, help="a saved student folder, or the " + defaults.PATH_HELP)
+    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
     p.add_argument("--prompt", action="append", help="a prompt (repeat the flag for more; default: the "
                    "first of the model's eval prompts, defaults.py)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--out", default="samples")
+    p.add_argument("--seeds", type=int, default=1, help="videos per prompt: prompt i at seed index j has seed "
+                   "1000 j + i, as every eval set (default: 1)")
+    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
+    p.add_argument("--out", default="samples", help="output folder, one .mp4 and .gif per video (default: samples)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    model = models.load(args.model, path=args.path, adapter=args.adapter)
     prompts = args.prompt or [read_prompts(defaults.for_model(args.model)["prompts"])[0]["prompt"]]
+    seeds = eval_seeds(len(prompts), args.seeds)
+    prompts = prompts * args.seeds                       # seed index first, as eval_seeds
+    model = models.load(args.model, path=args.path, adapter=args.adapter)
     n = model.num_parameters()
     print(f"{args.model}: {n['total']:,} parameters, {len(model.blocks())} prunable blocks "
           f"({n['trainable']:,} trainable) on {model.device}")
-    frames, latents = model.generate(prompts, [args.seed + i for i in range(len(prompts))], steps=args.steps)
-    for i, prompt in enumerate(prompts):
-        stem = os.path.join(args.out, f"{args.model}_{args.seed + i}_{'_'.join(prompt.split())[:40]}")
+    frames, latents = model.generate(prompts, seeds, steps=args.steps)
+    for i, (prompt, seed) in enumerate(zip(prompts, seeds)):
+        stem = os.path.join(args.out, f"{args.model}_{seed}_{'_'.join(prompt.split())[:40]}")
         save_video(stem + ".mp4", frames[i], model.defaults["fps"])
         save_video(stem + ".gif", frames[i], model.defaults["fps"])
         print(f"wrote {stem}.mp4 and .gif: frames {tuple(frames[i].shape)}, latents {tuple(latents[i].shape)}")

@@ -102,13 +102,34 @@ def test_report_matches_eval_json(tmp_path):
         expected += [f"{result['scores']['total']['mean']:.3f}", "n/a", "2", f"{result['params']['trainable'] / 1e6:.3f}"]
         assert cells == expected
     assert rows[("Full", "-")][-1] == "453.209"
-    # The grid: teacher | pruned | trained side by side, 2-pixel white gaps, for stage 1 only.
+    # The grid, for stage 1 only: teacher | pruned | trained, each 8 x 6 clip scaled 22x (6 * 22 =
+    # 132 >= 128 px), under a 20-px label band, 4-px white gaps: 20 + 176 rows, 3 * 132 + 2 * 4 columns.
     import imageio.v2 as imageio
     frames = imageio.mimread(str(run / "grids" / "run_stage1_0.gif"))
-    assert len(frames) == 3 and frames[0].shape[:2] == (8, 3 * 6 + 2 * 2)
+    assert len(frames) == 3 and frames[0].shape[:2] == (196, 404)
     assert (run / "grids" / "run_stage1_0.mp4").is_file() and not (run / "grids" / "run_stage2_0.gif").exists()
-    grid = frames[1][..., :3]
-    assert grid[0, 0, 0] == 10 and grid[0, 6, 0] == 255 and grid[0, 8, 0] == 110 and grid[0, 16, 0] == 210
+    grid = frames[1][..., :3]                                        # frame 1: shade + 10
+    assert grid[20, 0, 0] == grid[195, 131, 0] == 10 and grid[100, 132, 0] == grid[100, 135, 0] == 255
+    assert grid[20, 136, 0] == grid[195, 267, 0] == 110 and grid[20, 272, 0] == grid[195, 403, 0] == 210
+    bands = [grid[:20, x:x + 132] for x in (0, 136, 272)]            # black text on white, three words
+    assert all((b == 0).any() and (b == 255).mean() > 0.7 for b in bands)
+    assert not np.array_equal(bands[0], bands[1]) and not np.array_equal(bands[1], bands[2])
+
+
+def test_grid_scales_clips_up_with_nearest_neighbour_and_labels_them():
+    rng = np.random.default_rng(0)
+    clips = [rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8) for _ in range(3)]
+    grid = report.video_grid(clips)
+    band = 2 * max(10, 128 // 24)                                    # 20 px above clips of 128 px
+    assert grid.shape == (2, band + 128, 3 * 128 + 2 * 4, 3)
+    for i, clip in enumerate(clips):
+        x = i * (128 + 4)
+        assert np.array_equal(grid[:, band:, x:x + 128], clip.repeat(8, axis=1).repeat(8, axis=2))
+    assert np.array_equal(report.video_grid(clips, labels=None)[:, :band], np.full((2, band, 392, 3), 255))
+    big = report.video_grid([np.zeros((1, 320, 512, 3), np.uint8)])  # already large: not scaled
+    assert big.shape == (1, 2 * (320 // 24) + 320, 512, 3)
+    odd = report.video_grid([np.zeros((1, 129, 129, 3), np.uint8)])   # encoders want even sides
+    assert odd.shape[1] % 2 == 0 and odd.shape[2] % 2 == 0
 
 
 # --- the CLI, end to end ------------------------------------------------------------------------
@@ -124,21 +145,23 @@ def test_cli_evaluates_tiny_and_writes_report(tmp_path):
                                    {"prompt": "not used", "static": False}]))
     run = tmp_path / "run"
     proc = run_cli("--model", "tiny", "--reward", "pixel", "--prompts", str(prompts), "--limit", "2",
-                   "--out", str(run / "full"))
+                   "--eval_seeds", "2", "--out", str(run / "full"))
     assert proc.returncode == 0, proc.stderr
     result = json.loads((run / "full" / "eval.json").read_text())
-    assert result["num_videos"] == 2 and [v["seed"] for v in result["per_video"]] == [0, 1]
-    assert result["per_video"][1]["scores"]["dynamic_degree"] == 0.0
-    assert result["per_video"][0]["scores"]["dynamic_degree"] > 0.0
+    # prompt i at seed index j: seed 1000 j + i, seed index first (vip_loop.py's eval set)
+    assert result["num_videos"] == 4 and [v["seed"] for v in result["per_video"]] == [0, 1, 1000, 1001]
+    assert [v["prompt"] for v in result["per_video"]] == ["a red car driving on a road", "a quiet stone church"] * 2
+    assert [v["scores"]["dynamic_degree"] for v in result["per_video"]][1::2] == [0.0, 0.0]
+    assert all(v["scores"]["dynamic_degree"] > 0.0 for v in result["per_video"][0::2])
     assert result["scores"]["text_alignment"]["mean"] is None                 # pixels: no text alignment
     per = [v["scores"]["total"] for v in result["per_video"]]
     assert result["scores"]["total"]["mean"] == pytest.approx(np.mean(per))
-    assert result["scores"]["total"]["ci95"] == pytest.approx(12.7062047 * np.std(per, ddof=1) / np.sqrt(2))
+    assert result["scores"]["total"]["ci95"] == pytest.approx(3.1824463 * np.std(per, ddof=1) / np.sqrt(4))  # t(3)
     assert result["params"]["prunable"] == result["params"]["trainable"] > 0
     assert result["tflops"]["tflops"] > 0 and result["latency"]["seconds_per_video"] > 0
     with np.load(run / "full" / "videos.npz") as z:
-        assert z["frames"].shape == (2, 8, 32, 32, 3) and z["frames"].dtype == np.uint8
-        assert list(z["seeds"]) == [0, 1]
+        assert z["frames"].shape == (4, 8, 32, 32, 3) and z["frames"].dtype == np.uint8
+        assert list(z["seeds"]) == [0, 1, 1000, 1001]
     # The same videos stand in for a stage, so the report has a full row, a stage and a grid.
     (run / "stage_1").mkdir()
     for src, dst in [("eval.json", "eval_pruned.json"), ("eval.json", "eval.json"),

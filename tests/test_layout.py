@@ -1,24 +1,26 @@
-"""The layout: which file may import which, file sizes and docstrings, one flag
-convention, and one set of defaults that runs offline.
+"""The layout: which file may import which, file sizes and docstrings, one spelling per flag with
+--help that says each default, and one set of defaults that runs offline.
 
 The import rules, read from each file's `import` statements (also those inside functions):
-runtime.py imports no other file of the project; the models package and rewards.py import no
-script and not each other; no two files import each other, directly or around a longer loop.
+runtime.py and dimensions.py import no other file of the project; the models package and rewards.py
+import no script and not each other; report.py loads no reward or model; no two files import each
+other, directly or around a longer loop.
 """
 import argparse
 import ast
+import contextlib
 import importlib
+import io
 import os
 import subprocess
 import sys
 
 import pytest
 
-import curate
 import defaults
-import evaluate
 import models
 import prune
+import runtime
 import vip_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,7 +78,12 @@ def test_models_and_rewards_import_no_script_and_not_each_other():
         assert not GRAPH[m] & (SCRIPTS | {"rewards"}), (m, GRAPH[m])
     assert not GRAPH["rewards"] & (SCRIPTS | set(family)), GRAPH["rewards"]
     for m in ("defaults", "prompt_files", "toy.shapes_world", "toy.gmm_model"):
-        assert GRAPH[m] <= {"runtime"}, (m, GRAPH[m])
+        assert GRAPH[m] <= {"runtime", "dimensions"}, (m, GRAPH[m])
+
+
+def test_the_report_loads_no_reward_or_model():
+    assert GRAPH["dimensions"] == set()
+    assert not GRAPH["report"] & {"rewards", "models"}, GRAPH["report"]
 
 
 def test_no_import_cycles():
@@ -117,29 +124,62 @@ CLIS = {   # module: the fewest arguments its parser accepts
     "evaluate": [], "redpo": ["--pairs", "p", "--out", "x"], "vip_loop": [], "models.__main__": [],
     "toy.shapes": ["evaluate"], "toy.gmm": ["--out", "x"], "vbench_eval": [],
 }
+MAIN_ONLY = ["toy.compare"]   # CLIs that parse inside main(): read through --help
 
 
-def test_every_flag_is_spelled_with_underscores_and_dashes_still_work(monkeypatch):
+def every_flag(monkeypatch):
+    """[(option strings, the argparse action)] of every flag of every CLI, subcommands included."""
     added = []
     original = argparse._ActionsContainer.add_argument
 
     def record(self, *names, **kw):
-        added.append(names)
-        return original(self, *names, **kw)
+        action = original(self, *names, **kw)
+        added.append((names, action))
+        return action
 
     monkeypatch.setattr(argparse._ActionsContainer, "add_argument", record)
     for module, args in CLIS.items():
         importlib.import_module(module).parse_args(args)
-    flags = [names for names in added if names[0].startswith("--") and names[0] != "--help"]
-    assert len(flags) > 60
-    for names in flags:
-        assert "-" not in names[0][2:], f"{names[0]}: the first spelling takes underscores"
-        assert all(n == names[0].replace("_", "-") for n in names[1:]), names
-    assert (prune.parse_args(["--num-prompts", "3", "--batch-size", "2", "--out", "x"])
-            == prune.parse_args(["--num_prompts", "3", "--batch_size", "2", "--out", "x"]))
-    assert (curate.parse_args(CLIS["curate"] + ["--max-prompts", "5", "--num-seeds", "2"])
-            == curate.parse_args(CLIS["curate"] + ["--max_prompts", "5", "--num_seeds", "2"]))
-    assert evaluate.parse_args(["--reward-path", "d"]).reward_path == "d"
+    for module in MAIN_ONLY:
+        with pytest.raises(SystemExit), contextlib.redirect_stdout(io.StringIO()):
+            importlib.import_module(module).main(["--help"])
+    return [(names, a) for names, a in added if names[0].startswith("--") and names[0] != "--help"]
+
+
+def test_every_flag_has_one_spelling_with_underscores(monkeypatch):
+    flags = every_flag(monkeypatch)
+    assert len(flags) > 80
+    for names, _ in flags:
+        assert len(names) == 1 and "-" not in names[0][2:], f"{names}: one spelling, with underscores"
+    with pytest.raises(SystemExit):                     # the dashed spelling is not a second name
+        prune.parse_args(["--num-prompts", "3", "--out", "x"])
+
+
+def test_every_flag_says_what_it_means_and_its_default(monkeypatch):
+    for names, action in every_flag(monkeypatch):
+        assert action.help and len(action.help) > 10, f"{names[0]} has no --help text"
+        if not action.required:
+            assert "default" in action.help, f"{names[0]}: --help does not say its default: {action.help!r}"
+
+
+def test_help_texts_name_what_the_loaders_load():
+    from models.animatediff import ANIMATEDIFF_ADAPTER, ANIMATEDIFF_BASE
+    from rewards import REWARDS, VIDEOSCORE_DEFAULT
+    from toy.shapes_model import TEACHER_DIR
+    assert ANIMATEDIFF_BASE in defaults.PATH_HELP and ANIMATEDIFF_ADAPTER in defaults.ADAPTER_HELP
+    assert os.path.relpath(TEACHER_DIR, ROOT) in defaults.PATH_HELP
+    assert VIDEOSCORE_DEFAULT in defaults.REWARD_PATH_HELP and all(r in defaults.REWARD_HELP for r in REWARDS)
+    assert defaults.MODEL_HELP == f"one of {', '.join(models.LOADERS)} (default: toy)"
+
+
+def test_per_model_defaults_in_help_follow_the_presets():
+    assert defaults.show(1e6) == "1e6" and defaults.show(6e-6) == "6e-6" and defaults.show([4, 4, 2]) == "4 4 2"
+    assert defaults.per_model({"a": 1.0, "b": 1.0}) == "1 for every model"
+    assert defaults.per_model({"a": [2, 1], "b": 7, "c": [2, 1], "d": None}, "all") == "2 1 for a, c; 7 for b; all for d"
+    assert vip_loop.preset_default("blocks") == ("default: 4 4 2 for animatediff; 7 for videocrafter2; "
+                                                 "2 for tiny, tiny-videocrafter2; 2 2 1 for toy")
+    steps = vip_loop.preset_default("steps")        # unset in a preset: the model's own sampler steps
+    assert "25 for animatediff" in steps and "50 for videocrafter2" in steps
 
 
 def test_every_cli_defaults_to_the_toy_world_and_the_reward_follows_the_model():
@@ -159,7 +199,8 @@ def test_prune_runs_offline_with_the_defaults(model, tmp_path):
     r = subprocess.run([sys.executable, "prune.py", *model, "--num_prompts", "2", "--blocks", "1", "--steps", "2",
                         "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (tmp_path / "prune.json").is_file() and (tmp_path / "pruned").is_dir()
+    assert (tmp_path / "pruned").is_dir()
+    assert runtime.read_json(str(tmp_path / "prune.json"))["eval"]["seeds"] == [0, 1]   # prompt i: seed i (j = 0)
     assert f"reward {'pixel' if model else 'shapes'}" in r.stdout
 
 

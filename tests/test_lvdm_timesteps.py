@@ -28,15 +28,15 @@ def test_thirty_steps_are_thirty_one_from_991():
 
 
 @pytest.mark.parametrize("S", [50, 25, 40])
-def test_step_counts_that_divide_1000_are_unchanged(S):
-    # What the sampler ran before: diffusers' DDIM timesteps ("leading", offset 1), t -> t - 1000 // S.
+def test_step_counts_that_divide_1000_equal_diffusers_ddim(S):
+    # diffusers' DDIM timesteps ("leading", offset 1; t -> t - 1000 // S) are LVDM's when S divides 1000.
     from diffusers import DDIMScheduler
     scheduler = DDIMScheduler(**videocrafter2.VIDEOCRAFTER2_SCHEDULER)
     scheduler.set_timesteps(S)
-    before = scheduler.timesteps.tolist()[::-1]
+    ddim = scheduler.timesteps.tolist()[::-1]
     timesteps, previous = videocrafter2.lvdm_ddim_timesteps(S)
-    assert timesteps == before == lvdm_schedule(S).tolist() and len(timesteps) == S
-    assert previous == [max(t - 1000 // S, 0) for t in before]
+    assert timesteps == ddim == lvdm_schedule(S).tolist() and len(timesteps) == S
+    assert previous == [max(t - 1000 // S, 0) for t in ddim]
 
 
 def test_sampler_runs_lvdm_ddim():

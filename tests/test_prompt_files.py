@@ -5,7 +5,7 @@ import json
 import pytest
 
 import defaults
-from prompt_files import read_prompts
+from prompt_files import eval_seeds, make_eval_set, read_prompts
 from runtime import UserError
 
 
@@ -38,3 +38,15 @@ def test_default_eval_prompts():
     assert 0.25 <= sum(r["static"] for r in rows) / len(rows) <= 0.4
     assert len({r["prompt"] for r in rows}) == len(rows)
     assert all(5 <= len(r["prompt"].split()) <= 25 for r in rows)     # the paper's 5-25 words (Sec. 3.3)
+
+
+def test_eval_seeds_are_1000_j_plus_i_seed_index_first():
+    assert eval_seeds(3) == [0, 1, 2]                               # one seed: prompt i at seed i
+    assert eval_seeds(3, 2) == [0, 1, 2, 1000, 1001, 1002]
+    assert eval_seeds(2, 3) == [0, 1, 1000, 1001, 2000, 2001]
+    with pytest.raises(UserError, match="at least one seed"):
+        eval_seeds(3, 0)
+    items = [{"prompt": "a red car", "static": False}, {"prompt": "a quiet church", "static": True}]
+    s = make_eval_set(items, 2)
+    assert s == {"prompts": ["a red car", "a quiet church"] * 2, "seeds": [0, 1, 1000, 1001],
+                 "static": [False, True, False, True], "per_seed": 2}

@@ -217,6 +217,8 @@ def test_bad_input_fails_before_writing(tiny, tmp_path):
     empty.write_text("\n")
     with pytest.raises(runtime.UserError, match="holds no prompts"):
         prune.main(["--model", "tiny", "--prompts", str(empty), "--out", str(out)])
+    with pytest.raises(runtime.UserError, match="at least one seed per prompt"):
+        prune.main(["--model", "tiny", "--eval_seeds", "0", "--out", str(out)])
     assert not out.exists()
     r = subprocess.run([sys.executable, "prune.py", "--model", "tiny", "--reward", "pixel", "--blocks", "99",
                         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)

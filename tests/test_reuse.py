@@ -246,7 +246,7 @@ def test_loop_generates_each_eval_video_once_and_scores_as_without_reuse(tmp_pat
     without_reuse(monkeypatch)
     vip_loop.main(TINY_LOOP + ["--out", str(tmp_path / "plain")])
     on_eval = [n for key, n in generations.items() if key[1:] in eval_items]
-    assert max(on_eval) == 2                                    # today: M0 and each pruned model twice
+    assert max(on_eval) == 2                                    # no generation reused: M0 and each pruned model twice
     for rel in ("full/eval.json", "stage_1/eval_pruned.json", "stage_1/eval.json", "stage_2/eval_pruned.json",
                 "stage_2/eval.json"):
         same_eval(str(reuse / rel), str(tmp_path / "plain" / rel))

@@ -78,12 +78,17 @@ def write(docs, out):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (one CPU thread each)")
-    p.add_argument("--runs", default=os.path.join("runs", "shapes"), help="where the run directories go")
-    p.add_argument("--docs", default=os.path.join(ROOT, "docs", "shapes"), help="report.md and runs/ go here")
-    p.add_argument("--report_only", "--report-only", action="store_true")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                   help=f"which variants to run (default: all, {' '.join(VARIANTS)})")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                   help="training seeds, vip_loop.py's --seed; the eval set is the same for all (default: 0 1 2)")
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each (default: 2)")
+    p.add_argument("--runs", default=os.path.join("runs", "shapes"),
+                   help="where the run directories go (default: runs/shapes)")
+    p.add_argument("--docs", default=os.path.join(ROOT, "docs", "shapes"),
+                   help="where report.md and the shipped runs/ go (default: docs/shapes)")
+    p.add_argument("--report_only", action="store_true",
+                   help="only rewrite report.md from the shipped runs (default: off, run what is missing first)")
     args = p.parse_args(argv)
     shipped = os.path.join(args.docs, "runs")
     if args.report_only:

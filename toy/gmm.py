@@ -317,18 +317,25 @@ SWEEP = dict(betas=(1.0, 10.0, 100.0, 1000.0), w_sfts=(0.0, 1.0, 10.0, 100.0), r
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--beta", type=float, default=DEFAULTS["beta"], help="DPO beta (folded, see redpo.py)")
-    p.add_argument("--w_sft", type=float, default=DEFAULTS["w_sft"], help="SFT weight of ReDPO (Eq. 3)")
+    p.add_argument("--out", required=True, help="output folder: fig2.png, samples.npz, metrics.json")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="seeds of the pairs, distillation and samples; the metrics are mean and std over them "
+                        "(default: 0 1 2)")
+    p.add_argument("--beta", type=float, default=DEFAULTS["beta"],
+                   help=f"DPO beta, folded as in redpo.py (default: {DEFAULTS['beta']:g}, the sweep's pick)")
+    p.add_argument("--w_sft", type=float, default=DEFAULTS["w_sft"],
+                   help=f"SFT weight of ReDPO, Eq. 3 (default: {DEFAULTS['w_sft']:g}, the sweep's pick)")
     p.add_argument("--rounds", type=int, default=DEFAULTS["rounds"],
-                   help="loser refreshes from the current student (1 = pairs from the pruned student only)")
-    p.add_argument("--distil_steps", type=int, default=DEFAULTS["distil_steps"])
-    p.add_argument("--teacher_steps", type=int, default=DEFAULTS["teacher_steps"])
+                   help="loser refreshes from the current student; 1: pairs from the pruned student only "
+                        f"(default: {DEFAULTS['rounds']})")
+    p.add_argument("--distil_steps", type=int, default=DEFAULTS["distil_steps"],
+                   help=f"Adam steps of each distillation (default: {DEFAULTS['distil_steps']})")
+    p.add_argument("--teacher_steps", type=int, default=DEFAULTS["teacher_steps"],
+                   help=f"Adam steps that train the teacher (default: {DEFAULTS['teacher_steps']})")
     p.add_argument("--iterative", action="store_true",
-                   help="also distil block by block from the teacher (sft_iterative, redpo_iterative)")
+                   help="also distil block by block from the teacher, sft_iterative and redpo_iterative (default: off)")
     p.add_argument("--sweep", action="store_true",
-                   help="instead: map beta x w_sft x rounds of ReDPO against SFT (sweep.json, sweep.png)")
+                   help="instead: map beta x w_sft x rounds of ReDPO against SFT, sweep.json and sweep.png (default: off)")
     return p.parse_args(argv)
 
 

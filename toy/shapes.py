@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import models  # noqa: E402  (the repository root, also when run as `python toy/shapes.py`)
+from prompt_files import eval_seeds  # noqa: E402
 from runtime import atomic_dir, atomic_file, load_torch, read_json, run_cli, save_video, write_json  # noqa: E402
 from toy.shapes_model import TEACHER_DIR, TOY_CONFIG, TOY_CONFIG_FILE, TOY_WEIGHTS, toy_model  # noqa: E402
 from toy.shapes_world import DIMENSIONS, render_batch, reward, split_prompts, to_x0  # noqa: E402
@@ -163,9 +164,10 @@ def train_teacher(args):
 
 def evaluate_models(prompts, num_seeds, path=None):
     """Mean reward per dimension of ground truth, the teacher and an untrained model (same config,
-    seeded random weights), on every prompt x seeds 0..num_seeds-1. Returns {row: {dim: mean}}."""
-    prompts_x = [p for p in prompts for _ in range(num_seeds)]
-    seeds = [s for _ in prompts for s in range(num_seeds)]
+    seeded random weights), on every prompt x num_seeds seeds (the eval set's, prompt_files.eval_seeds).
+    Returns {row: {dim: mean}}."""
+    prompts_x = list(prompts) * num_seeds                 # seed index first, as eval_seeds
+    seeds = eval_seeds(len(prompts), num_seeds)
     teacher = models.load("toy", path=path, device="cpu")
     untrained = toy_model(read_json(os.path.join(path or TEACHER_DIR, TOY_CONFIG_FILE)))
     table = {}
@@ -191,26 +193,31 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="The shapes world: train its teacher, sample, evaluate.")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the teacher on rendered clips; writes toy/teacher/")
-    t.add_argument("--steps", type=int, default=6000, help="optimizer steps (default 6000)")
-    t.add_argument("--minutes", type=float, default=75, help="stop after this wall time (default 75)")
-    t.add_argument("--batch", type=int, default=8, help="clips per step (default 8)")
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--ema", type=float, default=0.999, help="EMA decay of the shipped weights")
-    t.add_argument("--p_uncond", "--p-uncond", type=float, default=0.1, help="empty-prompt rate (for guidance)")
-    t.add_argument("--save_every", "--save-every", type=int, default=250)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--resume", action="store_true", help="continue from WORK/state.pt")
-    t.add_argument("--out", default=TEACHER_DIR, help="where the teacher goes (default toy/teacher)")
-    t.add_argument("--work", default=TRAIN_DIR, help=f"resume state and sample strips (default {TRAIN_DIR})")
+    t.add_argument("--steps", type=int, default=6000, help="optimizer steps (default: 6000)")
+    t.add_argument("--minutes", type=float, default=75, help="stop after this wall time (default: 75)")
+    t.add_argument("--batch", type=int, default=8, help="clips per step (default: 8)")
+    t.add_argument("--lr", type=float, default=1e-3,
+                   help="AdamW peak learning rate, after a linear warm-up, cosine-decayed to a tenth (default: 1e-3)")
+    t.add_argument("--ema", type=float, default=0.999, help="EMA decay of the shipped weights (default: 0.999)")
+    t.add_argument("--p_uncond", type=float, default=0.1,
+                   help="rate of empty prompts, so that guidance is possible (default: 0.1)")
+    t.add_argument("--save_every", type=int, default=250,
+                   help="steps between saves of the teacher and WORK/state.pt (default: 250)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the training clips (default: 0)")
+    t.add_argument("--resume", action="store_true", help="continue from WORK/state.pt (default: off, start over)")
+    t.add_argument("--out", default=TEACHER_DIR, help="where the teacher goes (default: toy/teacher)")
+    t.add_argument("--work", default=TRAIN_DIR, help=f"resume state and sample strips (default: {TRAIN_DIR})")
     e = sub.add_parser("evaluate", help="reward table: ground truth vs teacher vs untrained on eval prompts")
-    e.add_argument("--path", default=None, help="teacher directory (default toy/teacher)")
-    e.add_argument("--seeds", type=int, default=4, help="clips per prompt (default 4)")
-    e.add_argument("--split", default="eval", choices=["eval", "train"])
-    e.add_argument("--out", default=None, help="also write the table as JSON here")
+    e.add_argument("--path", default=None, help="teacher directory (default: toy/teacher)")
+    e.add_argument("--seeds", type=int, default=4, help="clips per prompt: prompt i at seed index j has seed "
+                   "1000 j + i, as every eval set (default: 4)")
+    e.add_argument("--split", default="eval", choices=["eval", "train"],
+                   help="the 18 held-out prompts or the 72 training prompts (default: eval)")
+    e.add_argument("--out", default=None, help="also write the table as JSON here (default: print it only)")
     s = sub.add_parser("sample", help="teacher clips beside ground truth: a gif and a png strip")
-    s.add_argument("--path", default=None, help="teacher directory (default toy/teacher)")
-    s.add_argument("--out", default="docs/shapes", help="output folder (default docs/shapes)")
-    s.add_argument("--num", type=int, default=6, help="eval prompts to show (default 6)")
+    s.add_argument("--path", default=None, help="teacher directory (default: toy/teacher)")
+    s.add_argument("--out", default="docs/shapes", help="output folder (default: docs/shapes)")
+    s.add_argument("--num", type=int, default=6, help="eval prompts to show (default: 6)")
     return p.parse_args(argv)
 
 
@@ -224,7 +231,7 @@ def main(argv=None):
     if args.command == "sample":
         # every colour, the shapes in turn (eval_prompts holds 3 per colour, one per shape)
         prompts = [eval_prompts[(3 * i + i % 3) % len(eval_prompts)] for i in range(args.num)]
-        seeds = list(range(len(prompts)))
+        seeds = eval_seeds(len(prompts))
         teacher = models.load("toy", path=args.path, device="cpu")
         videos, _ = teacher.generate(prompts, seeds)
         truth = render_batch(prompts, seeds)

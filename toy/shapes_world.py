@@ -42,6 +42,7 @@ The reward (`reward(videos, prompts, static)`), each dimension in [0, 1], from t
 import numpy as np
 import torch
 
+from dimensions import DIMENSIONS
 from runtime import UserError
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +156,6 @@ def to_x0(frames):
 # The exact reward (the module docstring gives each dimension in one screen)
 # ---------------------------------------------------------------------------------------------
 
-DIMENSIONS = ("visual_quality", "temporal_consistency", "dynamic_degree", "text_alignment")
 PALETTE = np.array(list(COLOURS.values()), np.float32)      # (6, 3)
 WINDOW = EXTENT + 1.5          # px around the centre that belong to the object (and its edge)
 MIN_FIT = 0.5                  # below this soft IoU with every template, a frame holds no object
