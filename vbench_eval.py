@@ -285,14 +285,15 @@ def video_name(prompt, i):
     return f"{prompt}-{i}.mp4"
 
 
-def jobs(entries, seeds_per_prompt, seed, videos_dir):
-    """[(prompt, file name, seed)] of the videos not yet written; video i of every prompt uses seed + i."""
+def jobs(entries, seeds_per_prompt, videos_dir):
+    """[(prompt, file name, seed)] of the videos not yet written. Video i of prompt p has seed
+    1000 i + p, the project's eval-set convention (prompt_files.eval_seeds)."""
     todo = []
-    for entry in entries:
+    for p, entry in enumerate(entries):
         for i in range(seeds_per_prompt):
             name = video_name(entry["prompt_en"], i)
             if not os.path.isfile(os.path.join(videos_dir, name)):
-                todo.append((entry["prompt_en"], name, seed + i))
+                todo.append((entry["prompt_en"], name, 1000 * i + p))
     return todo
 
 
@@ -392,27 +393,29 @@ def parse_args(argv=None):
                    help=f"a model of models.LOADERS (default: {defaults.DEFAULT_MODEL})")
     p.add_argument("--path", default=None, help="hub id or directory of the base model (default: the model's)")
     p.add_argument("--adapter", default=None, help="AnimateDiff motion adapter (default: the model's)")
-    p.add_argument("--student", default=None, help="a saved student (pruned / trained) to evaluate instead")
+    p.add_argument("--student", default=None,
+                   help="a saved student (pruned / trained) to evaluate instead of M0 (default: none, M0)")
     p.add_argument("--dimensions", nargs="+", default=["all"],
                    help=f"VBench dimensions, or the groups {', '.join(GROUPS)} (default: all)")
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts of the suite (default: all)")
-    p.add_argument("--seeds_per_prompt", "--seeds-per-prompt", type=int, default=SEEDS_PER_PROMPT,
+    p.add_argument("--seeds_per_prompt", type=int, default=SEEDS_PER_PROMPT,
                    help=f"videos per prompt (default: {SEEDS_PER_PROMPT}, as VBench)")
-    p.add_argument("--seed", type=int, default=0, help="video i of every prompt uses seed + i (default: 0)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--batch_size", "--batch-size", type=int, default=4, help="videos per generate call (default: 4)")
-    p.add_argument("--out", default=None, help="output folder: vbench.json, vbench/ (videos, results, logs)")
-    p.add_argument("--vbench_env", "--vbench-env",
+    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call (default: 4)")
+    p.add_argument("--out", default=None, help="output folder: vbench.json, vbench/ (videos, results, logs) "
+                   "(default: none; required unless --results)")
+    p.add_argument("--vbench_env",
                    default=os.environ.get("VBENCH_VENV", os.path.join(runtime.ROOT, ".venv-vbench")),
                    help="VBench's virtual environment (default: $VBENCH_VENV, else .venv-vbench in the repository)")
-    p.add_argument("--full_info", "--full-info", default=None,
+    p.add_argument("--full_info", default=None,
                    help="VBench's prompt suite (default: VBench_full_info.json of the environment's vbench)")
     p.add_argument("--labels", default=LABELS, help="static/dynamic labels of the dynamic-degree prompts "
                    "(default: prompts/vbench_dynamic_labels.csv)")
-    p.add_argument("--dynamic_rule", "--dynamic-rule", default="zero", choices=DYNAMIC_RULES,
+    p.add_argument("--dynamic_rule", default="zero", choices=DYNAMIC_RULES,
                    help="a static prompt's video scores 0 (zero), or 1 when it stays still (match) (default: zero)")
     p.add_argument("--results", nargs="+", default=None, metavar="FILE",
-                   help="only summarise these VBench results files (or folders) into Table 2's row")
+                   help="only summarise these VBench results files (or folders) into Table 2's row (default: "
+                        "generate and evaluate)")
     return p.parse_args(argv)
 
 
@@ -449,7 +452,7 @@ def main(argv=None):
         runtime.remove_stale_temps(videos_dir)
         runtime.write_json(suite_json, entries)
     runtime.barrier()
-    todo = jobs(entries, args.seeds_per_prompt, args.seed, videos_dir)
+    todo = jobs(entries, args.seeds_per_prompt, videos_dir)
     import models
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     generation = dict(model.defaults, steps=args.steps or model.defaults["steps"])

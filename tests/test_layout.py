@@ -177,7 +177,7 @@ def test_per_model_defaults_in_help_follow_the_presets():
     assert defaults.per_model({"a": 1.0, "b": 1.0}) == "1 for every model"
     assert defaults.per_model({"a": [2, 1], "b": 7, "c": [2, 1], "d": None}, "all") == "2 1 for a, c; 7 for b; all for d"
     assert vip_loop.preset_default("blocks") == ("default: 4 4 2 for animatediff; 7 for videocrafter2; "
-                                                 "2 for tiny, tiny-videocrafter2; 2 2 1 for toy")
+                                                 "2 for tiny, tiny-videocrafter2, tiny-wan; 5 6 for wan; 2 2 1 for toy")
     steps = vip_loop.preset_default("steps")        # unset in a preset: the model's own sampler steps
     assert "25 for animatediff" in steps and "50 for videocrafter2" in steps
 

@@ -153,12 +153,12 @@ def test_written_videos_have_vbench_names_frames_and_fps(tmp_path):
     model = models.load("toy", device="cpu")
     entries = [{"prompt_en": "a red circle moving left", "dimension": ["temporal_flickering"]},
                {"prompt_en": "a blue square, still", "dimension": ["temporal_flickering"]}]
-    todo = vb.jobs(entries, 2, 7, str(tmp_path))
-    assert [(n, s) for _, n, s in todo] == [("a red circle moving left-0.mp4", 7), ("a red circle moving left-1.mp4", 8),
-                                            ("a blue square, still-0.mp4", 7), ("a blue square, still-1.mp4", 8)]
+    todo = vb.jobs(entries, 2, str(tmp_path))
+    assert [(n, s) for _, n, s in todo] == [("a red circle moving left-0.mp4", 0), ("a red circle moving left-1.mp4", 1000),
+                                            ("a blue square, still-0.mp4", 1), ("a blue square, still-1.mp4", 1001)]
     vb.generate_videos(model, todo[:3], str(tmp_path), batch_size=2, steps=2)
-    assert [n for _, n, _ in vb.jobs(entries, 2, 7, str(tmp_path))] == ["a blue square, still-1.mp4"]   # resumes
-    frames, _ = model.generate(["a red circle moving left"], [8], steps=2)
+    assert [n for _, n, _ in vb.jobs(entries, 2, str(tmp_path))] == ["a blue square, still-1.mp4"]   # resumes
+    frames, _ = model.generate(["a red circle moving left"], [1000], steps=2)
     for name in sorted(os.listdir(tmp_path)):
         reader = imageio.get_reader(str(tmp_path / name))
         video = np.stack([f for f in reader])   # list() would ask len(): inf
