@@ -12,8 +12,8 @@ it with ground truth and with an untrained model.
 
 The shipped toy/teacher/ (3 MB, fp16 EMA weights + config.json recording command, seed, steps and
 minutes): `OMP_NUM_THREADS=1 python toy/shapes.py train` with seed 0, 5022 steps of 8 clips in 75
-min on one core. `evaluate` on the 18 held-out prompts x 4 seeds: total
-0.825 (ground truth 0.958, untrained 0.000); colours and shapes are right, motion direction on
+min on one core. `evaluate` on the 18 held-out prompts x 4 seeds (the eval set's seeds): total
+0.817 (ground truth 0.958, untrained 0.000); colours and shapes are right, motion direction on
 held-out combinations is its weakest point.
 """
 import argparse
