@@ -22,6 +22,7 @@ one in that layout, so the tests exercise the real loader without a download.
 import functools
 import os
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
 import torch
 
 from models import DEFAULTS, VideoModel

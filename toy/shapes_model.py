@@ -29,6 +29,7 @@ and toy/shapes.py trains it.
 """
 import os
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
 import torch
 
 from models import DEFAULTS, VideoModel
