@@ -52,6 +52,7 @@ from tqdm import tqdm
 import defaults
 import evaluate
 import models
+import parallel
 from prompt_files import read_prompts
 from rewards import load_reward
 from runtime import UserError
@@ -384,10 +385,10 @@ def curate(teacher, student, reward, prompts, seeds, prop, tau, out_dir, cache_d
         if rank == 0:
             os.makedirs(os.path.join(tmp, "latents"))
         rounds = range(0, len(jobs), world)  # round r: rank i does job r + i; rank 0 writes them in order
+        made = parallel.map_batches(lambda r: generate_and_score(teacher, student, reward, jobs[r], cache_dir, gen_kw),
+                                    [r + rank for r in rounds if r + rank < len(jobs)], teacher, student)
         for r in tqdm(rounds, desc="curate: batches", unit="round", disable=not progress or rank != 0):
-            mine = []
-            if r + rank < len(jobs):
-                mine.append((r + rank, generate_and_score(teacher, student, reward, jobs[r + rank], cache_dir, gen_kw)))
+            mine = [(r + rank, next(made))] if r + rank < len(jobs) else []
             for j, results in zip(range(r, r + world), runtime.gather(mine)):  # job order
                 for it, res in zip(jobs[j], results):
                     summary["teacher_cached" if res["cached"] else "teacher_generated"] += 1

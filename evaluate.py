@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 import defaults
 import models
+import parallel
 from report import _fmt, videos_path, write_report
 from prompt_files import read_prompts
 from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DEFAULT, VIDEOSCORE_DTYPES, load_reward
@@ -126,11 +127,12 @@ def evaluate_model(model, reward, prompts, seeds, static=None, keep_videos=4, ba
     gen = {k: settings[k] for k in ("num_frames", "steps", "guidance", "height", "width")}
     rank, _ = runtime.rank_world()
     mine = runtime.shard(list(zip(prompts, seeds, static)))
+    batches = [mine[start:start + batch_size] for start in range(0, len(mine), batch_size)]
+    generated = parallel.map_batches(lambda batch: model.generate([x[1][0] for x in batch], [x[1][1] for x in batch],
+                                                                  **gen)[0], batches, model)
     indexed = []
-    for start in tqdm(range(0, len(mine), batch_size), desc="evaluate", disable=rank != 0):
-        batch = mine[start:start + batch_size]
+    for batch, frames in tqdm(zip(batches, generated), total=len(batches), desc="evaluate", disable=rank != 0):
         p, s, st = [x[1][0] for x in batch], [x[1][1] for x in batch], [x[1][2] for x in batch]
-        frames, _ = model.generate(p, s, **gen)
         scores = reward(frames, p, static=st)
         for j, (i, _) in enumerate(batch):
             indexed.append((i, {"prompt": p[j], "seed": int(s[j]), "static": st[j],

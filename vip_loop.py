@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
 
 import runtime  # before curate, numpy and torch: it sets how torch's CPU threads wait (runtime.py)
@@ -155,16 +156,24 @@ def check_config(run_dir, config):
 
 
 TIMES = {}   # seconds this process spent on each kind of work: generation, scoring, training
+RUNNING, RUNNING_LOCK = {}, threading.Lock()   # kind -> (calls in flight, when the first of them began)
 
 
 def timed(fn, kind):
-    """fn, adding its wall time to TIMES[kind]."""
+    """fn, adding to TIMES[kind] the wall time while at least one call of it runs (parallel.py runs
+    two generate calls at once: their overlap counts once)."""
     def wrapper(*args, **kwargs):
-        start = time.perf_counter()
+        with RUNNING_LOCK:
+            n, since = RUNNING.get(kind, (0, None))
+            RUNNING[kind] = (n + 1, time.perf_counter() if n == 0 else since)
         try:
             return fn(*args, **kwargs)
         finally:
-            TIMES[kind] = TIMES.get(kind, 0.0) + time.perf_counter() - start
+            with RUNNING_LOCK:
+                n, since = RUNNING[kind]
+                RUNNING[kind] = (n - 1, since)
+                if n == 1:
+                    TIMES[kind] = TIMES.get(kind, 0.0) + time.perf_counter() - since
     return wrapper
 
 

@@ -89,6 +89,8 @@ class ToyModel(VideoModel):
     prompts are word-tokenized over the grammar's vocabulary, and sampling is DDIM with
     classifier-free guidance (the empty prompt is the unconditional one)."""
 
+    parallel_generate = True    # generate keeps its state (the scheduler's) per call: parallel.py may run two at once
+
     def __init__(self, name, pipe, source, block_paths, trainable, defaults, vocab, max_tokens,
                  unet_predicts="epsilon"):
         super().__init__(name, pipe, source, block_paths, trainable, defaults)
