@@ -16,6 +16,7 @@ diffusers pipeline keeps its scheduler's state on itself; ToyModel builds its ow
 """
 import collections
 import concurrent.futures
+import itertools
 
 import runtime  # noqa: F401  before torch: it sets how torch's CPU threads wait (runtime.py)
 import torch
@@ -42,7 +43,7 @@ def map_batches(fn, items, *models):
     pool = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="generate")
     try:
         todo = iter(items)
-        running = collections.deque(pool.submit(fn, item) for item, _ in zip(todo, range(2 * n)))
+        running = collections.deque(pool.submit(fn, item) for item in itertools.islice(todo, 2 * n))
         while running:
             result = running.popleft().result()
             for item in todo:     # keep every worker busy while the caller uses the result
