@@ -74,8 +74,9 @@ def _sync(device):
 
 
 def measure_latency(model, prompt, seed, repeats=1, **gen_kw):
-    """Seconds to generate one video at batch 1 (after a warm-up), median of `repeats`."""
-    model.generate([prompt], [seed], **gen_kw)
+    """Seconds to generate one video at batch 1 (after a warm-up), median of `repeats`. The warm-up
+    is one sampler step: every op at batch 1's shapes runs once, at a tenth of a generation's cost."""
+    model.generate([prompt], [seed], **dict(gen_kw, steps=1))
     times = []
     for _ in range(repeats):
         _sync(model.device)
