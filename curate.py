@@ -52,6 +52,7 @@ from tqdm import tqdm
 import defaults
 import evaluate
 import models
+import parallel
 from prompt_files import read_prompts
 from rewards import load_reward
 from runtime import UserError
@@ -414,12 +415,14 @@ def curation_items(prompts, seeds, props):
 
 def generated_in_order(teacher, student, reward, jobs, cache_dir, gen_kw, progress=True):
     """generate_and_score on every job (a batch of items), sharded over the ranks (round r: rank i
-    does job r + i) and gathered: yields (item, result) in job order on every rank."""
+    does job r + i; a rank's own jobs run side by side on worker threads, parallel.py) and
+    gathered: yields (item, result) in job order on every rank."""
     rank, world = runtime.rank_world()
     rounds = range(0, len(jobs), world)
+    made = parallel.map_batches(lambda j: generate_and_score(teacher, student, reward, jobs[j], cache_dir, gen_kw),
+                                [r + rank for r in rounds if r + rank < len(jobs)], teacher, student)
     for r in tqdm(rounds, desc="curate: batches", unit="round", disable=not progress or rank != 0):
-        mine = [(r + rank, generate_and_score(teacher, student, reward, jobs[r + rank], cache_dir, gen_kw))] \
-            if r + rank < len(jobs) else []
+        mine = [(r + rank, next(made))] if r + rank < len(jobs) else []
         for j, results in zip(range(r, r + world), runtime.gather(mine)):
             yield from zip(jobs[j], results)
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 import defaults
 import models
+import parallel
 import vbench_eval
 from report import fmt, videos_path, write_report
 from prompt_files import make_eval_set, read_prompts
@@ -74,8 +75,9 @@ def _sync(device):
 
 
 def measure_latency(model, prompt, seed, repeats=1, **gen_kw):
-    """Seconds to generate one video at batch 1 (after a warm-up), median of `repeats`."""
-    model.generate([prompt], [seed], **gen_kw)
+    """Seconds to generate one video at batch 1 (after a warm-up), median of `repeats`. The warm-up
+    is one sampler step: every op at batch 1's shapes runs once, at a tenth of a generation's cost."""
+    model.generate([prompt], [seed], **dict(gen_kw, steps=1))
     times = []
     for _ in range(repeats):
         _sync(model.device)
@@ -127,11 +129,12 @@ def evaluate_model(model, reward, prompts, seeds, static=None, keep_videos=4, ba
     gen = {k: settings[k] for k in ("num_frames", "steps", "guidance", "height", "width")}
     rank, _ = runtime.rank_world()
     mine = runtime.shard(list(zip(prompts, seeds, static)))
+    batches = [mine[start:start + batch_size] for start in range(0, len(mine), batch_size)]
+    generated = parallel.map_batches(lambda batch: model.generate([x[1][0] for x in batch], [x[1][1] for x in batch],
+                                                                  **gen)[0], batches, model)
     indexed = []
-    for start in tqdm(range(0, len(mine), batch_size), desc="evaluate", disable=rank != 0):
-        batch = mine[start:start + batch_size]
+    for batch, frames in tqdm(zip(batches, generated), total=len(batches), desc="evaluate", disable=rank != 0):
         p, s, st = [x[1][0] for x in batch], [x[1][1] for x in batch], [x[1][2] for x in batch]
-        frames, _ = model.generate(p, s, **gen)
         scores = reward(frames, p, static=st)
         for j, (i, _) in enumerate(batch):
             indexed.append((i, {"prompt": p[j], "seed": int(s[j]), "static": st[j],

@@ -25,6 +25,7 @@ Which reward a CLI uses when not told follows the model (defaults.py):
 import functools
 import os
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
 import numpy as np
 import torch
 

@@ -46,6 +46,26 @@ import zlib
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
+
+def keep_freed_memory():
+    """glibc's malloc gives a freed block above its mmap threshold back to the kernel, and a small
+    model's next activation of the same size then faults in fresh zeroed pages: 120,000 page faults
+    per 8 toy clips, about 8% of their time. Freed memory stays in the heap instead (blocks up to
+    32 MiB, 256 MiB of free heap top); the videos are the same. MALLOC_* settings of your own are kept."""
+    if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
+        return
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt   # glibc only (not musl)
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3      # malloc.h
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 256 << 20)
+
+
+keep_freed_memory()
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402

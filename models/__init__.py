@@ -25,6 +25,7 @@ import importlib
 import os
 from collections import OrderedDict
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
 import torch
 from torch import nn
 

@@ -14,6 +14,7 @@ exercise the real `animatediff` loader without a download.
 """
 import os
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
 import torch
 
 from models import DEFAULTS, VideoModel, looks_local

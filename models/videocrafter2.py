@@ -22,6 +22,7 @@ layout: unet/, vae/, text_encoder/, tokenizer/); the tests write the tiny one in
 import functools
 import os
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
 import torch
 
 from models import DEFAULTS, VideoModel

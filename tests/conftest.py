@@ -1,5 +1,6 @@
-"""Tests import the top-level scripts from the repository root and run on one CPU thread each
-(the CI machine has 2 cores; torchrun tests start their own processes)."""
+"""Tests import the top-level scripts from the repository root and run on one CPU thread each, in
+two worker processes (pytest.ini: pytest-xdist, `-n 2`; the CI machine has 2 cores; torchrun tests
+start their own processes)."""
 import os
 import sys
 
@@ -32,3 +33,12 @@ def tiny_loop(tmp_path_factory):
         counts = count_generations(mp.setattr)
         vip_loop.main(TINY_LOOP + ["--out", str(run)])
     return run, counts
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist's loadgroup (pytest.ini), a test file's tests run in one worker, so that its
+    module-scoped fixtures are built once, and the files that share the session's tiny loop
+    (test_reuse.py, test_vip_loop.py) run in the same worker, so that it runs once."""
+    for item in items:
+        group = "tiny_loop" if "tiny_loop" in getattr(item, "fixturenames", ()) else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -77,7 +77,7 @@ def test_models_and_rewards_import_no_script_and_not_each_other():
     for m in family:
         assert not GRAPH[m] & (SCRIPTS | {"rewards"}), (m, GRAPH[m])
     assert not GRAPH["rewards"] & (SCRIPTS | set(family)), GRAPH["rewards"]
-    for m in ("defaults", "prompt_files", "toy.shapes_world", "toy.gmm_model"):
+    for m in ("defaults", "prompt_files", "parallel", "toy.shapes_world", "toy.gmm_model"):
         assert GRAPH[m] <= {"runtime", "dimensions"}, (m, GRAPH[m])
 
 

@@ -1,5 +1,6 @@
-"""How torch's CPU threads wait (runtime.py): every script sets OMP_WAIT_POLICY=PASSIVE
-before torch loads OpenMP (which reads it once, then), and a wait policy of the user's is kept."""
+"""How torch's CPU threads wait (runtime.py): every script, and every module imported as a library
+(`import models` in a user's notebook), sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP (which
+reads it once, then), and a wait policy of the user's is kept."""
 import ast
 import glob
 import os
@@ -7,21 +8,26 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Imports the script at argv[1] as a module (not as __main__) and prints what OMP_WAIT_POLICY was
-# at the moment something first imported torch ("-" if nothing did).
+# Imports the script at argv[1] as a module (not as __main__), or with argv[2] == "library" the module
+# named argv[1] as a library would (`import models`), and prints what OMP_WAIT_POLICY was at the
+# moment something first imported torch, then stops there (torch itself is not needed); "-" if
+# nothing imported torch.
 PROBE = """
-import importlib.abc, importlib.util, os, sys
-seen = []
+import importlib, importlib.abc, importlib.util, os, sys
 class Watch(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == "torch" and not seen:
-            seen.append(os.environ.get("OMP_WAIT_POLICY", "unset"))
+        if name == "torch":
+            print(os.environ.get("OMP_WAIT_POLICY", "unset"), flush=True)
+            os._exit(0)
         return None
 sys.meta_path.insert(0, Watch())
 sys.path.insert(0, {root!r})
-spec = importlib.util.spec_from_file_location("probed", sys.argv[1])
-spec.loader.exec_module(importlib.util.module_from_spec(spec))
-print(seen[0] if seen else "-")
+if sys.argv[2:] == ["library"]:
+    importlib.import_module(sys.argv[1])
+else:
+    spec = importlib.util.spec_from_file_location("probed", sys.argv[1])
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+print("-")
 """
 
 
@@ -37,17 +43,30 @@ def scripts():
     return found
 
 
-def policy_when_torch_loads(scripts, **env):
-    """{script: OMP_WAIT_POLICY when torch was first imported}, each script imported in a fresh
-    interpreter (all at once: the imports are most of this test's time)."""
+def library_modules():
+    """Every module a user's own code can import from the repository root: the top-level files and
+    the packages' files (models.animatediff, toy.shapes_model, ...), not the tests."""
+    names = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "*.py")) + glob.glob(os.path.join(ROOT, "*", "*.py"))):
+        package, name = os.path.split(os.path.relpath(path, ROOT)[:-3])
+        if package == "" or os.path.isfile(os.path.join(ROOT, package, "__init__.py")):
+            if package != "tests" and name != "__main__":
+                names.append(f"{package}.{name}".strip(".").replace(".__init__", ""))
+    return names
+
+
+def policy_when_torch_loads(targets, library=False, **env):
+    """{script or module: OMP_WAIT_POLICY when torch was first imported}, each target imported in a
+    fresh interpreter (scripts by path, `library` modules by name), all at once."""
     env = dict({k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}, **env)
-    procs = {s: subprocess.Popen([sys.executable, "-c", PROBE.format(root=ROOT), s], env=env, cwd=ROOT,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in scripts}
+    how = ["library"] if library else []
+    procs = {t: subprocess.Popen([sys.executable, "-c", PROBE.format(root=ROOT), t, *how], env=env, cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for t in targets}
     seen = {}
-    for script, proc in procs.items():
+    for target, proc in procs.items():
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
-        seen[os.path.relpath(script, ROOT)] = out.split()[-1]
+        seen[target if library else os.path.relpath(target, ROOT)] = out.split()[0]
     return seen
 
 
@@ -65,3 +84,14 @@ def test_a_wait_policy_of_the_users_is_kept():
     script = [os.path.join(ROOT, "vip_loop.py")]
     assert policy_when_torch_loads(script, OMP_WAIT_POLICY="ACTIVE") == {"vip_loop.py": "ACTIVE"}
     assert policy_when_torch_loads(script, GOMP_SPINCOUNT="10000") == {"vip_loop.py": "unset"}
+
+
+def test_every_module_imported_as_a_library_sets_it_before_torch_loads():
+    names = library_modules()
+    assert {"models", "models.animatediff", "models.videocrafter2", "redpo", "rewards", "toy.shapes_model",
+            "toy.shapes_world", "toy.gmm_model", "stats"} <= set(names)
+    seen = policy_when_torch_loads(names, library=True)
+    assert {name: s for name, s in seen.items() if s not in ("PASSIVE", "-")} == {}
+    assert seen["models"] == seen["toy.shapes_model"] == seen["redpo"] == seen["rewards"] == "PASSIVE"
+    assert seen["stats"] == seen["toy"] == "-"        # these do not load torch
+    assert policy_when_torch_loads(["models"], library=True, OMP_WAIT_POLICY="ACTIVE") == {"models": "ACTIVE"}

@@ -29,6 +29,7 @@ and toy/shapes.py trains it.
 """
 import os
 
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
 import torch
 
 from models import DEFAULTS, VideoModel
@@ -86,6 +87,8 @@ class ToyModel(VideoModel):
     """VideoModel in pixel space: the "latents" are the frames / 127.5, in [0, 2] (B, 3, F, H, W),
     prompts are word-tokenized over the grammar's vocabulary, and sampling is DDIM with
     classifier-free guidance (the empty prompt is the unconditional one)."""
+
+    parallel_generate = True    # generate keeps its state (the scheduler's) per call: parallel.py may run two at once
 
     def __init__(self, name, pipe, source, block_paths, trainable, defaults, vocab, max_tokens,
                  unet_predicts="epsilon"):

@@ -39,6 +39,7 @@ The reward (`reward(videos, prompts, static)`), each dimension in [0, 1], from t
     frames score 0 and the clip-level terms are scaled by the fraction of frames with an object.
   * total: the mean of the four.
 """
+import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
 import numpy as np
 import torch
 

@@ -1,0 +1,161 @@
+"""Benchmark (not a test): toy-generation clips per second and the default run's wall time, an
+older commit of this code against this checkout, side by side in one invocation.
+
+    python bench/bench_speed.py                             # 757418c vs this checkout: 5 pairs of clips/s, 3 of runs
+    python bench/bench_speed.py --old HEAD~1 --run_pairs 0  # clips per second only (~5 min on 2 cores)
+    python bench/bench_speed.py --json bench_speed.json     # the figures, also as JSON
+
+Clips per second: evaluate.evaluate_model of the toy teacher on --clips eval-set videos (the
+default run's settings: 10 DDIM steps, 8 clips a generate call, the shapes reward), after a
+warm-up batch, in a fresh process. The default run: `python vip_loop.py` into a temporary folder,
+as a user would (OMP_NUM_THREADS unset). The old code is a `git worktree` of --old in a temporary
+folder (removed at the end); both run with the interpreter running this script. Old and new are
+timed alternately, old first in odd pairs and new first in even ones, so that a change in the
+machine's load falls on both; the table shows medians, the ratio new / old, and CPU seconds (user +
+system, which another user's jobs change less than wall time). Other users' jobs are not ours to
+stop: it prints the load average before and after.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Run in the tree under test (argv[1]): clips per second of its own generation path.
+CLIPS = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+import runtime
+import evaluate
+import models
+from prompt_files import read_prompts
+from rewards import load_reward
+n = int(sys.argv[2])
+items = read_prompts(sys.argv[3])
+videos = [(items[i % len(items)]["prompt"], 1000 * (i // len(items)) + i % len(items)) for i in range(n)]
+prompts, seeds = [p for p, _ in videos], [s for _, s in videos]
+model, reward = models.load("toy"), load_reward("shapes")
+evaluate.evaluate_model(model, reward, prompts[:8], seeds[:8], batch_size=8, measure=False, steps=10)  # warm-up
+usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+evaluate.evaluate_model(model, reward, prompts, seeds, batch_size=8, measure=False, steps=10)
+seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
+print(json.dumps({"clips": n, "seconds": seconds, "cpu": cpu}))
+"""
+
+
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_clips(tree, clips):
+    """Clips per second and CPU seconds per clip of `tree`'s toy generation (a fresh process)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    r = subprocess.run([sys.executable, "-c", CLIPS, tree, str(clips), os.path.join(tree, "toy", "eval_prompts.txt")],
+                       cwd=tree, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"error: the clip benchmark failed in {tree}:\n{r.stderr[-2000:]}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"clips_per_s": out["clips"] / out["seconds"], "cpu_s_per_clip": out["cpu"] / out["clips"]}
+
+
+def time_run(tree, out):
+    """Wall and CPU seconds of `python vip_loop.py --out out` in `tree`, and its own time line."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    cpu, start = children_cpu(), time.perf_counter()
+    r = subprocess.run([sys.executable, "vip_loop.py", "--out", out], cwd=tree, env=env, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - start, children_cpu() - cpu
+    if r.returncode != 0:
+        sys.exit(f"error: the default run failed in {tree}:\n{r.stderr[-2000:]}")
+    line = next((s for s in r.stdout.splitlines() if s.startswith("time: ")), "")
+    shutil.rmtree(out, ignore_errors=True)
+    return {"wall_s": wall, "cpu_s": cpu, "time_line": line}
+
+
+def alternate(pairs, measure):
+    """measure("old") and measure("new") `pairs` times, old first in odd pairs: {side: [results]}."""
+    results = {"old": [], "new": []}
+    for i in range(pairs):
+        for side in (("old", "new") if i % 2 == 0 else ("new", "old")):
+            results[side].append(measure(side))
+            print(f"  pair {i + 1} {side}: " + ", ".join(f"{k} {v:.4g}" for k, v in results[side][-1].items()
+                                                        if isinstance(v, float)), flush=True)
+    return results
+
+
+def medians(results, key):
+    return {side: statistics.median(r[key] for r in rs) for side, rs in results.items()}
+
+
+def table(rows, old_name):
+    """rows: (label, {old, new} medians, format). The printed table."""
+    lines = [f"{'median of pairs':28s} {'old ' + old_name:>16s} {'new (this tree)':>16s} {'new / old':>10s}"]
+    for label, m, fmt in rows:
+        lines.append(f"{label:28s} {format(m['old'], fmt):>16s} {format(m['new'], fmt):>16s} {m['new'] / m['old']:>10.2f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Clips per second and the default run's wall time: an older "
+                                            "commit against this checkout, timed alternately.")
+    p.add_argument("--old", default="757418c", help="the commit to compare with (default: 757418c)")
+    p.add_argument("--pairs", type=int, default=5, help="old/new pairs of the clip benchmark (default: 5)")
+    p.add_argument("--clips", type=int, default=32, help="clips per clip benchmark (default: 32)")
+    p.add_argument("--run_pairs", "--run-pairs", type=int, default=3,
+                   help="old/new pairs of the default run, `python vip_loop.py` (default: 3; 0: none)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file (default: none)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.pairs < 0 or args.run_pairs < 0 or args.clips < 8:
+        sys.exit("error: --pairs and --run_pairs must be at least 0, --clips at least 8")
+    scratch = tempfile.mkdtemp(prefix="bench_speed_")
+    old = os.path.join(scratch, "old")
+    r = subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", old, args.old], capture_output=True, text=True)
+    if r.returncode != 0:
+        shutil.rmtree(scratch)
+        sys.exit(f"error: cannot check out --old {args.old}: {r.stderr.strip()}")
+    trees = {"old": old, "new": ROOT}
+    try:
+        commit = subprocess.run(["git", "-C", old, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; old = {commit}, new = {ROOT}", flush=True)
+        figures = {"cores": os.cpu_count(), "old": commit, "clips": args.clips}
+        rows = []
+        if args.pairs:
+            print(f"clips per second ({args.clips} toy clips, 10 DDIM steps, 8 a call):", flush=True)
+            clips = alternate(args.pairs, lambda side: time_clips(trees[side], args.clips))
+            rows += [("clips per second", medians(clips, "clips_per_s"), ".3f"),
+                     ("CPU s per clip", medians(clips, "cpu_s_per_clip"), ".3f")]
+            figures["clip_pairs"] = clips
+        if args.run_pairs:
+            print("the default run (python vip_loop.py):", flush=True)
+            runs = alternate(args.run_pairs, lambda side: time_run(trees[side], os.path.join(scratch, f"run-{side}")))
+            rows += [("default run, wall s", medians(runs, "wall_s"), ".1f"),
+                     ("default run, CPU s", medians(runs, "cpu_s"), ".1f")]
+            for side in ("old", "new"):
+                print(f"  {side}, its last time line: {runs[side][-1]['time_line']}")
+            figures["run_pairs"] = runs
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        print(table(rows, commit))
+        figures["medians"] = {label: m for label, m, _ in rows}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(figures, f, indent=2)
+    finally:
+        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", old], capture_output=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
