@@ -414,9 +414,8 @@ def curation_items(prompts, seeds, props):
 
 
 def generated_in_order(teacher, student, reward, jobs, cache_dir, gen_kw, progress=True):
-    """generate_and_score on every job (a batch of items), sharded over the ranks (round r: rank i
-    does job r + i; a rank's own jobs run side by side on worker threads, parallel.py) and
-    gathered: yields (item, result) in job order on every rank."""
+    """generate_and_score on every job (a batch of items), rank i doing job r + i of round r (its own
+    side by side on worker threads, parallel.py); yields (item, result) in job order on every rank."""
     rank, world = runtime.rank_world()
     rounds = range(0, len(jobs), world)
     made = parallel.map_batches(lambda j: generate_and_score(teacher, student, reward, jobs[j], cache_dir, gen_kw),

@@ -1,6 +1,7 @@
 """vip_loop.py: stages, resume after a kill, torchrun, one-shot, and config refusal."""
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def finish(proc):
 
 def table1(run_dir):
     """report.md's Table-1 rows: Full, Stage k Pruned, Stage k <method>."""
-    return [r for r in table(run_dir) if r.split("|")[1].strip() == "Full" or r.split("|")[1].strip()[-1:].isdigit()]
+    return [r for r in table(run_dir) if r.split("|")[1].strip() == "Full" or re.fullmatch(r"Stage \d+", r.split("|")[1].strip())]
 
 
 def table(run_dir):
