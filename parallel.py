@@ -32,7 +32,7 @@ def workers(models, n_items):
 def map_batches(fn, items, *models):
     """fn(item) for every item, yielded in order; up to workers(models, ...) items at once, each on
     its own thread with one torch thread (torch's thread count is restored at the end). fn must
-    not change the models (a block skipped with model.skip stays so until every item is done)."""
+    not change the models for the other threads (model.skip is per thread)."""
     items = list(items)
     n = workers(models, len(items))
     if n == 1:

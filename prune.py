@@ -31,7 +31,6 @@ any number of ranks, so the scores do not depend on it) and gathered; rank 0 dec
 and every rank returns the same result.
 """
 import argparse
-import itertools
 import os
 
 import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
@@ -99,20 +98,18 @@ def score_candidates(model, reward, prompts, seeds, static=None, gen_kw=None, bl
     rank, _ = runtime.rank_world()
     mine = runtime.shard(jobs)
     results, kept = [], {}
-    bar = tqdm(total=len(mine), desc="prune: candidates", unit="batch", disable=not progress or rank != 0)
-    for candidate, group in itertools.groupby(mine, key=lambda job: job[1][0]):   # a candidate's batches
+
+    def score(job):
+        _, (candidate, idx) = job
+        with model.skip([] if candidate == BASE else [candidate]):  # identity on this thread, restored exactly on exit
+            return score_videos(model, reward, [prompts[i] for i in idx], [seeds[i] for i in idx],
+                                None if static is None else [static[i] for i in idx], gen_kw)
+
+    bar = tqdm(mine, desc="prune: candidates", unit="batch", disable=not progress or rank != 0)
+    for (j, (candidate, idx)), (s, frames) in zip(bar, parallel.map_batches(score, mine, model)):
         bar.set_postfix_str(candidate)
-        skip = [] if candidate == BASE else [candidate]
-        with model.skip(skip):  # identity blocks inside, restored exactly on exit
-            group = list(group)
-            scored = parallel.map_batches(lambda job: score_videos(
-                model, reward, [prompts[i] for i in job[1][1]], [seeds[i] for i in job[1][1]],
-                None if static is None else [static[i] for i in job[1][1]], gen_kw), group, model)
-            for (j, (_, idx)), (s, frames) in zip(group, scored):
-                results.append((j, s))
-                kept.setdefault(candidate, []).extend((i, f) for i, f in zip(idx, frames) if i < keep_videos)
-                bar.update()
-    bar.close()
+        results.append((j, s))
+        kept.setdefault(candidate, []).extend((i, f) for i, f in zip(idx, frames) if i < keep_videos)
     gathered = runtime.gather(results)  # job order on every rank
     per_video = {c: {} for c in candidates}
     for (candidate, _), s in zip(jobs, gathered):

@@ -4,6 +4,7 @@ older commit of this code against this checkout, side by side in one invocation.
     python bench/bench_speed.py                             # 757418c vs this checkout: 5 pairs of clips/s, 3 of runs
     python bench/bench_speed.py --old HEAD~1 --run_pairs 0  # clips per second only (~5 min on 2 cores)
     python bench/bench_speed.py --json bench_speed.json     # the figures, also as JSON
+    python bench/bench_speed.py --profile 15                # where this tree's generation spends its time
 
 Clips per second: evaluate.evaluate_model of the toy teacher on --clips eval-set videos (the
 default run's settings: 10 DDIM steps, 8 clips a generate call, the shapes reward), after a
@@ -48,6 +49,30 @@ evaluate.evaluate_model(model, reward, prompts, seeds, batch_size=8, measure=Fal
 seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
 cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
 print(json.dumps({"clips": n, "seconds": seconds, "cpu": cpu}))
+"""
+
+
+# Run in this tree: where one generate call's time goes, per op (torch.profiler, one thread: what
+# each of parallel.py's workers runs).
+PROFILE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import runtime
+import torch
+from torch.profiler import ProfilerActivity, profile
+import models
+torch.set_num_threads(1)
+model = models.load("toy")
+prompts = ["a red circle moving left", "a blue square moving up", "a green triangle staying still",
+           "a cyan circle moving right"] * 2
+model.generate(prompts, list(range(8)), steps=10)                         # warm-up
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    model.generate(prompts, list(range(8)), steps=10)
+ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+total = sum(e.self_cpu_time_total for e in ops)
+print(f"one generate call, 8 clips x 10 DDIM steps, 1 thread: {total / 1e6:.2f} s of op time")
+for e in ops[:int(sys.argv[2])]:
+    print(f"  {e.key:50s} {100 * e.self_cpu_time_total / total:5.1f}%  {e.count:6d} calls")
 """
 
 
@@ -112,11 +137,15 @@ def parse_args(argv=None):
     p.add_argument("--run_pairs", "--run-pairs", type=int, default=3,
                    help="old/new pairs of the default run, `python vip_loop.py` (default: 3; 0: none)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file (default: none)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="only print the N ops of this tree's generation that take the most time, and exit (default: 0)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.profile:
+        sys.exit(subprocess.run([sys.executable, "-c", PROFILE, ROOT, str(args.profile)], cwd=ROOT).returncode)
     if args.pairs < 0 or args.run_pairs < 0 or args.clips < 8:
         sys.exit("error: --pairs and --run_pairs must be at least 0, --clips at least 8")
     scratch = tempfile.mkdtemp(prefix="bench_speed_")

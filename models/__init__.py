@@ -23,6 +23,7 @@ VideoCrafter2: the whole UNet).
 import contextlib
 import importlib
 import os
+import threading
 from collections import OrderedDict
 
 import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
@@ -68,6 +69,21 @@ def _identity(hidden_states, *args, **kwargs):
     """A residual block without its branch. diffusers' transformers are called with
     return_dict=False and indexed with [0], so for them the identity returns a 1-tuple."""
     return (hidden_states,) if kwargs.get("return_dict", True) is False else hidden_states
+
+
+# Which blocks `skip` makes identity, per thread: _SKIPPED.blocks on each thread, and per block
+# how many threads skip it now and the instance forward it had before (None: the class's).
+_SKIPPED = threading.local()
+_SKIPPING, _SKIPPING_LOCK = {}, threading.Lock()
+
+
+def _skippable(block, forward):
+    """The forward `skip` gives a block: identity on a thread that skips it, `forward` on the others."""
+    def dispatch(*args, **kwargs):
+        if block in getattr(_SKIPPED, "blocks", ()):
+            return _identity(*args, **kwargs)
+        return forward(*args, **kwargs)
+    return dispatch
 
 
 class VideoModel:
@@ -201,16 +217,31 @@ class VideoModel:
 
     @contextlib.contextmanager
     def skip(self, names):
-        """Turn `names` into identity inside the `with` (no copy: an instance-level forward
-        shadows the class's), and restore them exactly on exit."""
-        blocks = self._check_names(names)
-        for n in names:
-            blocks[n].forward = _identity
+        """Turn `names` into identity inside the `with`, on this thread (parallel.py generates two
+        candidates of the block search at once, one a thread), and restore them exactly on exit.
+        No copy: an instance-level forward shadows the class's while any thread skips the block."""
+        chosen = [self._check_names(names)[n] for n in names]
+        outer = getattr(_SKIPPED, "blocks", frozenset())
+        with _SKIPPING_LOCK:
+            for block in chosen:
+                count, own = _SKIPPING.get(block, (0, vars(block).get("forward")))
+                if count == 0:
+                    block.forward = _skippable(block, own or block.forward)
+                _SKIPPING[block] = (count + 1, own)
+        _SKIPPED.blocks = outer | set(chosen)
         try:
             yield self
         finally:
-            for n in names:
-                del blocks[n].forward
+            _SKIPPED.blocks = outer
+            with _SKIPPING_LOCK:
+                for block in chosen:
+                    count, own = _SKIPPING.pop(block)
+                    if count > 1:
+                        _SKIPPING[block] = (count - 1, own)
+                    elif own is None:
+                        del block.forward
+                    else:
+                        block.forward = own
 
     def remove(self, names):
         """Delete blocks structurally: their parameters leave the model for good."""

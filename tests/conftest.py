@@ -1,6 +1,6 @@
 """Tests import the top-level scripts from the repository root and run on one CPU thread each, in
-two worker processes (pytest.ini: pytest-xdist, `-n 2`; the CI machine has 2 cores; torchrun tests
-start their own processes)."""
+two worker processes (pytest.ini: pytest-xdist, `-n 2`, one worker per file; the CI machine has 2
+cores; torchrun tests start their own processes)."""
 import os
 import sys
 
@@ -35,10 +35,45 @@ def tiny_loop(tmp_path_factory):
     return run, counts
 
 
+# The tests that use the session's tiny loop (tiny_loop): under pytest-xdist they run in one worker,
+# so that it runs once; pytest_collection_modifyitems checks that the list names every one of them.
+TINY_LOOP_TESTS = ("test_reuse.py::test_loop_generates_each_eval_video_once_and_scores_as_without_reuse",
+                   "test_vip_loop.py::test_two_stages_shrink_the_model_and_report_every_row",
+                   "test_vip_loop.py::test_killed_in_stage_2_resumes_without_redoing_stage_1")
+SPREAD_FILES = ("test_reuse.py", "test_vip_loop.py")   # cheap module fixtures, long tests: spread one by one
+
+
+def short_id(nodeid):
+    """'tests/test_reuse.py::test_x[2-True]' -> 'test_reuse.py::test_x'."""
+    path, _, name = nodeid.partition("::")
+    return f"{os.path.basename(path)}::{name.split('[', 1)[0]}"
+
+
 def pytest_collection_modifyitems(items):
-    """Under pytest-xdist's loadgroup (pytest.ini), a test file's tests run in one worker, so that its
-    module-scoped fixtures are built once, and the files that share the session's tiny loop
-    (test_reuse.py, test_vip_loop.py) run in the same worker, so that it runs once."""
-    for item in items:
-        group = "tiny_loop" if "tiny_loop" in getattr(item, "fixturenames", ()) else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+    """The tiny loop's tests first (a stable sort: the rest keep their order), so that under
+    pytest-xdist the worker that runs them starts with them."""
+    unlisted = {short_id(i.nodeid) for i in items if "tiny_loop" in i.fixturenames} - set(TINY_LOOP_TESTS)
+    if unlisted:
+        raise pytest.UsageError(f"tests/conftest.py: add {', '.join(sorted(unlisted))} to TINY_LOOP_TESTS")
+    items.sort(key=lambda item: short_id(item.nodeid) not in TINY_LOOP_TESTS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's default (pytest.ini: -n 2), made per file: a test file's tests run in one
+    worker, so that its module-scoped fixtures are built once; the tiny loop's tests in one worker,
+    so that it runs once; SPREAD_FILES' other tests one by one; in collection order. (Its loadgroup,
+    which could say this with marks, does not group under pytest 9.2.)"""
+    if config.getvalue("dist") != "load":
+        return None                                   # a --dist of the user's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PerFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            if short_id(nodeid) in TINY_LOOP_TESTS:
+                return "tiny loop"
+            path = nodeid.split("::", 1)[0]
+            return nodeid if os.path.basename(path) in SPREAD_FILES else path
+
+    config.option.loadscopereorder = False
+    return PerFile(config, log)

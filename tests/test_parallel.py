@@ -89,3 +89,62 @@ def test_the_toy_models_videos_are_bit_identical_in_parallel_and_in_series(two_t
     both = evaluate.evaluate_model(model, reward, prompts, list(range(5)), batch_size=2, measure=False, steps=3)
     assert [v["scores"] for v in both["per_video"]] == [v["scores"] for v in serial["per_video"]]
     assert (both["videos"]["frames"] == serial["videos"]["frames"]).all()
+
+
+def test_a_skip_holds_on_its_own_thread_only_and_is_restored_after_the_last():
+    model = models.load("toy", device="cpu")
+    a, b = list(model.blocks())[:2]
+    x_t, t, embeds = torch.randn(1, 3, 8, 16, 16, generator=torch.Generator().manual_seed(0)), 500, model.encode(["x"])
+    out = lambda: model.noise_pred(x_t, t, embeds)   # noqa: E731
+    plain = out()
+    with model.skip([a]):
+        skip_a = out()
+    with model.skip([b]):
+        skip_b = out()
+    assert not torch.equal(skip_a, plain) and not torch.equal(skip_b, plain)
+    seen, step = {}, threading.Barrier(2)
+
+    def first():      # skips a, and b too while the second thread also skips b, then leaves first
+        with model.skip([a]):
+            step.wait()                                  # 1: both inside
+            seen["first, a"] = out()
+            with model.skip([b]):
+                step.wait()                              # 2: both skip b
+            step.wait()                                  # 3: the second still skips b
+        step.wait()                                      # 4: a is back for every thread
+
+    def second():
+        with model.skip([b]):
+            step.wait()
+            seen["second, b"] = out()
+            step.wait()
+            step.wait()
+            seen["second, b after the first left b"] = out()
+        step.wait()
+        seen["second, nothing"] = out()
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert torch.equal(seen["first, a"], skip_a) and torch.equal(seen["second, b"], skip_b)
+    assert torch.equal(seen["second, b after the first left b"], skip_b)
+    assert torch.equal(seen["second, nothing"], plain) and torch.equal(out(), plain)
+    assert not any("forward" in vars(block) for block in model.blocks().values())   # restored exactly
+
+
+def test_the_block_search_scores_the_same_with_candidates_side_by_side(two_threads):
+    import prune
+    model = models.load("toy", device="cpu")
+    prompts = ["a red circle moving left", "a blue square moving up", "a green triangle staying still"]
+    blocks = list(model.blocks())[:3]
+    search = lambda: prune.score_candidates(model, load_reward("shapes"), prompts, [0, 1, 2], gen_kw={"steps": 2},  # noqa: E731
+                                            blocks=blocks, batch_size=2, progress=False, keep_videos=2)
+    both = search()
+    torch.set_num_threads(1)
+    serial = search()
+    assert both["per_video"] == serial["per_video"] and both["candidates"] == serial["candidates"]
+    assert len({tuple(v["total"]) for v in serial["per_video"].values()}) == 4      # every candidate differs
+    for c in serial["kept"]:
+        assert all(i == j and (f == g).all() for (i, f), (j, g) in zip(both["kept"][c], serial["kept"][c]))
