@@ -204,14 +204,17 @@ def flat_means(scores):
 # ---------------------------------------------------------------------------------------------
 
 def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, static=None, greedy=False,
-                gen_kw=None, batch_size=4, progress=True, student_dir=None, base_eval=None, target_set=None):
+                gen_kw=None, batch_size=4, progress=True, student_dir=None, base_eval=None, target_set=None,
+                row_set=None):
     """Sec. 3.2 on `model`, in place: search, remove k blocks, find the target properties.
 
     teacher_scores: M0's mean scores on the same prompts and seeds ({dim: mean}, or eval.json's
     "scores"), or None when `model` is M0 itself (stage 1: its own base scores are the full
     model's). target_set: (prompts, seeds, static) on which the pruned row and its target properties
     are measured instead, a larger set than the search's (vip_loop: the whole eval set, when the
-    search uses a subset of it); teacher_scores are then M0's on it. base_eval: an eval.json of
+    search uses a subset of it); teacher_scores are then M0's on it. row_set: (prompts, seeds,
+    static) of the pruned row only, apart from the search set, on which the targets are then chosen
+    (vip_loop --search_prompts: the verdicts are computed on data the choices did not see). base_eval: an eval.json of
     `model` as it is (vip_loop: the report's previous row);
     where reusable_scores accepts it, its scores and latency stand in for the "(none)" candidate's,
     which is then not generated. Every rank removes the same blocks (rank 0's choice, broadcast);
@@ -257,8 +260,13 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
     if reuse_chosen:  # (prompt, seed) -> (scores, video or None)
         known = {(p, int(s)): ({key: v[i] for key, v in base.items()}, kept[i] if i < len(kept) else None)
                  for i, (p, s) in enumerate(zip(prompts, seeds))}
-    pruned_eval = evaluate_rest(model, reward, *(target_set or (prompts, seeds, static)), known, batch_size, gen_kw)
-    pruned_scores = flat_means(pruned_eval["scores"])
+    if row_set is not None:   # the targets on the search set; the row on a set apart from it
+        pruned_scores = flat_means(evaluate_rest(model, reward, prompts, seeds, static, known, batch_size,
+                                                 gen_kw)["scores"])
+        pruned_eval = evaluate_rest(model, reward, *row_set, {}, batch_size, gen_kw)
+    else:
+        pruned_eval = evaluate_rest(model, reward, *(target_set or (prompts, seeds, static)), known, batch_size, gen_kw)
+        pruned_scores = flat_means(pruned_eval["scores"])
     if target_set is not None:   # the target properties against M0 on the same, larger set
         full = flat_means(teacher_scores)
 

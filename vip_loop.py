@@ -66,27 +66,35 @@ TRAINING["tiny-videocrafter2"] = dict(TRAINING["tiny"], w_sft=1e6)
 # two of the four modules the block search takes first cost the toy teacher nothing, so 4 modules
 # (2, 1, 1: -65.6%) left stage 2 cutting only a dead module, not measurably harmful; measured on the
 # training prompts (README, "How the settings were chosen").
-TRAINING["toy"] = dict(stages=3, blocks=[2, 2, 1], beta=5000.0, w_sft=1e4, lr=1e-4, batch=4,
+TRAINING["toy"] = dict(stages=3, blocks=[2, 2, 1], beta=5000.0, w_sft="auto", lr=1e-4, batch=4,
                        epochs=2, tau=0.0, eval_prompts=None, pool_prompts=None, seeds=1)
 # The eval set is eval_prompts x eval_seeds videos (prompt i, seed index j: seed 1000 j + i), the
 # same for every run of a model whatever its --seed (the training seed), so that rows and runs
 # compare paired, video by video. The block search may use the first search_seeds of them (None:
 # all). steps: the sampler's steps in the loop (None: the model's own). gen_batch: videos per
 # generate call (a speed setting, not part of the experiment: resuming may change it).
-EVALUATION = {name: dict(eval_seeds=1, search_seeds=None, steps=None, gen_batch=4) for name in TRAINING}
+# search_prompts: a prompt file for the block search and the target properties instead of the eval
+# set (None: the eval set's first search_seeds, the paper's way).
+EVALUATION = {name: dict(eval_seeds=1, search_seeds=None, search_prompts=None, steps=None, gen_batch=4)
+              for name in TRAINING}
 # toy: 18 prompts x 4 seeds = 72 videos per row (a paired 95% interval of about +-0.01 on visual
 # quality), the block search on the first seed (18 videos), DDIM with 10 steps instead of the
 # teacher's 20 (held-out total 0.811 vs 0.821 over 36 clips; half the cost), 8 clips a generate
 # call (14% faster than 4 on one CPU thread, the same uint8 clips), so that the default run stays
 # within 10 minutes on 2 cores.
-EVALUATION["toy"] = dict(eval_seeds=4, search_seeds=1, steps=10, gen_batch=8)
+# The toy's block search and targets use 18 training prompts (toy/search_prompts.txt: each held-out
+# colour and shape with another motion), one seed each, so that no verdict on the held-out set is
+# true by construction; w_sft by the paper's rule ("auto", redpo.W_SFT_BATCHES).
+EVALUATION["toy"] = dict(eval_seeds=4, search_seeds=1, steps=10, gen_batch=8,
+                         search_prompts=os.path.join(defaults.ROOT, "toy", "search_prompts.txt"))
 PRESETS = {name: dict(defaults.for_model(name), **training, **EVALUATION[name]) for name, training in TRAINING.items()}
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
 
 # What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
 CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks",
                "oneshot", "greedy", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "tau", "prompts", "pool",
-               "eval_prompts", "pool_prompts", "seeds", "seed", "world", "eval_seeds", "search_seeds", "steps")
+               "eval_prompts", "pool_prompts", "seeds", "seed", "world", "eval_seeds", "search_seeds", "steps",
+               "search_prompts")
 
 
 def blocks_per_stage(stages, blocks):
@@ -129,7 +137,7 @@ def as_current_config(old):
     if isinstance(old.get("blocks"), int) and isinstance(old.get("stages"), int) and old["stages"] >= 1:
         old["blocks"] = [old["blocks"]] * old["stages"]
     old.setdefault("reward_dtype", "bf16")
-    for key, value in (("eval_seeds", 1), ("search_seeds", None), ("steps", None)):   # before issue 13
+    for key, value in (("eval_seeds", 1), ("search_seeds", None), ("steps", None), ("search_prompts", None)):
         old.setdefault(key, value)
     return old
 
@@ -253,10 +261,11 @@ def evaluate_once(model, reward, eval_set, json_path, gen_kw, batch_size=4):
 
 
 def run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward, eval_set, pool, cfg,
-              cache_dir, gen_kw, student_eval):
+              cache_dir, gen_kw, student_eval, search_set=None):
     """One stage of Fig. 3 on the student saved at `student_path` (None: M0 itself), whose eval.json
     (the report's previous row) is `student_eval`. Each step is skipped when its output exists.
-    Returns the trained student's folder."""
+    search_set: --search_prompts' set, with "full": M0's eval.json on it (None: the search runs on the
+    eval set). Returns the trained student's folder."""
     rank, _ = runtime.rank_world()
     prune_json, pruned_dir = os.path.join(stage_dir, "prune.json"), os.path.join(stage_dir, "pruned")
     pairs_dir, train_dir = os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train")
@@ -274,10 +283,18 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward
         student = load_model(cfg, student_path or cfg["path"], device, cfg["adapter"])
         search = subset(eval_set, cfg["search_seeds"] and cfg["search_seeds"] * eval_set["per_seed"])
         whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])
-        record = prune.prune_stage(student, full_scores, reward, search["prompts"], search["seeds"], n_blocks,
-                                   stage_dir, static=search["static"], greedy=cfg["greedy"], gen_kw=gen_kw,
-                                   batch_size=cfg["gen_batch"], student_dir=pruned_dir, base_eval=runtime.read_json(student_eval),
-                                   target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None)
+        if search_set is not None:   # search and targets on prompts apart from the eval set
+            full_search = runtime.read_json(search_set["full"])
+            record = prune.prune_stage(student, full_search["scores"], reward, search_set["prompts"], search_set["seeds"],
+                                       n_blocks, stage_dir, static=search_set["static"], greedy=cfg["greedy"],
+                                       gen_kw=gen_kw, batch_size=cfg["gen_batch"], student_dir=pruned_dir,
+                                       base_eval=full_search if student_path is None else None, row_set=whole)
+        else:
+            record = prune.prune_stage(student, full_scores, reward, search["prompts"], search["seeds"], n_blocks,
+                                       stage_dir, static=search["static"], greedy=cfg["greedy"], gen_kw=gen_kw,
+                                       batch_size=cfg["gen_batch"], student_dir=pruned_dir,
+                                       base_eval=runtime.read_json(student_eval),
+                                       target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None)
     targets = curation_targets(record)
     if rank == 0:
         print(f"stage {k}: removed {', '.join(record['removed'])}; target properties: "
@@ -312,7 +329,7 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward
         timed(redpo.train, "training")(student, teacher, pairs_dir, train_dir, method=cfg["method"], beta=cfg["beta"],
                     w_sft=cfg["w_sft"], lr=cfg["lr"], batch=cfg["batch"], epochs=cfg["epochs"],
                     grad_accum=cfg["grad_accum"], seed=cfg["seed"],
-                    gradient_checkpointing=cfg["gradient_checkpointing"])
+                    gradient_checkpointing=cfg["gradient_checkpointing"], log_w_sft_rule=True)
         if rank == 0:
             student.save(student_dir)
         runtime.barrier()
@@ -322,7 +339,9 @@ def run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward
     # The trained row of Table 1.
     evaluate_once(student, reward, eval_set, os.path.join(stage_dir, "eval.json"), gen_kw, cfg["gen_batch"])
     if rank == 0:
-        runtime.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"]})
+        w_sft_json = os.path.join(train_dir, "w_sft.json")   # the w_sft this stage trained with, and the rule's
+        runtime.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"], "w_sft": (
+            runtime.read_json(w_sft_json) if done(w_sft_json) else None)})
     runtime.barrier()
     return student_dir
 
@@ -352,6 +371,14 @@ def run(cfg, device):
     # The full model's row, and the scores every stage's target properties are measured against.
     full_scores = evaluate_once(teacher, reward, eval_set, os.path.join(out, "full", "eval.json"), gen_kw,
                                 cfg["gen_batch"])
+    search_set = None
+    if cfg["search_prompts"]:
+        search_items = read_prompts(cfg["search_prompts"])
+        if not search_items:
+            raise UserError(f"no prompts in {cfg['search_prompts']}; pass a prompt file with --search_prompts")
+        search_set = dict(make_eval_set(search_items, cfg["search_seeds"] or 1),
+                          full=os.path.join(out, "full", "eval_search.json"))
+        evaluate_once(teacher, reward, search_set, search_set["full"], gen_kw, cfg["gen_batch"])
 
     student_path, student_eval = None, os.path.join(out, "full", "eval.json")
     for k, n_blocks in enumerate(stage_plan(cfg["stages"], cfg["blocks"], cfg["oneshot"]), start=1):
@@ -362,7 +389,8 @@ def run(cfg, device):
             student_path, student_eval = os.path.join(stage_dir, "student"), os.path.join(stage_dir, "eval.json")
             continue
         student_path = run_stage(k, n_blocks, stage_dir, teacher, student_path, full_scores, reward,
-                                 eval_set, pool, cfg, os.path.join(out, "teacher_cache"), gen_kw, student_eval)
+                                 eval_set, pool, cfg, os.path.join(out, "teacher_cache"), gen_kw, student_eval,
+                                 search_set)
         student_eval = os.path.join(stage_dir, "eval.json")
 
     if rank == 0:
@@ -394,7 +422,11 @@ def parse_args(argv=None):
     p.add_argument("--oneshot", action="store_true", help="remove every stage's blocks at once, train once (Table 4)")
     p.add_argument("--greedy", action="store_true", help="re-score after each block removed (prune.py)")
     p.add_argument("--beta", type=float, default=None)
-    p.add_argument("--w_sft", type=float, default=None)
+    p.add_argument("--w_sft", type=redpo.parse_w_sft, default=None,
+                   help="SFT weight: a number, or auto (each stage: mean DPO / mean SFT on its first "
+                   f"{redpo.W_SFT_BATCHES} batches at the initial student, the paper's rule; logged in "
+                   "train/w_sft.json and metrics.jsonl); default: the preset's (animatediff 1e4, "
+                   "videocrafter2 1e6, toy auto)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch", type=int, default=None, help="pairs per process per step")
     p.add_argument("--epochs", type=int, default=None)
@@ -409,6 +441,9 @@ def parse_args(argv=None):
     p.add_argument("--eval_seeds", type=int, default=None, help="videos per eval prompt (seeds 1000 j + i)")
     p.add_argument("--search_seeds", type=int, default=None,
                    help="of those, how many seeds per prompt the block search generates (default: the preset's)")
+    p.add_argument("--search_prompts", default=None,
+                   help="prompt file for the block search and the target properties, apart from the eval "
+                   "set; none: the eval set, the paper's way (default: the preset's: toy/search_prompts.txt for toy, none for the others)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps in the loop (default: the model's)")
     p.add_argument("--gen_batch", "--gen-batch", type=int, default=None,
                    help="videos per generate call (default: the preset's; speed only)")
@@ -436,6 +471,8 @@ def resolve(args, world):
                         f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too "
                         "(one count for every stage, or one per stage)")
     cfg["blocks"] = blocks_per_stage(cfg["stages"], cfg["blocks"])
+    if cfg["search_prompts"] in ("none", ""):   # the eval set, as the paper does
+        cfg["search_prompts"] = None
     return cfg
 
 
