@@ -107,7 +107,7 @@ def table(rows):
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for setting, r in rows.items():
         ws = [w for w in r["w_sft"] if w is not None]
-        used = "-" if not ws else f"{min(ws):.3g}" if min(ws) == max(ws) else f"{min(ws):.3g}-{max(ws):.3g}"
+        used = "-" if not ws else f"{min(ws):.4g}" if min(ws) == max(ws) else f"{min(ws):.4g}-{max(ws):.4g}"
         cells = [f"{r[k]['mean']:+.3f} ± {r[k]['ci95']:.3f}" for k in KEYS]
         lines.append("| " + " | ".join([setting, used, str(len(r["seeds"])), r["target"]] + cells) + " |")
     return "\n".join(lines)
@@ -135,7 +135,8 @@ def plot(rows, path):
         ax.set_xscale("log")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("w_sft (left: 0, DPO alone; right: SFT alone)")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=7)
     axes[0].set_ylabel("stage 1: trained - pruned (95% interval)")
     auto = rows.get("auto")
     if auto:
