@@ -106,7 +106,7 @@ def table(rows):
     head = ["setting", "w_sft used", "seeds", "target"] + [NAMES[k] for k in KEYS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for setting, r in rows.items():
-        ws = [w for w in r["w_sft"] if w is not None]
+        ws = [w for w in r["w_sft"] if w is not None and setting.split("-e")[0] not in ("dpo", "sft")]  # no SFT weight
         used = "-" if not ws else f"{min(ws):.4g}" if min(ws) == max(ws) else f"{min(ws):.4g}-{max(ws):.4g}"
         cells = [f"{r[k]['mean']:+.3f} ± {r[k]['ci95']:.3f}" for k in KEYS]
         lines.append("| " + " | ".join([setting, used, str(len(r["seeds"])), r["target"]] + cells) + " |")
@@ -121,27 +121,28 @@ def plot(rows, path):
     panels = [(f"target: {NAMES[target]}", [target]), ("other dimensions", [k for k in DIMENSIONS if k != target]),
               ("Average", ["total"])]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharex=True)
+    # The grid joined by a line; the rule's w_sft (auto) a star; 4 and 8 epochs beside their point.
+    kinds = (("grid", "o", 1.0, lambda s: "-e" not in s and s != "auto"), ("auto (the rule)", "*", 1.0, lambda s: s == "auto"),
+             ("4 epochs", "s", 1.3, lambda s: s.endswith("-e4")), ("8 epochs", "^", 1.7, lambda s: s.endswith("-e8")))
     for ax, (title, keys) in zip(axes, panels):
         for i, k in enumerate(keys):
-            for budget, marker, shift in (("", "o", 1.0), ("-e4", "s", 1.25), ("-e8", "^", 1.55)):
-                pts = [(r["x"] * shift, r[k]) for s, r in rows.items() if (s.endswith(budget) if budget else "-e" not in s)]
+            for kind, marker, shift, member in kinds:
+                pts = [(r["x"] * shift, r[k]) for s, r in rows.items() if member(s)]
                 if not pts:
                     continue
-                xs = [x for x, _ in pts]
-                ax.errorbar(xs, [d["mean"] for _, d in pts], yerr=[d["ci95"] for _, d in pts], marker=marker,
-                            ls="-" if not budget else "none", color=f"C{i}", capsize=2, ms=4,
-                            label=(NAMES[k] if len(keys) > 1 else None) if not budget else f"{budget[2:]} epochs" if i == 0 else None)
+                label = NAMES[k] if kind == "grid" and len(keys) > 1 else kind if kind != "grid" and i == 0 else None
+                ax.errorbar([x for x, _ in pts], [d["mean"] for _, d in pts], yerr=[d["ci95"] for _, d in pts],
+                            marker=marker, ls="-" if kind == "grid" else "none", color=f"C{i}", capsize=2,
+                            ms=9 if marker == "*" else 4, label=label)
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_xscale("log")
+        ax.set_xticks([X_DPO, 1e2, 1e3, 1e4, 1e5, X_SFT], ["0\n(DPO)", "1e2", "1e3", "1e4", "1e5", "SFT"])
+        ax.minorticks_off()
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("w_sft (left: 0, DPO alone; right: SFT alone)")
+        ax.set_xlabel("w_sft")
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=7)
     axes[0].set_ylabel("stage 1: trained - pruned (95% interval)")
-    auto = rows.get("auto")
-    if auto:
-        for ax in axes:
-            ax.axvline(auto["x"], color="grey", ls=":", lw=0.8)
     fig.tight_layout()
     with runtime.atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
