@@ -35,16 +35,25 @@ def test_copies_wait_for_their_files_and_the_check_tells_bytes_from_scores(tmp_p
         os.makedirs(d / "full")
         runtime.write_json(d / "full" / "eval.json", {"per_video": [1, 2], "latency": latency})
         os.makedirs(d / "stage_1" / "pairs")
-        (d / "stage_1" / "pairs" / "x.pt").write_bytes(b"same")
+        (d / "stage_1" / "pairs" / "x.bin").write_bytes(b"same")
     assert compare.ready(src, compare.FULL) is False
     runtime.write_json(src / "full" / "eval_search.json", {})
     assert compare.ready(src, compare.FULL) and not compare.ready(src, compare.FULL + compare.CACHE)
-    check = compare.same_files(src, other, ("full/eval.json", "stage_1/pairs"))
-    assert check == {"full/eval.json": "same scores", "stage_1/pairs": "same bytes"}
-    (other / "stage_1" / "pairs" / "x.pt").write_bytes(b"diff")
-    assert compare.same_files(src, other, ("stage_1/pairs",))["stage_1/pairs"].startswith("differs: 1 of 1")
+    check = compare.same_files(str(src), str(other), ("full/eval.json", "stage_1/pairs"))
+    assert check["full/eval.json"] == {"same bytes": 0, "same content": ["eval.json"], "differ": []}
+    assert check["stage_1/pairs"] == {"same bytes": 1, "same content": [], "differ": []}
+    (other / "stage_1" / "pairs" / "x.bin").write_bytes(b"diff")
+    assert compare.same_files(str(src), str(other), ("stage_1/pairs",))["stage_1/pairs"]["differ"] == ["x.bin"]
+    # torch files: the same tensors written under other names (zip records) are the same content.
+    import torch
+    torch.save({"latents": torch.ones(2), "key": "k"}, src / "c.pt")
+    torch.save({"latents": torch.ones(2), "key": "k"}, other / "tmp-other-name")
+    os.rename(other / "tmp-other-name", other / "c.pt")
+    assert compare.same_content(str(src / "c.pt"), str(other / "c.pt"))
+    torch.save({"latents": torch.zeros(2), "key": "k"}, other / "c.pt")
+    assert not compare.same_content(str(src / "c.pt"), str(other / "c.pt"))
     compare.seed_from(str(src), str(tmp_path / "new"), ("full", "stage_1/pairs"))
-    assert (tmp_path / "new" / "stage_1" / "pairs" / "x.pt").read_bytes() == b"same"
+    assert (tmp_path / "new" / "stage_1" / "pairs" / "x.bin").read_bytes() == b"same"
     assert sorted(os.listdir(tmp_path / "new" / "full")) == ["eval.json", "eval_search.json"]
 
 

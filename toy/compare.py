@@ -57,6 +57,8 @@ MAIN = {"redpo": [], "sft": ["--method", "sft"], "dpo": ["--method", "dpo"], "re
 # Stage 1 of a full run is the sweep run of the same loss and seed.
 STAGE_1_FROM = {"redpo": "s1-auto", "sft": "s1-sft", "dpo": "s1-dpo"}
 
+CHECK_NOTE = ("pairs/config.json echoes the flags of the run that curated the pairs (its method, seed and "
+              "--out), so the copies carry the donor's; every other file holds the same content")
 FULL = ("full",)
 CACHE = ("teacher_cache",)
 PRUNED = tuple(os.path.join("stage_1", f) for f in ("prune.json", "pruned", "eval_pruned.json", "videos_pruned.npz", "pairs"))
@@ -125,25 +127,51 @@ def seed_from(src, dest, rels):
     os.rename(tmp, dest)
 
 
+def same_content(pa, pb):
+    """Two files hold the same thing: the same bytes; or, for an eval json or prune.json, the same but
+    for the timings; or, for a torch file, the same tensors and values (torch.save's zip records the
+    name of the temporary file it was written to, so equal caches differ in a few bytes)."""
+    if filecmp.cmp(pa, pb, shallow=False):
+        return True
+    if pa.endswith(".json"):
+        ja, jb = runtime.read_json(pa), runtime.read_json(pb)
+        for j in (ja, jb):
+            if isinstance(j, dict):
+                for timing in ("latency", "latency_s"):
+                    j.pop(timing, None)
+        return ja == jb
+    if pa.endswith(".pt"):
+        import torch
+
+        def equal(x, y):
+            if isinstance(x, torch.Tensor):
+                return isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y)
+            if isinstance(x, dict):
+                return isinstance(y, dict) and x.keys() == y.keys() and all(equal(x[k], y[k]) for k in x)
+            return x == y
+        return equal(runtime.load_torch(pa, weights_only=False), runtime.load_torch(pb, weights_only=False))
+    return False
+
+
 def same_files(a, b, rels):
-    """{rel: "same bytes" | "same scores" | what differs} for the shared files of two runs made apart:
-    bytes for weights, videos, latents and the cache; eval jsons and prune.json without their timings."""
+    """{rel: {"same bytes": n, "same content": [files equal but for timings or torch's zip names],
+    "differ": [files]}} for the shared files of two runs made apart (same_content)."""
     out = {}
     for rel in rels:
         pa, pb = os.path.join(a, rel), os.path.join(b, rel)
-        if os.path.isdir(pa):
-            files = sorted(os.path.relpath(os.path.join(r, f), pa) for r, _, fs in os.walk(pa) for f in fs)
-            other = sorted(os.path.relpath(os.path.join(r, f), pb) for r, _, fs in os.walk(pb) for f in fs)
-            bad = [f for f in files if f not in other or not filecmp.cmp(os.path.join(pa, f), os.path.join(pb, f), shallow=False)]
-            out[rel] = "same bytes" if files == other and not bad else f"differs: {len(bad)} of {len(files)} files ({', '.join(bad[:3])})"
-        elif rel.endswith(".json"):
-            ja, jb = (runtime.read_json(p) for p in (pa, pb))
-            for j in (ja, jb):
-                for timing in ("latency", "latency_s"):
-                    j.pop(timing, None)
-            out[rel] = "same bytes" if filecmp.cmp(pa, pb, shallow=False) else "same scores" if ja == jb else "differs"
-        else:
-            out[rel] = "same bytes" if filecmp.cmp(pa, pb, shallow=False) else "differs"
+        files = ([os.path.relpath(os.path.join(r, f), pa) for r, _, fs in os.walk(pa) for f in fs]
+                 if os.path.isdir(pa) else [""])
+        other = set(os.path.relpath(os.path.join(r, f), pb) for r, _, fs in os.walk(pb) for f in fs) if os.path.isdir(pb) else {""}
+        res = {"same bytes": 0, "same content": [], "differ": sorted(other - set(files))}
+        for f in sorted(files):
+            fa, fb = os.path.join(pa, f) if f else pa, os.path.join(pb, f) if f else pb
+            if f not in other:
+                res["differ"].append(f)
+            elif filecmp.cmp(fa, fb, shallow=False):
+                res["same bytes"] += 1
+            else:
+                res["same content" if same_content(fa, fb) else "differ"].append(f or os.path.basename(rel))
+        out[rel] = res
     return out
 
 
@@ -213,7 +241,8 @@ def main(argv=None):
         check_file = os.path.join(args.docs, "sweep", "shared_check.json")
         if not os.path.isfile(check_file) and all(os.path.isfile(os.path.join(d, "stage_1", "DONE")) for d in (donor, check)):
             runtime.write_json(check_file, {"made_apart": [os.path.basename(donor), os.path.basename(check)],
-                                            "files": same_files(donor, check, FULL + CACHE + PRUNED)})
+                                            "files": same_files(donor, check, FULL + CACHE + PRUNED),
+                                            "note": CHECK_NOTE})
             print(f"wrote {check_file}", flush=True)
         for job in list(todo):
             if len(running) >= args.jobs:
