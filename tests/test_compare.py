@@ -99,3 +99,9 @@ def test_the_sweep_table_and_figure_from_shipped_runs(tmp_path):
     assert "| auto | 2000-3000 | 2 | visual_quality | +0.02" in text
     assert os.path.getsize(tmp_path / "w_sft.png") > 1000
     assert json.dumps(rows["sft"]["w_sft"]) == "[null, null]"
+
+
+def test_a_run_another_process_writes_is_left_to_it(tmp_path):
+    assert not compare.busy(str(tmp_path))
+    runtime.hold_lock(str(tmp_path))             # as vip_loop.py does for its run folder
+    assert compare.busy(str(tmp_path))

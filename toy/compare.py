@@ -104,6 +104,21 @@ def finished(path):
     return os.path.isfile(os.path.join(path, "report.md"))
 
 
+def busy(path):
+    """Another process (an earlier compare.py's child) is writing this run: vip_loop's lock is held."""
+    import fcntl
+    lock = os.path.join(path, ".lock")
+    if not os.path.isfile(lock):
+        return False
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
 def ready(path, rels):
     """The files to copy from the run at `path` are there: its shared stage-1 files once its pairs are
     written (the teacher cache is complete then), a whole stage once DONE, the full rows once made."""
@@ -179,11 +194,11 @@ def ship(path, dest, wall_s=None):
     """The run's small files (no weights) to `dest`, in the run directory layout, and its times."""
     files = list(SHIPPED) + [os.path.join(d, f) for d in sorted(os.listdir(path)) if d.startswith("stage_")
                              for f in STAGE_FILES]
-    if wall_s is not None:
-        log = path + ".log"
+    log, timing = path + ".log", os.path.join(path, "timing.json")
+    if wall_s is not None or not os.path.isfile(timing):
         lines = [ln.strip() for ln in open(log, errors="replace")] if os.path.isfile(log) else []
-        runtime.write_json(os.path.join(path, "timing.json"), {
-            "wall_s_last_process": round(wall_s, 1), "printed": [ln for ln in lines if ln.startswith("time:")]})
+        runtime.write_json(timing, {"wall_s_last_process": None if wall_s is None else round(wall_s, 1),
+                                    "printed": [ln for ln in lines if ln.startswith("time:")]})
     for rel in files:
         if os.path.isfile(os.path.join(path, rel)):
             os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
@@ -244,14 +259,17 @@ def main(argv=None):
                                             "files": same_files(donor, check, FULL + CACHE + PRUNED),
                                             "note": CHECK_NOTE})
             print(f"wrote {check_file}", flush=True)
+        elsewhere = sum(busy(run_path(args.runs, j)) for j in todo)    # children of an earlier compare.py
         for job in list(todo):
-            if len(running) >= args.jobs:
+            if len(running) + elsewhere >= args.jobs:
                 break
             path = run_path(args.runs, job)
             if finished(path):
                 todo.remove(job)
                 ship(path, dest(job))
                 continue
+            if busy(path):
+                continue    # left to the process writing it; shipped once finished
             sources = [(run_path(args.runs, src, jobs), rels) for src, rels in job["copy"]]
             if not os.path.isdir(path) and not all(ready(s, rels) for s, rels in sources):
                 continue    # waits for the run it copies from
