@@ -208,14 +208,18 @@ def flat_means(scores):
 # ---------------------------------------------------------------------------------------------
 
 def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, static=None, greedy=False,
-                gen_kw=None, batch_size=4, progress=True, student_dir=None, base_eval=None, target_set=None):
+                gen_kw=None, batch_size=4, progress=True, student_dir=None, base_eval=None, target_set=None,
+                row_set=None):
     """Sec. 3.2 on `model`, in place: search, remove k blocks, find the target properties.
 
     prompts, seeds, static: the search set. teacher_scores: M0's mean scores on the same videos
     ({dim: mean}, or eval.json's "scores"), or None when `model` is M0 itself (stage 1: its own
     base scores are the full model's). target_set: (prompts, seeds, static) on which the pruned row
     and its target properties are measured instead, a larger set than the search's (vip_loop: the
-    whole eval set, when the search uses a subset of it); teacher_scores are then M0's on it.
+    whole eval set, when the search uses a subset of it); teacher_scores are then M0's on it. row_set:
+    (prompts, seeds, static) of the pruned row only, apart from the search set, whose targets are
+    then chosen on the search set (vip_loop --search_prompts: no verdict is computed on the data
+    that chose what it tests).
     base_eval: an eval.json of `model` as it is (vip_loop: the report's previous row), which
     KnownVideos may use instead of generating. Every rank removes the same blocks (rank 0's
     choice, broadcast); rank 0 writes the pruned model to student_dir (default out_dir/pruned/),
@@ -245,11 +249,17 @@ def prune_stage(model, teacher_scores, reward, prompts, seeds, k, out_dir, stati
         model.remove(chosen)
         removed += chosen
 
-    # 3. Target properties: the dimensions on which the pruned model scores below M0 (on the target set).
+    # 3. Target properties: the dimensions on which the pruned model scores below M0 (on the target
+    # set; with row_set, on the search set, and the pruned row on row_set apart from it).
     full = rounds[0]["base"] if teacher_scores is None else flat_means(teacher_scores)
-    pruned_eval = evaluate_rest(model, reward, *(target_set or (prompts, seeds, static)), known.pruned,
-                                batch_size, gen_kw)
-    pruned_scores = flat_means(pruned_eval["scores"])
+    if row_set is not None:
+        pruned_scores = flat_means(evaluate_rest(model, reward, prompts, seeds, static, known.pruned, batch_size,
+                                                 gen_kw)["scores"])
+        pruned_eval = evaluate_rest(model, reward, *row_set, {}, batch_size, gen_kw)
+    else:
+        pruned_eval = evaluate_rest(model, reward, *(target_set or (prompts, seeds, static)), known.pruned,
+                                    batch_size, gen_kw)
+        pruned_scores = flat_means(pruned_eval["scores"])
     targets = target_properties(pruned_scores, full)
 
     record = {

@@ -113,6 +113,31 @@ def loss(pred, ref_pred, target, method="redpo", beta=5000.0, w_sft=1e4):
     return total, stats
 
 
+# The paper sets w_sft "to match the scale of the DPO loss" (Sec. 4.1). Stated exactly: before any
+# update, on the batches the first W_SFT_BATCHES steps of the stage will train on (epoch 0's order,
+# each pair's own t and eps), the DPO term (Eq. 1) and the SFT term (Eq. 2) at the initial student;
+# w_sft = mean(DPO) / mean(SFT), so that w_sft * SFT equals DPO on average over those batches.
+W_SFT_BATCHES = 8
+
+
+def parse_w_sft(text):
+    """--w_sft: a number, or "auto" (w_sft_rule on the stage's first batches)."""
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+
+
+def w_sft_rule(dpo_terms, sft_terms):
+    """w_sft = mean(DPO) / mean(SFT) over the same batches: the weight at which w_sft * SFT matches
+    the DPO loss in scale. None when the SFT term is 0 on all of them (the student is the teacher)."""
+    if len(dpo_terms) == 0 or len(dpo_terms) != len(sft_terms):
+        raise ValueError(f"need the same non-zero number of DPO and SFT terms (got {len(dpo_terms)}, {len(sft_terms)})")
+    sft = sum(sft_terms) / len(sft_terms)
+    return None if sft <= 0 else (sum(dpo_terms) / len(dpo_terms)) / sft
+
 
 # ---------------------------------------------------------------------------------------------
 # The pairs (written by curate.py: pairs.jsonl + one latent file per winner and per loser)
@@ -249,13 +274,65 @@ def append_metrics(path, rows, upto=None):
 # The training loop
 # ---------------------------------------------------------------------------------------------
 
+def measure_w_sft(student, teacher, pairs, n_steps, global_batch, s, text, autocast):
+    """w_sft_rule at the student as it is, on the batches of the first n_steps training steps (epoch
+    0's order, each pair's own t and eps: what those steps will train on; each rank its share, the
+    means taken over all of them). No update. Returns {"w_sft", "dpo", "sft", "steps", "pairs"}."""
+    rank, world = runtime.rank_world()
+    order = epoch_order(len(pairs), global_batch, 0, s.seed)
+    dpo, sft = [], []
+    with torch.no_grad(), autocast:
+        for pos in range(n_steps):
+            for micro in range(s.grad_accum):
+                start = ((pos * s.grad_accum + micro) * world + rank) * s.batch
+                b = make_batch(pairs, order[start:start + s.batch], 0, s.seed, teacher.sample_timesteps,
+                               student.device, text)
+                _, stats = batch_loss(student, teacher, b, "redpo", s.beta, 0.0)
+                dpo.append(stats["dpo"])
+                sft.append(stats["sft"])
+    means = all_mean({"dpo": sum(dpo) / len(dpo), "sft": sum(sft) / len(sft)})  # equal batches: the mean over pairs
+    return {"w_sft": w_sft_rule([means["dpo"]], [means["sft"]]), "dpo": means["dpo"], "sft": means["sft"],
+            "steps": n_steps, "pairs": n_steps * global_batch}
+
+
+def settle_w_sft(out_dir, w_sft, step, measure, log_rule):
+    """The w_sft this stage trains with: a number as given, or for "auto" the rule's value. The rule
+    is measured once, before the first update (and for a number too with log_rule, to log what it
+    would have chosen), and kept in out_dir/w_sft.json and as a line of its own (step 0) in
+    metrics.jsonl; a resumed stage reads it back instead of measuring the trained student."""
+    path = os.path.join(out_dir, "w_sft.json")
+    if os.path.isfile(path) and runtime.read_json(path)["setting"] == w_sft:
+        return runtime.read_json(path)["w_sft"]
+    if w_sft != "auto" and not log_rule:
+        return w_sft
+    if step > 0 and w_sft != "auto":
+        return w_sft   # the steps used the given number; only the rule's log is missing
+    if step > 0:
+        raise UserError(f"{out_dir} holds training steps but not the w_sft they used ({path}); "
+                        "delete the folder to train the stage again")
+    rule = measure()
+    if w_sft == "auto" and rule["w_sft"] is None:
+        raise UserError("the SFT term is 0 on the first batches (the student is the teacher), so no w_sft "
+                        "matches the DPO loss; pass a number for --w_sft")
+    used = rule["w_sft"] if w_sft == "auto" else w_sft
+    if runtime.rank_world()[0] == 0:
+        metrics_path = os.path.join(out_dir, "metrics.jsonl")
+        append_metrics(metrics_path, [], upto=-1)   # its only line: no step has run
+        append_metrics(metrics_path,
+                       [{"step": 0, "w_sft": used, "w_sft_rule": rule["w_sft"], "rule_dpo": rule["dpo"],
+                         "rule_sft": rule["sft"], "rule_steps": rule["steps"], "rule_pairs": rule["pairs"]}])
+        runtime.write_json(path, {"w_sft": used, "setting": w_sft, "rule": rule})   # last: what resuming reads
+    runtime.barrier()
+    return used
+
+
 @dataclasses.dataclass
 class Settings:
     """How a student is trained; the defaults are the paper's (Sec. 4.1, AnimateDiff). Under torchrun
     each rank takes `batch` pairs per micro-step, so the global batch is batch * grad_accum * world."""
     method: str = "redpo"            # METHODS: "redpo" (Eq. 3), "dpo" (Eq. 1 alone), "sft" (Eq. 2 alone)
     beta: float = 5000.0             # Eq. 1's beta (T w(lambda_t) folded in)
-    w_sft: float = 1e4               # Eq. 3's w_SFT (1e6 for VideoCrafter2)
+    w_sft: float = 1e4               # Eq. 3's w_SFT (1e6 for VideoCrafter2), or "auto" (settle_w_sft)
     lr: float = 6e-6                 # AdamW
     batch: int = 2                   # pairs per rank per micro-step
     epochs: int = 2
@@ -268,6 +345,7 @@ class Settings:
     log_every: int = 10              # metrics.jsonl is written every this many steps (and at checkpoints)
     gradient_checkpointing: bool = False
     max_nonfinite: int = 5           # non-finite losses in a row before giving up
+    log_w_sft_rule: bool = False     # with a numeric w_sft, also log what the "auto" rule would choose
 
     def resumable(self, world, removed):
         """What a checkpoint must share with the run that resumes it."""
@@ -278,7 +356,7 @@ class Settings:
 def train(student, teacher, pairs_dir, out_dir, settings=None):
     """Train `student` (in place) on the pairs in `pairs_dir` against the frozen `teacher`, with
     `settings` (Settings; None: the paper's). Resumes from the latest checkpoint in out_dir.
-    Returns {"steps", "skipped", "last": stats of the last step}."""
+    Returns {"steps", "skipped", "w_sft": the weight used, "last": stats of the last step}."""
     s = settings or Settings()
     if s.method not in METHODS:
         raise ValueError(f"unknown method {s.method!r}: choose one of {', '.join(METHODS)}")
@@ -306,6 +384,9 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     with autocast:  # as batch_loss would encode them
         text = encode_prompts(teacher, pairs)
+    s = dataclasses.replace(s, w_sft=settle_w_sft(out_dir, s.w_sft, step, lambda: measure_w_sft(
+        student, teacher, pairs, min(W_SFT_BATCHES, steps_per_epoch, total), global_batch, s, text, autocast),
+        s.log_w_sft_rule))
 
     bar = tqdm(total=total, initial=step, desc=f"{s.method} training", disable=rank != 0)
     nonfinite_in_a_row, last, rows = 0, {}, []
@@ -344,7 +425,7 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
         p.requires_grad_(False)
     if s.gradient_checkpointing:
         student.unet.disable_gradient_checkpointing()
-    return {"steps": step, "skipped": skipped, "last": last}
+    return {"steps": step, "skipped": skipped, "w_sft": s.w_sft, "last": last}
 
 
 def accumulate_gradients(student, teacher, unet, pairs, indices, epoch, text, s, autocast):
@@ -390,8 +471,11 @@ def parse_args(argv=None):
                         "its SFT term, Table 4) (default: redpo)")
     p.add_argument("--beta", type=float, default=5000.0,
                    help="beta of the DPO term, Eq. 1, with T w(lambda_t) folded in (default: 5000, the paper's)")
-    p.add_argument("--w_sft", type=float, default=1e4, help="weight of the SFT term, Eq. 3 (default: 1e4, the "
-                   "paper's for AnimateDiff; the paper takes 1e6 for VideoCrafter2)")
+    p.add_argument("--w_sft", type=parse_w_sft, default=1e4,
+                   help="weight of the SFT term, Eq. 3: a number (the paper: 1e4 for AnimateDiff, 1e6 for "
+                   f"VideoCrafter2) or auto: mean(DPO) / mean(SFT) at the initial student on the first {W_SFT_BATCHES} "
+                   "steps' batches (the paper's rule, matching the DPO loss in scale), fixed before training "
+                   "(default: 1e4)")
     p.add_argument("--lr", type=float, default=6e-6, help="AdamW learning rate (default: 6e-6, the paper's)")
     p.add_argument("--batch", type=int, default=2, help="pairs per process per micro-step (default: 2, the paper's)")
     p.add_argument("--epochs", type=int, default=2, help="passes over the pairs (default: 2, the paper's)")
@@ -434,6 +518,7 @@ def main(argv=None):
                         ckpt_every=args.ckpt_every, gradient_checkpointing=args.gradient_checkpointing)
     summary = train(student, teacher, args.pairs, args.out, settings)
     if rank == 0:
+        runtime.write_json(os.path.join(args.out, "config.json"), dict(vars(args), w_sft_used=summary["w_sft"]))
         student.save(os.path.join(args.out, "student"))
         print(f"trained {summary['steps']} steps ({summary['skipped']} skipped); last: "
               + ", ".join(f"{k} {v:.4g}" for k, v in summary["last"].items() if isinstance(v, float)))

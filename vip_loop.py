@@ -59,6 +59,7 @@ class Run:
     eval_set: dict
     full_scores: dict
     pool: list
+    search_set: dict = None   # --search_prompts' videos, with "full": M0's eval json on them (None: the eval set)
 
     @property
     def gen_kw(self):
@@ -82,6 +83,10 @@ def run(cfg, device):
     # The full model's row, and the scores every stage's target properties are measured against.
     with timer("evaluate"):
         r.full_scores = evaluate_once(r, r.teacher, os.path.join(out, "full", "eval.json"))
+        if cfg["search_prompts"]:   # M0 on the block search's own prompts, apart from the eval set
+            r.search_set = dict(make_eval_set(read_prompts(cfg["search_prompts"]), cfg["search_seeds"] or 1),
+                                full=os.path.join(out, "full", "eval_search.json"))
+            evaluate_once(r, r.teacher, r.search_set["full"], r.search_set)
 
     student_path, student_eval = None, os.path.join(out, "full", "eval.json")   # stage 1 starts from M0
     for k, n_blocks in enumerate(stage_plan(cfg["stages"], cfg["blocks"], cfg["oneshot"]), start=1):
@@ -115,7 +120,9 @@ def run_stage(r, k, n_blocks, stage_dir, student_path, student_eval):
     with timer("evaluate"):  # the trained row of Table 1
         evaluate_once(r, student, os.path.join(stage_dir, "eval.json"))
     if runtime.rank_world()[0] == 0:
-        runtime.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"]})
+        w_sft_json = os.path.join(stage_dir, "train", "w_sft.json")   # the w_sft it trained with, and the rule's
+        runtime.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"], "w_sft": (
+            runtime.read_json(w_sft_json) if done(w_sft_json) else None)})
     runtime.barrier()
 
 
@@ -153,18 +160,30 @@ def prune_step(r, k, n_blocks, stage_dir, student_path, student_eval):
         student = r.load(student_path or cfg["path"], cfg["adapter"])
         search = subset(eval_set, cfg["search_seeds"] and cfg["search_seeds"] * eval_set["per_seed"])
         whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])
+        if r.search_set is not None:   # the search and the targets on prompts apart from the eval set
+            full_search, ss = runtime.read_json(r.search_set["full"]), r.search_set
+            record = prune.prune_stage(student, full_search["scores"], r.reward, ss["prompts"], ss["seeds"], n_blocks,
+                                       stage_dir, static=ss["static"], greedy=cfg["greedy"], gen_kw=r.gen_kw,
+                                       batch_size=cfg["gen_batch"], student_dir=pruned_dir,
+                                       base_eval=full_search if student_path is None else None, row_set=whole)
+            return student, report_targets(k, record)
         record = prune.prune_stage(student, r.full_scores, r.reward, search["prompts"], search["seeds"], n_blocks,
                                    stage_dir, static=search["static"], greedy=cfg["greedy"], gen_kw=r.gen_kw,
                                    batch_size=cfg["gen_batch"], student_dir=pruned_dir,
                                    base_eval=runtime.read_json(student_eval),
                                    target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None)
+    return student, report_targets(k, record)
+
+
+def report_targets(k, record):
+    """Print the stage's cut and target properties (rank 0); returns the record."""
     if runtime.rank_world()[0] == 0:
         targets = curation_targets(record)
         print(f"stage {k}: removed {', '.join(record['removed'])}; target properties: "
               + ", ".join(f"{d} (drop {drop:+.3g})" for d, drop in record["target_properties"])
               + (f"; no dimension dropped, so pairs may come from any of {', '.join(targets)}"
                  if record["target_fallback"] else ""))
-    return student, record
+    return record
 
 
 def curation_targets(record):
@@ -210,7 +229,8 @@ def train_step(r, stage_dir, student):
     cfg = r.cfg
     settings = redpo.Settings(method=cfg["method"], beta=cfg["beta"], w_sft=cfg["w_sft"], lr=cfg["lr"],
                               batch=cfg["batch"], epochs=cfg["epochs"], grad_accum=cfg["grad_accum"],
-                              seed=cfg["seed"], gradient_checkpointing=cfg["gradient_checkpointing"])
+                              seed=cfg["seed"], gradient_checkpointing=cfg["gradient_checkpointing"],
+                              log_w_sft_rule=True)   # a numeric w_sft: log what the paper's rule would choose
     redpo.train(student, r.teacher, os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train"), settings)
     if runtime.rank_world()[0] == 0:
         student.save(student_dir)
@@ -218,11 +238,12 @@ def train_step(r, stage_dir, student):
     return student
 
 
-def evaluate_once(r, model, json_path):
-    """evaluate.py's eval.json of `model` on the run's eval set, unless it is already there. Returns its scores."""
+def evaluate_once(r, model, json_path, videos=None):
+    """evaluate.py's eval.json of `model` on the run's eval set (or `videos`, a set of the same
+    shape), unless it is already there. Returns its scores."""
     if done(json_path):
         return runtime.read_json(json_path)["scores"]
-    es = r.eval_set
+    es = videos or r.eval_set
     result = evaluate.evaluate_model(model, r.reward, es["prompts"], es["seeds"], static=es["static"],
                                      batch_size=r.cfg["gen_batch"], **r.gen_kw)
     evaluate.save_eval(result, json_path)
@@ -301,8 +322,10 @@ def parse_args(argv=None):
                    help="re-score after each block removed (prune.py; default: off, one search per stage)")
     p.add_argument("--beta", type=float, default=None,
                    help=f"beta of the DPO term, Eq. 1, with T w(lambda_t) folded in (redpo.py) ({preset_default('beta')})")
-    p.add_argument("--w_sft", type=float, default=None,
-                   help=f"weight of the SFT term, Eq. 3 ({preset_default('w_sft')})")
+    p.add_argument("--w_sft", type=redpo.parse_w_sft, default=None,
+                   help="weight of the SFT term, Eq. 3: a number, or auto (each stage: mean DPO / mean SFT on its "
+                   f"first {redpo.W_SFT_BATCHES} batches at the initial student, the paper's rule; logged in "
+                   f"train/w_sft.json and metrics.jsonl) ({preset_default('w_sft')})")
     p.add_argument("--lr", type=float, default=None, help=f"AdamW learning rate ({preset_default('lr')})")
     p.add_argument("--batch", type=int, default=None,
                    help=f"pairs per process per step ({preset_default('batch')})")
@@ -326,6 +349,9 @@ def parse_args(argv=None):
                    f"has seed 1000 j + i ({preset_default('eval_seeds')})")
     p.add_argument("--search_seeds", type=int, default=None, help="of those, how many seed indices the block "
                    f"search generates ({preset_default('search_seeds')})")
+    p.add_argument("--search_prompts", default=None,
+                   help="prompt file for the block search and the target properties, apart from the eval set; "
+                   f"none: the eval set, the paper's way ({preset_default('search_prompts', none='none')})")
     p.add_argument("--steps", type=int, default=None,
                    help=f"sampler steps in the loop ({preset_default('steps')})")
     p.add_argument("--gen_batch", type=int, default=None,
@@ -355,6 +381,8 @@ def resolve(args, world):
                         f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too "
                         "(one count for every stage, or one per stage)")
     cfg["blocks"] = defaults.blocks_per_stage(cfg["stages"], cfg["blocks"])
+    if cfg["search_prompts"] in ("none", ""):   # the eval set, as the paper does
+        cfg["search_prompts"] = None
     return cfg
 
 

@@ -229,3 +229,67 @@ def test_torchrun_two_processes_equal_one_process(stage, tmp_path):
     moved = models.load("tiny", path=str(stage / "student"))
     assert any(not torch.equal(sa[k], v) for k, v in trainable_state(moved).items())
     assert_same_run(sa, sb)
+
+
+# --- w_sft "auto": the paper's rule, matching the DPO loss in scale -----------------------------
+
+def test_w_sft_rule_is_the_ratio_of_the_means():
+    # DPO terms 0.6, 0.2 (mean 0.4); SFT terms 1e-4, 3e-4 (mean 2e-4): w_sft = 0.4 / 2e-4 = 2000,
+    # so that w_sft * mean(SFT) = 0.4 = mean(DPO).
+    assert redpo.w_sft_rule([0.6, 0.2], [1e-4, 3e-4]) == pytest.approx(2000.0)
+    assert redpo.w_sft_rule([0.69], [0.0]) is None                    # the student is the teacher
+    with pytest.raises(ValueError):
+        redpo.w_sft_rule([0.6, 0.2], [1e-4])
+    assert redpo.parse_w_sft("auto") == "auto" and redpo.parse_w_sft("3e3") == 3000.0
+
+
+def test_auto_is_measured_on_the_first_batches_before_training_and_used(stage, tmp_path):
+    teacher = models.load("tiny")
+    initial = models.load("tiny", path=str(stage / "student"))
+    # Independently: the 2 steps of epoch 0 (4 pairs, batch 2), their t and eps, at the initial student.
+    pairs = redpo.read_pairs(str(stage / "pairs"))
+    order = redpo.epoch_order(len(pairs), 2, 0, 0)
+    terms = [redpo.batch_loss(initial, teacher, redpo.make_batch(pairs, order[i:i + 2], 0, 0, 1000, torch.device("cpu")),
+                              "redpo", 5000.0, 0.0)[1] for i in (0, 2)]
+    expected = (terms[0]["dpo"] + terms[1]["dpo"]) / (terms[0]["sft"] + terms[1]["sft"])
+    _, auto, summary = run_train(stage, tmp_path / "auto", w_sft="auto", max_steps=3)
+    assert summary["w_sft"] == pytest.approx(expected, rel=1e-5)
+    record = runtime.read_json(tmp_path / "auto" / "w_sft.json")
+    assert record["setting"] == "auto" and record["w_sft"] == summary["w_sft"] and record["rule"]["pairs"] == 4
+    rows = [json.loads(line) for line in open(tmp_path / "auto" / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3] and rows[0]["w_sft"] == summary["w_sft"]
+    _, fixed, _ = run_train(stage, tmp_path / "fixed", w_sft=summary["w_sft"], max_steps=3)
+    a, b = trainable_state(auto), trainable_state(fixed)
+    assert all(torch.equal(a[k], b[k]) for k in a)                   # the measured value is the one trained with
+
+
+def test_a_number_trains_as_given_and_logs_what_the_rule_would_choose(stage, tmp_path):
+    _, _, summary = run_train(stage, tmp_path / "n", w_sft=1e4, max_steps=1, log_w_sft_rule=True)
+    record = runtime.read_json(tmp_path / "n" / "w_sft.json")
+    assert summary["w_sft"] == 1e4 and record["w_sft"] == 1e4 and record["rule"]["w_sft"] > 0
+
+
+def test_a_resumed_stage_reuses_the_logged_w_sft(stage, tmp_path, monkeypatch):
+    _, straight, first = run_train(stage, tmp_path / "a", w_sft="auto", max_steps=4, ckpt_every=2)
+    run_train(stage, tmp_path / "b", w_sft="auto", max_steps=4, ckpt_every=2)
+    import shutil
+    shutil.rmtree(tmp_path / "b" / "checkpoint-000004")           # "crash" after step 2's checkpoint
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("a resumed stage measured w_sft again")
+    monkeypatch.setattr(redpo, "measure_w_sft", no_measuring)
+    _, resumed, summary = run_train(stage, tmp_path / "b", w_sft="auto", max_steps=4, ckpt_every=2)
+    assert summary["w_sft"] == first["w_sft"]
+    a, b = trainable_state(straight), trainable_state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [json.loads(line)["step"] for line in open(tmp_path / "b" / "metrics.jsonl")] == [0, 1, 2, 3, 4]
+    os.remove(tmp_path / "b" / "w_sft.json")                      # steps without their w_sft: refused
+    shutil.rmtree(tmp_path / "b" / "checkpoint-000004")
+    with pytest.raises(runtime.UserError, match="not the w_sft"):
+        run_train(stage, tmp_path / "b", w_sft="auto", max_steps=4, ckpt_every=2)
+
+
+def test_auto_is_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        redpo.parse_args(["--help"])
+    assert "auto" in capsys.readouterr().out

@@ -133,3 +133,42 @@ def test_toy_preset_reads_the_worlds_split():
     assert [p["prompt"] for p in prompt_files.read_prompts(preset["prompts"])] == held_out
     assert [p["prompt"] for p in prompt_files.read_prompts(preset["pool"])] == train
     assert vip_loop.DEFAULT_MODEL == "toy" and preset["reward"] == "shapes"
+
+
+def test_search_prompts_choose_blocks_and_targets_apart_from_the_eval_set(tmp_path):
+    """--search_prompts: the block search and the target properties on a set the pruned row (and every
+    verdict) is not computed on; the rule's w_sft logged for a number (the real presets' way)."""
+    search = tmp_path / "search.txt"
+    search.write_text("a cat sleeping on a sofa\na car driving at night\n")
+    run = tmp_path / "run"
+    finish(start(run, "--stages", "1", "--search_prompts", str(search)))
+    record = runtime.read_json(run / "stage_1" / "prune.json")
+    assert record["eval"]["prompts"] == ["a cat sleeping on a sofa", "a car driving at night"]
+    full_search = runtime.read_json(run / "full" / "eval_search.json")
+    assert [v["prompt"] for v in full_search["per_video"]] == record["eval"]["prompts"]
+    row = runtime.read_json(run / "stage_1" / "eval_pruned.json")
+    full = runtime.read_json(run / "full" / "eval.json")
+    assert [v["prompt"] for v in row["per_video"]] == [v["prompt"] for v in full["per_video"]]
+    assert not set(record["eval"]["prompts"]) & {v["prompt"] for v in row["per_video"]}
+    # The targets: the drops of the pruned model on the search set against M0 on the search set.
+    assert record["full_scores"]["total"] == pytest.approx(full_search["scores"]["total"]["mean"])
+    import prune
+    targets = prune.target_properties(prune.flat_means(record["pruned_scores"]), prune.flat_means(record["full_scores"]))
+    assert record["target_properties"] == [list(t) for t in targets]
+    done = runtime.read_json(run / "stage_1" / "DONE")
+    assert done["w_sft"]["w_sft"] == 1e4 and done["w_sft"]["rule"]["w_sft"] > 0
+
+
+def test_w_sft_auto_is_in_the_help_and_the_toy_preset():
+    assert vip_loop.PRESETS["toy"]["w_sft"] == "auto"
+    assert vip_loop.PRESETS["animatediff"]["w_sft"] == 1e4 and vip_loop.PRESETS["videocrafter2"]["w_sft"] == 1e6
+    r = subprocess.run([sys.executable, "vip_loop.py", "--help"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert "auto" in r.stdout and "--search_prompts" in r.stdout
+
+
+def test_toy_search_prompts_are_training_prompts_apart_from_the_eval_set():
+    from toy import shapes_world
+    import prompt_files
+    train, held_out = shapes_world.split_prompts()
+    search = [p["prompt"] for p in prompt_files.read_prompts(vip_loop.PRESETS["toy"]["search_prompts"])]
+    assert len(search) == 18 and set(search) <= set(train) and not set(search) & set(held_out)
