@@ -14,7 +14,7 @@ folder (removed at the end); both run with the interpreter running this script. 
 timed alternately, old first in odd pairs and new first in even ones, so that a change in the
 machine's load falls on both; the table shows medians, the ratio new / old, and CPU seconds (user +
 system, which another user's jobs change less than wall time). Other users' jobs are not ours to
-stop: it prints the load average before and after.
+stop: it prints the system load (1-minute) before and after.
 """
 import argparse
 import json
@@ -158,7 +158,7 @@ def main(argv=None):
     try:
         commit = subprocess.run(["git", "-C", old, "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()
-        print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; old = {commit}, new = {ROOT}", flush=True)
+        print(f"{os.cpu_count()} cores; system load {os.getloadavg()[0]:.2f}; old = {commit}, new = {ROOT}", flush=True)
         figures = {"cores": os.cpu_count(), "old": commit, "clips": args.clips}
         rows = []
         if args.pairs:
@@ -175,7 +175,7 @@ def main(argv=None):
             for side in ("old", "new"):
                 print(f"  {side}, its last time line: {runs[side][-1]['time_line']}")
             figures["run_pairs"] = runs
-        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        print(f"system load after: {os.getloadavg()[0]:.2f}")
         print(table(rows, commit))
         figures["medians"] = {label: m for label, m, _ in rows}
         if args.json:
