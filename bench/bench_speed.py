@@ -4,6 +4,7 @@ older commit of this code against this checkout, side by side in one invocation.
     python bench/bench_speed.py                             # 757418c vs this checkout: 5 pairs of clips/s, 3 of runs
     python bench/bench_speed.py --old HEAD~1 --run_pairs 0  # clips per second only (~5 min on 2 cores)
     python bench/bench_speed.py --json bench_speed.json     # the figures, also as JSON
+    python bench/bench_speed.py --beside --run_pairs 1      # the same beside a CPU-bound torch process
     python bench/bench_speed.py --profile 15                # where this tree's generation spends its time
 
 Clips per second: evaluate.evaluate_model of the toy teacher on --clips eval-set videos (the
@@ -21,6 +22,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -74,6 +76,11 @@ print(f"one generate call, 8 clips x 10 DDIM steps, 1 thread: {total / 1e6:.2f} 
 for e in ops[:int(sys.argv[2])]:
     print(f"  {e.key:50s} {100 * e.self_cpu_time_total / total:5.1f}%  {e.count:6d} calls")
 """
+
+
+# --beside: a CPU-bound torch process for the whole benchmark (big matmuls in a loop, torch's default
+# threads, OpenMP's default spinning wait), as tests/bench_threads.py's and bench_loop.py's (b).
+BUSY = "import torch\na = torch.randn(1024, 1024)\nwhile True:\n    a @ a\n"
 
 
 def children_cpu():
@@ -137,6 +144,8 @@ def parse_args(argv=None):
     p.add_argument("--run_pairs", "--run-pairs", type=int, default=3,
                    help="old/new pairs of the default run, `python vip_loop.py` (default: 3; 0: none)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file (default: none)")
+    p.add_argument("--beside", action="store_true",
+                   help="time everything beside a CPU-bound torch process (default: alone)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="only print the N ops of this tree's generation that take the most time, and exit (default: 0)")
     return p.parse_args(argv)
@@ -148,6 +157,7 @@ def main(argv=None):
         sys.exit(subprocess.run([sys.executable, "-c", PROFILE, ROOT, str(args.profile)], cwd=ROOT).returncode)
     if args.pairs < 0 or args.run_pairs < 0 or args.clips < 8:
         sys.exit("error: --pairs and --run_pairs must be at least 0, --clips at least 8")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))   # the cleanup below still runs
     scratch = tempfile.mkdtemp(prefix="bench_speed_")
     old = os.path.join(scratch, "old")
     r = subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", old, args.old], capture_output=True, text=True)
@@ -155,11 +165,16 @@ def main(argv=None):
         shutil.rmtree(scratch)
         sys.exit(f"error: cannot check out --old {args.old}: {r.stderr.strip()}")
     trees = {"old": old, "new": ROOT}
+    busy = None
+    if args.beside:
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+        busy = subprocess.Popen([sys.executable, "-c", BUSY], env=env)
     try:
         commit = subprocess.run(["git", "-C", old, "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()
-        print(f"{os.cpu_count()} cores; system load {os.getloadavg()[0]:.2f}; old = {commit}, new = {ROOT}", flush=True)
-        figures = {"cores": os.cpu_count(), "old": commit, "clips": args.clips}
+        print(f"{os.cpu_count()} cores; system load {os.getloadavg()[0]:.2f}; old = {commit}, new = {ROOT}"
+              + ("; beside a CPU-bound torch process" if busy else ""), flush=True)
+        figures = {"cores": os.cpu_count(), "old": commit, "clips": args.clips, "beside": bool(busy)}
         rows = []
         if args.pairs:
             print(f"clips per second ({args.clips} toy clips, 10 DDIM steps, 8 a call):", flush=True)
@@ -182,6 +197,9 @@ def main(argv=None):
             with open(args.json, "w") as f:
                 json.dump(figures, f, indent=2)
     finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
         subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", old], capture_output=True)
         shutil.rmtree(scratch, ignore_errors=True)
 
