@@ -20,6 +20,7 @@ import types
 import pytest
 import torch
 
+import checkpoint
 import models
 import redpo
 import runtime
@@ -222,7 +223,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(finished, tmp_path, c
 
     teacher = models.load("tiny")
     straight = train(tmp_path)                                    # 2 steps, checkpoints 1 and 2
-    assert [os.path.basename(c) for c in redpo.checkpoints(tmp_path)] == ["checkpoint-000001", "checkpoint-000002"]
+    assert [os.path.basename(c) for c in checkpoint.checkpoints(tmp_path)] == ["checkpoint-000001", "checkpoint-000002"]
     cut_short(tmp_path / "checkpoint-000002" / "optimizer.pt")
     open(tmp_path / "metrics.jsonl", "a").write('{"step": 3, "lo')  # and a log cut short
     capsys.readouterr()

@@ -226,7 +226,7 @@ def main(argv=None):
     p.add_argument("--runs", default=os.path.join("runs", "shapes"), help="run directories (default: runs/shapes)")
     p.add_argument("--docs", default=os.path.join(ROOT, "docs", "shapes"),
                    help="where the shipped files, report.md and the figure go (default: docs/shapes)")
-    p.add_argument("--list", action="store_true", help="print the queue and what is done, run nothing")
+    p.add_argument("--list", action="store_true", help="print the queue and what is done, run nothing (default: off)")
     p.add_argument("--report_only", action="store_true",
                    help="only write the reports from the shipped runs (default: off, run what is missing first)")
     args = p.parse_args(argv)
