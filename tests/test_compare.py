@@ -8,6 +8,7 @@ import pytest
 from scipy import stats as sps
 
 import runtime
+import stats
 from toy import compare, precision, w_sft_sweep
 
 
@@ -61,7 +62,7 @@ def test_the_crossed_interval_on_a_hand_computed_table():
     # Cells y = [[1, 2], [3, 6]] (2 prompts x 2 seeds): MS_P = 9, MS_S = 4, MS_E = 1;
     # Var(mean) = (9 + 4 - 1) / 4 = 3; df = 12^2 / (9^2 + 4^2 + 1^2) = 144 / 98.
     by_seed = [{("p", 0): 1.0, ("q", 0): 3.0}, {("p", 0): 2.0, ("q", 0): 6.0}]
-    got = w_sft_sweep.inline_interval(by_seed)
+    got = stats.interval(by_seed)
     df = 144 / 98
     assert got["mean"] == 3.0 and got["df"] == pytest.approx(df)
     assert got["ci95"] == pytest.approx(sps.t.ppf(0.975, df) * math.sqrt(3.0))

@@ -5,13 +5,12 @@ from; and the same at 2x and 4x the training steps (the budget check).
 For each setting, over the training seeds, the paired change trained - pruned on the 18 held-out
 prompts x 4 eval seeds: on the stage's target property (the dimension whose drop was largest on
 the search prompts), on each other dimension, and on the Average. Intervals treat prompts and
-training seeds as random (crossed; `crossed_interval`).
+training seeds as random (stats.interval, the report's analysis).
 
     python toy/w_sft_sweep.py                      # docs/shapes/sweep/w_sft.png and w_sft.md
     python toy/w_sft_sweep.py --runs docs/shapes/sweep/runs --out docs/shapes/sweep
 """
 import argparse
-import math
 import os
 import sys
 
@@ -27,33 +26,6 @@ KEYS = DIMENSIONS + ("total",)
 NAMES = {"visual_quality": "visual quality", "temporal_consistency": "temporal consistency",
          "dynamic_degree": "dynamic degree", "text_alignment": "text alignment", "total": "Average"}
 X_DPO, X_SFT = 10.0, 1e7   # where w_sft = 0 and SFT alone (w_sft -> infinity) sit on the log axis
-
-
-def inline_interval(by_seed, level=0.95):
-    """Mean and 95% half width of a paired difference, prompts and training seeds crossed random
-    effects: cell means y (P prompts x S seeds, over eval seeds), Var(mean) = (MS_P + MS_S - MS_E) / PS
-    (a component estimated below 0 left out), Satterthwaite's df."""
-    from scipy import stats as sps
-    prompts = sorted(set.intersection(*(set(p for p, _ in d) for d in by_seed)))
-    y = np.array([[np.mean([x for (p, _), x in d.items() if p == q]) for d in by_seed] for q in prompts])
-    P, S = y.shape
-    g, rows, cols = y.mean(), y.mean(1, keepdims=True), y.mean(0, keepdims=True)
-    ms_p = S * ((rows - g) ** 2).sum() / (P - 1)
-    ms_s = P * ((cols - g) ** 2).sum() / (S - 1) if S > 1 else 0.0
-    ms_e = ((y - rows - cols + g) ** 2).sum() / ((P - 1) * (S - 1)) if S > 1 else 0.0
-    terms = [(max(ms_p, ms_e), P - 1)] + ([(max(ms_s, ms_e), S - 1), (-ms_e, (P - 1) * (S - 1))] if S > 1 else [])
-    total = sum(t for t, _ in terms)
-    df = total ** 2 / sum(t ** 2 / d for t, d in terms) if total > 0 else math.inf
-    return {"mean": float(g), "ci95": float(sps.t.ppf((1 + level) / 2, df) * math.sqrt(total / (P * S))),
-            "df": float(df), "n_prompts": P, "n_seeds": S}
-
-
-def crossed_interval(by_seed):
-    """The interval of a paired difference over prompts and training seeds: stats.interval where
-    stats.py has it (the report's analysis), else the same analysis inline."""
-    if hasattr(stats, "interval"):
-        return stats.interval(by_seed)
-    return inline_interval(by_seed)
 
 
 def per_video(eval_json, key):
@@ -97,7 +69,7 @@ def summarise(runs):
         row = {"x": x_position(setting, runs), "seeds": sorted(r["seed"] for r in mine),
                "w_sft": [r["w_sft"] for r in mine], "target": "/".join(sorted(targets))}
         for k in KEYS:
-            row[k] = crossed_interval([r["diff"][k] for r in mine])
+            row[k] = stats.interval([r["diff"][k] for r in mine])
         rows[setting] = row
     return dict(sorted(rows.items(), key=lambda kv: (kv[1]["x"], kv[0])))
 
