@@ -117,13 +117,16 @@ TRAINING = {
     # the adapter's 21 motion modules are 11 of 36.1M, 5 of 9.0M and 5 of 2.3M parameters, and
     # 4, 4, 2 modules (4 large; 2 large + 2 medium; 2 large) reach those numbers, while Sec. 4.1's
     # "4 per stage" cannot (no 12 modules leave 0.147B). tests/test_schedule.py checks both.
-    "animatediff": dict(stages=3, blocks=[4, 4, 2], beta=5000.0, w_sft=1e4, lr=6e-6, batch=2,
-                        epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
+    # The paper's batch of 2 pairs per step as 1 pair x 2 micro-steps, with gradient checkpointing: one
+    # step of 2 pairs at 16 x 512 x 512 needs 81 GiB even checkpointed, 1 pair fits 80 GB (docs/memory).
+    "animatediff": dict(stages=3, blocks=[4, 4, 2], beta=5000.0, w_sft=1e4, lr=6e-6, batch=1, grad_accum=2,
+                        gradient_checkpointing=True, epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
     # VideoCrafter2's prunable blocks are single residual layers (models/videocrafter2.py), finer than the
     # paper's U-Net blocks: 7 of them per stage remove about the paper's 0.239B, then 0.272B (4 reach <= 0.144B).
-    "videocrafter2": dict(stages=2, blocks=7, beta=5000.0, w_sft=1e6, lr=6e-6, batch=2,
-                          epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
-    "tiny": dict(stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=2,
+    # Gradient checkpointing on: one step at 16 x 320 x 512 needs it to fit 80 GB (docs/memory).
+    "videocrafter2": dict(stages=2, blocks=7, beta=5000.0, w_sft=1e6, lr=6e-6, batch=2, grad_accum=1,
+                          gradient_checkpointing=True, epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
+    "tiny": dict(stages=2, blocks=2, beta=5000.0, w_sft=1e4, lr=1e-4, batch=2, grad_accum=1,
                  epochs=1, tau=0.0, eval_prompts=2, pool_prompts=8, seeds=1),
 }
 TRAINING["tiny-videocrafter2"] = dict(TRAINING["tiny"], w_sft=1e6)
@@ -131,7 +134,7 @@ TRAINING["tiny-videocrafter2"] = dict(TRAINING["tiny"], w_sft=1e6)
 # paper's other whole-denoiser model, VideoCrafter2, lost 16.9% then 36.2% over two stages (Table 1:
 # 1.413 -> 1.174 -> 0.902B); 5 then 6 blocks give Wan -16.4% then -36.0% (1.419 -> 1.187 -> 0.908B).
 # w_sft: the paper gives none for Wan, so its rule sets it ("auto": scale matching, redpo.settle_w_sft).
-# Gradient checkpointing on: one step at 81 x 480 x 832 needs it to fit 80 GB (docs/wan/README.md).
+# Gradient checkpointing on: one step at 81 x 480 x 832 needs it to fit 80 GB (docs/memory).
 TRAINING["wan"] = dict(TRAINING["videocrafter2"], blocks=[5, 6], w_sft="auto", gradient_checkpointing=True)
 TRAINING["tiny-wan"] = dict(TRAINING["tiny"], w_sft=1e6, gradient_checkpointing=True)
 # The toy world (toy/shapes_world.py): all 18 held-out prompts for pruning and evaluation, all 72
@@ -141,7 +144,7 @@ TRAINING["tiny-wan"] = dict(TRAINING["tiny"], w_sft=1e6, gradient_checkpointing=
 # two of the modules the block search takes first cost the toy teacher nothing, so a schedule of 4
 # modules would leave a stage cutting only a dead module (pilots on the training prompts,
 # docs/shapes/README.md).
-TRAINING["toy"] = dict(stages=3, blocks=[2, 2, 1], beta=5000.0, w_sft="auto", lr=1e-4, batch=4,
+TRAINING["toy"] = dict(stages=3, blocks=[2, 2, 1], beta=5000.0, w_sft="auto", lr=1e-4, batch=4, grad_accum=1,
                        epochs=2, tau=0.0, eval_prompts=None, pool_prompts=None, seeds=1)
 # The eval set is eval_prompts x eval_seeds videos (prompt i, seed index j: seed 1000 j + i), the
 # same for every run of a model whatever its --seed (the training seed), so that rows and runs

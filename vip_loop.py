@@ -328,10 +328,11 @@ def parse_args(argv=None):
                    f"train/w_sft.json and metrics.jsonl) ({preset_default('w_sft')})")
     p.add_argument("--lr", type=float, default=None, help=f"AdamW learning rate ({preset_default('lr')})")
     p.add_argument("--batch", type=int, default=None,
-                   help=f"pairs per process per step ({preset_default('batch')})")
+                   help=f"pairs per process per micro-step ({preset_default('batch')})")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"passes over each stage's pairs ({preset_default('epochs')})")
-    p.add_argument("--grad_accum", type=int, default=1, help="micro-steps per optimizer step (default: 1)")
+    p.add_argument("--grad_accum", type=int, default=None,
+                   help=f"micro-steps per optimizer step, each of --batch pairs ({preset_default('grad_accum')})")
     p.add_argument("--gradient_checkpointing", action="store_true",
                    help="trade compute for memory in training (default: on for "
                         + ", ".join(n for n, p in PRESETS.items() if p.get("gradient_checkpointing")) + ", off for the others)")
@@ -372,7 +373,7 @@ def resolve(args, world):
     cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world
     cfg["gradient_checkpointing"] = args.gradient_checkpointing or PRESETS[args.model].get("gradient_checkpointing", False)
     cfg["out"] = args.out or os.path.join("runs", f"{args.model}-{args.method}" + ("-oneshot" if args.oneshot else ""))
-    for key in ("stages", "batch", "epochs", "seeds", "eval_seeds", "gen_batch") + (
+    for key in ("stages", "batch", "grad_accum", "epochs", "seeds", "eval_seeds", "gen_batch") + (
             ("search_seeds",) if cfg["search_seeds"] is not None else ()):
         if cfg[key] < 1:
             raise UserError(f"--{key} must be at least 1 (got {cfg[key]})")

@@ -1,37 +1,41 @@
 """GPU memory of one ReDPO step (paper Sec. 3.4.1) per model preset, measured on a CPU and extrapolated.
 
 What one step holds on the GPU (redpo.train with the preset's batch of pairs per process, bf16 autocast):
-the student and the teacher denoisers (float32 weights, as vip_loop.py loads them), both models' VAEs
-(they sit on the GPU for generation), the student's gradients and AdamW's two moments (foreach, CUDA's
-default, whose temporaries are counted), and the step's activations and temporaries. The text encoder is
-not on the GPU: its outputs are cached per prompt before training (redpo.encode_prompts), and for Wan it
-lives on the CPU.
+the student's and the teacher's denoiser and VAE (float32, as vip_loop.py loads them), for the U-Nets
+also both CLIP text encoders (Wan's UMT5 stays on the CPU; every text encoder's outputs are cached per
+prompt before training, redpo.encode_prompts), the student's gradients, AdamW's two moments and its
+foreach temporaries, and the step's activations and temporaries.
 
-How. Weights are counted exactly from the real configs on the meta device. Everything the step itself
-allocates (activations saved for backward, temporaries, autocast's bf16 weight copies, gradients,
-optimizer state) is measured: one step is run twice on the CPU under a TorchDispatchMode that adds up
-the bytes of every tensor storage created inside it while it is alive (LiveBytes), keeping the peak of
-each phase: the loss and its backward (which grows with tokens), and AdamW's update (which does not).
-Each phase is extrapolated on its own; the step's peak is the larger of the two.
-The CPU runs the same ops at the same dtypes (CPU autocast to bf16; CPU attention is a flash kernel that
-keeps O(tokens) like CUDA's), so these bytes are what the GPU allocates, less the CUDA context (~0.5 GB)
-and the caching allocator's slack (typically 5-15%), which the table leaves out.
-  - Wan: real-size blocks (width 1536, FFN 8960, 4096-d text), L = 1 and 2 blocks, at N = 64 and 128
-    tokens per video. The loss phase is fitted exactly as M(L, N) = a + b N + L (c N + d) (d: a block's
-    gradients, moments, bf16 copies and its text keys/values; c N: what a block keeps per token) and
-    extrapolated to L = 30 blocks and N = 21 x 30 x 52 = 32,760 tokens (81 x 480 x 832); a fifth run
-    (L = 2, N = 256) checks the fit. The optimizer phase is linear in L.
-  - AnimateDiff, VideoCrafter2: the whole real-size UNet, at 2 and 4 latent frames of 16 x 16; a U-Net's
-    activations are linear in frames (a + b F, every layer's size scales with F) and in pixels at fixed
-    frames (checked with a third run); extrapolated to 16 frames of 64 x 64 (AnimateDiff) and 40 x 64
-    (VideoCrafter2). These runs take minutes on one CPU core.
+How. Weights are counted exactly from the real configs on the meta device. What the step allocates is
+measured on the whole real-size denoiser (every block, real widths; random weights) running the real
+`redpo.batch_loss` and backward under a TorchDispatchMode (LiveBytes) that adds up the bytes of every
+tensor storage created inside it while it is alive, and writes that sum down after every op: a trace of
+the step's live bytes. The CPU runs the same ops at the same dtypes (CPU autocast to bf16; CPU attention
+is a flash kernel that keeps O(tokens), as CUDA's), so these are the bytes the GPU allocates, less the
+CUDA context (~0.5 GB) and the caching allocator's slack (typically 5-15%), which the table leaves out.
+  - Sizes. The step runs at two small latent sizes; every other size runs the same ops in the same order
+    and every tensor is a + b x in x = frames x height x width of the latent (tokens for Wan: the
+    activations, the checkpointed block inputs; attention is O(x); the gradients and autocast's bf16
+    weight copies are a). So the trace is extrapolated op by op, linearly in x, to the preset's size,
+    and its maximum is the loss phase's peak, wherever in the step it falls (the end of the forward, the
+    start of the backward with every checkpointed input alive, or its end with every gradient). A third
+    size checks the prediction.
+  - RAM. The teacher shares the student's weights (it runs under no_grad, so it adds only its transient
+    activations; the bf16 casts of its weights, per op on the GPU, are the student's cached ones here:
+    at most one weight's copy, < 30 MB, less). AdamW's moments are 8 bytes per trained parameter and
+    alive through the second step's loss phase: added, not run, where they would not fit in RAM (Wan,
+    VideoCrafter2: the whole denoiser is trained). The AdamW phase holds the gradients, both moments and
+    one foreach temporary (the sqrt of the second moment): 16 bytes per trained parameter; AnimateDiff's
+    runs the real optimizer step and checks that count.
 
-    OMP_NUM_THREADS=1 python bench/memory_estimate.py --model wan            # ~2 min on one core
-    OMP_NUM_THREADS=1 python bench/memory_estimate.py --model all --out docs/wan/memory.json
+    OMP_NUM_THREADS=1 python bench/memory_estimate.py --model wan --checkpointing on
+    OMP_NUM_THREADS=1 python bench/memory_estimate.py --model all --checkpointing on --out docs/memory/memory.json
 """
 import argparse
+import contextlib
 import os
 import sys
+import time
 import types
 import weakref
 
@@ -43,18 +47,17 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils._pytree import tree_flatten  # noqa: E402
 
 GIB = 2 ** 30
-WAN_TOKENS = 21 * 30 * 52        # (81 - 1) / 4 + 1 latent frames, 480 / 16 x 832 / 16 patches
+MIB = 2 ** 20
 
 
 class LiveBytes(TorchDispatchMode):
-    """Bytes of the tensor storages created inside the mode and still alive (`now`), and the most at
-    once during each phase (`peaks[phase]`, the phase named by setting `phase`). Storages made before
-    entering it (weights, inputs) are not counted."""
+    """Bytes of the tensor storages created inside the mode and still alive (`now`), written down after
+    every op (`trace`). Storages made before entering it (weights, inputs) are not counted."""
 
     def __init__(self):
         super().__init__()
         self.seen = weakref.WeakSet()
-        self.now, self.phase, self.peaks = 0, None, {}
+        self.now, self.trace = 0, []
 
     def _free(self, nbytes):
         self.now -= nbytes
@@ -68,7 +71,7 @@ class LiveBytes(TorchDispatchMode):
                     self.seen.add(st)
                     self.now += st.nbytes()
                     weakref.finalize(st, self._free, st.nbytes())
-        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), self.now)
+        self.trace.append(self.now)
         return out
 
 
@@ -83,9 +86,10 @@ def stub(model_class, unet_attr, unet, scheduler, *extra):
     return model_class(*extra[:1], pipe, {"path": None, "adapter": None}, *extra[1:])
 
 
-def step_bytes(student, teacher, batch, checkpointing, steps=2):
-    """Peak bytes allocated by `steps` ReDPO steps, per phase: "loss" (redpo.batch_loss and backward:
-    activations, gradients, and from the second step AdamW's moments) and "optimizer" (AdamW foreach)."""
+def step_trace(student, teacher, batch, checkpointing, run_optimizer):
+    """One ReDPO step as redpo.train runs it (redpo.batch_loss under bf16 autocast, backward, AdamW
+    foreach) under LiveBytes. Returns {"trace": live bytes after each op of the loss and backward,
+    "backward_at": the op where the backward starts, "optimizer": the AdamW step's peak or None}."""
     import redpo
     params = student.trainable_parameters()
     for p in params:
@@ -93,120 +97,169 @@ def step_bytes(student, teacher, batch, checkpointing, steps=2):
     if checkpointing:
         student.unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(params, lr=6e-6, foreach=True)
+    marks = {}
+    pred = teacher.noise_pred
+
+    def teacher_pred(*args, **kwargs):   # writes down where the teacher's forward starts
+        marks["teacher_at"] = len(live.trace)
+        return pred(*args, **kwargs)
+    teacher.noise_pred = teacher_pred
     with LiveBytes() as live:
-        for _ in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            live.phase = "loss"
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss, _ = redpo.batch_loss(student, teacher, batch, "redpo", 5000.0, 1e4)
-            loss.backward()
-            live.phase = "optimizer"
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, _ = redpo.batch_loss(student, teacher, batch, "redpo", 5000.0, 1e4)
+        backward_at = len(live.trace)
+        loss.backward()
+        trace = list(live.trace)
+        del loss
+        if run_optimizer:
             optimizer.step()
-    return live.peaks
+    del teacher.noise_pred
+    if checkpointing:
+        student.unet.disable_gradient_checkpointing()
+    return {"trace": trace, "teacher_at": marks["teacher_at"], "backward_at": backward_at,
+            "optimizer": max(live.trace[len(trace):]) if run_optimizer else None}
 
 
-def make_batch(pairs, latent, text_len, text_dim, timesteps):
+def make_batch(pairs, latent, t, text_len, text_dim, text_dtype):
     g = torch.Generator().manual_seed(0)
     return {"x_w": torch.randn(pairs, *latent, generator=g), "x_l": torch.randn(pairs, *latent, generator=g),
-            "eps": torch.randn(pairs, *latent, generator=g), "t": torch.tensor(timesteps[:pairs]),
-            "prompts": ["a"] * pairs, "embeds": torch.randn(pairs, text_len, text_dim, generator=g)}
+            "eps": torch.randn(pairs, *latent, generator=g), "t": torch.tensor(t[:pairs]),
+            "prompts": ["a"] * pairs, "embeds": torch.randn(pairs, text_len, text_dim, generator=g).to(text_dtype)}
+
+
+def extrapolate(trace_a, trace_b, x_a, x_b, x):
+    """Each op's live bytes, linear in the latent size x through (x_a, trace_a) and (x_b, trace_b)."""
+    if len(trace_a) != len(trace_b):
+        raise RuntimeError(f"the two sizes ran different ops ({len(trace_a)} and {len(trace_b)}); "
+                           "choose sizes without a dimension of 1 at any level")
+    return [a + (b - a) * (x - x_a) / (x_b - x_a) for a, b in zip(trace_a, trace_b)]
+
+
+def where(trace, teacher_at, backward_at):
+    """The peak's place in the step, in words."""
+    i = max(range(len(trace)), key=trace.__getitem__)
+    part, start, end = (("the student's forward", 0, teacher_at) if i < teacher_at else
+                        ("the teacher's forward", teacher_at, backward_at) if i < backward_at else
+                        ("the backward", backward_at, len(trace)))
+    return f"{part}, {100 * (i - start) / (end - start):.0f}% through it"
+
+
+def part_peaks(trace, teacher_at, backward_at):
+    """The most live bytes in each part of the step."""
+    return {"student_forward": max(trace[:teacher_at]), "teacher_forward": max(trace[teacher_at:backward_at]),
+            "backward": max(trace[backward_at:])}
 
 
 # ---------------------------------------------------------------------------------------------
-# Per model: the denoiser at a reduced size, the real static memory
+# Per model: the real-size denoiser, the sizes it runs at, the weights on the GPU
 # ---------------------------------------------------------------------------------------------
+# latent: (C, F, H, W) per video, F x H x W the extrapolated size x. Sizes: two for the fit and a
+# check, none with a side of 1 at any level (8 x 8 patches or U-Net levels of 2 x 2 at the least),
+# small enough that two real-size runs fit in 24 GiB of RAM. full: the preset's latent (models.DEFAULTS:
+# 16 frames of 512 x 512 for AnimateDiff, 16 of 320 x 512 for VideoCrafter2, 81 of 480 x 832 for Wan).
+# adamw: run the real optimizer step (its moments fit in RAM only for AnimateDiff's 453M trained
+# parameters).
+MODELS = {
+    "wan": dict(latent=16, t=[700.0, 300.0], text=(512, 4096, torch.bfloat16), sizes=[(2, 8, 16), (2, 16, 16), (2, 16, 32)],
+                full=(21, 60, 104), adamw=False),
+    "animatediff": dict(latent=4, t=[700, 300], text=(77, 768, torch.float32), sizes=[(2, 16, 16), (4, 16, 16), (2, 24, 24)],
+                        full=(16, 64, 64), adamw=True),
+    "videocrafter2": dict(latent=4, t=[700, 300], text=(77, 1024, torch.float32), sizes=[(2, 16, 16), (4, 16, 16), (2, 24, 24)],
+                          full=(16, 40, 64), adamw=False),
+}
 
-def wan_models(layers):
-    from diffusers import UniPCMultistepScheduler
-    from models import wan
-    config = dict(wan.WAN_TRANSFORMER_CONFIG, num_layers=layers)
-    make = lambda: stub(wan.Wan, "transformer", wan.build_wan_transformer(config),
-                        UniPCMultistepScheduler(**wan.WAN_SCHEDULER), "wan", {})
+
+def build(name, meta=False):
+    """The real-size student, and a teacher around the same denoiser (weights shared, see the docstring);
+    `meta`: the denoiser on the meta device (for counting)."""
+    from diffusers import DDIMScheduler, UniPCMultistepScheduler
+    import models
+    from models import animatediff, videocrafter2, wan
+    builder = {"wan": wan.build_wan_transformer, "animatediff": animatediff.build_animatediff_unet,
+               "videocrafter2": videocrafter2.build_videocrafter2_unet}[name]
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        unet = builder()
+    if name == "wan":
+        make = lambda: stub(wan.Wan, "transformer", unet, UniPCMultistepScheduler(**wan.WAN_SCHEDULER), "wan", {})
+    elif name == "animatediff":
+        make = lambda: stub(models.VideoModel, "unet", unet, DDIMScheduler(**animatediff.ANIMATEDIFF_SCHEDULER),
+                            "animatediff", [], animatediff.is_motion_param, {})
+    else:
+        make = lambda: stub(videocrafter2.VideoCrafter2, "unet", unet,
+                            DDIMScheduler(**videocrafter2.VIDEOCRAFTER2_SCHEDULER), "videocrafter2", [],
+                            models.DEFAULTS["videocrafter2"])
     return make(), make()
 
 
-def measure_wan(pairs, checkpointing):
-    """Fit M(L, N) = a + b N + L (c N + d) on real-size blocks; returns (fit, check, prediction at full size)."""
-    from models import wan
-    runs, opt = {}, {}
-    for layers, frames, width in ((1, 1, 16), (1, 2, 16), (2, 1, 16), (2, 2, 16), (2, 2, 32)):
-        torch.manual_seed(0)
-        student, teacher = wan_models(layers)
-        tokens = frames * 8 * width // 2
-        batch = make_batch(pairs, (16, frames, 16, width), wan.WAN_TEXT_LEN, 4096, [700.0, 300.0])
-        batch["embeds"] = batch["embeds"].bfloat16()     # UMT5's output dtype, as redpo caches it
-        peaks = step_bytes(student, teacher, batch, checkpointing)
-        runs[(layers, tokens)], opt[layers] = peaks["loss"], peaks["optimizer"]
-        print(f"  wan L={layers} N={tokens}: loss {peaks['loss'] / 2**20:.1f} MiB, "
-              f"optimizer {peaks['optimizer'] / 2**20:.1f} MiB", flush=True)
-    n1, n2 = 64, 128
-    b_plus_c = (runs[(1, n2)] - runs[(1, n1)]) / (n2 - n1)
-    b_plus_2c = (runs[(2, n2)] - runs[(2, n1)]) / (n2 - n1)
-    c, b = b_plus_2c - b_plus_c, 2 * b_plus_c - b_plus_2c
-    d = runs[(2, n1)] - runs[(1, n1)] - c * n1
-    a = runs[(1, n1)] - b * n1 - (c * n1 + d)
-    fit = lambda L, N: a + b * N + L * (c * N + d)
-    optimizer = opt[1] + 29 * (opt[2] - opt[1])                     # no token dependence: per block, linear in L
-    return {"check": (runs[(2, 256)], fit(2, 256)), "loss": fit(30, WAN_TOKENS), "optimizer": optimizer}
+# The text encoders on the GPU in training, from the hub configs: SD 1.5's text_encoder/config.json
+# (CLIP ViT-L/14) for AnimateDiff, SD 2.1's (OpenCLIP ViT-H/14, 23 layers as exported) for VideoCrafter2.
+CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+              max_position_embeddings=77, vocab_size=49408, hidden_act="quick_gelu")
+OPENCLIP_H = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
+                  max_position_embeddings=77, vocab_size=49408, hidden_act="gelu")
+SD_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+              up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2)   # SD 1.5's and SD 2.1's vae/
 
 
-def unet_models(name):
-    from diffusers import DDIMScheduler
-    import models
-    from models import animatediff, videocrafter2
-    if name == "animatediff":
-        make = lambda: stub(models.VideoModel, "unet", animatediff.build_animatediff_unet(),
-                            DDIMScheduler(**animatediff.ANIMATEDIFF_SCHEDULER), "animatediff",
-                            [], animatediff.is_motion_param, {})
-        return make, (4, 16, 64, 64), 768
-    make = lambda: stub(videocrafter2.VideoCrafter2, "unet", videocrafter2.build_videocrafter2_unet(),
-                        DDIMScheduler(**videocrafter2.VIDEOCRAFTER2_SCHEDULER), "videocrafter2", [],
-                        models.DEFAULTS["videocrafter2"])
-    return make, (4, 16, 40, 64), 1024
-
-
-def measure_unet(name, pairs, checkpointing):
-    """Activations linear in frames at 16 x 16 (2 and 4 frames), then scaled by pixels (checked at 24 x 24)."""
-    make, full, text_dim = unet_models(name)
-    runs, opt = {}, 0
-    for frames, side in ((2, 16), (4, 16), (2, 24)):
-        torch.manual_seed(0)
-        student, teacher = make(), make()
-        peaks = step_bytes(student, teacher, make_batch(pairs, (4, frames, side, side), 77, text_dim, [700, 300]),
-                           checkpointing)
-        runs[(frames, side)], opt = peaks["loss"], max(opt, peaks["optimizer"])
-        print(f"  {name} F={frames} {side}x{side}: loss {peaks['loss'] / 2**20:.1f} MiB, "
-              f"optimizer {peaks['optimizer'] / 2**20:.1f} MiB", flush=True)
-    per_frame = (runs[(4, 16)] - runs[(2, 16)]) / 2                 # activation bytes per frame at 16 x 16
-    fixed = runs[(2, 16)] - 2 * per_frame                           # gradients, moments, bf16 weight copies
-    scaled = lambda frames, pixels: fixed + per_frame * frames * pixels / 256
-    return {"check": (runs[(2, 24)], scaled(2, 24 * 24)), "loss": scaled(full[1], full[2] * full[3]),
-            "optimizer": opt}
-
-
-def static_bytes(name):
-    """Float32 weights on the GPU: the student's and the teacher's denoiser and both models' VAEs."""
+def parameter_counts(name):
+    """Parameters of the denoiser, of its trained part, of the VAE and of the text encoder on the GPU
+    (0 for Wan's, which stays on the CPU), counted on the meta device."""
     from diffusers import AutoencoderKL, AutoencoderKLWan
+    from transformers import CLIPTextConfig, CLIPTextModel
+    student, _ = build(name, meta=True)
+    denoiser, trained = count(student.unet), sum(p.numel() for p in student.trainable_parameters())
     with torch.device("meta"):
         if name == "wan":
-            from models import wan
-            denoiser, vae = count(wan.build_wan_transformer()), count(AutoencoderKLWan())
-        else:
-            make, _, _ = unet_models(name)
-            denoiser = count(make().unet)
-            vae = count(AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                                      up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2))
-    return {"denoiser_params": denoiser, "vae_params": vae, "weights": 4 * (2 * denoiser + 2 * vae)}
+            return dict(denoiser=denoiser, trained=trained, vae=count(AutoencoderKLWan()), text_encoder=0)
+        text = CLIP_L if name == "animatediff" else OPENCLIP_H
+        return dict(denoiser=denoiser, trained=trained, vae=count(AutoencoderKL(**SD_VAE)),
+                    text_encoder=count(CLIPTextModel(CLIPTextConfig(**text))))
+
+
+def measure(name, pairs, checkpointing):
+    """Traces at MODELS[name]'s three sizes; the loss phase's peak at the full size, and the check."""
+    spec, runs = MODELS[name], []
+    torch.manual_seed(0)
+    student, teacher = build(name)
+    for frames, height, width in spec["sizes"]:
+        start = time.time()
+        batch = make_batch(pairs, (spec["latent"], frames, height, width), spec["t"] * pairs, *spec["text"])
+        run = step_trace(student, teacher, batch, checkpointing, spec["adamw"] and not runs)
+        student.unet.zero_grad(set_to_none=True)
+        runs.append(dict(run, x=frames * height * width))
+        print(f"  {name} {frames} x {height} x {width}: loss and backward peak {max(run['trace']) / MIB:.0f} MiB "
+              f"({where(run['trace'], run['teacher_at'], run['backward_at'])}), {len(run['trace'])} ops, {time.time() - start:.0f} s",
+              flush=True)
+    (a, b, check), full = runs, spec["full"][0] * spec["full"][1] * spec["full"][2]
+    predicted = extrapolate(a["trace"], b["trace"], a["x"], b["x"], full)
+    return {"loss": max(predicted), "peak_at": where(predicted, a["teacher_at"], a["backward_at"]),
+            "parts_gib": {k: v / GIB for k, v in part_peaks(predicted, a["teacher_at"], a["backward_at"]).items()},
+            "adamw_measured": a["optimizer"], "check_measured": max(check["trace"]),
+            "check_predicted": max(extrapolate(a["trace"], b["trace"], a["x"], b["x"], check["x"])),
+            "sizes": [list(s) for s in spec["sizes"]], "full": list(spec["full"])}
 
 
 def estimate(name, pairs, checkpointing):
-    measured = measure_wan(pairs, checkpointing) if name == "wan" else measure_unet(name, pairs, checkpointing)
-    static = static_bytes(name)
-    step = max(measured["loss"], measured["optimizer"])
-    return dict(model=name, pairs_per_gpu=pairs, gradient_checkpointing=checkpointing, **static,
-                weights_gib=static["weights"] / GIB, loss_phase_gib=measured["loss"] / GIB,
-                optimizer_phase_gib=measured["optimizer"] / GIB, total_gib=(static["weights"] + step) / GIB,
-                check_measured_mib=measured["check"][0] / 2**20, check_predicted_mib=measured["check"][1] / 2**20)
+    """One row: weights on the GPU, the loss phase (measured peak + AdamW's moments), the AdamW phase."""
+    n = parameter_counts(name)
+    weights = 4 * 2 * (n["denoiser"] + n["vae"] + n["text_encoder"])     # float32, student and teacher
+    m = measure(name, pairs, checkpointing)
+    loss = m.pop("loss") + 8 * n["trained"]                                # + AdamW's exp_avg, exp_avg_sq
+    adamw = 16 * n["trained"]                                              # grads, 2 moments, sqrt(exp_avg_sq)
+    return dict(model=name, pairs_per_gpu=pairs, gradient_checkpointing=checkpointing, params=n,
+                weights_gib=weights / GIB, loss_phase_gib=loss / GIB, adamw_phase_gib=adamw / GIB,
+                adamw_measured_gib=m["adamw_measured"] / GIB if m["adamw_measured"] else None,
+                peak_gib=(weights + max(loss, adamw)) / GIB, loss_peak_at=m.pop("peak_at"),
+                check_measured_mib=m.pop("check_measured") / MIB, check_predicted_mib=m.pop("check_predicted") / MIB,
+                **m)
+
+
+def merged(path, rows):
+    """The rows already in `path` for other presets or settings, then `rows`."""
+    key = lambda r: (r["model"], r["pairs_per_gpu"], r["gradient_checkpointing"])
+    old = runtime.read_json(path) if os.path.isfile(path) else []
+    new = {key(r) for r in rows}
+    return [r for r in old if key(r) not in new] + rows
 
 
 def parse_args(argv=None):
@@ -216,26 +269,27 @@ def parse_args(argv=None):
     p.add_argument("--pairs", type=int, default=2, help="pairs per GPU per step (default: 2, the paper's batch)")
     p.add_argument("--checkpointing", default="both", choices=["on", "off", "both"],
                    help="gradient checkpointing of the student in the step (default: both, one row each)")
-    p.add_argument("--out", default=None, help="also write the rows to this JSON file (default: print only)")
+    p.add_argument("--out", default=None, help="also write the rows to this JSON file, keeping its rows for other presets or settings "
+                        "(default: print only)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(1)
-    names = ["wan", "animatediff", "videocrafter2"] if args.model == "all" else [args.model]
+    names = list(MODELS) if args.model == "all" else [args.model]
     rows = []
     for name in names:
         for checkpointing in {"off": (False,), "on": (True,), "both": (False, True)}[args.checkpointing]:
             row = estimate(name, args.pairs, checkpointing)
             rows.append(row)
             print(f"{name}, {args.pairs} pairs, checkpointing {'on' if checkpointing else 'off'}: weights "
-                  f"{row['weights_gib']:.1f} GiB + max(loss and backward {row['loss_phase_gib']:.1f}, optimizer "
-                  f"{row['optimizer_phase_gib']:.1f}) GiB = {row['total_gib']:.1f} GiB "
-                  f"(fit check: measured {row['check_measured_mib']:.0f} MiB, predicted {row['check_predicted_mib']:.0f} MiB)",
+                  f"{row['weights_gib']:.1f} GiB + max(loss and backward {row['loss_phase_gib']:.1f} "
+                  f"[peak: {row['loss_peak_at']}], AdamW {row['adamw_phase_gib']:.1f}) GiB = {row['peak_gib']:.1f} GiB "
+                  f"(check: measured {row['check_measured_mib']:.0f} MiB, predicted {row['check_predicted_mib']:.0f} MiB)",
                   flush=True)
-    if args.out:
-        runtime.write_json(args.out, rows)
+            if args.out:
+                runtime.write_json(args.out, merged(args.out, rows))
 
 
 if __name__ == "__main__":
