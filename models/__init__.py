@@ -35,7 +35,7 @@ from runtime import UserError, atomic_dir, default_device, load_safetensors, rea
 # What `generate` does when not told otherwise, per model.
 DEFAULTS = {
     "animatediff": dict(num_frames=16, steps=25, guidance=7.5, height=512, width=512, fps=8),
-    "tiny": dict(num_frames=8, steps=4, guidance=7.5, height=32, width=32, fps=4),
+    "tiny": dict(num_frames=8, steps=4, guidance=7.5, height=16, width=16, fps=4),   # 8x8 latents: the suite's model
     "toy": dict(num_frames=8, steps=20, guidance=1.0, height=16, width=16, fps=4),
     # VideoCrafter's scripts/run_text2video.sh: 16 frames at 320x512, DDIM 50 steps with eta 1,
     # guidance 12, fps condition 28 (`fps_cond`); written out at 10 fps (inference.py's savefps).

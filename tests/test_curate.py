@@ -225,7 +225,7 @@ def test_curate_keeps_exactly_the_pairs_of_the_rule(stage_one):
     for n, (p, e) in enumerate(zip(pairs, expected)):
         assert p["winner"] == f"latents/w_{n:05d}.pt" and p["loser"] == f"latents/l_{n:05d}.pt"
         w, l = torch.load(pairs_dir / p["winner"]), torch.load(pairs_dir / p["loser"])
-        assert w.dtype == torch.float32 and w.shape == (4, 8, 16, 16)
+        assert w.dtype == torch.float32 and w.shape == (4, 8, 8, 8)
         assert torch.equal(w, e["w"]) and torch.equal(l, e["l"])          # generation's own latents
         assert p["winner_scores"]["total"] == e["w_total"] and p["loser_scores"]["total"] == e["l_total"]
         assert p["winner_scores"]["text_alignment"] is None               # NaN is written as null
@@ -245,7 +245,7 @@ def test_pairs_folder_loads_in_redpo(stage_one, teacher):
     pairs = redpo.read_pairs(str(run / "stage_1" / "pairs"))
     assert len(pairs) == summary["pairs"]
     batch = redpo.make_batch(pairs, list(range(len(pairs))), 0, 0, teacher.num_train_timesteps, torch.device("cpu"))
-    assert batch["x_w"].shape == batch["x_l"].shape == (len(pairs), 4, 8, 16, 16)
+    assert batch["x_w"].shape == batch["x_l"].shape == (len(pairs), 4, 8, 8, 8)
     assert batch["prompts"] == [p["prompt"] for p in pairs]
 
 

@@ -160,7 +160,7 @@ def test_cli_evaluates_tiny_and_writes_report(tmp_path):
     assert result["params"]["prunable"] == result["params"]["trainable"] > 0
     assert result["tflops"]["tflops"] > 0 and result["latency"]["seconds_per_video"] > 0
     with np.load(run / "full" / "videos.npz") as z:
-        assert z["frames"].shape == (4, 8, 32, 32, 3) and z["frames"].dtype == np.uint8
+        assert z["frames"].shape == (4, 8, 16, 16, 3) and z["frames"].dtype == np.uint8
         assert list(z["seeds"]) == [0, 1, 1000, 1001]
     # The same videos stand in for a stage, so the report has a full row, a stage and a grid.
     (run / "stage_1").mkdir()

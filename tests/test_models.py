@@ -38,8 +38,8 @@ def test_real_animatediff_sizes_on_meta():
 def test_generate_deterministic_and_batch_independent():
     m = models.load("tiny")
     frames, latents = m.generate(["a red car", "a blue boat"], [1, 2])
-    assert frames.dtype == np.uint8 and frames.shape == (2, 8, 32, 32, 3)
-    assert latents.shape == (2, 4, 8, 16, 16) and latents.dtype == torch.float32
+    assert frames.dtype == np.uint8 and frames.shape == (2, 8, 16, 16, 3)
+    assert latents.shape == (2, 4, 8, 8, 8) and latents.dtype == torch.float32
     frames_again, latents_again = m.generate(["a red car", "a blue boat"], [1, 2])
     assert torch.equal(latents, latents_again) and np.array_equal(frames, frames_again)
     # The second video alone, and in another batch, is the same video.
@@ -152,4 +152,4 @@ def test_cli_writes_videos(tmp_path):
     assert [n.rsplit(".", 1)[1] for n in names] == ["gif", "mp4"]
     import imageio.v2 as imageio
     frames = imageio.mimread(str(tmp_path / names[0]))
-    assert len(frames) == 8 and frames[0].shape[:2] == (32, 32)
+    assert len(frames) == 8 and frames[0].shape[:2] == (16, 16)
