@@ -26,6 +26,7 @@ with no margin: they hold only when the interval lies above 0 (final - full > 0 
 import json
 import math
 import os
+import re
 
 import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
 
@@ -313,7 +314,7 @@ def write_grids(run_dir, out_dir, max_videos=2):
 
 
 def _slug(key):
-    return "_".join(key).replace(" ", "-").lower()
+    return re.sub(r"[^a-z0-9_.]+", "-", "_".join(key).lower()).strip("-")   # a plain file name: no brackets in a link
 
 
 def plot_scores(key, runs, path):
