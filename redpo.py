@@ -34,6 +34,7 @@ w_sft 1e4 (AnimateDiff; 1e6 for VideoCrafter2).
 import argparse
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 
@@ -47,6 +48,7 @@ from tqdm import tqdm
 
 import defaults
 import models
+import parallel
 from checkpoint import append_metrics, resume, save_checkpoint
 from runtime import UserError
 
@@ -202,18 +204,30 @@ def make_batch(pairs, indices, epoch, seed, timesteps, device, text=None):
     return batch
 
 
-def batch_loss(student, teacher, batch, method, beta, w_sft, unet=None):
-    """Noise both halves of each pair with the same t and eps, one student forward on the 2B
-    batch, one teacher forward under no_grad, then `loss` (Eq. 3)."""
+def noised(teacher, batch):
+    """Both halves of each pair noised with the pair's t and eps: x_0, eps, t, x_t (2B, ...), winners
+    first, and the frozen text embeddings (2B, L, D)."""
     x_0 = torch.cat([batch["x_w"], batch["x_l"]])   # (2B, C, F, h, w), winners first
     eps = torch.cat([batch["eps"], batch["eps"]])    # a pair shares eps ...
     t = torch.cat([batch["t"], batch["t"]])          # ... and t
     x_t = teacher.add_noise(x_0, eps, t)             # q(x_t | x_0) of the model's own training
     embeds = batch["embeds"] if "embeds" in batch else teacher.encode(batch["prompts"])  # frozen, shared
-    embeds = torch.cat([embeds, embeds])             # (2B, L, D)
-    pred = student.noise_pred(x_t, t, embeds, unet=unet)
+    return x_0, eps, t, x_t, torch.cat([embeds, embeds])
+
+
+def teacher_pred(teacher, batch):
+    """eps_ref: the frozen teacher's prediction on the batch's noised pairs, under no_grad."""
+    _, _, t, x_t, embeds = noised(teacher, batch)
     with torch.no_grad():
-        ref_pred = teacher.noise_pred(x_t, t, embeds)
+        return teacher.noise_pred(x_t, t, embeds)
+
+
+def batch_loss(student, teacher, batch, method, beta, w_sft, unet=None):
+    """One student forward on the 2B noised batch, the teacher's eps_ref on the same batch (computed
+    here, or ahead by train: batch["ref_pred"]), then `loss` (Eq. 3)."""
+    x_0, eps, t, x_t, embeds = noised(teacher, batch)
+    pred = student.noise_pred(x_t, t, embeds, unet=unet)
+    ref_pred = batch["ref_pred"] if "ref_pred" in batch else teacher_pred(teacher, batch)
     return loss(pred, ref_pred, teacher.training_target(x_0, eps, t), method, beta, w_sft)
 
 
@@ -221,25 +235,29 @@ def batch_loss(student, teacher, batch, method, beta, w_sft, unet=None):
 # The training loop
 # ---------------------------------------------------------------------------------------------
 
-def measure_w_sft(student, teacher, pairs, n_steps, global_batch, s, text, autocast):
-    """w_sft_rule at the student as it is, on the batches of the first n_steps training steps (epoch
-    0's order, each pair's own t and eps: what those steps will train on; each rank its share, the
-    means taken over all of them). No update. Returns {"w_sft", "dpo", "sft", "steps", "pairs"}."""
+def step_batches(pairs, step, steps_per_epoch, s, text, teacher, device):
+    """Training step `step` (from 0): its epoch and this rank's batch for each micro-step (epoch's
+    order, each pair's own t and eps)."""
     rank, world = runtime.rank_world()
-    order = epoch_order(len(pairs), global_batch, 0, s.seed)
-    dpo, sft = [], []
-    with torch.no_grad(), autocast:
-        for pos in range(n_steps):
-            for micro in range(s.grad_accum):
-                start = ((pos * s.grad_accum + micro) * world + rank) * s.batch
-                b = make_batch(pairs, order[start:start + s.batch], 0, s.seed, teacher.sample_timesteps,
-                               student.device, text)
-                _, stats = batch_loss(student, teacher, b, "redpo", s.beta, 0.0)
-                dpo.append(stats["dpo"])
-                sft.append(stats["sft"])
-    means = all_mean({"dpo": sum(dpo) / len(dpo), "sft": sum(sft) / len(sft)})  # equal batches: the mean over pairs
+    epoch, pos = divmod(step, steps_per_epoch)
+    order = epoch_order(len(pairs), s.batch * s.grad_accum * world, epoch, s.seed)
+    starts = [((pos * s.grad_accum + micro) * world + rank) * s.batch for micro in range(s.grad_accum)]
+    return epoch, [make_batch(pairs, order[i:i + s.batch], epoch, s.seed, teacher.sample_timesteps, device, text)
+                   for i in starts]
+
+
+def measure_w_sft(student, teacher, pairs, n_steps, steps_per_epoch, s, text, autocast):
+    """w_sft_rule at the student as it is, on the batches of the first n_steps training steps (what
+    those steps will train on; each rank its share, the means taken over all of them). No update;
+    on a CPU the steps run side by side (parallel.py). Returns {"w_sft", "dpo", "sft", "steps", "pairs"}."""
+    def terms(step):
+        _, batches = step_batches(pairs, step, steps_per_epoch, s, text, teacher, student.device)
+        with torch.no_grad(), autocast():
+            return [batch_loss(student, teacher, b, "redpo", s.beta, 0.0)[1] for b in batches]
+    stats = [st for step_stats in parallel.map_batches(terms, range(n_steps), student, teacher) for st in step_stats]
+    means = all_mean({k: sum(st[k] for st in stats) / len(stats) for k in ("dpo", "sft")})  # equal batches: over pairs
     return {"w_sft": w_sft_rule([means["dpo"]], [means["sft"]]), "dpo": means["dpo"], "sft": means["sft"],
-            "steps": n_steps, "pairs": n_steps * global_batch}
+            "steps": n_steps, "pairs": n_steps * s.batch * s.grad_accum * runtime.rank_world()[1]}
 
 
 def settle_w_sft(out_dir, w_sft, step, measure, log_rule):
@@ -328,45 +346,52 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     if rank == 0:
         append_metrics(metrics_path, [], upto=step)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with autocast:  # as batch_loss would encode them
+    autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with autocast():  # as batch_loss would encode them
         text = encode_prompts(teacher, pairs)
     s = dataclasses.replace(s, w_sft=settle_w_sft(out_dir, s.w_sft, step, lambda: measure_w_sft(
-        student, teacher, pairs, min(W_SFT_BATCHES, steps_per_epoch, total), global_batch, s, text, autocast),
+        student, teacher, pairs, min(W_SFT_BATCHES, steps_per_epoch, total), steps_per_epoch, s, text, autocast),
         s.log_w_sft_rule))
+
+    def with_teacher(step):   # the step's batches and eps_ref: nothing that training changes
+        epoch, batches = step_batches(pairs, step, steps_per_epoch, s, text, teacher, device)
+        with autocast():
+            for b in batches:
+                b["ref_pred"] = teacher_pred(teacher, b)
+        return epoch, batches
 
     bar = tqdm(total=total, initial=step, desc=f"{s.method} training", disable=rank != 0)
     nonfinite_in_a_row, last, rows = 0, {}, []
-    while step < total:
-        epoch, pos = divmod(step, steps_per_epoch)
-        order = epoch_order(len(pairs), global_batch, epoch, s.seed)
-        indices = [order[((pos * s.grad_accum + micro) * world + rank) * s.batch:][:s.batch]
-                   for micro in range(s.grad_accum)]   # this rank's pairs in each micro-step
-        optimizer.zero_grad(set_to_none=True)
-        stats = accumulate_gradients(student, teacher, unet, pairs, indices, epoch, text, s, autocast)
-        step += 1
-        if math.isfinite(stats["loss"]):
-            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm))
-            optimizer.step()
-            nonfinite_in_a_row = 0
-        else:
-            skipped += 1
-            nonfinite_in_a_row += 1
-            if nonfinite_in_a_row >= s.max_nonfinite:
-                raise UserError(f"the loss was not finite for {s.max_nonfinite} steps in a row "
-                                f"(step {step}); lower --beta (now {s.beta}) or --lr (now {s.lr})")
-        last = dict(step=step, epoch=epoch, skipped=skipped, lr=s.lr, **stats)
-        rows.append(last)
-        bar.update(1)
-        bar.set_postfix(dpo=f"{stats['dpo']:.4f}", sft=f"{stats['sft']:.2e}", acc=f"{stats['implicit_acc']:.2f}")
-        checkpoint_now = step % s.ckpt_every == 0 or step == total
-        if rank == 0 and (checkpoint_now or step % s.log_every == 0):   # the log first, then its checkpoint
-            append_metrics(metrics_path, rows)
-            rows = []
-        if checkpoint_now:
-            if rank == 0:
-                save_checkpoint(out_dir, student, optimizer, {"step": step, "skipped": skipped, "config": config}, s.keep)
-            runtime.barrier()
+    # On a CPU the teacher's forwards of the next steps run on worker threads while the student trains
+    # on one thread (parallel.py: the same numbers, at about twice the steps per second); elsewhere
+    # each step's just before it.
+    with contextlib.closing(parallel.map_batches(with_teacher, range(step, total), teacher)) as prepared:
+        for epoch, batches in prepared:
+            optimizer.zero_grad(set_to_none=True)
+            stats = accumulate_gradients(student, teacher, unet, batches, s, autocast)
+            step += 1
+            if math.isfinite(stats["loss"]):
+                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm))
+                optimizer.step()
+                nonfinite_in_a_row = 0
+            else:
+                skipped += 1
+                nonfinite_in_a_row += 1
+                if nonfinite_in_a_row >= s.max_nonfinite:
+                    raise UserError(f"the loss was not finite for {s.max_nonfinite} steps in a row "
+                                    f"(step {step}); lower --beta (now {s.beta}) or --lr (now {s.lr})")
+            last = dict(step=step, epoch=epoch, skipped=skipped, lr=s.lr, **stats)
+            rows.append(last)
+            bar.update(1)
+            bar.set_postfix(dpo=f"{stats['dpo']:.4f}", sft=f"{stats['sft']:.2e}", acc=f"{stats['implicit_acc']:.2f}")
+            checkpoint_now = step % s.ckpt_every == 0 or step == total
+            if rank == 0 and (checkpoint_now or step % s.log_every == 0):   # the log first, then its checkpoint
+                append_metrics(metrics_path, rows)
+                rows = []
+            if checkpoint_now:
+                if rank == 0:
+                    save_checkpoint(out_dir, student, optimizer, {"step": step, "skipped": skipped, "config": config}, s.keep)
+                runtime.barrier()
     bar.close()
     for p in params:
         p.requires_grad_(False)
@@ -375,20 +400,18 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
     return {"steps": step, "skipped": skipped, "w_sft": s.w_sft, "last": last}
 
 
-def accumulate_gradients(student, teacher, unet, pairs, indices, epoch, text, s, autocast):
-    """Forward and backward over the micro-steps (`indices`: one list of pair indices each); DDP
-    all-reduces the gradients on the last micro-step only. Returns the step's stats, averaged over
-    micro-steps and ranks."""
+def accumulate_gradients(student, teacher, unet, batches, s, autocast):
+    """Forward and backward over the micro-steps (`batches`: one each); DDP all-reduces the gradients
+    on the last micro-step only. Returns the step's stats, averaged over micro-steps and ranks."""
     micro_stats = []
-    for micro, chosen in enumerate(indices):
-        b = make_batch(pairs, chosen, epoch, s.seed, teacher.sample_timesteps, student.device, text)
-        last_micro = micro == len(indices) - 1
+    for micro, b in enumerate(batches):
+        last_micro = micro == len(batches) - 1
         with unet.no_sync() if unet is not None and not last_micro else contextlib.nullcontext():
-            with autocast:
+            with autocast():
                 l, stats = batch_loss(student, teacher, b, s.method, s.beta, s.w_sft, unet)
-            (l / len(indices)).backward()
+            (l / len(batches)).backward()
         micro_stats.append(stats)
-    return all_mean({k: sum(m[k] for m in micro_stats) / len(indices) for k in micro_stats[0]})
+    return all_mean({k: sum(m[k] for m in micro_stats) / len(batches) for k in micro_stats[0]})
 
 
 def all_mean(stats):

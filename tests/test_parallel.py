@@ -1,5 +1,7 @@
 """parallel.py: the loop's fixed batches run side by side on worker threads, one torch thread each,
 and give the same videos, bit for bit, as one batch after the other."""
+import json
+import os
 import threading
 import time
 
@@ -9,6 +11,7 @@ import torch
 import evaluate
 import models
 import parallel
+import redpo
 from rewards import load_reward
 
 
@@ -148,3 +151,34 @@ def test_the_block_search_scores_the_same_with_candidates_side_by_side(two_threa
     assert len({tuple(v["total"]) for v in serial["per_video"].values()}) == 4      # every candidate differs
     for c in serial["kept"]:
         assert all(i == j and (f == g).all() for (i, f), (j, g) in zip(both["kept"][c], serial["kept"][c]))
+
+
+def test_toy_training_beside_the_teachers_forwards_equals_training_on_one_thread(two_threads, tmp_path):
+    """redpo.train on 2 CPU threads computes the teacher's eps_ref ahead on worker threads while the
+    student trains on one: the same w_sft rule value and the same weights, bit for bit, as one thread."""
+    teacher = models.load("toy", device="cpu")
+    prompts = ["a red circle moving left", "a blue square moving up", "a green triangle staying still",
+               "a yellow circle moving down", "a cyan square moving right", "a red square moving up"]
+    _, winners = teacher.generate(prompts, list(range(6)), steps=2)
+    _, losers = teacher.generate(prompts, list(range(10, 16)), steps=2)
+    pairs = tmp_path / "pairs"
+    os.makedirs(pairs / "latents")
+    with open(pairs / "pairs.jsonl", "w") as f:
+        for i, prompt in enumerate(prompts):
+            torch.save(winners[i], pairs / "latents" / f"w{i}.pt")
+            torch.save(losers[i], pairs / "latents" / f"l{i}.pt")
+            f.write(json.dumps({"prompt": prompt, "winner": f"latents/w{i}.pt", "loser": f"latents/l{i}.pt"}) + "\n")
+    trained = {}
+    for threads in (2, 1):
+        torch.set_num_threads(threads)
+        student = models.load("toy", device="cpu")
+        student.remove(list(student.blocks())[:1])
+        settings = redpo.Settings(w_sft="auto", lr=1e-3, batch=2, epochs=2, seed=3)
+        summary = redpo.train(student, teacher, str(pairs), str(tmp_path / f"train{threads}"), settings)
+        assert summary["steps"] == 6 and torch.get_num_threads() == threads
+        trained[threads] = (summary["w_sft"], {n: p.detach().clone() for n, p in student.trainable_named_parameters()})
+    (w_two, two), (w_one, one) = trained[2], trained[1]
+    assert w_two == w_one and two.keys() == one.keys()
+    assert all(torch.equal(two[n], one[n]) for n in two)
+    start = {n: p for n, p in models.load("toy", device="cpu").trainable_named_parameters()}
+    assert any(not torch.equal(two[n], start[n]) for n in two)      # it trained
