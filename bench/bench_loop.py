@@ -6,9 +6,10 @@
 
 (a) runs the default loop (the toy world, 3 stages) as a user would, OMP_NUM_THREADS unset;
 (b) the same while another CPU-bound torch process (big matmuls in a loop, torch's default
-threads, spinning) runs beside it. It prints each wall time, the ratio (b) / (a) (targets: at most 2.2 on 2
-cores, a fair share and not a collapse) and, per stage, how often each eval-set video was generated
-(target: once per model state, prompt and seed; latency measurements not counted). Other users'
+threads, spinning) runs beside it. It prints each wall time, the ratio (b) / (a) (2 is a fair
+share of 2 cores beside a process that keeps both busy; far more is a collapse) and, per stage,
+how often each eval-set video was generated (target: once per model state, prompt and seed;
+latency measurements not counted). Other users'
 jobs on the machine are not ours to stop: it prints the system load (1-minute) and what else was running.
 """
 import argparse
