@@ -2,6 +2,7 @@
 
     python bench/bench_loop.py                       # (a) alone, then (b) beside; ~15 min on 2 cores
     python bench/bench_loop.py --runs beside         # one of them
+    python bench/bench_loop.py --runs beside --busy_threads 1   # beside a one-thread busy process
     python bench/bench_loop.py --root ../other-checkout --runs alone   # another version of the code
 
 (a) runs the default loop (the toy world, 3 stages) as a user would, OMP_NUM_THREADS unset;
@@ -59,11 +60,12 @@ def others():
     return [line[:150] for line in lines if float(line.split()[1]) >= 5.0]
 
 
-def run(root, beside, work):
+def run(root, beside, work, busy_threads=None):
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     name = "beside" if beside else "alone"
     out, counts = os.path.join(work, name), os.path.join(work, name + "-counts.json")
-    with busy_process(env) if beside else contextlib.nullcontext():
+    busy_env = dict(env, OMP_NUM_THREADS=str(busy_threads)) if busy_threads else env
+    with busy_process(busy_env) if beside else contextlib.nullcontext():
         load, seen = os.getloadavg()[0], others()
         start = time.perf_counter()
         with open(os.path.join(work, name + ".log"), "w") as log:
@@ -86,8 +88,11 @@ def per_stage(rows):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", nargs="+", default=["alone", "beside"], choices=["alone", "beside"])
-    p.add_argument("--root", default=os.path.dirname(HERE), help="the checkout whose vip_loop.py runs")
+    p.add_argument("--runs", nargs="+", default=["alone", "beside"], choices=["alone", "beside"],
+                   help="(a) alone, (b) beside a busy process, or both (default: alone beside)")
+    p.add_argument("--root", default=os.path.dirname(HERE), help="the checkout whose vip_loop.py runs (default: this one)")
+    p.add_argument("--busy_threads", type=int, default=None,
+                   help="torch threads of the busy process beside (b) (default: torch's own, one per core)")
     p.add_argument("--work", default=None, help="folder for the runs (default: a temporary one)")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -100,7 +105,7 @@ def main():
     print(f"python vip_loop.py from {root}; {len(os.sched_getaffinity(0))} cores; runs in {work}", flush=True)
     walls = {}
     for name in args.runs:
-        wall, load, seen, rows = run(root, name == "beside", work)
+        wall, load, seen, rows = run(root, name == "beside", work, args.busy_threads)
         walls[name] = wall
         print(f"({'a' if name == 'alone' else 'b'}) {name}: {wall:.1f} s wall (system load {load[0]:.2f} at "
               f"the start, {load[1]:.2f} at the end)")
