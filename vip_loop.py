@@ -333,8 +333,8 @@ def parse_args(argv=None):
                    help=f"passes over each stage's pairs ({preset_default('epochs')})")
     p.add_argument("--grad_accum", type=int, default=None,
                    help=f"micro-steps per optimizer step, each of --batch pairs ({preset_default('grad_accum')})")
-    p.add_argument("--gradient_checkpointing", action="store_true",
-                   help="trade compute for memory in training (default: on for "
+    p.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="trade compute for memory in training; --no-gradient_checkpointing turns it off (default: on for "
                         + ", ".join(n for n, p in PRESETS.items() if p.get("gradient_checkpointing")) + ", off for the others)")
     p.add_argument("--tau", type=float, default=None, help="minimum loser score tau_p: a pair is kept only when "
                    f"the pruned model's video scores above it (curate.py) ({preset_default('tau')})")
@@ -371,7 +371,8 @@ def resolve(args, world):
     cfg = dict(PRESETS[args.model])
     cfg.update({k: v for k, v in vars(args).items() if v is not None or k not in cfg})
     cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world
-    cfg["gradient_checkpointing"] = args.gradient_checkpointing or PRESETS[args.model].get("gradient_checkpointing", False)
+    cfg["gradient_checkpointing"] = (PRESETS[args.model].get("gradient_checkpointing", False)
+                                     if args.gradient_checkpointing is None else args.gradient_checkpointing)
     cfg["out"] = args.out or os.path.join("runs", f"{args.model}-{args.method}" + ("-oneshot" if args.oneshot else ""))
     for key in ("stages", "batch", "grad_accum", "epochs", "seeds", "eval_seeds", "gen_batch") + (
             ("search_seeds",) if cfg["search_seeds"] is not None else ()):

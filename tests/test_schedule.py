@@ -83,6 +83,13 @@ def test_blocks_take_one_count_per_stage():
         resolved("--model", "tiny", "--blocks", "0")
 
 
+def test_gradient_checkpointing_follows_the_preset_and_either_flag_overrides_it():
+    assert resolved("--model", "wan")["gradient_checkpointing"] is True          # the presets that fit 80 GB with it
+    assert resolved("--model", "wan", "--no-gradient_checkpointing")["gradient_checkpointing"] is False
+    assert resolved("--model", "toy")["gradient_checkpointing"] is False
+    assert resolved("--model", "toy", "--gradient_checkpointing")["gradient_checkpointing"] is True
+
+
 def test_wrong_count_is_one_line_on_the_command_line(tmp_path):
     r = run_script("vip_loop.py", "--model", "tiny", "--reward", "pixel", "--stages", "3", "--blocks", "2", "1",
                    "--out", str(tmp_path / "run"))
