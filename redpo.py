@@ -206,13 +206,14 @@ def make_batch(pairs, indices, epoch, seed, timesteps, device, text=None):
 
 def noised(teacher, batch):
     """Both halves of each pair noised with the pair's t and eps: x_0, eps, t, x_t (2B, ...), winners
-    first, and the frozen text embeddings (2B, L, D)."""
+    first, and the frozen text embeddings (2B, L, D), kept in the batch once encoded."""
     x_0 = torch.cat([batch["x_w"], batch["x_l"]])   # (2B, C, F, h, w), winners first
     eps = torch.cat([batch["eps"], batch["eps"]])    # a pair shares eps ...
     t = torch.cat([batch["t"], batch["t"]])          # ... and t
     x_t = teacher.add_noise(x_0, eps, t)             # q(x_t | x_0) of the model's own training
-    embeds = batch["embeds"] if "embeds" in batch else teacher.encode(batch["prompts"])  # frozen, shared
-    return x_0, eps, t, x_t, torch.cat([embeds, embeds])
+    if "embeds" not in batch:                        # frozen and shared: encoded once per batch
+        batch["embeds"] = teacher.encode(batch["prompts"])
+    return x_0, eps, t, x_t, torch.cat([batch["embeds"], batch["embeds"]])
 
 
 def teacher_pred(teacher, batch):
