@@ -22,7 +22,8 @@ the model was trained (`sample_timesteps`) and the weight folded into beta as be
 
 Training (the loop V.I.P. runs for every stage, Sec. 3.4.2): read the pairs that curate.py wrote,
 draw one t and one eps per pair, one student forward on the 2B batch [x^w_t; x^l_t], one teacher
-forward on the same batch under no_grad, the loss, backward, step.
+forward on the same batch under no_grad, the loss, backward, step. The teacher is frozen, so on a
+CPU its forwards run ahead on the other core (parallel.py) while the student trains on one thread.
 
     python redpo.py --model tiny --student runs/x/stage_1/student --pairs runs/x/stage_1/pairs --out runs/x/stage_1/train
     torchrun --nproc_per_node 8 redpo.py --model animatediff --student ... --pairs ... --out ...
