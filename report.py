@@ -400,7 +400,9 @@ def what_was_run(groups):
         stages = f"1 ({sum(blocks)} at once)" if c.get("oneshot") else f"{len(blocks)} ({', '.join(map(str, blocks))})"
         steps = sorted({sum(max((m.get("step", 0) for m in s["metrics"]), default=0) for s in r["stages"]) for r in group})
         cells = [label, ", ".join(str(r["seed"]) for r in group), stages if blocks else "?"]
-        cells += [f"{c[k]:g}" if isinstance(c.get(k), (int, float)) else str(c.get(k, "?")) for k in ("beta", "w_sft", "lr", "batch", "epochs")]
+        unused = {"sft": ("beta", "w_sft"), "dpo": ("w_sft",)}.get(c.get("method"), ())   # terms the loss leaves out
+        cells += ["-" if k in unused else f"{c[k]:g}" if isinstance(c.get(k), (int, float)) else str(c.get(k, "?"))
+                  for k in ("beta", "w_sft", "lr", "batch", "epochs")]
         lines.append("| " + " | ".join(cells + [" / ".join(map(str, steps))]) + " |")
     return lines
 

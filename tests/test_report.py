@@ -72,6 +72,8 @@ def test_report_seeds_paired_rows_methods_and_claims(tmp_path):
     assert "model `toy`, scored by the `shapes` reward" in head and "4 prompts, 1 eval seed each (4 videos)" in head
     assert cells(text, "| ReDPO one-shot (same budget) |")[1:4] == ["0, 1", "1 (2 at once)", "5000"]
     assert cells(text, "| SFT |")[-1] == "2" and "exact." not in head
+    assert cells(text, "| SFT |")[3:5] == ["-", "-"] and cells(text, "| DPO |")[3:5] == ["5000", "-"]   # unused
+    assert cells(text, "| ReDPO |")[3:5] == ["5000", "10000"]
 
     # Table 1: the mean over the two seeds, and their spread (sd of the two Averages: both 0.78).
     assert "### ReDPO (toy, 2 seeds: 0, 1)" in text and "### SFT (toy, 2 seeds: 0, 1)" in text
