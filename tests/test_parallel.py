@@ -1,7 +1,5 @@
 """parallel.py: the loop's fixed batches run side by side on worker threads, one torch thread each,
 and give the same videos, bit for bit, as one batch after the other."""
-import json
-import os
 import threading
 import time
 
@@ -13,6 +11,7 @@ import models
 import parallel
 import redpo
 from rewards import load_reward
+from test_reuse import write_pairs_folder
 
 
 class Model:
@@ -161,13 +160,7 @@ def test_toy_training_beside_the_teachers_forwards_equals_training_on_one_thread
                "a yellow circle moving down", "a cyan square moving right", "a red square moving up"]
     _, winners = teacher.generate(prompts, list(range(6)), steps=2)
     _, losers = teacher.generate(prompts, list(range(10, 16)), steps=2)
-    pairs = tmp_path / "pairs"
-    os.makedirs(pairs / "latents")
-    with open(pairs / "pairs.jsonl", "w") as f:
-        for i, prompt in enumerate(prompts):
-            torch.save(winners[i], pairs / "latents" / f"w{i}.pt")
-            torch.save(losers[i], pairs / "latents" / f"l{i}.pt")
-            f.write(json.dumps({"prompt": prompt, "winner": f"latents/w{i}.pt", "loser": f"latents/l{i}.pt"}) + "\n")
+    pairs = write_pairs_folder(tmp_path / "pairs", prompts, winners, losers)
     trained = {}
     for threads in (2, 1):
         torch.set_num_threads(threads)

@@ -197,19 +197,25 @@ def test_cached_prompt_encodings_equal_the_batch_encodings(name):
         assert torch.equal(torch.stack([cache[p] for p in batch]), model.encode(batch))
 
 
+def write_pairs_folder(folder, prompts, winners, losers):
+    """A pairs folder as curate.py writes it (pairs.jsonl, one latent file per winner and loser), from
+    latents made here: pair i is (prompts[i], winners[i], losers[i]), seed i. Returns the folder."""
+    os.makedirs(folder / "latents")
+    with open(folder / "pairs.jsonl", "w") as f:
+        for i, p in enumerate(prompts):
+            torch.save(winners[i].clone(), folder / "latents" / f"w_{i}.pt")
+            torch.save(losers[i].clone(), folder / "latents" / f"l_{i}.pt")
+            f.write(json.dumps({"prompt": p, "seed": i, "winner": f"latents/w_{i}.pt", "loser": f"latents/l_{i}.pt"}) + "\n")
+    return folder
+
+
 def test_training_with_the_text_cache_equals_training_without(tiny, tmp_path, monkeypatch):
-    pairs = tmp_path / "pairs"
-    os.makedirs(pairs / "latents")
     student = copy.deepcopy(tiny)
     student.remove(["mid_block.motion_modules.0"])
     prompts = ["a red car driving", "a dog running", "a red car driving", "a bird flying"]
     _, x_w = tiny.generate(prompts, [0, 1, 2, 3], steps=2)
     _, x_l = student.generate(prompts, [0, 1, 2, 3], steps=2)
-    with open(pairs / "pairs.jsonl", "w") as f:
-        for i, p in enumerate(prompts):
-            torch.save(x_w[i].clone(), pairs / "latents" / f"w_{i}.pt")
-            torch.save(x_l[i].clone(), pairs / "latents" / f"l_{i}.pt")
-            f.write(json.dumps({"prompt": p, "seed": i, "winner": f"latents/w_{i}.pt", "loser": f"latents/l_{i}.pt"}) + "\n")
+    pairs = write_pairs_folder(tmp_path / "pairs", prompts, x_w, x_l)
     encoded = []
     encode = models.VideoModel.encode
     monkeypatch.setattr(models.VideoModel, "encode", lambda self, ps: encoded.append(list(ps)) or encode(self, ps))
