@@ -38,12 +38,14 @@ folder (atomically: a failed run leaves no pairs folder behind).
 """
 import argparse
 import contextlib
-import hashlib
+import dataclasses
 import json
 import os
 import re
 
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra import cli, disk, parallel, ranks, teacher_cache
+from infra.cli import UserError
+from infra.prompt_files import read_prompts
 
 import numpy as np
 import torch
@@ -52,10 +54,41 @@ from tqdm import tqdm
 import defaults
 import evaluate
 import models
-import parallel
-from prompt_files import read_prompts
 from rewards import load_reward
-from runtime import UserError
+
+def curate(videos, prompts, props, tau, out_dir, config=None):
+    """Sec. 3.3's video curation, on the prompts the filter kept (select_prompts, below).
+
+    For each prompt and seed, the full model M0 and the pruned student M_k generate from the same
+    noise, the reward scores both, and the pair is kept for the first target property p (in rank
+    order) that the prompt describes and for which S_p(v_full) > S_p(v_pruned) > tau_p.
+    videos: a `Videos` (the two models, the reward, the seeds, the teacher cache); prompts: strings
+    or filter_prompts' dicts; props: a property or a ranked list; tau: a float or {property: float}.
+    Writes out_dir (pairs.jsonl, latents/, summary.json, config.json) on rank 0, atomically, and
+    returns the summary on every rank. Raises UserError, writing no out_dir, if no pair survives.
+    """
+    props = [props] if isinstance(props, str) else list(props)
+    items = curation_items(prompts, videos.seeds, props)
+    pairs = Pairs(props, tau, len(items))
+    with pairs.folder(out_dir):       # rank 0 writes it atomically: a failed run leaves none behind
+        # Per prompt and seed: the teacher's video, the student's, both scores ...
+        for item, v in videos.generate(items):
+            # ... and the rule: S_p(v_full) > S_p(v_pruned) > tau_p, for the first target the prompt describes.
+            p, outcome = pair_property(v["w_scores"], v["l_scores"], item["properties"], tau)
+            pairs.add(item, v, p, outcome)
+        pairs.finish(config)          # UserError when no pair survived
+    return pairs.summary
+
+
+def select_prompts(prompts, prop, use_filter=True, llm=None):
+    """filter_prompts (Sec. 3.3), or without the filter every prompt for every property (the toy world's
+    grammar names colour, shape and motion in every prompt, and needs its articles). Returns (kept, counts)."""
+    if use_filter:
+        return filter_prompts(prompts, prop, llm)
+    props = [prop] if isinstance(prop, str) else list(prop)
+    kept = [dict(as_item(p), properties=props) for p in prompts]
+    return kept, {"read": len(prompts), "kept (no filter)": len(kept)}
+
 
 # ---------------------------------------------------------------------------------------------
 # Prompt filtering
@@ -164,7 +197,7 @@ def llm_margins(prompts, prop, llm, batch_size=16):
     if yes == no:
         raise ValueError("the LLM's tokenizer gives ' yes' and ' no' the same first token")
     questions = [LLM_TEMPLATE.format(prompt=p, what=PROPERTY_QUESTIONS[prop]) for p in prompts]
-    mine = runtime.shard(questions)
+    mine = ranks.shard(questions)
     out = []
     for b in range(0, len(mine), batch_size):
         chunk = mine[b:b + batch_size]
@@ -174,13 +207,13 @@ def llm_margins(prompts, prop, llm, batch_size=16):
                        position_ids=positions).logits[:, -1].float()  # (B, vocab)
         margin = (logits[:, yes] - logits[:, no]).tolist()
         out += [(i, m) for (i, _), m in zip(chunk, margin)]
-    return runtime.gather(out)
+    return ranks.gather(out)
 
 
 def load_llm(path, device=None):
     """A transformers causal LM and its tokenizer (hub id or local folder), padded on the left."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    device = device or runtime.default_device()
+    device = device or ranks.default_device()
     if path.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(path)):
         raise UserError(f"no such --llm folder: {path}; pass a local folder or a hub id")
     try:
@@ -224,16 +257,6 @@ def filter_prompts(prompts, prop, llm=None):
     return kept, counts
 
 
-def select_prompts(prompts, prop, use_filter=True, llm=None):
-    """filter_prompts (Sec. 3.3), or without the filter every prompt for every property (the toy world's
-    grammar names colour, shape and motion in every prompt, and needs its articles). Returns (kept, counts)."""
-    if use_filter:
-        return filter_prompts(prompts, prop, llm)
-    props = [prop] if isinstance(prop, str) else list(prop)
-    kept = [dict(as_item(p), properties=props) for p in prompts]
-    return kept, {"read": len(prompts), "kept (no filter)": len(kept)}
-
-
 # ---------------------------------------------------------------------------------------------
 # The pair rule
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +287,7 @@ def pair_property(full_scores, pruned_scores, props, tau):
 
 
 # ---------------------------------------------------------------------------------------------
-# The teacher cache: cache_dir/<sha256>.pt = {"key", "latents" (C, F, h, w), "scores": {reward: {...}}}
+# The videos behind the rule: the teacher's from the cache where it can, sharded over ranks
 # ---------------------------------------------------------------------------------------------
 
 GEN_KEYS = ("num_frames", "steps", "guidance", "height", "width")
@@ -276,26 +299,71 @@ def sampler_settings(model, gen_kw=None):
     return {k: settings[k] for k in GEN_KEYS}
 
 
-def teacher_key(model, prompt, seed, gen_kw=None):
-    """What a teacher video depends on, and its hash (the cache file's name)."""
-    key = {"model": model.name, "source": model.source, "removed": list(model.removed),
-           "dtype": str(model.unet.dtype), "prompt": prompt, "seed": int(seed),
-           "sampler": sampler_settings(model, gen_kw)}
-    return key, hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+@dataclasses.dataclass
+class Videos:
+    """For each (prompt, seed) item: the teacher's video and the student's, both scored.
 
+    Teacher videos depend only on (model, prompt, seed, sampler settings): their latents and scores
+    live in cache_dir (infra/teacher_cache.py) and later stages reuse them without generating; rank
+    0 alone writes the cache. Items go in fixed batches of batch_size, whatever the number of ranks;
+    a rank's batches run side by side on worker threads (infra/parallel.py).
+    """
+    teacher: object
+    student: object
+    reward: object
+    seeds: list
+    cache_dir: str
+    gen_kw: dict = None
+    batch_size: int = 4
+    progress: bool = True
 
-def reward_id(reward, static):
-    """Cached scores are kept per reward (its .name, else its function/class name, and the weights
-    it came from) and static flag."""
-    name = getattr(reward, "name", None) or getattr(reward, "__name__", None) or type(reward).__name__
-    if getattr(reward, "source", None):
-        name = f"{name}:{reward.source}"
-    return f"{name}|static" if static else name
+    def generate(self, items):
+        """Yields (item, result) in item order on every rank; result: the teacher's latents and
+        scores ("w_latents", "w_scores", "cached"), the student's ("l_latents", "l_scores")."""
+        rank, world = ranks.rank_world()
+        if rank == 0:
+            os.makedirs(self.cache_dir, exist_ok=True)
+        ranks.barrier()
+        jobs = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+        rounds = range(0, len(jobs), world)     # rank i does job r + i of round r
+        made = parallel.map_batches(lambda j: self.generate_batch(jobs[j]),
+                                    [r + rank for r in rounds if r + rank < len(jobs)], self.teacher, self.student)
+        for r in tqdm(rounds, desc="curate: batches", unit="round", disable=not self.progress or rank != 0):
+            mine = [(r + rank, next(made))] if r + rank < len(jobs) else []
+            for j, results in zip(range(r, r + world), ranks.gather(mine)):
+                for item, res in zip(jobs[j], results):
+                    if rank == 0 and res.get("new_scores"):
+                        teacher_cache.save(self.cache_dir, res)
+                    yield item, res
 
-
-def save_atomic(obj, path):
-    with runtime.atomic_file(path) as tmp:
-        torch.save(obj, tmp)
+    def generate_batch(self, batch):
+        """One batch of (prompt, seed, static) items: the teacher from the cache where it can, the
+        student always. Returns one dict per item (latents, scores, and what the cache lacked)."""
+        teacher, reward, gen_kw = self.teacher, self.reward, dict(self.gen_kw or {})
+        prompts = [it["prompt"] for it in batch]
+        seeds = [it["seed"] for it in batch]
+        static = [it["static"] for it in batch]  # True / False / None (unlabelled)
+        sampler = sampler_settings(teacher, gen_kw)
+        out = [teacher_cache.lookup(self.cache_dir, teacher, it, sampler, reward) for it in batch]
+        missing = [i for i in range(len(batch)) if not out[i]["cached"]]
+        if missing:  # generate the teacher videos the cache does not hold
+            frames, latents = teacher.generate([prompts[i] for i in missing], [seeds[i] for i in missing], **gen_kw)
+            scored = to_score_dicts(reward(frames, [prompts[i] for i in missing],
+                                           static=[static[i] for i in missing]), len(missing))
+            for j, i in enumerate(missing):
+                out[i].update(w_latents=latents[j].clone(), all_scores={}, w_scores=scored[j], new_scores=True)
+        unscored = [i for i in range(len(batch)) if out[i]["w_scores"] is None]
+        if unscored:  # cached latents, another reward: decode, no generation
+            frames = teacher.decode(torch.stack([out[i]["w_latents"] for i in unscored]))
+            scored = to_score_dicts(reward(frames, [prompts[i] for i in unscored],
+                                           static=[static[i] for i in unscored]), len(unscored))
+            for j, i in enumerate(unscored):
+                out[i].update(w_scores=scored[j], new_scores=True)
+        frames, latents = self.student.generate(prompts, seeds, **gen_kw)  # the loser candidates
+        scored = to_score_dicts(reward(frames, prompts, static=static), len(batch))
+        for i in range(len(batch)):
+            out[i].update(l_latents=latents[i].clone(), l_scores=scored[i])
+        return out
 
 
 def to_score_dicts(scores, n):
@@ -307,97 +375,51 @@ def to_score_dicts(scores, n):
     return [{k: float(v[i]) for k, v in arrays.items()} for i in range(n)]
 
 
-# ---------------------------------------------------------------------------------------------
-# Video curation
-# ---------------------------------------------------------------------------------------------
+class Pairs:
+    """The pairs folder as the rule fills it: pairs.jsonl, latents/, summary.json (what was
+    generated, kept, and why the rest failed), written by rank 0 into a temp folder renamed into
+    place at the end (infra/disk.py's atomic_dir)."""
 
-def generate_and_score(teacher, student, reward, batch, cache_dir, gen_kw):
-    """One batch of (prompt, seed, static) items: the teacher from the cache where it can, the
-    student always. Returns one dict per item (latents, scores, and what the cache lacked)."""
-    prompts = [it["prompt"] for it in batch]
-    seeds = [it["seed"] for it in batch]
-    static = [it["static"] for it in batch]  # True / False / None (unlabelled)
-    out = [{} for _ in batch]
-    missing = []
-    for i, it in enumerate(batch):
-        key, h = teacher_key(teacher, it["prompt"], it["seed"], gen_kw)
-        rid = reward_id(reward, static[i])
-        path = os.path.join(cache_dir, h + ".pt")
-        entry = runtime.read_or_none(runtime.load_torch, path, "generating that teacher video again")
-        out[i].update(hash=h, key=key, rid=rid, cached=entry is not None)
-        if entry is None:
-            missing.append(i)
-        else:
-            out[i].update(w_latents=entry["latents"], all_scores=entry["scores"],
-                          w_scores=entry["scores"].get(rid))
-    if missing:  # generate the teacher videos the cache does not hold
-        frames, latents = teacher.generate([prompts[i] for i in missing], [seeds[i] for i in missing], **gen_kw)
-        scored = to_score_dicts(reward(frames, [prompts[i] for i in missing], static=[static[i] for i in missing]),
-                                len(missing))
-        for j, i in enumerate(missing):
-            out[i].update(w_latents=latents[j].clone(), all_scores={}, w_scores=scored[j], new_scores=True)
-    unscored = [i for i in range(len(batch)) if out[i]["w_scores"] is None]
-    if unscored:  # cached latents, another reward: decode, no generation
-        frames = teacher.decode(torch.stack([out[i]["w_latents"] for i in unscored]))
-        scored = to_score_dicts(reward(frames, [prompts[i] for i in unscored], static=[static[i] for i in unscored]),
-                                len(unscored))
-        for j, i in enumerate(unscored):
-            out[i].update(w_scores=scored[j], new_scores=True)
-    frames, latents = student.generate(prompts, seeds, **gen_kw)  # the loser candidates
-    scored = to_score_dicts(reward(frames, prompts, static=static), len(batch))
-    for i in range(len(batch)):
-        out[i].update(l_latents=latents[i].clone(), l_scores=scored[i])
-    return out
+    def __init__(self, props, tau, n_items):
+        if not n_items:
+            raise UserError("no prompts to curate: the filter kept none for "
+                            f"{', '.join(props)}; pass another --prompts file or --property")
+        self.summary = {"items": n_items, "teacher_generated": 0, "teacher_cached": 0, "pairs": 0,
+                        "properties": props, "tau": tau,
+                        "per_property": {p: dict(tried=0, **{o: 0 for o in OUTCOMES}) for p in props}}
+        self.records, self.tmp, self.rank = [], None, ranks.rank_world()[0]
 
+    @contextlib.contextmanager
+    def folder(self, out_dir):
+        with disk.atomic_dir(out_dir) if self.rank == 0 else contextlib.nullcontext() as tmp:
+            if self.rank == 0:
+                os.makedirs(os.path.join(tmp, "latents"))
+            self.tmp = tmp
+            yield
+        ranks.barrier()
 
-def curate(teacher, student, reward, prompts, seeds, prop, tau, out_dir, cache_dir, gen_kw=None,
-           batch_size=4, config=None, progress=True):
-    """Sec. 3.3's video curation. prompts: strings or filter_prompts' dicts (their "properties"
-    restrict which of `prop` a prompt may be kept for); seeds: every prompt is generated with every
-    seed; prop: a property or a ranked list; tau: a float or {property: float}.
-    Writes out_dir (pairs.jsonl, latents/, summary.json, config.json) on rank 0, atomically, and
-    returns the summary on every rank. Raises UserError, writing no out_dir, if no pair survives."""
-    props = [prop] if isinstance(prop, str) else list(prop)
-    items = curation_items(prompts, seeds, props)
-    if not items:
-        raise UserError("no prompts to curate: the filter kept none for "
-                        f"{', '.join(props)}; pass another --prompts file or --property")
-    rank, _ = runtime.rank_world()
-    jobs = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]  # fixed, whatever world is
-    summary = {"items": len(items), "teacher_generated": 0, "teacher_cached": 0, "pairs": 0,
-               "properties": props, "tau": tau,
-               "per_property": {p: dict(tried=0, **{o: 0 for o in OUTCOMES}) for p in props}}
-    records = []
-    if rank == 0:
-        os.makedirs(cache_dir, exist_ok=True)
-    runtime.barrier()
-    with runtime.atomic_dir(out_dir) if rank == 0 else contextlib.nullcontext() as tmp:
-        if rank == 0:
-            os.makedirs(os.path.join(tmp, "latents"))
-        for it, res in generated_in_order(teacher, student, reward, jobs, cache_dir, dict(gen_kw or {}), progress):
-            summary["teacher_cached" if res["cached"] else "teacher_generated"] += 1
-            if rank == 0 and res.get("new_scores"):  # rank 0 alone writes the cache
-                save_atomic({"key": res["key"], "latents": res["w_latents"],
-                             "scores": {**res["all_scores"], res["rid"]: res["w_scores"]}},
-                            os.path.join(cache_dir, res["hash"] + ".pt"))
-            p, outcome = pair_property(res["w_scores"], res["l_scores"], it["properties"], tau)
-            for q, why in outcome.items():
-                summary["per_property"][q]["tried"] += 1
-                summary["per_property"][q][why] += 1
-            if p is not None:   # S(v_full) > S(v_pruned) > tau: a pair
-                records.append({"prompt": it["prompt"], "seed": it["seed"], "property": p,
-                                "winner_scores": res["w_scores"], "loser_scores": res["l_scores"],
-                                "winner": f"latents/w_{len(records):05d}.pt", "loser": f"latents/l_{len(records):05d}.pt"})
-                if rank == 0:
-                    torch.save(res["w_latents"], os.path.join(tmp, records[-1]["winner"]))
-                    torch.save(res["l_latents"], os.path.join(tmp, records[-1]["loser"]))
-        summary["pairs"] = len(records)
-        if not records:
-            raise UserError(no_pair_message(summary))
-        if rank == 0:
-            write_pairs(tmp, records, summary, config)
-    runtime.barrier()
-    return summary
+    def add(self, item, res, prop, outcome):
+        """Count the item's outcome per property; a pair when prop is not None (rank 0 saves its latents)."""
+        self.summary["teacher_cached" if res["cached"] else "teacher_generated"] += 1
+        for q, why in outcome.items():
+            self.summary["per_property"][q]["tried"] += 1
+            self.summary["per_property"][q][why] += 1
+        if prop is None:
+            return
+        n = len(self.records)
+        self.records.append({"prompt": item["prompt"], "seed": item["seed"], "property": prop,
+                             "winner_scores": res["w_scores"], "loser_scores": res["l_scores"],
+                             "winner": f"latents/w_{n:05d}.pt", "loser": f"latents/l_{n:05d}.pt"})
+        if self.rank == 0:
+            torch.save(res["w_latents"], os.path.join(self.tmp, self.records[-1]["winner"]))
+            torch.save(res["l_latents"], os.path.join(self.tmp, self.records[-1]["loser"]))
+
+    def finish(self, config=None):
+        self.summary["pairs"] = len(self.records)
+        if not self.records:
+            raise UserError(no_pair_message(self.summary))
+        if self.rank == 0:
+            write_pairs(self.tmp, self.records, self.summary, config)
 
 
 def curation_items(prompts, seeds, props):
@@ -413,27 +435,14 @@ def curation_items(prompts, seeds, props):
     return items
 
 
-def generated_in_order(teacher, student, reward, jobs, cache_dir, gen_kw, progress=True):
-    """generate_and_score on every job (a batch of items), rank i doing job r + i of round r (its own
-    side by side on worker threads, parallel.py); yields (item, result) in job order on every rank."""
-    rank, world = runtime.rank_world()
-    rounds = range(0, len(jobs), world)
-    made = parallel.map_batches(lambda j: generate_and_score(teacher, student, reward, jobs[j], cache_dir, gen_kw),
-                                [r + rank for r in rounds if r + rank < len(jobs)], teacher, student)
-    for r in tqdm(rounds, desc="curate: batches", unit="round", disable=not progress or rank != 0):
-        mine = [(r + rank, next(made))] if r + rank < len(jobs) else []
-        for j, results in zip(range(r, r + world), runtime.gather(mine)):
-            yield from zip(jobs[j], results)
-
-
 def write_pairs(folder, records, summary, config=None):
     """pairs.jsonl (NaN -> null), summary.json and the run's config.json into the pairs folder."""
     with open(os.path.join(folder, "pairs.jsonl"), "w") as f:
         for rec in records:
-            f.write(json.dumps(runtime.json_safe(rec)) + "\n")
-    runtime.write_json(os.path.join(folder, "summary.json"), summary)
+            f.write(json.dumps(disk.json_safe(rec)) + "\n")
+    disk.write_json(os.path.join(folder, "summary.json"), summary)
     if config is not None:
-        runtime.write_json(os.path.join(folder, "config.json"), config)
+        disk.write_json(os.path.join(folder, "config.json"), config)
 
 
 def no_pair_message(summary):
@@ -493,7 +502,7 @@ def main(argv=None):
         raise UserError(f"{args.student} is not a student folder (no {models.STUDENT_FILE}); "
                         "pass the pruned/ folder that prune.py wrote")
     cache = args.cache or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.out))), "teacher_cache")
-    rank, world, device = runtime.dist_setup()
+    rank, world, device = ranks.dist_setup()
     kept, counts = select_prompts(read_prompts(args.prompts), props, run["filter_prompts"] or bool(args.llm),
                                   load_llm(args.llm, device) if args.llm else None)
     if rank == 0:
@@ -509,12 +518,12 @@ def main(argv=None):
     reward = load_reward(args.reward, device=device, **({"path": args.reward_path} if args.reward_path else {}))
     teacher = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
     student = models.load(args.model, path=args.student, device=device)
-    summary = curate(teacher, student, reward, kept, list(range(args.num_seeds)), props, args.tau, args.out,
-                     cache, gen_kw, args.batch_size, config=vars(args))
+    videos = Videos(teacher, student, reward, list(range(args.num_seeds)), cache, gen_kw, args.batch_size)
+    summary = curate(videos, kept, props, args.tau, args.out, config=vars(args))
     if rank == 0:
         print("\n".join(summary_lines(counts, summary)[1:]))
         print(f"wrote {args.out} ({summary['pairs']} pairs); teacher cache: {cache}")
 
 
 if __name__ == "__main__":
-    runtime.run_cli(main)
+    cli.run_cli(main)

@@ -21,7 +21,7 @@ training and evaluation settings vip_loop.py uses (and prints in its --help).
 """
 import os
 
-from runtime import UserError
+from infra.cli import UserError
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 EVAL_PROMPTS = os.path.join(ROOT, "prompts", "eval_prompts.csv")   # captions with static labels

@@ -21,7 +21,9 @@ import argparse
 import os
 import time
 
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra import cli, disk, parallel, ranks
+from infra.cli import UserError
+from infra.prompt_files import make_eval_set, read_prompts
 
 import numpy as np
 import torch
@@ -29,13 +31,10 @@ from tqdm import tqdm
 
 import defaults
 import models
-import parallel
-import vbench_eval
-from report import fmt, videos_path, write_report
-from prompt_files import make_eval_set, read_prompts
+from analysis import vbench_eval
+from analysis.report import fmt, videos_path, write_report
 from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DTYPES, load_reward
-from runtime import UserError
-from stats import mean_ci
+from analysis.stats import mean_ci
 
 # ---------------------------------------------------------------------------------------------
 # Cost: TFLOPs per generated video and latency
@@ -115,7 +114,7 @@ def evaluate_model(model, reward, prompts, seeds, static=None, keep_videos=4, ba
                    **gen_kw):
     """Generate one video per (prompt, seed), score it, and summarise: the eval.json content.
 
-    Generation and scoring are sharded over torchrun ranks (runtime.shard / runtime.gather); the
+    Generation and scoring are sharded over torchrun ranks (ranks.shard / ranks.gather); the
     result is the same on every rank. Keys: "scores" {dimension: {"mean", "ci95" (half width of
     the 95% t-interval over prompts), "n"}}, "per_video", "params", "tflops" and "latency" (when
     `measure`), "generation", "reward", "reward_note". "videos" holds the first `keep_videos`
@@ -127,8 +126,8 @@ def evaluate_model(model, reward, prompts, seeds, static=None, keep_videos=4, ba
     static = list(static) if static is not None else [None] * len(prompts)
     settings = generation_settings(model, **gen_kw)
     gen = {k: settings[k] for k in ("num_frames", "steps", "guidance", "height", "width")}
-    rank, _ = runtime.rank_world()
-    mine = runtime.shard(list(zip(prompts, seeds, static)))
+    rank, _ = ranks.rank_world()
+    mine = ranks.shard(list(zip(prompts, seeds, static)))
     batches = [mine[start:start + batch_size] for start in range(0, len(mine), batch_size)]
     generated = parallel.map_batches(lambda batch: model.generate([x[1][0] for x in batch], [x[1][1] for x in batch],
                                                                   **gen)[0], batches, model)
@@ -140,7 +139,7 @@ def evaluate_model(model, reward, prompts, seeds, static=None, keep_videos=4, ba
             indexed.append((i, {"prompt": p[j], "seed": int(s[j]), "static": st[j],
                                 "scores": {k: float(v[j]) for k, v in scores.items()},
                                 "video": frames[j] if i < keep_videos else None}))
-    per_video = runtime.gather(indexed)
+    per_video = ranks.gather(indexed)
     kept = [v.pop("video") for v in per_video]
     return eval_result(model, reward, per_video, kept, measure, **gen_kw)
 
@@ -152,7 +151,7 @@ def eval_result(model, reward, per_video, videos, measure=True, **gen_kw):
     rank). prune.py calls it on a candidate it has already generated and scored."""
     settings = generation_settings(model, **gen_kw)
     gen = {k: settings[k] for k in ("num_frames", "steps", "guidance", "height", "width")}
-    rank, _ = runtime.rank_world()
+    rank, _ = ranks.rank_world()
     names = list(per_video[0]["scores"]) if per_video else list(DIMENSIONS) + ["total"]
     summary = {}
     for k in names:
@@ -169,7 +168,7 @@ def eval_result(model, reward, per_video, videos, measure=True, **gen_kw):
                     "latency": {"seconds_per_video": measure_latency(model, per_video[0]["prompt"],
                                                                      per_video[0]["seed"], **gen),
                                 "batch": 1, "device": str(model.device)}}
-        result.update(runtime.broadcast(cost))
+        result.update(ranks.broadcast(cost))
     kept = [(v["prompt"], v["seed"], f) for v, f in zip(per_video, videos) if f is not None]
     result["videos"] = {"prompts": [x[0] for x in kept], "seeds": [x[1] for x in kept],
                         "frames": np.stack([x[2] for x in kept]) if kept else None}
@@ -180,16 +179,16 @@ def save_eval(result, json_path):
     """Rank 0 writes `result` (from evaluate_model) to json_path, and its videos beside it
     (videos_path); other ranks write nothing. Both writes are atomic, the json last: it marks
     the evaluation done (vip_loop.py), so a run killed between the two redoes both."""
-    if runtime.rank_world()[0] != 0:
+    if ranks.rank_world()[0] != 0:
         return
     result = dict(result)
     videos = result.pop("videos", None)
     if videos and videos["frames"] is not None:
         path = videos_path(json_path)
-        with runtime.atomic_file(path) as tmp, open(tmp, "wb") as f:
+        with disk.atomic_file(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, frames=videos["frames"], prompts=np.array(videos["prompts"]),
                                 seeds=np.array(videos["seeds"]))
-    runtime.write_json(json_path, runtime.json_safe(result))
+    disk.write_json(json_path, disk.json_safe(result))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +220,7 @@ def parse_args(argv=None):
                    help="write report.md for these run folders instead of evaluating (default: evaluate)")
     p.add_argument("--vbench_results", nargs="+", metavar="FILE", default=None,
                    help="summarise VBench results files (or their folders) into Table 2's row, with the revised "
-                        "dynamic degree (vbench_eval.py); with --out also OUT/vbench.json (default: off)")
+                        "dynamic degree (analysis/vbench_eval.py); with --out also OUT/vbench.json (default: off)")
     return p.parse_args(argv)
 
 
@@ -254,7 +253,7 @@ def main(argv=None):
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, not {args.limit}")
     eval_set = make_eval_set(read_prompts(args.prompts)[:args.limit], args.eval_seeds)
-    rank, _, device = runtime.dist_setup()
+    rank, _, device = ranks.dist_setup()
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     reward_kw = {"path": args.reward_path} if args.reward_path else {}
     reward = load_reward(args.reward, device=device, dtype=args.reward_dtype, **reward_kw)
@@ -266,8 +265,8 @@ def main(argv=None):
         print(f"wrote {os.path.join(args.out, 'eval.json')}: {result['num_videos']} videos of {args.model}"
               f"{' (' + args.student + ')' if args.student else ''}")
         print_summary(result)
-    runtime.barrier()
+    ranks.barrier()
 
 
 if __name__ == "__main__":
-    runtime.run_cli(main)
+    cli.run_cli(main)

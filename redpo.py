@@ -23,7 +23,7 @@ the model was trained (`sample_timesteps`) and the weight folded into beta as be
 Training (the loop V.I.P. runs for every stage, Sec. 3.4.2): read the pairs that curate.py wrote,
 draw one t and one eps per pair, one student forward on the 2B batch [x^w_t; x^l_t], one teacher
 forward on the same batch under no_grad, the loss, backward, step. The teacher is frozen, so on a
-CPU its forwards run ahead on the other core (parallel.py) while the student trains on one thread.
+CPU its forwards run ahead on the other core (infra/parallel.py) while the student trains on one thread.
 
     python redpo.py --model tiny --student runs/x/stage_1/student --pairs runs/x/stage_1/pairs --out runs/x/stage_1/train
     torchrun --nproc_per_node 8 redpo.py --model animatediff --student ... --pairs ... --out ...
@@ -39,7 +39,9 @@ import functools
 import math
 import os
 
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra import cli, disk, parallel, ranks
+from infra.checkpoint import append_metrics, resume, save_checkpoint
+from infra.cli import UserError
 
 import torch
 import torch.distributed as dist
@@ -49,9 +51,6 @@ from tqdm import tqdm
 
 import defaults
 import models
-import parallel
-from checkpoint import append_metrics, resume, save_checkpoint
-from runtime import UserError
 
 METHODS = ("redpo", "dpo", "sft")
 
@@ -151,7 +150,7 @@ def read_pairs(pairs_dir):
     path = os.path.join(pairs_dir, "pairs.jsonl")
     if not os.path.isfile(path):
         raise UserError(f"no pairs.jsonl in {pairs_dir}; run curate.py to make the pairs first")
-    pairs = runtime.read_jsonl(path, fix=PAIRS_FIX)
+    pairs = disk.read_jsonl(path, fix=PAIRS_FIX)
     if not pairs:
         raise UserError(f"{path} holds no pairs; curate more prompts or lower --tau in curate.py")
     for p in pairs:
@@ -193,8 +192,8 @@ def encode_prompts(teacher, pairs, chunk=64):
 def make_batch(pairs, indices, epoch, seed, timesteps, device, text=None):
     """x_w, x_l, eps: (B, C, F, h, w); t: (B,); prompts: B strings; with `text` (encode_prompts'),
     embeds: (B, L, D)."""
-    x_w = torch.stack([runtime.load_torch(pairs[i]["winner"], PAIRS_FIX) for i in indices])
-    x_l = torch.stack([runtime.load_torch(pairs[i]["loser"], PAIRS_FIX) for i in indices])
+    x_w = torch.stack([disk.load_torch(pairs[i]["winner"], PAIRS_FIX) for i in indices])
+    x_l = torch.stack([disk.load_torch(pairs[i]["loser"], PAIRS_FIX) for i in indices])
     noise = [pair_noise(x_w.shape[1:], timesteps, seed, epoch, i) for i in indices]
     batch = {"x_w": x_w.to(device), "x_l": x_l.to(device),
              "t": torch.cat([t for t, _ in noise]).to(device),
@@ -240,7 +239,7 @@ def batch_loss(student, teacher, batch, method, beta, w_sft, unet=None):
 def step_batches(pairs, step, steps_per_epoch, s, text, teacher, device):
     """Training step `step` (from 0): its epoch and this rank's batch for each micro-step (epoch's
     order, each pair's own t and eps)."""
-    rank, world = runtime.rank_world()
+    rank, world = ranks.rank_world()
     epoch, pos = divmod(step, steps_per_epoch)
     order = epoch_order(len(pairs), s.batch * s.grad_accum * world, epoch, s.seed)
     starts = [((pos * s.grad_accum + micro) * world + rank) * s.batch for micro in range(s.grad_accum)]
@@ -251,7 +250,7 @@ def step_batches(pairs, step, steps_per_epoch, s, text, teacher, device):
 def measure_w_sft(student, teacher, pairs, n_steps, steps_per_epoch, s, text, autocast):
     """w_sft_rule at the student as it is, on the batches of the first n_steps training steps (what
     those steps will train on; each rank its share, the means taken over all of them). No update;
-    on a CPU the steps run side by side (parallel.py). Returns {"w_sft", "dpo", "sft", "steps", "pairs"}."""
+    on a CPU the steps run side by side (infra/parallel.py). Returns {"w_sft", "dpo", "sft", "steps", "pairs"}."""
     def terms(step):
         _, batches = step_batches(pairs, step, steps_per_epoch, s, text, teacher, student.device)
         with torch.no_grad(), autocast():
@@ -259,7 +258,7 @@ def measure_w_sft(student, teacher, pairs, n_steps, steps_per_epoch, s, text, au
     stats = [st for step_stats in parallel.map_batches(terms, range(n_steps), student, teacher) for st in step_stats]
     means = all_mean({k: sum(st[k] for st in stats) / len(stats) for k in ("dpo", "sft")})  # equal batches: over pairs
     return {"w_sft": w_sft_rule([means["dpo"]], [means["sft"]]), "dpo": means["dpo"], "sft": means["sft"],
-            "steps": n_steps, "pairs": n_steps * s.batch * s.grad_accum * runtime.rank_world()[1]}
+            "steps": n_steps, "pairs": n_steps * s.batch * s.grad_accum * ranks.rank_world()[1]}
 
 
 def settle_w_sft(out_dir, w_sft, step, measure, log_rule):
@@ -268,8 +267,8 @@ def settle_w_sft(out_dir, w_sft, step, measure, log_rule):
     would have chosen), and kept in out_dir/w_sft.json and as a line of its own (step 0) in
     metrics.jsonl; a resumed stage reads it back instead of measuring the trained student."""
     path = os.path.join(out_dir, "w_sft.json")
-    if os.path.isfile(path) and runtime.read_json(path)["setting"] == w_sft:
-        return runtime.read_json(path)["w_sft"]
+    if os.path.isfile(path) and disk.read_json(path)["setting"] == w_sft:
+        return disk.read_json(path)["w_sft"]
     if w_sft != "auto" and not log_rule:
         return w_sft
     if step > 0 and w_sft != "auto":
@@ -282,14 +281,14 @@ def settle_w_sft(out_dir, w_sft, step, measure, log_rule):
         raise UserError("the SFT term is 0 on the first batches (the student is the teacher), so no w_sft "
                         "matches the DPO loss; pass a number for --w_sft")
     used = rule["w_sft"] if w_sft == "auto" else w_sft
-    if runtime.rank_world()[0] == 0:
+    if ranks.rank_world()[0] == 0:
         metrics_path = os.path.join(out_dir, "metrics.jsonl")
         append_metrics(metrics_path, [], upto=-1)   # its only line: no step has run
         append_metrics(metrics_path,
                        [{"step": 0, "w_sft": used, "w_sft_rule": rule["w_sft"], "rule_dpo": rule["dpo"],
                          "rule_sft": rule["sft"], "rule_steps": rule["steps"], "rule_pairs": rule["pairs"]}])
-        runtime.write_json(path, {"w_sft": used, "setting": w_sft, "rule": rule})   # last: what resuming reads
-    runtime.barrier()
+        disk.write_json(path, {"w_sft": used, "setting": w_sft, "rule": rule})   # last: what resuming reads
+    ranks.barrier()
     return used
 
 
@@ -327,7 +326,7 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
     s = settings or Settings()
     if s.method not in METHODS:
         raise ValueError(f"unknown method {s.method!r}: choose one of {', '.join(METHODS)}")
-    rank, world = runtime.rank_world()
+    rank, world = ranks.rank_world()
     device = student.device
     config = s.resumable(world, student.removed)
     pairs = read_pairs(pairs_dir)
@@ -365,7 +364,7 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
     bar = tqdm(total=total, initial=step, desc=f"{s.method} training", disable=rank != 0)
     nonfinite_in_a_row, last, rows = 0, {}, []
     # On a CPU the teacher's forwards of the next steps run on worker threads while the student trains
-    # on one thread (parallel.py: the same numbers, at about twice the steps per second); elsewhere
+    # on one thread (infra/parallel.py: the same numbers, at about twice the steps per second); elsewhere
     # each step's just before it.
     with contextlib.closing(parallel.map_batches(with_teacher, range(step, total), teacher)) as prepared:
         for epoch, batches in prepared:
@@ -393,7 +392,7 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
             if checkpoint_now:
                 if rank == 0:
                     save_checkpoint(out_dir, student, optimizer, {"step": step, "skipped": skipped, "config": config}, s.keep)
-                runtime.barrier()
+                ranks.barrier()
     bar.close()
     for p in params:
         p.requires_grad_(False)
@@ -467,7 +466,7 @@ def check_student_source(student_dir, teacher):
     path = os.path.join(student_dir, models.STUDENT_FILE)
     if not os.path.isfile(path):
         return
-    source = runtime.read_json(path)["source"]
+    source = disk.read_json(path)["source"]
     if source != teacher.source:
         def name(src):
             return " + adapter ".join(str(v) for v in (src["path"], src["adapter"]) if v) or "the built-in model"
@@ -477,25 +476,25 @@ def check_student_source(student_dir, teacher):
 
 def main(argv=None):
     args = parse_args(argv)
-    rank, world, device = runtime.dist_setup()
+    rank, world, device = ranks.dist_setup()
     teacher = models.load(args.model, path=args.teacher, adapter=args.adapter, device=device)
     if args.student:
         check_student_source(args.student, teacher)
     student = models.load(args.model, path=args.student or args.teacher, adapter=args.adapter, device=device)
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
-        runtime.write_json(os.path.join(args.out, "config.json"), vars(args))
+        disk.write_json(os.path.join(args.out, "config.json"), vars(args))
     settings = Settings(method=args.method, beta=args.beta, w_sft=args.w_sft, lr=args.lr, batch=args.batch,
                         epochs=args.epochs, grad_accum=args.grad_accum, seed=args.seed, max_steps=args.max_steps,
                         ckpt_every=args.ckpt_every, gradient_checkpointing=args.gradient_checkpointing)
     summary = train(student, teacher, args.pairs, args.out, settings)
     if rank == 0:
-        runtime.write_json(os.path.join(args.out, "config.json"), dict(vars(args), w_sft_used=summary["w_sft"]))
+        disk.write_json(os.path.join(args.out, "config.json"), dict(vars(args), w_sft_used=summary["w_sft"]))
         student.save(os.path.join(args.out, "student"))
         print(f"trained {summary['steps']} steps ({summary['skipped']} skipped); last: "
               + ", ".join(f"{k} {v:.4g}" for k, v in summary["last"].items() if isinstance(v, float)))
-    runtime.barrier()
+    ranks.barrier()
 
 
 if __name__ == "__main__":
-    runtime.run_cli(main)
+    cli.run_cli(main)

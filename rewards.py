@@ -25,12 +25,13 @@ Which reward a CLI uses when not told follows the model (defaults.py):
 import functools
 import os
 
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra.cli import UserError
+from infra.ranks import default_device
+
 import numpy as np
 import torch
 
-from dimensions import DIMENSIONS  # also read as rewards.DIMENSIONS
-from runtime import UserError, default_device
+from analysis.dimensions import DIMENSIONS  # also read as rewards.DIMENSIONS
 
 # ---------------------------------------------------------------------------------------------
 # Rewards: the shared wrapper and the paper's revised dynamic score

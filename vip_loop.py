@@ -18,7 +18,7 @@ and finally report.md (report.write_report) with the full model, each stage prun
 
 Models are loaded once per run and every step is called in-process. Each step's output is
 written atomically and last, so re-running the same command skips what is done and resumes
-training from its last checkpoint (run_folder.py: the folder's layout, config checks, what to
+training from its last checkpoint (infra/run_folder.py: the folder's layout, config checks, what to
 delete when a file is damaged). `--oneshot` is Table 4's "w/o online": every stage's blocks cut at
 once and one round of training; `--method sft|dpo` are Table 3 / Table 4's baselines. The settings
 of each model are defaults.PRESETS.
@@ -32,18 +32,18 @@ import shutil
 import sys
 import time
 
-import runtime  # before curate, numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra import cli, disk, ranks
+from infra.cli import UserError
+from infra.prompt_files import make_eval_set, read_prompts
+from infra.run_folder import check_config, done, pairs_damage, redo_hint, stage_done
 import curate
 import defaults
 import evaluate
 import models
 import prune
 import redpo
-import report
-from prompt_files import make_eval_set, read_prompts
+from analysis import report
 from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward
-from run_folder import check_config, done, pairs_damage, redo_hint, stage_done
-from runtime import UserError
 
 PRESETS = defaults.PRESETS
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
@@ -76,7 +76,7 @@ class Run:
 
 def run(cfg, device):
     """The whole loop for a resolved configuration `cfg` (see resolve)."""
-    rank, _ = runtime.rank_world()
+    rank, _ = ranks.rank_world()
     out, start = cfg["out"], time.perf_counter()
     check_config(out, cfg)
     r = setup(cfg, device)
@@ -103,7 +103,7 @@ def run(cfg, device):
         print("\n\n".join(part for part in text.split("\n\n## ") if part.startswith("Table 1")))
         print(f"wrote {os.path.join(out, 'report.md')}")
         print(time_spent(time.perf_counter() - start))
-    runtime.barrier()
+    ranks.barrier()
 
 
 def run_stage(r, k, n_blocks, stage_dir, student_path, student_eval):
@@ -119,11 +119,11 @@ def run_stage(r, k, n_blocks, stage_dir, student_path, student_eval):
         student = train_step(r, stage_dir, student)
     with timer("evaluate"):  # the trained row of Table 1
         evaluate_once(r, student, os.path.join(stage_dir, "eval.json"))
-    if runtime.rank_world()[0] == 0:
+    if ranks.rank_world()[0] == 0:
         w_sft_json = os.path.join(stage_dir, "train", "w_sft.json")   # the w_sft it trained with, and the rule's
-        runtime.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"], "w_sft": (
-            runtime.read_json(w_sft_json) if done(w_sft_json) else None)})
-    runtime.barrier()
+        disk.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"], "w_sft": (
+            disk.read_json(w_sft_json) if done(w_sft_json) else None)})
+    ranks.barrier()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,11 +140,11 @@ def setup(cfg, device):
     teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
     reward = load_reward(cfg["reward"], device=device, dtype=cfg["reward_dtype"],
                          **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
-    if runtime.rank_world()[0] == 0:
-        runtime.hold_lock(cfg["out"])   # one run at a time writes a folder
+    if ranks.rank_world()[0] == 0:
+        disk.hold_lock(cfg["out"])   # one run at a time writes a folder
         if not os.path.isfile(os.path.join(cfg["out"], "config.json")):
-            runtime.write_json(os.path.join(cfg["out"], "config.json"), cfg)
-    runtime.barrier()
+            disk.write_json(os.path.join(cfg["out"], "config.json"), cfg)
+    ranks.barrier()
     return Run(cfg, teacher, reward, make_eval_set(eval_items, cfg["eval_seeds"]), None, pool)
 
 
@@ -154,30 +154,36 @@ def prune_step(r, k, n_blocks, stage_dir, student_path, student_eval):
     pruned student and prune.json's record."""
     prune_json, pruned_dir = os.path.join(stage_dir, "prune.json"), os.path.join(stage_dir, "pruned")
     if done(prune_json):
-        record, student = runtime.read_json(prune_json), r.load(pruned_dir)
+        record, student = disk.read_json(prune_json), r.load(pruned_dir)
     else:
-        cfg, eval_set = r.cfg, r.eval_set
+        cfg = r.cfg
         student = r.load(student_path or cfg["path"], cfg["adapter"])
-        search = subset(eval_set, cfg["search_seeds"] and cfg["search_seeds"] * eval_set["per_seed"])
-        whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])
-        if r.search_set is not None:   # the search and the targets on prompts apart from the eval set
-            full_search, ss = runtime.read_json(r.search_set["full"]), r.search_set
-            record = prune.prune_stage(student, full_search["scores"], r.reward, ss["prompts"], ss["seeds"], n_blocks,
-                                       stage_dir, static=ss["static"], greedy=cfg["greedy"], gen_kw=r.gen_kw,
-                                       batch_size=cfg["gen_batch"], student_dir=pruned_dir,
-                                       base_eval=full_search if student_path is None else None, row_set=whole)
-            return student, report_targets(k, record)
-        record = prune.prune_stage(student, r.full_scores, r.reward, search["prompts"], search["seeds"], n_blocks,
-                                   stage_dir, static=search["static"], greedy=cfg["greedy"], gen_kw=r.gen_kw,
-                                   batch_size=cfg["gen_batch"], student_dir=pruned_dir,
-                                   base_eval=runtime.read_json(student_eval),
-                                   target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None)
+        record = prune.prune_stage(student, stage_search(r, student_path, student_eval), n_blocks, stage_dir,
+                                   greedy=cfg["greedy"], student_dir=pruned_dir)
     return student, report_targets(k, record)
+
+
+def stage_search(r, student_path, student_eval):
+    """The stage's block search (prune.Search): with --search_prompts, the search and the targets on
+    prompts apart from the eval set, the pruned row on the eval set; else the search on the preset's
+    subset of the eval set, the pruned row and its targets on all of it. The student's eval.json
+    (or M0's on the search prompts) stands in for generating the student as it is."""
+    cfg, eval_set = r.cfg, r.eval_set
+    whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])
+    common = {"gen_kw": r.gen_kw, "batch_size": cfg["gen_batch"]}
+    if r.search_set is not None:
+        full_search, ss = disk.read_json(r.search_set["full"]), r.search_set
+        return prune.Search(r.reward, ss["prompts"], ss["seeds"], ss["static"], full_search["scores"],
+                            base_eval=full_search if student_path is None else None, row_set=whole, **common)
+    search = subset(eval_set, cfg["search_seeds"] and cfg["search_seeds"] * eval_set["per_seed"])
+    return prune.Search(r.reward, search["prompts"], search["seeds"], search["static"], r.full_scores,
+                        base_eval=disk.read_json(student_eval),
+                        target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None, **common)
 
 
 def report_targets(k, record):
     """Print the stage's cut and target properties (rank 0); returns the record."""
-    if runtime.rank_world()[0] == 0:
+    if ranks.rank_world()[0] == 0:
         targets = curation_targets(record)
         print(f"stage {k}: removed {', '.join(record['removed'])}; target properties: "
               + ", ".join(f"{d} (drop {drop:+.3g})" for d, drop in record["target_properties"])
@@ -204,21 +210,22 @@ def curate_step(r, k, stage_dir, student, targets):
     pairs_dir, cfg = os.path.join(stage_dir, "pairs"), r.cfg
     if done(os.path.join(pairs_dir, "pairs.jsonl")) and not done(os.path.join(stage_dir, "student", models.STUDENT_FILE)):
         damage = pairs_damage(pairs_dir)
-        if damage and runtime.rank_world()[0] == 0:
+        if damage and ranks.rank_world()[0] == 0:
             print(f"stage {k}: {damage}; curating the pairs again", file=sys.stderr)
             shutil.rmtree(pairs_dir)
-        runtime.barrier()
+        ranks.barrier()
     if done(os.path.join(pairs_dir, "pairs.jsonl")):
         return
     kept, counts = curate.select_prompts(r.pool, targets, cfg["filter_prompts"])
-    if runtime.rank_world()[0] == 0:
+    if ranks.rank_world()[0] == 0:
         print(f"stage {k}: prompt filter " + " -> ".join(f"{name} {n}" for name, n in counts.items()))
     if not kept:
         raise UserError(f"the prompt filter kept no prompt of {cfg['pool']} for {', '.join(targets)}; "
                         "pass a larger --pool")
     kept = kept[:cfg["pool_prompts"]] if cfg["pool_prompts"] else kept
-    curate.curate(r.teacher, student, r.reward, kept, list(range(cfg["seeds"])), targets, cfg["tau"], pairs_dir,
-                  os.path.join(cfg["out"], "teacher_cache"), r.gen_kw, batch_size=cfg["gen_batch"], config=cfg)
+    videos = curate.Videos(r.teacher, student, r.reward, list(range(cfg["seeds"])),
+                           os.path.join(cfg["out"], "teacher_cache"), r.gen_kw, cfg["gen_batch"])
+    curate.curate(videos, kept, targets, cfg["tau"], pairs_dir, config=cfg)
 
 
 def train_step(r, stage_dir, student):
@@ -232,9 +239,9 @@ def train_step(r, stage_dir, student):
                               seed=cfg["seed"], gradient_checkpointing=cfg["gradient_checkpointing"],
                               log_w_sft_rule=True)   # a numeric w_sft: log what the paper's rule would choose
     redpo.train(student, r.teacher, os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train"), settings)
-    if runtime.rank_world()[0] == 0:
+    if ranks.rank_world()[0] == 0:
         student.save(student_dir)
-    runtime.barrier()
+    ranks.barrier()
     return student
 
 
@@ -242,12 +249,12 @@ def evaluate_once(r, model, json_path, videos=None):
     """evaluate.py's eval.json of `model` on the run's eval set (or `videos`, a set of the same
     shape), unless it is already there. Returns its scores."""
     if done(json_path):
-        return runtime.read_json(json_path)["scores"]
+        return disk.read_json(json_path)["scores"]
     es = videos or r.eval_set
     result = evaluate.evaluate_model(model, r.reward, es["prompts"], es["seeds"], static=es["static"],
                                      batch_size=r.cfg["gen_batch"], **r.gen_kw)
     evaluate.save_eval(result, json_path)
-    runtime.barrier()
+    ranks.barrier()
     return result["scores"]
 
 
@@ -390,13 +397,13 @@ def resolve(args, world):
 
 def main(argv=None):
     args = parse_args(argv)
-    _, world, device = runtime.dist_setup()
+    _, world, device = ranks.dist_setup()
     cfg = resolve(args, world)
     try:
         run(cfg, device)
-    except runtime.Unreadable as e:  # a damaged file of the run: name what to delete to redo it
-        raise runtime.Unreadable(e.path, e.problem, redo_hint(cfg["out"], e.path) or e.fix) from e
+    except disk.Unreadable as e:  # a damaged file of the run: name what to delete to redo it
+        raise disk.Unreadable(e.path, e.problem, redo_hint(cfg["out"], e.path) or e.fix) from e
 
 
 if __name__ == "__main__":
-    runtime.run_cli(main)
+    cli.run_cli(main)

@@ -1,5 +1,5 @@
 """The paper's claims (Sec. 4.2 and 4.3: Tables 1, 3 and 4), each as the paper words it, measured on
-the report's runs (report.py reads them), with a verdict.
+the report's runs (analysis/report.py reads them), with a verdict.
 
 Each claim is a difference of rows, video by video (same prompt and eval seed), over the training
 seeds; its interval treats prompts and training seeds as random (stats.interval). The claims:
@@ -25,9 +25,8 @@ interval across 0 is "cannot tell". No margin is added.
 
     python evaluate.py --report docs/shapes/runs/* --out docs/shapes   # the claims table in report.md
 """
-import runtime  # noqa: F401  before rewards (torch): it sets how torch's CPU threads wait
 
-import stats
+from analysis import stats
 from rewards import DIMENSIONS
 
 NAMES = {"visual_quality": "visual quality", "temporal_consistency": "temporal consistency",

@@ -14,7 +14,7 @@ seeds, crossed prompt x seed ANOVA, Satterthwaite df; a difference the same in e
 report.md holds: what was run, Table 1 (per group, each row's per-dimension mean; with several
 seeds the mean over seeds and their spread), the paired differences of each stage, the methods
 compared at each stage and at the end, the paper's claims as the paper words them with a verdict
-(claims.py), cost per row, and teacher | pruned | trained video grids. Beside it:
+(analysis/claims.py), cost per row, and teacher | pruned | trained video grids. Beside it:
 scores_<group>.png (per-dimension bars with 95% intervals) and training_<group>.png (the DPO term,
 SFT term and implicit accuracy per stage, from metrics.jsonl).
 
@@ -28,15 +28,15 @@ import math
 import os
 import re
 
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra import disk
+from infra.cli import UserError
 
 import numpy as np
 
-import claims
-import stats
-import vbench_eval
-from dimensions import DIMENSIONS
-from runtime import UserError
+from analysis import claims
+from analysis import stats
+from analysis import vbench_eval
+from analysis.dimensions import DIMENSIONS
 
 METHOD_NAMES = {"redpo": "ReDPO", "sft": "SFT", "dpo": "DPO"}
 COLUMN_NAMES = {"visual_quality": "Visual Quality", "temporal_consistency": "Temporal Consistency",
@@ -81,12 +81,12 @@ def read_run(run_dir):
     dict), "stages": [{"k", "pruned", "trained" (eval dicts or None), "targets" (prune.json's target
     properties, largest drop first), "metrics" (metrics.jsonl rows)}]}."""
     config_path = os.path.join(run_dir, "config.json")
-    config = runtime.read_json(config_path) if os.path.isfile(config_path) else {}
+    config = disk.read_json(config_path) if os.path.isfile(config_path) else {}
     label = METHOD_NAMES.get(str(config.get("method", "")).lower(), config.get("method") or "trained")
     label += " one-shot" if config.get("oneshot") else ""
     # toy/compare.py's variant trained as long in total as the online run: a group of its own.
     label += " (same budget)" if os.path.basename(os.path.normpath(run_dir)).rsplit("-s", 1)[0].endswith("-budget") else ""
-    maybe = lambda p: runtime.read_json(p) if os.path.isfile(p) else None          # noqa: E731
+    maybe = lambda p: disk.read_json(p) if os.path.isfile(p) else None          # noqa: E731
     run = {"dir": run_dir, "name": os.path.basename(os.path.normpath(run_dir)), "config": config,
            "label": label, "seed": config.get("seed", 0), "full": maybe(os.path.join(run_dir, "full", "eval.json")),
            "stages": []}
@@ -212,7 +212,7 @@ def methods_table(groups, reference):
 
 def claims_table(found):
     """The claims section: the rule, then one line per claim (claims.claims) with its analysis."""
-    lines = ["Verdict (claims.py): **holds** when the 95% interval lies wholly on the claimed side of 0, "
+    lines = ["Verdict (analysis/claims.py): **holds** when the 95% interval lies wholly on the claimed side of 0, "
              "**does not hold** when wholly on the other side, else **cannot tell**; \">= 0\" claims are tested as "
              "stated, no margin. Interval: per (prompt, training seed) the mean over eval seeds, prompts x seeds "
              "crossed random effects (two-way ANOVA, Satterthwaite df); a difference the same in every seed counts "
@@ -280,7 +280,7 @@ def _load_videos(json_path):
     path = videos_path(json_path)
     if not os.path.isfile(path):
         return None
-    z = runtime.load_npz(path)
+    z = disk.load_npz(path)
     return {"frames": z["frames"], "prompts": [str(p) for p in z["prompts"]], "seeds": [int(s) for s in z["seeds"]]}
 
 
@@ -290,7 +290,7 @@ def write_grids(run_dir, out_dir, max_videos=2):
     were generated from other prompts / seeds."""
     full = os.path.join(run_dir, "full", "eval.json")
     teacher = _load_videos(full)
-    fps = runtime.read_json(full).get("generation", {}).get("fps", 8) if os.path.isfile(full) else 8
+    fps = disk.read_json(full).get("generation", {}).get("fps", 8) if os.path.isfile(full) else 8
     made = []
     if teacher is None:
         return made
@@ -307,8 +307,8 @@ def write_grids(run_dir, out_dir, max_videos=2):
                 continue
             grid = video_grid([teacher["frames"][i], pruned["frames"][i], trained["frames"][i]])
             stem = os.path.join(out_dir, "grids", f"{name}_stage{k}_{i}")
-            runtime.save_video(stem + ".mp4", grid, fps)
-            runtime.save_video(stem + ".gif", grid, fps)
+            disk.save_video(stem + ".mp4", grid, fps)
+            disk.save_video(stem + ".gif", grid, fps)
             made.append((k, teacher["prompts"][i], stem + ".gif"))
     return made
 
@@ -335,7 +335,7 @@ def plot_scores(key, runs, path):
     ax.set_title(f"{key[1]} ({runs[0]['name']}): per-dimension score, 95% interval over {rows[0][2]['num_videos']} videos")
     ax.legend(fontsize=7, ncol=4, loc="lower right")
     fig.tight_layout()
-    with runtime.atomic_file(path) as tmp:
+    with disk.atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
@@ -366,7 +366,7 @@ def plot_training(key, runs, path):
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{key[1]} training ({key[0]})", fontsize=10)
     fig.tight_layout()
-    with runtime.atomic_file(path) as tmp:
+    with disk.atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return True
@@ -423,7 +423,7 @@ def write_report(run_dirs, out_path, grids=True):
     lines.append("Average: the mean of the four dimensions (VideoScore total). Param: the trained part "
                  "(AnimateDiff: the motion modules; VideoCrafter2: the whole UNet). Static prompts score "
                  "dynamic degree 0. Paired: the same prompt and seed in both rows.")
-    table2 = vbench_eval.report_lines(runs)          # VBench rows, where vbench_eval.py wrote vbench.json
+    table2 = vbench_eval.report_lines(runs)          # VBench rows, where analysis/vbench_eval.py wrote vbench.json
     lines += [""] + table2 if table2 else []
     if len(groups) > 1:
         reference = next(((k, g) for k, g in groups.items() if k[1] == "ReDPO"), next(iter(groups.items())))
@@ -455,6 +455,6 @@ def write_report(run_dirs, out_path, grids=True):
             lines.append(f"- {run['name']}, stage {k}: \"{prompt}\"  ")
             lines.append(f"  ![{prompt}]({rel}) ([mp4]({os.path.splitext(rel)[0]}.mp4))")
     text = "\n".join(lines) + "\n"
-    with runtime.atomic_file(out_path) as tmp, open(tmp, "w") as f:
+    with disk.atomic_file(out_path) as tmp, open(tmp, "w") as f:
         f.write(text)
     return text

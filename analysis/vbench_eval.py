@@ -18,10 +18,10 @@ The revised dynamic score (Sec. 4.1): VBench's 72 dynamic-degree prompts labelle
 degrees; Quality uses the revised one when the videos' prompts are labelled, quality_vbench VBench's.
 
     bash scripts/vbench_env.sh                                                   # once: VBench's own venv
-    python vbench_eval.py --model toy --dimensions temporal_flickering --limit 4 --out runs/demo/full
-    python vbench_eval.py --model animatediff --dimensions quality --out runs/NAME/full    # Table 2's columns
-    python vbench_eval.py --model animatediff --student runs/NAME/stage_3/student --out runs/NAME/stage_3
-    torchrun --nproc_per_node 8 vbench_eval.py --model videocrafter2 --path ckpt/vc2 --out runs/NAME/full
+    python -m analysis.vbench_eval --model toy --dimensions temporal_flickering --limit 4 --out runs/demo/full
+    python -m analysis.vbench_eval --model animatediff --dimensions quality --out runs/NAME/full    # Table 2's columns
+    python -m analysis.vbench_eval --model animatediff --student runs/NAME/stage_3/student --out runs/NAME/stage_3
+    torchrun --nproc_per_node 8 analysis/vbench_eval.py --model videocrafter2 --path ckpt/vc2 --out runs/NAME/full
     python evaluate.py --vbench_results results_eval_results.json    # Table 2's row of a file made anywhere
 """
 import argparse
@@ -32,11 +32,11 @@ import re
 import subprocess
 import time
 
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra import cli, disk, ranks
+from infra.cli import UserError
+from infra.prompt_files import read_prompts
 
 import defaults
-from prompt_files import read_prompts
-from runtime import UserError
 
 # ---------------------------------------------------------------------------------------------
 # VBench's aggregation (its repository's scripts/constant.py and scripts/cal_final_score.py)
@@ -57,7 +57,7 @@ WEIGHT = {"dynamic_degree": 0.5}                          # every other dimensio
 QUALITY_WEIGHT, SEMANTIC_WEIGHT = 4, 1
 EXIT_GRACE = 60                                           # s a VBench process may take to exit after its results
 SEEDS_PER_PROMPT = 5                                      # VBench's suite: 5 videos a prompt
-LABELS = os.path.join(runtime.ROOT, "prompts", "vbench_dynamic_labels.csv")
+LABELS = os.path.join(disk.ROOT, "prompts", "vbench_dynamic_labels.csv")
 DYNAMIC_RULES = ("zero", "match")
 # Table 2's columns: (key in the row, header)
 TABLE2 = (("quality", "Quality"), ("semantic", "Semantic"), ("total", "Total"),
@@ -158,7 +158,7 @@ def read_results(paths):
     merged = {}
     for path in results_files(paths):
         fix = "pass the *_eval_results.json that VBench's evaluate wrote"
-        data = runtime.read_json(path, fix)
+        data = disk.read_json(path, fix)
         if not isinstance(data, dict):
             raise UserError(f"{path}: not a VBench results file (a JSON object of dimensions); {fix}")
         for dim, value in data.items():
@@ -226,8 +226,8 @@ def row_notes(row):
 
 
 def report_lines(runs):
-    """report.py's Table 2 section: a row per vbench.json found in the runs' full/ and stage_k/
-    folders (vbench_eval.py --out), [] when there is none."""
+    """analysis/report.py's Table 2 section: a row per vbench.json found in the runs' full/ and stage_k/
+    folders (analysis/vbench_eval.py --out), [] when there is none."""
     rows = []
     for run in runs:
         folders = [("Full", os.path.join(run["dir"], "full"))]
@@ -235,7 +235,7 @@ def report_lines(runs):
         for stage, folder in folders:
             path = os.path.join(folder, "vbench.json")
             if os.path.isfile(path):
-                row = runtime.read_json(path)["row"]
+                row = disk.read_json(path)["row"]
                 label = "-" if stage == "Full" else run["label"]
                 rows.append(((run["model"], label, stage), row))
     if not rows:
@@ -244,7 +244,7 @@ def report_lines(runs):
     return (["## Table 2 (VBench)", ""] + table2_lines(rows) + [""] +
             ["Scores in percent. Quality = weighted mean of the 7 quality dimensions after VBench's min-max "
              "normalisation (dynamic degree weighted 0.5), Semantic = mean of the 9 semantic ones, "
-             "Total = (4 Quality + Semantic) / 5 (vbench_eval.py)."] + notes)
+             "Total = (4 Quality + Semantic) / 5 (analysis/vbench_eval.py)."] + notes)
 
 
 def summarise(paths, labels_path=LABELS, rule="zero"):
@@ -298,17 +298,17 @@ def jobs(entries, seeds_per_prompt, videos_dir):
 
 
 def generate_videos(model, todo, videos_dir, batch_size=4, steps=None):
-    """Generate this rank's share of `todo` (runtime.shard) and write each video as an mp4 at the
+    """Generate this rank's share of `todo` (ranks.shard) and write each video as an mp4 at the
     model's fps (atomic: a killed run leaves whole videos only, and the next one writes the rest)."""
     from tqdm import tqdm
-    mine = [job for _, job in runtime.shard(todo)]
+    mine = [job for _, job in ranks.shard(todo)]
     fps = model.defaults["fps"]
     for start in tqdm(range(0, len(mine), batch_size), desc="vbench videos",
-                      disable=runtime.rank_world()[0] != 0):
+                      disable=ranks.rank_world()[0] != 0):
         batch = mine[start:start + batch_size]
         frames, _ = model.generate([b[0] for b in batch], [b[2] for b in batch], steps=steps)  # (B, F, H, W, 3)
         for (_, name, _), video in zip(batch, frames):
-            runtime.save_video(os.path.join(videos_dir, name), video, fps)
+            disk.save_video(os.path.join(videos_dir, name), video, fps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,7 +342,7 @@ def child_env():
 def finished(path, dimension, expected):
     """Whether `path` holds VBench's results of `dimension` over `expected` videos: a run with
     another --limit or --seeds_per_prompt, or a damaged file, is done again."""
-    data = runtime.read_or_none(runtime.read_json, path, f"running VBench's {dimension} again")
+    data = disk.read_or_none(disk.read_json, path, f"running VBench's {dimension} again")
     try:
         return len(data[dimension][1]) == expected
     except (TypeError, KeyError, IndexError):
@@ -354,7 +354,7 @@ def run_vbench(venv, videos_dir, suite_json, dimension, results_dir, gpus=0):
     `gpus` GPUs when more than one). Returns the seconds it took; its output goes to
     results_dir/<dimension>.log; a failure is its one-line error as a UserError."""
     python = vbench_python(venv)
-    worker = os.path.join(runtime.ROOT, "scripts", "vbench_run.py")
+    worker = os.path.join(disk.ROOT, "scripts", "vbench_run.py")
     args = ["--videos", videos_dir, "--full_info", suite_json, "--dimension", dimension, "--out", results_dir]
     if gpus > 1:
         cmd = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", worker, *args]
@@ -364,7 +364,7 @@ def run_vbench(venv, videos_dir, suite_json, dimension, results_dir, gpus=0):
     results = os.path.join(results_dir, f"{dimension}_eval_results.json")
     start = time.perf_counter()
     with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env(), cwd=runtime.ROOT)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env(), cwd=disk.ROOT)
         written, hung = None, False
         while proc.poll() is None:           # a process that wrote its results but does not exit is ended
             time.sleep(0.5)
@@ -405,7 +405,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="output folder: vbench.json, vbench/ (videos, results, logs) "
                    "(default: none; required unless --results)")
     p.add_argument("--vbench_env",
-                   default=os.environ.get("VBENCH_VENV", os.path.join(runtime.ROOT, ".venv-vbench")),
+                   default=os.environ.get("VBENCH_VENV", os.path.join(disk.ROOT, ".venv-vbench")),
                    help="VBench's virtual environment (default: $VBENCH_VENV, else .venv-vbench in the repository)")
     p.add_argument("--full_info", default=None,
                    help="VBench's prompt suite (default: VBench_full_info.json of the environment's vbench)")
@@ -430,7 +430,7 @@ def main(argv=None):
     if args.results:
         row = summarise(args.results, args.labels, args.dynamic_rule)
         if args.out:
-            runtime.write_json(os.path.join(args.out, "vbench.json"), {"row": row, "results": args.results})
+            disk.write_json(os.path.join(args.out, "vbench.json"), {"row": row, "results": args.results})
         print_row(row, os.path.basename(args.results[0]))
         return
     if args.out is None:
@@ -441,17 +441,17 @@ def main(argv=None):
     labels = read_labels(args.labels)
     vbench_python(args.vbench_env)                     # fail before generating, not after
     full_info = args.full_info or wheel_full_info(args.vbench_env)
-    entries = suite(runtime.read_json(full_info, "pass VBench's VBench_full_info.json"), dimensions, args.limit)
+    entries = suite(disk.read_json(full_info, "pass VBench's VBench_full_info.json"), dimensions, args.limit)
     work = os.path.join(args.out, "vbench")
     videos_dir, results_dir = os.path.join(work, "videos"), os.path.join(work, "results")
     suite_json = os.path.join(work, "suite.json")
-    rank, _, device = runtime.dist_setup()
+    rank, _, device = ranks.dist_setup()
     if rank == 0:
         os.makedirs(videos_dir, exist_ok=True)
         os.makedirs(results_dir, exist_ok=True)
-        runtime.remove_stale_temps(videos_dir)
-        runtime.write_json(suite_json, entries)
-    runtime.barrier()
+        disk.remove_stale_temps(videos_dir)
+        disk.write_json(suite_json, entries)
+    ranks.barrier()
     todo = jobs(entries, args.seeds_per_prompt, videos_dir)
     import models
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
@@ -459,31 +459,31 @@ def main(argv=None):
     if todo:
         generate_videos(model, todo, videos_dir, args.batch_size, args.steps)
     del model
-    runtime.barrier()
+    ranks.barrier()
     if rank != 0:
         return                                         # VBench runs once, from rank 0, over every GPU
     import torch
     torch.cuda.empty_cache()
     gpus = torch.cuda.device_count()
     timing = os.path.join(results_dir, "seconds.json")
-    seconds = runtime.read_json(timing) if os.path.isfile(timing) else {}
+    seconds = disk.read_json(timing) if os.path.isfile(timing) else {}
     for dim in dimensions:
         expected = args.seeds_per_prompt * sum(dim in e["dimension"] for e in entries)
         if not finished(os.path.join(results_dir, f"{dim}_eval_results.json"), dim, expected):
             seconds[dim] = run_vbench(args.vbench_env, os.path.abspath(videos_dir), os.path.abspath(suite_json),
                                       dim, os.path.abspath(results_dir), gpus)
-            runtime.write_json(timing, seconds)
+            disk.write_json(timing, seconds)
             print(f"VBench {dim}: {seconds[dim]:.1f} s")
     results = read_results([os.path.join(results_dir, f"{d}_eval_results.json") for d in dimensions])
     row = table2_row(results, labels, args.dynamic_rule)
     out = {"row": row, "model": args.model, "student": args.student, "generation": generation,
            "prompts": len(entries), "videos": len(entries) * args.seeds_per_prompt, "dimensions": dimensions,
            "seconds": seconds, "device": "cuda" if gpus else "cpu", "gpus": gpus, "config": vars(args)}
-    runtime.write_json(os.path.join(args.out, "vbench.json"), runtime.json_safe(out))
+    disk.write_json(os.path.join(args.out, "vbench.json"), disk.json_safe(out))
     print(f"wrote {os.path.join(args.out, 'vbench.json')}: {out['videos']} videos of {args.model}, "
           f"{len(dimensions)} dimensions")
     print_row(row, args.model)
 
 
 if __name__ == "__main__":
-    runtime.run_cli(main)
+    cli.run_cli(main)

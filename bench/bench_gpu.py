@@ -31,7 +31,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import runtime  # noqa: E402  before numpy and torch: it sets how torch's CPU threads wait
+from infra import disk
+
 import torch  # noqa: E402
 
 import evaluate  # noqa: E402
@@ -267,7 +268,7 @@ def main(argv=None):
               "total_gib": torch.cuda.get_device_properties(0).total_memory / 2**30}
 
     def save():
-        with runtime.atomic_file(args.out) as tmp, open(tmp, "w") as f:
+        with disk.atomic_file(args.out) as tmp, open(tmp, "w") as f:
             json.dump(result, f, indent=2)
 
     print(f"{result['gpu']}, {result['total_gib']:.0f} GiB, torch {result['torch']}", flush=True)

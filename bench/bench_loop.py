@@ -32,7 +32,7 @@ from bench_threads import busy_process  # noqa: E402  the CPU-bound process besi
 def child(root, out, counts_path):
     """In the timed process: vip_loop.main() with every eval-set generation counted per stage."""
     sys.path[:0] = [root, TESTS]
-    import runtime
+    from infra import disk
     import vip_loop
     from test_reuse import count_generations
     stage = ["full"]
@@ -46,7 +46,7 @@ def child(root, out, counts_path):
     counts = count_generations(setattr, label=lambda: (stage[0],))
     vip_loop.run_stage = staged(vip_loop.run_stage)
     vip_loop.main(["--out", out])
-    full = runtime.read_json(os.path.join(out, "full", "eval.json"))
+    full = disk.read_json(os.path.join(out, "full", "eval.json"))
     eval_items = {(v["prompt"], v["seed"]) for v in full["per_video"]}
     with open(counts_path, "w") as f:
         json.dump([[st, list(state), p, s, n] for (st, state, p, s), n in counts.items() if (p, s) in eval_items], f)

@@ -18,12 +18,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import runtime  # noqa: E402  before numpy and torch: it sets how torch's CPU threads wait
+from infra import prompt_files, ranks  # noqa: E402
+
 import torch  # noqa: E402
 
 import defaults  # noqa: E402
 import models  # noqa: E402
-import prompt_files  # noqa: E402
 import prune  # noqa: E402
 import rewards  # noqa: E402
 
@@ -89,21 +89,20 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch_size", type=int, default=4, help="videos per generate call (default: 4)")
     args = p.parse_args(argv)
-    device = runtime.default_device()
+    device = ranks.default_device()
     model = models.load(args.model, path=args.path, device=device)
     reward = rewards.load_reward(args.reward, device=device)
     items = prune.pick(prompt_files.read_prompts(defaults.EVAL_PROMPTS), args.prompts)
     prompts, seeds = [it["prompt"] for it in items], list(range(len(items)))
     gen_kw = {"steps": args.steps} if args.steps else {}
-    one_set = lambda: prune.score_candidates(model, reward, prompts, seeds, gen_kw=gen_kw, blocks=[],
-                                             batch_size=args.batch_size, progress=False)
+    search = prune.Search(reward, prompts, seeds, gen_kw=gen_kw, batch_size=args.batch_size, progress=False)
+    one_set = lambda: prune.score_candidates(model, search, blocks=[])
     one_set()  # warm-up
     with PeakMemory(device) as mem_one:
         t_one, _ = timed(one_set, device)
     n = len(model.blocks())
     with PeakMemory(device) as mem_search:
-        t_search, _ = timed(lambda: prune.score_candidates(model, reward, prompts, seeds, gen_kw=gen_kw,
-                                                           batch_size=args.batch_size, progress=False), device)
+        t_search, _ = timed(lambda: prune.score_candidates(model, search), device)
     size = model_bytes(model)
     mib = 2 ** 20
     print(f"{args.model} on {device}: {n} candidate blocks, {len(prompts)} eval prompts, "

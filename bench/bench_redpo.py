@@ -14,7 +14,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import runtime  # noqa: E402  before numpy and torch: it sets how torch's CPU threads wait
+from infra import ranks
+
 import torch  # noqa: E402
 
 import models  # noqa: E402
@@ -126,7 +127,7 @@ def main():
     p.add_argument("--checkpointing", action="store_true", help="also time with gradient checkpointing")
     args = p.parse_args()
     models._quiet_libraries()
-    device = runtime.default_device()
+    device = ranks.default_device()
     for name in args.configs:
         for ckpt in ([False, True] if args.checkpointing else [False]):
             bench(name, device, args.repeats, ckpt)

@@ -35,10 +35,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIPS = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-import runtime
+import infra  # noqa: F401  sets how torch's CPU threads wait (infra/__init__.py)
 import evaluate
 import models
-from prompt_files import read_prompts
+from infra.prompt_files import read_prompts
 from rewards import load_reward
 n = int(sys.argv[2])
 items = read_prompts(sys.argv[3])
@@ -55,11 +55,11 @@ print(json.dumps({"clips": n, "seconds": seconds, "cpu": cpu}))
 
 
 # Run in this tree: where one generate call's time goes, per op (torch.profiler, one thread: what
-# each of parallel.py's workers runs).
+# each of infra/parallel.py's workers runs).
 PROFILE = """
 import sys
 sys.path.insert(0, sys.argv[1])
-import runtime
+import infra  # noqa: F401  sets how torch's CPU threads wait (infra/__init__.py)
 import torch
 from torch.profiler import ProfilerActivity, profile
 import models

@@ -40,7 +40,7 @@ import types
 import weakref
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import runtime  # noqa: E402  before torch: it sets how torch's CPU threads wait
+from infra import cli, disk
 
 import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
@@ -257,7 +257,7 @@ def estimate(name, pairs, checkpointing):
 def merged(path, rows):
     """The rows already in `path` for other presets or settings, then `rows`."""
     key = lambda r: (r["model"], r["pairs_per_gpu"], r["gradient_checkpointing"])
-    old = runtime.read_json(path) if os.path.isfile(path) else []
+    old = disk.read_json(path) if os.path.isfile(path) else []
     new = {key(r) for r in rows}
     return [r for r in old if key(r) not in new] + rows
 
@@ -289,8 +289,8 @@ def main(argv=None):
                   f"(check: measured {row['check_measured_mib']:.0f} MiB, predicted {row['check_predicted_mib']:.0f} MiB)",
                   flush=True)
             if args.out:
-                runtime.write_json(args.out, merged(args.out, rows))
+                disk.write_json(args.out, merged(args.out, rows))
 
 
 if __name__ == "__main__":
-    runtime.run_cli(main)
+    cli.run_cli(main)

@@ -8,11 +8,11 @@ import os
 import shutil
 import sys
 
-import runtime  # before torch: it sets how torch's CPU threads wait (runtime.py)
+from infra import disk, ranks
 
 import torch
 
-from runtime import UserError
+from infra.cli import UserError
 
 
 
@@ -21,10 +21,10 @@ def checkpoints(out_dir):
 
 
 def save_checkpoint(out_dir, student, optimizer, state, keep):
-    with runtime.atomic_dir(os.path.join(out_dir, f"checkpoint-{state['step']:06d}")) as tmp:
+    with disk.atomic_dir(os.path.join(out_dir, f"checkpoint-{state['step']:06d}")) as tmp:
         student.save(os.path.join(tmp, "model"))
         torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-        runtime.write_json(os.path.join(tmp, "state.json"), state)
+        disk.write_json(os.path.join(tmp, "state.json"), state)
     for old in checkpoints(out_dir)[:-keep]:
         shutil.rmtree(old)
 
@@ -35,16 +35,16 @@ def resume(out_dir, student, optimizer, config):
     Returns its state (step 0 when none)."""
     for ckpt in reversed(checkpoints(out_dir)):
         try:   # read everything before changing the student, so that a damaged file changes nothing
-            state = runtime.read_json(os.path.join(ckpt, "state.json"))
+            state = disk.read_json(os.path.join(ckpt, "state.json"))
             if state["config"] != config:
                 changed = sorted(k for k in config if state["config"].get(k) != config[k])
                 raise UserError(f"{out_dir} holds a run with other settings ({', '.join(changed)}); "
                                 "use another --out, or delete it to start over")
-            optimizer_state = runtime.load_torch(os.path.join(ckpt, "optimizer.pt"), weights_only=False)
+            optimizer_state = disk.load_torch(os.path.join(ckpt, "optimizer.pt"), weights_only=False)
             student.load_weights(os.path.join(ckpt, "model"))
-        except runtime.Unreadable as e:
+        except disk.Unreadable as e:
             earlier = [c for c in checkpoints(out_dir) if c < ckpt]
-            if runtime.rank_world()[0] == 0:
+            if ranks.rank_world()[0] == 0:
                 print(f"{e.path} {e.problem}; resuming from "
                       + (os.path.basename(earlier[-1]) if earlier else "the start (no earlier checkpoint)"),
                       file=sys.stderr)
@@ -56,7 +56,7 @@ def resume(out_dir, student, optimizer, config):
 
 def append_metrics(path, rows, upto=None):
     """Add rows to metrics.jsonl; with `upto`, first drop lines past that step (a resumed run)."""
-    old = runtime.read_jsonl(path, skip_damaged=True) if os.path.isfile(path) else []  # a log: keep what reads
+    old = disk.read_jsonl(path, skip_damaged=True) if os.path.isfile(path) else []  # a log: keep what reads
     lines = [json.dumps(r) + "\n" for r in old + rows if upto is None or r["step"] <= upto]
-    with runtime.atomic_file(path) as tmp, open(tmp, "w") as f:
+    with disk.atomic_file(path) as tmp, open(tmp, "w") as f:
         f.writelines(lines)

@@ -1,26 +1,12 @@
-"""What every script shares: torchrun groups, atomic files, one-line errors.
-
-No paper section: the plumbing under prune.py, curate.py, redpo.py, evaluate.py, vip_loop.py, the
-models package and the toy worlds. It imports no other file of this project (tests/test_layout.py
-checks it), so every file may import it.
-
-  - Distribution: torchrun sets RANK / WORLD_SIZE and `dist_setup` joins the group (nccl on GPU,
-    gloo on CPU); without torchrun everything runs as rank 0 of 1. Work is `shard`ed round robin
-    over ranks and `gather`ed in index order; rank 0 decides (`broadcast`) and writes, the others
-    wait at a `barrier`.
-  - Files: every output is written to a temp file or folder beside its target and renamed into
-    place, so that a crash never leaves half a file behind (`atomic_file`, `atomic_dir`); the temps
-    of a killed process are removed by the next write into the same folder; a full disk is one
-    line (`DiskFull`) and leaves no temp behind; `hold_lock` keeps a second process out of a run
-    folder while the first still writes it. Every file is read back through one set of readers
-    (`read_json`, `read_jsonl`, `read_text`, `load_torch`, `load_safetensors`, `load_npz`): a file
-    that is missing, cut short, not UTF-8 or not what it should be raises `Unreadable`, one line
-    naming the file, what is wrong and what to do, never a parser's traceback.
-  - Errors: bad input raises `UserError`; `run_cli(main)` prints it as one line and exits 2.
-
-    torchrun --nproc_per_node 2 vip_loop.py     # dist_setup joins the group; `python vip_loop.py` does not
+"""Files: every output is written to a temp file or folder beside its target and renamed into place,
+so that a crash never leaves half a file behind (`atomic_file`, `atomic_dir`); the temps of a killed
+process are removed by the next write into the same folder; a full disk is one line (`DiskFull`) and
+leaves no temp behind; `hold_lock` keeps a second process out of a run folder while the first still
+writes it. Every file is read back through one set of readers (`read_json`, `read_jsonl`,
+`read_text`, `load_torch`, `load_safetensors`, `load_npz`): a file that is missing, cut short, not
+UTF-8 or not what it should be raises `Unreadable`, one line naming the file, what is wrong and what
+to do, never a parser's traceback.
 """
-import atexit
 import contextlib
 import csv
 import errno
@@ -36,122 +22,11 @@ import tempfile
 import zipfile
 import zlib
 
-# CPU threads. At the end of every op torch's OpenMP threads wait for each other, and by
-# default they wait spinning: beside another busy process the spinning takes the cores the others
-# wait for, and a small model's many short ops run 3x to 40x slower (two toy runs side by side:
-# 70 s a generation instead of 3). Waiting asleep (PASSIVE), two threads were never slower than one,
-# alone or beside other jobs (bench/bench_threads.py; docs/speed/README.md). OpenMP reads this once,
-# when torch loads it, so every script imports this file before torch (tests/test_threads.py checks
-# it). A wait policy or spin count of your own is kept; OMP_NUM_THREADS is left to you and torchrun.
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+import numpy as np
+import torch
 
+from infra.cli import UserError
 
-def keep_freed_memory():
-    """glibc's malloc gives a freed block above its mmap threshold back to the kernel, and a small
-    model's next activation of the same size then faults in fresh zeroed pages: 120,000 page faults
-    per 8 toy clips, about 8% of their time. Freed memory stays in the heap instead (blocks up to
-    32 MiB, 256 MiB of free heap top); the videos are the same. MALLOC_* settings of your own are kept."""
-    if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
-        return
-    import ctypes
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt   # glibc only (not musl)
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3      # malloc.h
-    mallopt(m_mmap_threshold, 32 << 20)
-    mallopt(m_trim_threshold, 256 << 20)
-
-
-keep_freed_memory()
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-
-
-class UserError(Exception):
-    """Bad input: the CLI prints the message on one line and exits with status 2."""
-
-
-def run_cli(main):
-    """Run `main()`; a UserError becomes one line on stderr and exit status 2, not a traceback."""
-    try:
-        main()
-    except UserError as e:
-        from tqdm import tqdm
-        for bar in list(getattr(tqdm, "_instances", ())):   # end the progress bars' lines first
-            bar.close()
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Distribution: torchrun sets RANK / WORLD_SIZE; without it everything runs as rank 0 of 1.
-# ---------------------------------------------------------------------------------------------
-
-def default_device():
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def dist_setup():
-    """Join the torchrun group if there is one (nccl on GPU, gloo on CPU). Returns (rank, world, device)."""
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-        # Leave the group before the interpreter tears down: an undestroyed gloo group can abort
-        # the process at exit ("terminate called without an active exception") after all work is done.
-        atexit.register(_leave_group)
-    rank, world = rank_world()
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device("cpu")
-
-
-def _leave_group():
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def rank_world():
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
-def shard(items):
-    """This rank's share of `items` (round robin), with their indices."""
-    rank, world = rank_world()
-    return [(i, x) for i, x in enumerate(items) if i % world == rank]
-
-
-def gather(indexed):
-    """Gather every rank's [(index, value)] and return the values in index order, on all ranks."""
-    if dist.is_initialized():
-        parts = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, indexed)
-        indexed = [x for part in parts for x in part]
-    return [v for _, v in sorted(indexed, key=lambda iv: iv[0])]
-
-
-def broadcast(obj):
-    """Rank 0's `obj` on every rank."""
-    if dist.is_initialized():
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-    return obj
-
-
-def barrier():
-    if dist.is_initialized():
-        dist.barrier()
-
-
-# ---------------------------------------------------------------------------------------------
-# Files: atomic writes, so that a crash never leaves half a file behind.
-# ---------------------------------------------------------------------------------------------
 
 class DiskFull(UserError):
     """A write ran out of space. Its temp is gone and the file it would have replaced is untouched."""
@@ -316,7 +191,7 @@ class Unreadable(UserError):
         super().__init__(f"{path} {problem}; {self.fix}")
 
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 # What parsers raise on a bad file: json / UTF-8 (ValueError), torch's zip reader (RuntimeError),
 # pickle, numpy's zip + zlib, csv, safetensors, and the OS (missing, unreadable).
 PARSE_ERRORS = (OSError, ValueError, RuntimeError, EOFError, KeyError, IndexError, pickle.UnpicklingError,

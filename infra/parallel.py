@@ -18,7 +18,6 @@ import collections
 import concurrent.futures
 import itertools
 
-import runtime  # noqa: F401  before torch: it sets how torch's CPU threads wait (runtime.py)
 import torch
 
 

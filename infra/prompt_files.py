@@ -22,7 +22,8 @@ import csv
 import io
 import os
 
-from runtime import UserError, read_json, read_text, reading
+from infra.cli import UserError
+from infra.disk import read_json, read_text, reading
 
 PROMPT_KEYS = ("prompt", "caption", "name")    # WebVid's csv calls its caption column "name"
 TRUE_WORDS = ("true", "1", "yes", "y", "t", "static")

@@ -15,8 +15,8 @@ import os
 
 import evaluate
 import redpo
-import runtime
-from runtime import UserError
+from infra import disk, ranks
+from infra.cli import UserError
 
 # What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
 CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks",
@@ -37,7 +37,7 @@ def check_config(run_dir, config):
     """Refuse to resume a run directory whose config.json differs from `config`."""
     path = os.path.join(run_dir, "config.json")
     if os.path.isfile(path):
-        old = runtime.read_json(path)
+        old = disk.read_json(path)
         changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k) and not same_file(old.get(k), config.get(k))]
         if changed:
             raise UserError(
@@ -60,19 +60,19 @@ def pairs_damage(pairs_dir):
     first that does not read, or None."""
     try:
         pairs = redpo.read_pairs(pairs_dir)
-        count = runtime.read_json(os.path.join(pairs_dir, "summary.json"))["pairs"]
-    except runtime.Unreadable as e:
+        count = disk.read_json(os.path.join(pairs_dir, "summary.json"))["pairs"]
+    except disk.Unreadable as e:
         return f"{e.path} {e.problem}"
     if count != len(pairs):
         return f"{os.path.join(pairs_dir, 'pairs.jsonl')} holds {len(pairs)} of the {count} pairs that summary.json counts"
     bad = []
-    for i, p in runtime.shard(pairs):
+    for i, p in ranks.shard(pairs):
         for f in (p["winner"], p["loser"]):
             try:
-                runtime.load_torch(f)
-            except runtime.Unreadable as e:
+                disk.load_torch(f)
+            except disk.Unreadable as e:
                 bad.append((i, f"{e.path} {e.problem}"))
-    bad = runtime.gather(bad)
+    bad = ranks.gather(bad)
     return bad[0] if bad else None
 
 

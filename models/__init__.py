@@ -26,11 +26,13 @@ import os
 import threading
 from collections import OrderedDict
 
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra.cli import UserError
+from infra.disk import atomic_dir, load_safetensors, read_json, write_json
+from infra.ranks import default_device
+
 import torch
 from torch import nn
 
-from runtime import UserError, atomic_dir, default_device, load_safetensors, read_json, write_json
 
 # What `generate` does when not told otherwise, per model.
 DEFAULTS = {
@@ -217,7 +219,7 @@ class VideoModel:
 
     @contextlib.contextmanager
     def skip(self, names):
-        """Turn `names` into identity inside the `with`, on this thread (parallel.py generates two
+        """Turn `names` into identity inside the `with`, on this thread (infra/parallel.py generates two
         candidates of the block search at once, one a thread), and restore them exactly on exit.
         No copy: an instance-level forward shadows the class's while any thread skips the block."""
         chosen = [self._check_names(names)[n] for n in names]

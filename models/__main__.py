@@ -11,8 +11,9 @@ import os
 
 import defaults
 import models
-from prompt_files import eval_seeds, read_prompts
-from runtime import run_cli, save_video
+from infra.cli import run_cli
+from infra.disk import save_video
+from infra.prompt_files import eval_seeds, read_prompts
 
 
 def parse_args(argv=None):

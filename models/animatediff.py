@@ -14,11 +14,11 @@ exercise the real `animatediff` loader without a download.
 """
 import os
 
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra.cli import UserError
+
 import torch
 
 from models import DEFAULTS, VideoModel, looks_local
-from runtime import UserError
 
 ANIMATEDIFF_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 ANIMATEDIFF_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"

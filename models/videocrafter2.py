@@ -22,12 +22,12 @@ layout: unet/, vae/, text_encoder/, tokenizer/); the tests write the tiny one in
 import functools
 import os
 
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra.cli import UserError
+
 import torch
 
 from models import DEFAULTS, VideoModel
 from models.animatediff import TINY_SEED, TINY_TEXT_CONFIG, TINY_VAE_CONFIG, build_tiny_tokenizer
-from runtime import UserError
 
 # VideoCrafter's configs/inference_t2v_512_v2.0.yaml in diffusers' terms. LVDM's UNetModel with
 # model_channels 320 x channel_mult (1, 2, 4, 4), num_res_blocks 2, attention at ds 1, 2, 4,

@@ -21,10 +21,11 @@ velocity v = eps - x_0. Everything V.I.P. needs from a model is written here in 
 """
 import os
 
+from infra.cli import UserError
+
 import torch
 
 from models import DEFAULTS, VideoModel, looks_local
-from runtime import UserError
 
 WAN_HUB = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 WAN_PARTS = ("transformer", "vae", "text_encoder", "tokenizer")   # the hub layout's folders read here

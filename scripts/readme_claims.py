@@ -17,8 +17,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import runtime  # noqa: E402
-from runtime import UserError  # noqa: E402
+from infra import cli, disk  # noqa: E402
+from infra.cli import UserError  # noqa: E402
 
 HEADING = "## The paper's claims"
 SOURCES = ((os.path.join(ROOT, "docs", "shapes", "report.md"), HEADING),
@@ -74,8 +74,8 @@ def main(argv=None):
     args = parse_args(argv)
     path, heading = source()
     args.readme, args.report = os.path.relpath(args.readme), os.path.relpath(path)
-    readme = runtime.read_text(args.readme)
-    new = with_claims(readme, report_claims(runtime.read_text(path), heading))
+    readme = disk.read_text(args.readme)
+    new = with_claims(readme, report_claims(disk.read_text(path), heading))
     if args.check:
         if new != readme:
             print(f"{args.readme}: the claims table differs from {args.report}; run python scripts/readme_claims.py")
@@ -85,10 +85,10 @@ def main(argv=None):
     if new == readme:
         print(f"{args.readme}: the claims table is already the report's")
         return
-    with runtime.atomic_file(args.readme) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with disk.atomic_file(args.readme) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(new)
     print(f"{args.readme}: the claims table rewritten from {args.report}")
 
 
 if __name__ == "__main__":
-    runtime.run_cli(main)
+    cli.run_cli(main)

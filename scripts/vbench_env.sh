@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# VBench's own environment (Table 2; vbench_eval.py runs VBench in it as a subprocess). VBench pins
+# VBench's own environment (Table 2; analysis/vbench_eval.py runs VBench in it as a subprocess). VBench pins
 # transformers 4.33.2, numpy<2 and timm<=1.0.12, which the project's transformers 5 cannot share.
 #   bash scripts/vbench_env.sh              # makes .venv-vbench (6.7 GB; 2.3 to 6 min on 2 CPU cores) and checks it
 #   VBENCH_VENV=/path bash scripts/vbench_env.sh

@@ -1,8 +1,8 @@
 """Runs inside VBench's own environment (scripts/vbench_env.sh): one VBench dimension over a folder
-of videos, through VBench's Python API, for vbench_eval.py (paper Table 2).
+of videos, through VBench's Python API, for analysis/vbench_eval.py (paper Table 2).
 
 VBench's CLI always starts NCCL and fails without a GPU; its API does not, so the same call runs on
-the CPU and on GPUs. Under torchrun (vbench_eval.py starts it so when there are several GPUs)
+the CPU and on GPUs. Under torchrun (analysis/vbench_eval.py starts it so when there are several GPUs)
 VBench's own group splits the videos over them. Every failure is one line naming the fix: a video
 VBench cannot read (checked before it starts: VBench would skip it without a word), frames too small
 for RAFT (dynamic_degree), or a model it cannot download (each dimension but temporal_flickering
@@ -18,8 +18,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import runtime  # noqa: E402  before torch: it sets how torch's CPU threads wait (runtime.py)
-from runtime import UserError  # noqa: E402
+from infra import cli, disk  # noqa: E402
+from infra.cli import UserError  # noqa: E402
 
 # What each dimension downloads on first use (VBench 0.1.5's utils.init_submodules and the dimension
 # files), into $VBENCH_CACHE_DIR (default ~/.cache/vbench), ~/.cache/torch/hub or ~/.cache/clip.
@@ -63,10 +63,10 @@ def check_videos(paths, dimension):
             n, (height, width, _) = len(reader), reader[0].shape
         except (RuntimeError, OSError) as e:          # decord raises DECORDError, a RuntimeError
             raise UserError(f"VBench cannot read video {path} ({str(e).splitlines()[0][:120]}); fix: delete it "
-                            "and rerun vbench_eval.py, which writes the missing videos again") from None
+                            "and rerun analysis/vbench_eval.py, which writes the missing videos again") from None
         if n < 2:
             raise UserError(f"video {path} has {n} frame(s), VBench needs at least 2; fix: delete it and "
-                            "rerun vbench_eval.py with a model that makes videos of several frames")
+                            "rerun analysis/vbench_eval.py with a model that makes videos of several frames")
         if too_small(dimension, height, width):
             raise UserError(too_small(dimension, height, width))
 
@@ -101,14 +101,14 @@ def main(argv=None):
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     else:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    suite = runtime.read_json(args.full_info, "pass the suite.json that vbench_eval.py wrote")
+    suite = disk.read_json(args.full_info, "pass the suite.json that analysis/vbench_eval.py wrote")
     names = set(os.listdir(args.videos))
     if get_rank() == 0:
         check_videos([os.path.join(args.videos, n) for n in sorted(names) if n.endswith(".mp4")], args.dimension)
     if not any(name.startswith(f"{e['prompt_en']}-") for e in suite if args.dimension in e["dimension"]
                for name in names):
         raise UserError(f"no video in {args.videos} for {args.dimension}'s prompts; fix: generate them "
-                        "with vbench_eval.py (its --dimensions)")
+                        "with analysis/vbench_eval.py (its --dimensions)")
     bench = VBench(device, args.full_info, args.out)
     try:
         bench.evaluate(videos_path=args.videos, name=args.dimension, dimension_list=[args.dimension],
@@ -121,7 +121,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     try:
-        runtime.run_cli(main)
+        cli.run_cli(main)
         status = 0
     except SystemExit as e:                  # run_cli's exit 2 for a UserError
         status = e.code if isinstance(e.code, int) else 1

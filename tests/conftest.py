@@ -6,7 +6,6 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import runtime  # noqa: E402,F401  before torch: it sets how torch's CPU threads wait
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

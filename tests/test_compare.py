@@ -5,10 +5,11 @@ import math
 import os
 
 import pytest
+from infra import disk
+
 from scipy import stats as sps
 
-import runtime
-import stats
+from analysis import stats
 from toy import compare, precision, w_sft_sweep
 
 
@@ -34,11 +35,11 @@ def test_copies_wait_for_their_files_and_the_check_tells_bytes_from_scores(tmp_p
     src, other = tmp_path / "a", tmp_path / "b"
     for d, latency in ((src, 1.0), (other, 2.0)):
         os.makedirs(d / "full")
-        runtime.write_json(d / "full" / "eval.json", {"per_video": [1, 2], "latency": latency})
+        disk.write_json(d / "full" / "eval.json", {"per_video": [1, 2], "latency": latency})
         os.makedirs(d / "stage_1" / "pairs")
         (d / "stage_1" / "pairs" / "x.bin").write_bytes(b"same")
     assert compare.ready(src, compare.FULL) is False
-    runtime.write_json(src / "full" / "eval_search.json", {})
+    disk.write_json(src / "full" / "eval_search.json", {})
     assert compare.ready(src, compare.FULL) and not compare.ready(src, compare.FULL + compare.CACHE)
     check = compare.same_files(str(src), str(other), ("full/eval.json", "stage_1/pairs"))
     assert check["full/eval.json"] == {"same bytes": 0, "same content": ["eval.json"], "differ": []}
@@ -78,10 +79,10 @@ def fake_run(root, name, w_sft, gain):
     for f, add in (("eval_pruned.json", 0.0), ("eval.json", gain)):
         per_video = [{"prompt": p, "seed": 0, "scores": {k: 0.5 + i * 0.1 + add * (1 + i) for k in dims}}
                      for i, p in enumerate(("a red circle moving left", "a blue square moving up"))]
-        runtime.write_json(stage / f, {"per_video": per_video})
-    runtime.write_json(stage / "prune.json", {"target_properties": [["visual_quality", 0.05]]})
-    runtime.write_json(stage / "train" / "w_sft.json", {"w_sft": w_sft})
-    runtime.write_json(stage / "DONE", {})
+        disk.write_json(stage / f, {"per_video": per_video})
+    disk.write_json(stage / "prune.json", {"target_properties": [["visual_quality", 0.05]]})
+    disk.write_json(stage / "train" / "w_sft.json", {"w_sft": w_sft})
+    disk.write_json(stage / "DONE", {})
 
 
 def test_the_sweep_table_and_figure_from_shipped_runs(tmp_path):
@@ -104,5 +105,5 @@ def test_the_sweep_table_and_figure_from_shipped_runs(tmp_path):
 
 def test_a_run_another_process_writes_is_left_to_it(tmp_path):
     assert not compare.busy(str(tmp_path))
-    runtime.hold_lock(str(tmp_path))             # as vip_loop.py does for its run folder
+    disk.hold_lock(str(tmp_path))             # as vip_loop.py does for its run folder
     assert compare.busy(str(tmp_path))

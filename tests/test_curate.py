@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from infra import cli, prompt_files
+
 import numpy as np
 import pytest
 import torch
@@ -12,10 +14,8 @@ import torch
 import curate
 import defaults
 import models
-import prompt_files
 import redpo
 import rewards
-import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REMOVED = ["down_blocks.1.motion_modules.0", "up_blocks.0.motion_modules.0"]  # the student M_k
@@ -95,7 +95,7 @@ def test_filter_prompts_counts_and_ranked_properties():
         ("Three red apples on white plate, static", ["text_alignment"])]
     assert counts == {"read": 5, "non-empty": 5, "5-25 words": 4, "unique": 3, "text_alignment (words)": 1,
                       "dynamic_degree (words)": 1, "kept": 2}
-    with pytest.raises(runtime.UserError, match="unknown property 'motion'"):
+    with pytest.raises(cli.UserError, match="unknown property 'motion'"):
         curate.filter_prompts(pool, "motion")
 
 
@@ -205,8 +205,8 @@ def expected_pairs(teacher, student, reward):
 def stage_one(teacher, student, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     reward = rewards.load_reward("pixel")
-    summary = curate.curate(teacher, student, reward, ITEMS, SEEDS, PROPS, TAU, str(run / "stage_1" / "pairs"),
-                            str(run / "teacher_cache"), GEN, batch_size=BATCH, progress=False)
+    summary = curate.curate(curate.Videos(teacher, student, reward, SEEDS, str(run / "teacher_cache"),
+                                          GEN, BATCH, False), ITEMS, PROPS, TAU, str(run / "stage_1" / "pairs"))
     return run, summary, expected_pairs(teacher, student, reward)
 
 
@@ -266,9 +266,8 @@ def test_second_stage_generates_no_teacher_video(stage_one, teacher, student, mo
     monkeypatch.setattr(teacher, "decode", counting_decode)
     student2 = copy.deepcopy(student)
     student2.remove(["up_blocks.1.motion_modules.1"])
-    summary = curate.curate(teacher, student2, rewards.load_reward("pixel"), ITEMS, SEEDS, PROPS, -1.0,
-                            str(run / "stage_2" / "pairs"), str(run / "teacher_cache"), GEN, batch_size=BATCH,
-                            progress=False)
+    summary = curate.curate(curate.Videos(teacher, student2, rewards.load_reward("pixel"), SEEDS, str(run / "teacher_cache"),
+                                          GEN, BATCH, False), ITEMS, PROPS, -1.0, str(run / "stage_2" / "pairs"))
     assert calls == {"generate": 0, "decode": 0}
     assert summary["teacher_cached"] == 6 and summary["teacher_generated"] == 0
     first = {(p["prompt"], p["seed"]): p for p in read_jsonl(run / "stage_1" / "pairs" / "pairs.jsonl")}
@@ -280,8 +279,8 @@ def test_second_stage_generates_no_teacher_video(stage_one, teacher, student, mo
             assert p["winner_scores"] == old["winner_scores"]
     # Another reward: the cached latents are decoded and scored again, still without generating.
     other = rewards.Reward("pixel-again", rewards.pixel_scores)
-    curate.curate(teacher, student2, other, ITEMS, SEEDS, PROPS, -1.0, str(run / "stage_2b" / "pairs"),
-                  str(run / "teacher_cache"), GEN, batch_size=BATCH, progress=False)
+    curate.curate(curate.Videos(teacher, student2, other, SEEDS, str(run / "teacher_cache"),
+                                          GEN, BATCH, False), ITEMS, PROPS, -1.0, str(run / "stage_2b" / "pairs"))
     assert calls["generate"] == 0 and calls["decode"] == 2    # one per batch
     for path in (run / "teacher_cache").iterdir():
         entry = torch.load(path)
@@ -292,9 +291,9 @@ def test_second_stage_generates_no_teacher_video(stage_one, teacher, student, mo
 def test_no_surviving_pair_writes_nothing_and_says_why(stage_one, teacher, student):
     run, _, _ = stage_one
     out = run / "stage_x" / "pairs"
-    with pytest.raises(runtime.UserError) as e:
-        curate.curate(teacher, student, rewards.load_reward("pixel"), ITEMS, SEEDS, PROPS, 10.0, str(out),
-                      str(run / "teacher_cache"), GEN, batch_size=BATCH, progress=False)
+    with pytest.raises(cli.UserError) as e:
+        curate.curate(curate.Videos(teacher, student, rewards.load_reward("pixel"), SEEDS, str(run / "teacher_cache"),
+                                          GEN, BATCH, False), ITEMS, PROPS, 10.0, str(out))
     msg = str(e.value)
     assert "generated 6 prompt/seed items" in msg and "lower --tau" in msg and "\n" not in msg
     assert "text_alignment: 0 had S_full <= S_pruned, 0 had S_pruned <= tau, 2 not measured" in msg
@@ -313,7 +312,7 @@ def test_cli_runs_filter_and_curation(student, tmp_path, capsys):
             "--tau", "-1", "--out", str(out)]
     try:
         curate.main(args)
-    except runtime.UserError as e:  # possible on other hardware; then nothing may be written
+    except cli.UserError as e:  # possible on other hardware; then nothing may be written
         assert "no pair survived" in str(e) and not out.exists()
     else:
         assert (out / "pairs.jsonl").exists() and json.load(open(out / "config.json"))["tau"] == -1
@@ -327,16 +326,17 @@ def test_cli_runs_filter_and_curation(student, tmp_path, capsys):
 TORCHRUN_SCRIPT = """
 import sys
 sys.path[:0] = [{root!r}, {tests!r}]
+from infra import ranks
 import torch
 torch.set_num_threads(1)
-import curate, models, rewards, runtime
+import curate, models, rewards
 from test_curate import GEN, ITEMS, PROPS, REMOVED, SEEDS, TAU, BATCH
-runtime.dist_setup()
+ranks.dist_setup()
 teacher = models.load("tiny")
 student = models.load("tiny")
 student.remove(REMOVED)
-curate.curate(teacher, student, rewards.load_reward("pixel"), ITEMS, SEEDS, PROPS, TAU, sys.argv[1] + "/pairs",
-              sys.argv[1] + "/teacher_cache", GEN, batch_size=BATCH, progress=False)
+curate.curate(curate.Videos(teacher, student, rewards.load_reward("pixel"), SEEDS, sys.argv[1] + "/teacher_cache",
+                                          GEN, BATCH, False), ITEMS, PROPS, TAU, sys.argv[1] + "/pairs")
 """
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from runtime import UserError
+from infra.cli import UserError
 from scripts import readme_claims
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

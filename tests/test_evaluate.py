@@ -2,15 +2,16 @@
 import json
 import math
 
+from infra import disk
+
 import numpy as np
 import pytest
 import torch
 
 import evaluate
 import models
-import report
-import runtime
-import stats
+from analysis import report
+from analysis import stats
 from conftest import run_script
 from rewards import DIMENSIONS
 
@@ -78,7 +79,7 @@ def test_report_matches_eval_json(tmp_path):
     (run / "full").mkdir(parents=True)
     (run / "stage_1").mkdir()
     (run / "stage_2").mkdir()
-    runtime.write_json(str(run / "config.json"), {"method": "redpo", "model": "animatediff"})
+    disk.write_json(str(run / "config.json"), {"method": "redpo", "model": "animatediff"})
     dims = DIMENSIONS
     fake_eval(run / "full" / "eval.json", dict(zip(dims, [2.575, 2.505, 2.684, 2.486])), 453_209_280)
     fake_eval(run / "stage_1" / "eval_pruned.json", dict(zip(dims, [2.561, 2.494, 2.713, 2.488])), 309_000_000, shade=100)
@@ -167,7 +168,7 @@ def test_cli_evaluates_tiny_and_writes_report(tmp_path):
     for src, dst in [("eval.json", "eval_pruned.json"), ("eval.json", "eval.json"),
                      ("videos.npz", "videos_pruned.npz"), ("videos.npz", "videos.npz")]:
         (run / "stage_1" / dst).write_bytes((run / "full" / src).read_bytes())
-    runtime.write_json(str(run / "config.json"), {"method": "sft"})
+    disk.write_json(str(run / "config.json"), {"method": "sft"})
     proc = run_cli("--report", str(run))
     assert proc.returncode == 0, proc.stderr
     report = (run / "report.md").read_text()

@@ -3,7 +3,7 @@
 A damaged file is one line naming it, what is wrong and what to do (exit 2, no traceback), and no
 other file of the run changes; where the project can remake the file by itself it does, says so
 on one line, and ends where the undamaged run ended. One finished 1-stage tiny run (the module
-fixture) is copied for each case and re-entered in-process through runtime.run_cli, as
+fixture) is copied for each case and re-entered in-process through cli.run_cli, as
 `python vip_loop.py ...` runs it; one case runs the real command. The kill-at-random-moments check
 is scripts/kill_resume.py (minutes long: docs/design.md, "Killed at any moment").
 """
@@ -18,13 +18,12 @@ import sys
 import types
 
 import pytest
+from infra import checkpoint, cli, disk, run_folder
+
 import torch
 
-import checkpoint
 import models
 import redpo
-import runtime
-import run_folder
 import vip_loop
 from conftest import ROOT, run_script
 from toy import shapes_model
@@ -37,7 +36,7 @@ def loop(run, capsys, *extra):
     """vip_loop.py FLAGS --out run, in this process. Returns (exit code, stdout, stderr)."""
     capsys.readouterr()
     try:
-        runtime.run_cli(lambda: vip_loop.main([*FLAGS, "--out", str(run), *extra]))
+        cli.run_cli(lambda: vip_loop.main([*FLAGS, "--out", str(run), *extra]))
         code = 0
     except SystemExit as e:
         code = e.code
@@ -59,7 +58,7 @@ def hashes(run):
 
 
 def temps(run):
-    return [os.path.join(d, n) for d, dirs, files in os.walk(run) for n in dirs + files if n.startswith(runtime.TEMP)]
+    return [os.path.join(d, n) for d, dirs, files in os.walk(run) for n in dirs + files if n.startswith(disk.TEMP)]
 
 
 def cut_short(path):
@@ -72,11 +71,11 @@ def overwrite_with_text(path):
 
 
 def trainable(path):
-    return runtime.load_safetensors(os.path.join(path, models.STUDENT_WEIGHTS))
+    return disk.load_safetensors(os.path.join(path, models.STUDENT_WEIGHTS))
 
 
 def per_video(path):
-    return runtime.read_json(path)["per_video"]
+    return disk.read_json(path)["per_video"]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +83,7 @@ def finished(tmp_path_factory):
     run = tmp_path_factory.mktemp("faults") / "run"
     code = 0
     try:
-        runtime.run_cli(lambda: vip_loop.main([*FLAGS, "--out", str(run)]))
+        cli.run_cli(lambda: vip_loop.main([*FLAGS, "--out", str(run)]))
     except SystemExit as e:
         code = e.code
     assert code == 0 and (run / "stage_1" / "DONE").is_file()
@@ -165,13 +164,13 @@ def test_a_damaged_toy_teacher(tmp_path, capsys):
     cut_short(copy / "model.safetensors")
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
-        runtime.run_cli(lambda: vip_loop.main(["--model", "toy", "--path", str(copy), "--out", str(tmp_path / "out")]))
+        cli.run_cli(lambda: vip_loop.main(["--model", "toy", "--path", str(copy), "--out", str(tmp_path / "out")]))
     line = one_line(capsys.readouterr().err)
     assert e.value.code == 2 and f"{copy / 'model.safetensors'} is cut short or damaged (SafetensorError" in line
     assert shapes_model.TEACHER_FIX in line and not (tmp_path / "out").exists()
     assert hashes(shapes_model.TEACHER_DIR) == shipped
     if os.path.exists(os.path.join(ROOT, ".git")):   # the shipped files themselves: restored from git
-        fix = runtime.default_fix(os.path.join(shapes_model.TEACHER_DIR, "model.safetensors"), shapes_model.TEACHER_FIX)
+        fix = disk.default_fix(os.path.join(shapes_model.TEACHER_DIR, "model.safetensors"), shapes_model.TEACHER_FIX)
         assert fix.endswith("restore it with `git checkout -- toy/teacher/model.safetensors`")
 
 
@@ -189,7 +188,7 @@ def test_damaged_pairs_and_cache_of_an_unfinished_stage_are_made_again(run, fini
     assert f"{entry} is cut short or damaged" in err and "generating that teacher video again" in err
     # The same pairs. The teacher video made again alone, not in its batch of 3, matches to float
     # rounding only: batch size changes the order of CPU sums (a 1e-4 difference in the latents).
-    new, old = (runtime.read_jsonl(r / "stage_1" / "pairs" / "pairs.jsonl") for r in (run, finished))
+    new, old = (disk.read_jsonl(r / "stage_1" / "pairs" / "pairs.jsonl") for r in (run, finished))
     assert [(p["prompt"], p["seed"], p["property"]) for p in new] == [(p["prompt"], p["seed"], p["property"]) for p in old]
     for p in old:
         for f in (p["winner"], p["loser"]):
@@ -207,7 +206,7 @@ def test_pairs_cut_short_are_found(run):
     lines = open(pairs / "pairs.jsonl").read().splitlines(keepends=True)
     cut_short(pairs / "pairs.jsonl")
     assert re.match(f"{pairs}/pairs.jsonl line [23] is not valid JSON", run_folder.pairs_damage(str(pairs)))
-    with pytest.raises(runtime.Unreadable, match="re-run curate.py"):   # redpo.py on its own: one line
+    with pytest.raises(disk.Unreadable, match="re-run curate.py"):   # redpo.py on its own: one line
         redpo.read_pairs(str(pairs))
     open(pairs / "pairs.jsonl", "w").writelines(lines[:1])             # cut at the end of a line
     assert run_folder.pairs_damage(str(pairs)) == f"{pairs}/pairs.jsonl holds 1 of the 3 pairs that summary.json counts"
@@ -232,7 +231,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(finished, tmp_path, c
     assert f"{tmp_path}/checkpoint-000002/optimizer.pt is cut short or damaged" in err
     assert "; resuming from checkpoint-000001" in err and f"{tmp_path}/metrics.jsonl: line 3 did not read back" in err
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    assert [r["step"] for r in runtime.read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2]
+    assert [r["step"] for r in disk.read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2]
 
     cut_short(tmp_path / "checkpoint-000002" / "model" / models.STUDENT_WEIGHTS)
     overwrite_with_text(tmp_path / "checkpoint-000001" / "state.json")
@@ -270,21 +269,21 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(run, finished, 
 
 def test_a_full_disk_in_torch_save_and_in_json(tmp_path, monkeypatch):
     target = tmp_path / "state.json"
-    runtime.write_json(target, {"fine": True})
-    with pytest.raises(runtime.DiskFull, match=f"^{target}: no space left"):
-        with runtime.atomic_file(target) as tmp:
+    disk.write_json(target, {"fine": True})
+    with pytest.raises(disk.DiskFull, match=f"^{target}: no space left"):
+        with disk.atomic_file(target) as tmp:
             open(tmp, "w").write("{half")
             raise OSError(errno.ENOSPC, "No space left on device")
     # torch.save says only "unexpected pos": a failed write with (almost) no space left counts
-    monkeypatch.setattr(runtime.shutil, "disk_usage", lambda d: types.SimpleNamespace(free=4096))
-    with pytest.raises(runtime.DiskFull):
-        with runtime.atomic_dir(tmp_path / "checkpoint-000002"):
+    monkeypatch.setattr(disk.shutil, "disk_usage", lambda d: types.SimpleNamespace(free=4096))
+    with pytest.raises(disk.DiskFull):
+        with disk.atomic_dir(tmp_path / "checkpoint-000002"):
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
-    monkeypatch.setattr(runtime.shutil, "disk_usage", lambda d: types.SimpleNamespace(free=2**40))
+    monkeypatch.setattr(disk.shutil, "disk_usage", lambda d: types.SimpleNamespace(free=2**40))
     with pytest.raises(RuntimeError, match="unexpected pos"):      # the same error with space left: a bug, as it is
-        with runtime.atomic_dir(tmp_path / "checkpoint-000002"):
+        with disk.atomic_dir(tmp_path / "checkpoint-000002"):
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
-    assert runtime.read_json(target) == {"fine": True} and os.listdir(tmp_path) == ["state.json"]
+    assert disk.read_json(target) == {"fine": True} and os.listdir(tmp_path) == ["state.json"]
 
 
 def test_temps_of_killed_writers_are_removed_by_the_next_write(tmp_path):
@@ -292,7 +291,7 @@ def test_temps_of_killed_writers_are_removed_by_the_next_write(tmp_path):
     for name in (dead, alive):
         (tmp_path / name).write_text("{")
     (tmp_path / old).mkdir()                                    # an older version's temp folder
-    runtime.write_json(tmp_path / "eval.json", {})
+    disk.write_json(tmp_path / "eval.json", {})
     assert sorted(os.listdir(tmp_path)) == sorted([alive, "eval.json"])
 
 
@@ -305,13 +304,13 @@ def test_a_resumed_run_curates_for_the_same_properties():
                               "text_alignment": nan, "total": 0.3},
               "pruned_scores": {"visual_quality": 0.6, "temporal_consistency": 0.25, "dynamic_degree": 0.11,
                                 "text_alignment": nan, "total": 0.35}}
-    resumed = json.loads(json.dumps(runtime.json_safe(record)))
+    resumed = json.loads(json.dumps(disk.json_safe(record)))
     assert vip_loop.curation_targets(record) == vip_loop.curation_targets(resumed) == [
         "dynamic_degree", "temporal_consistency", "visual_quality"]
 
 
 def test_a_second_writer_of_a_run_folder_is_refused(run, capsys):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, runtime; runtime.hold_lock(sys.argv[1]); "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from infra import disk; disk.hold_lock(sys.argv[1]); "
                                "print('held', flush=True); sys.stdin.read()", str(run)],
                               cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline() == "held\n"

@@ -2,8 +2,8 @@
 --help that says each default, and one set of defaults that runs offline.
 
 The import rules, read from each file's `import` statements (also those inside functions):
-runtime.py and dimensions.py import no other file of the project; the models package and rewards.py
-import no script and not each other; report.py loads no reward or model; no two files import each
+runtime.py and analysis/dimensions.py import no other file of the project; the models package and rewards.py
+import no script and not each other; analysis/report.py loads no reward or model; no two files import each
 other, directly or around a longer loop.
 """
 import argparse
@@ -20,7 +20,7 @@ import pytest
 import defaults
 import models
 import prune
-import runtime
+from infra import disk
 import vip_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -200,7 +200,7 @@ def test_prune_runs_offline_with_the_defaults(model, tmp_path):
                         "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "pruned").is_dir()
-    assert runtime.read_json(str(tmp_path / "prune.json"))["eval"]["seeds"] == [0, 1]   # prompt i: seed i (j = 0)
+    assert disk.read_json(str(tmp_path / "prune.json"))["eval"]["seeds"] == [0, 1]   # prompt i: seed i (j = 0)
     assert f"reward {'pixel' if model else 'shapes'}" in r.stdout
 
 

@@ -4,13 +4,14 @@ LVDM (lvdm/models/utils_diffusion.py, make_ddim_timesteps "uniform"; lvdm/models
 samples on range(0, T, T // S) + 1 and steps from each timestep to the previous entry of that list
 (alphas_cumprod[0] and scale_arr[0] for the first). For S = 30 that is 31 steps from t = 991.
 """
+from infra.cli import UserError
+
 import numpy as np
 import pytest
 import torch
 
 import models
 from models import videocrafter2
-from runtime import UserError
 
 
 def lvdm_schedule(S, T=1000):

@@ -4,13 +4,14 @@ import os
 import subprocess
 import sys
 
+from infra.cli import UserError
+
 import numpy as np
 import pytest
 import torch
 
 import models
 from models import animatediff
-from runtime import UserError
 import tiny_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,14 +1,15 @@
-"""parallel.py: the loop's fixed batches run side by side on worker threads, one torch thread each,
+"""infra/parallel.py: the loop's fixed batches run side by side on worker threads, one torch thread each,
 and give the same videos, bit for bit, as one batch after the other."""
 import threading
 import time
 
 import pytest
+from infra import parallel
+
 import torch
 
 import evaluate
 import models
-import parallel
 import redpo
 from rewards import load_reward
 from test_reuse import write_pairs_folder
@@ -141,8 +142,8 @@ def test_the_block_search_scores_the_same_with_candidates_side_by_side(two_threa
     model = models.load("toy", device="cpu")
     prompts = ["a red circle moving left", "a blue square moving up", "a green triangle staying still"]
     blocks = list(model.blocks())[:3]
-    search = lambda: prune.score_candidates(model, load_reward("shapes"), prompts, [0, 1, 2], gen_kw={"steps": 2},  # noqa: E731
-                                            blocks=blocks, batch_size=2, progress=False, keep_videos=2)
+    videos = prune.Search(load_reward("shapes"), prompts, [0, 1, 2], gen_kw={"steps": 2}, batch_size=2, progress=False)
+    search = lambda: prune.score_candidates(model, videos, blocks=blocks, keep_videos=2)  # noqa: E731
     both = search()
     torch.set_num_threads(1)
     serial = search()

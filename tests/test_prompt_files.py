@@ -1,12 +1,12 @@
-"""prompt_files.py: .txt, .csv (WebVid) and .json prompt files with static labels, and the shipped
+"""infra/prompt_files.py: .txt, .csv (WebVid) and .json prompt files with static labels, and the shipped
 eval prompts."""
 import json
 
 import pytest
 
 import defaults
-from prompt_files import eval_seeds, make_eval_set, read_prompts
-from runtime import UserError
+from infra.cli import UserError
+from infra.prompt_files import eval_seeds, make_eval_set, read_prompts
 
 
 def test_read_prompts_txt_csv_json(tmp_path):

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from infra import cli, disk, ranks
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,6 @@ import torch
 import models
 import prune
 import rewards
-import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPTS = ["a red car driving on a road", "a cat sleeping on a sofa"]
@@ -60,7 +61,7 @@ def test_choose_blocks_least_harm_first_ties_in_block_order():
     assert prune.choose_blocks(s, 3) == ["b1", "b3", "b2"]
     assert prune.choose_blocks(s, 5) == ["b1", "b3", "b2", "b0", "b4"]
     for k in (0, 6):
-        with pytest.raises(runtime.UserError, match="cannot remove"):
+        with pytest.raises(cli.UserError, match="cannot remove"):
             prune.choose_blocks(s, k)
 
 
@@ -97,7 +98,7 @@ def test_search_ranks_exactly_and_leaves_the_model_unchanged(tiny):
     state = {k: v.clone() for k, v in model.unet.state_dict().items()}
     y0 = outputs(model)
 
-    scores = prune.score_candidates(model, reward, PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
+    scores = prune.score_candidates(model, prune.Search(reward, PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False))
 
     totals = {b: s["total"] for b, s in scores["candidates"].items()}
     assert list(totals) == list(blocks)
@@ -126,8 +127,8 @@ def stage_one(tiny, tmp_path_factory):
     model = copy.deepcopy(tiny)
     before = {"sizes": prune.block_sizes(model), "params": model.num_parameters(), "outputs": outputs(model)}
     out = str(tmp_path_factory.mktemp("prune") / "stage_1")
-    record = prune.prune_stage(model, None, rewards.load_reward("pixel"), PROMPTS, SEEDS, 2, out,
-                               gen_kw=GEN, batch_size=2, progress=False)
+    search = prune.Search(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
+    record = prune.prune_stage(model, search, 2, out)
     return model, record, out, before
 
 
@@ -182,8 +183,8 @@ def test_prune_json_reloads_with_consistent_targets(stage_one):
 def test_greedy_rescores_after_each_removal(tiny, tmp_path):
     model = copy.deepcopy(tiny)
     reward = rewards.load_reward("pixel")
-    record = prune.prune_stage(model, None, reward, PROMPTS[:1], SEEDS[:1], 2, str(tmp_path / "g"),
-                               greedy=True, gen_kw=GEN, progress=False)
+    record = prune.prune_stage(model, prune.Search(reward, PROMPTS[:1], SEEDS[:1], gen_kw=GEN, progress=False), 2,
+                               str(tmp_path / "g"), greedy=True)
     first, second = record["rounds"]
     best = lambda rnd: max(rnd["candidates"], key=lambda c: c["scores"]["total"])["block"]
     assert first["chosen"] == [best(first)] and second["chosen"] == [best(second)]
@@ -200,24 +201,24 @@ def test_greedy_rescores_after_each_removal(tiny, tmp_path):
 def test_bad_input_fails_before_writing(tiny, tmp_path):
     reward = rewards.load_reward("pixel")
     out = tmp_path / "stage"
-    with pytest.raises(runtime.UserError, match="cannot remove 8 blocks: the model has 7"):
-        prune.prune_stage(tiny, None, reward, PROMPTS, SEEDS, 8, str(out), gen_kw=GEN)
-    with pytest.raises(runtime.UserError, match="no eval prompts"):
-        prune.prune_stage(tiny, None, reward, [], [], 2, str(out), gen_kw=GEN)
+    with pytest.raises(cli.UserError, match="cannot remove 8 blocks: the model has 7"):
+        prune.prune_stage(tiny, prune.Search(reward, PROMPTS, SEEDS, gen_kw=GEN), 8, str(out))
+    with pytest.raises(cli.UserError, match="no eval prompts"):
+        prune.prune_stage(tiny, prune.Search(reward, [], [], gen_kw=GEN), 2, str(out))
     # A student folder of another model family.
     other = tmp_path / "other"
     tiny.save(str(other))
     meta = json.load(open(other / models.STUDENT_FILE))
-    runtime.write_json(str(other / models.STUDENT_FILE), dict(meta, model="animatediff"))
-    with pytest.raises(runtime.UserError, match="holds a animatediff model, not tiny"):
+    disk.write_json(str(other / models.STUDENT_FILE), dict(meta, model="animatediff"))
+    with pytest.raises(cli.UserError, match="holds a animatediff model, not tiny"):
         prune.main(["--model", "tiny", "--student", str(other), "--out", str(out)])
-    with pytest.raises(runtime.UserError, match="not a student folder"):
+    with pytest.raises(cli.UserError, match="not a student folder"):
         prune.main(["--model", "tiny", "--student", str(tmp_path), "--out", str(out)])
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
-    with pytest.raises(runtime.UserError, match="holds no prompts"):
+    with pytest.raises(cli.UserError, match="holds no prompts"):
         prune.main(["--model", "tiny", "--prompts", str(empty), "--out", str(out)])
-    with pytest.raises(runtime.UserError, match="at least one seed per prompt"):
+    with pytest.raises(cli.UserError, match="at least one seed per prompt"):
         prune.main(["--model", "tiny", "--eval_seeds", "0", "--out", str(out)])
     assert not out.exists()
     r = subprocess.run([sys.executable, "prune.py", "--model", "tiny", "--reward", "pixel", "--blocks", "99",
@@ -232,14 +233,15 @@ def test_bad_input_fails_before_writing(tiny, tmp_path):
 TORCHRUN_SCRIPT = """
 import json, os, sys
 sys.path[:0] = [{root!r}, {tests!r}]
+from infra import ranks
 import torch
 torch.set_num_threads(1)
-import models, prune, rewards, runtime
+import models, prune, rewards
 from test_prune import PROMPTS, SEEDS, GEN
-rank, world, _ = runtime.dist_setup()
+rank, world, _ = ranks.dist_setup()
 model = models.load("tiny")
-record = prune.prune_stage(model, None, rewards.load_reward("pixel"), PROMPTS, SEEDS, 2, sys.argv[1],
-                           gen_kw=GEN, batch_size=2, progress=False)
+search = prune.Search(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
+record = prune.prune_stage(model, search, 2, sys.argv[1])
 with open(os.path.join(sys.argv[1], f"rank{{rank}}.json"), "w") as f:
     json.dump({{"world": world, "model_removed": model.removed, "removed": record["removed"],
                "candidates": [[c["block"], c["scores"]["total"]] for c in record["candidates"]]}}, f)
@@ -255,8 +257,8 @@ def test_torchrun_two_processes_choose_the_same_blocks(stage_one, tmp_path):
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
                         str(script), str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    ranks = [json.load(open(out / f"rank{i}.json")) for i in range(2)]
-    for got in ranks:
+    per_rank = [json.load(open(out / f"rank{i}.json")) for i in range(2)]
+    for got in per_rank:
         assert got["world"] == 2
         assert got["removed"] == got["model_removed"] == record["removed"]
         assert [b for b, _ in got["candidates"]] == [c["block"] for c in record["candidates"]]

@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import pytest
+from infra import cli, disk
+
 import torch
 
 import models
 import redpo
-import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -199,7 +200,7 @@ def test_resume_reaches_the_same_parameters(stage, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     rows = [json.loads(line)["step"] for line in open(tmp_path / "b" / "metrics.jsonl")]
     assert rows == [1, 2, 3, 4]
-    with pytest.raises(runtime.UserError, match="other settings"):
+    with pytest.raises(cli.UserError, match="other settings"):
         run_train(stage, tmp_path / "b", max_steps=4, ckpt_every=2, beta=10.0)
 
 
@@ -210,7 +211,7 @@ def test_gradient_accumulation_equals_the_bigger_batch(stage, tmp_path):
 
 
 def test_non_finite_loss_is_skipped_then_stops_with_a_clear_message(stage, tmp_path):
-    with pytest.raises(runtime.UserError, match="lower --beta"):
+    with pytest.raises(cli.UserError, match="lower --beta"):
         run_train(stage, tmp_path / "nan", beta=float("nan"), max_steps=10)
 
 
@@ -256,7 +257,7 @@ def test_auto_is_measured_on_the_first_batches_before_training_and_used(stage, t
     expected = (terms[0]["dpo"] + terms[1]["dpo"]) / (terms[0]["sft"] + terms[1]["sft"])
     _, auto, summary = run_train(stage, tmp_path / "auto", w_sft="auto", max_steps=3)
     assert summary["w_sft"] == pytest.approx(expected, rel=1e-5)
-    record = runtime.read_json(tmp_path / "auto" / "w_sft.json")
+    record = disk.read_json(tmp_path / "auto" / "w_sft.json")
     assert record["setting"] == "auto" and record["w_sft"] == summary["w_sft"] and record["rule"]["pairs"] == 4
     rows = [json.loads(line) for line in open(tmp_path / "auto" / "metrics.jsonl")]
     assert [r["step"] for r in rows] == [0, 1, 2, 3] and rows[0]["w_sft"] == summary["w_sft"]
@@ -267,7 +268,7 @@ def test_auto_is_measured_on_the_first_batches_before_training_and_used(stage, t
 
 def test_a_number_trains_as_given_and_logs_what_the_rule_would_choose(stage, tmp_path):
     _, _, summary = run_train(stage, tmp_path / "n", w_sft=1e4, max_steps=1, log_w_sft_rule=True)
-    record = runtime.read_json(tmp_path / "n" / "w_sft.json")
+    record = disk.read_json(tmp_path / "n" / "w_sft.json")
     assert summary["w_sft"] == 1e4 and record["w_sft"] == 1e4 and record["rule"]["w_sft"] > 0
 
 
@@ -287,7 +288,7 @@ def test_a_resumed_stage_reuses_the_logged_w_sft(stage, tmp_path, monkeypatch):
     assert [json.loads(line)["step"] for line in open(tmp_path / "b" / "metrics.jsonl")] == [0, 1, 2, 3, 4]
     os.remove(tmp_path / "b" / "w_sft.json")                      # steps without their w_sft: refused
     shutil.rmtree(tmp_path / "b" / "checkpoint-000004")
-    with pytest.raises(runtime.UserError, match="not the w_sft"):
+    with pytest.raises(cli.UserError, match="not the w_sft"):
         run_train(stage, tmp_path / "b", w_sft="auto", max_steps=4, ckpt_every=2)
 
 

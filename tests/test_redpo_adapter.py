@@ -7,6 +7,9 @@ import os
 import shutil
 
 import pytest
+from infra.cli import UserError
+from infra.disk import read_json
+
 import torch
 
 import curate
@@ -15,7 +18,6 @@ import prune
 import redpo
 import rewards
 from conftest import run_script
-from runtime import UserError, read_json
 import tiny_checkpoints
 
 

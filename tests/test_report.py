@@ -1,13 +1,13 @@
-"""report.py and claims.py: what was run, Table 1 over training seeds, paired differences and the
+"""analysis/report.py and analysis/claims.py: what was run, Table 1 over training seeds, paired differences and the
 methods side by side with intervals over prompts and seeds, the paper's claims with a verdict
 (numbers against hand computations), the plots."""
 import math
 
 import pytest
 
-import claims
-import report
-import runtime
+from analysis import claims
+from analysis import report
+from infra import disk
 from rewards import DIMENSIONS
 
 KEYS = list(DIMENSIONS) + ["total"]
@@ -23,7 +23,7 @@ def videos(values):
 
 def fake_eval(path, values, trainable=100):
     scores = {k: {"mean": sum(values) / len(values), "ci95": 0.1, "n": len(values)} for k in KEYS}
-    runtime.write_json(path, {"model": "toy", "reward": "shapes", "reward_note": "exact.", "num_videos": len(values),
+    disk.write_json(path, {"model": "toy", "reward": "shapes", "reward_note": "exact.", "num_videos": len(values),
                               "generation": {"fps": 4}, "scores": scores, "per_video": videos(values),
                               "params": {"trainable": trainable}})
 
@@ -31,14 +31,14 @@ def fake_eval(path, values, trainable=100):
 def fake_run(root, name, method, seed, rows, oneshot=False, target="visual_quality"):
     """rows: [full, (pruned, trained), ...] lists of per-video values."""
     run = root / name
-    runtime.write_json(str(run / "config.json"), {"model": "toy", "method": method, "seed": seed, "oneshot": oneshot,
+    disk.write_json(str(run / "config.json"), {"model": "toy", "method": method, "seed": seed, "oneshot": oneshot,
                                                   "blocks": [2], "beta": 5000.0, "w_sft": 1e4, "epochs": 2})
     fake_eval(str(run / "full" / "eval.json"), rows[0], 453)
     for k, (pruned, trained) in enumerate(rows[1:], start=1):
         stage = run / f"stage_{k}"
         fake_eval(str(stage / "eval_pruned.json"), pruned, 300)
         fake_eval(str(stage / "eval.json"), trained, 300)
-        runtime.write_json(str(stage / "prune.json"), {"target_properties": [[target, 0.1]]})
+        disk.write_json(str(stage / "prune.json"), {"target_properties": [[target, 0.1]]})
         (stage / "train").mkdir()
         with open(stage / "train" / "metrics.jsonl", "w") as f:
             for step in (1, 2):

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 
+from infra import disk
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,6 @@ import models
 import prune
 import redpo
 import rewards
-import runtime
 import vip_loop
 from models.videocrafter2 import VideoCrafter2
 from toy.shapes_model import ToyModel
@@ -87,7 +88,7 @@ def without_reuse(monkeypatch):
 
     def regenerate_pruned_row(*args, **kw):
         record = stage(*args, **kw)
-        out_dir = args[6] if len(args) > 6 else kw["out_dir"]
+        out_dir = args[3] if len(args) > 3 else kw["out_dir"]
         for name in ("eval_pruned.json", "videos_pruned.npz"):
             os.remove(os.path.join(out_dir, name))
         return record
@@ -99,7 +100,7 @@ def without_reuse(monkeypatch):
 
 def same_eval(a, b):
     """Two eval.json files with the same videos and scores (latency and TFLOPs are measured)."""
-    ja, jb = runtime.read_json(a), runtime.read_json(b)
+    ja, jb = disk.read_json(a), disk.read_json(b)
     for key in ("per_video", "scores", "params", "generation", "reward", "num_videos"):
         assert ja[key] == jb[key], (a, key)
     va, vb = np.load(evaluate.videos_path(a)), np.load(evaluate.videos_path(b))
@@ -107,7 +108,7 @@ def same_eval(a, b):
 
 
 def same_prune(a, b):
-    ja, jb = runtime.read_json(a), runtime.read_json(b)
+    ja, jb = disk.read_json(a), disk.read_json(b)
     for key in set(ja) | set(jb):
         if key != "latency_s":
             assert ja[key] == jb[key], (a, key)
@@ -120,15 +121,16 @@ def test_prune_stage_generates_each_state_once_and_scores_as_before(tiny, tmp_pa
     reward = rewards.load_reward("pixel")
     base_eval = evaluate.evaluate_model(tiny, reward, PROMPTS, SEEDS, **GEN)  # the previous row
     evaluate.save_eval(base_eval, str(tmp_path / "base.json"))
-    base_eval = runtime.read_json(str(tmp_path / "base.json"))             # as vip_loop reads it
+    base_eval = disk.read_json(str(tmp_path / "base.json"))             # as vip_loop reads it
     old = copy.deepcopy(tiny)
-    old_record = prune.prune_stage(old, None, reward, PROMPTS, SEEDS, k, str(tmp_path / "old"), greedy=greedy,
-                                   gen_kw=GEN, batch_size=2, progress=False)
+    search = dict(gen_kw=GEN, batch_size=2, progress=False)
+    old_record = prune.prune_stage(old, prune.Search(reward, PROMPTS, SEEDS, **search), k, str(tmp_path / "old"),
+                                   greedy=greedy)
 
     counts = count_generations(monkeypatch.setattr)
     new = copy.deepcopy(tiny)
-    record = prune.prune_stage(new, None, reward, PROMPTS, SEEDS, k, str(tmp_path / "new"), greedy=greedy,
-                               gen_kw=GEN, batch_size=2, progress=False, base_eval=base_eval)
+    record = prune.prune_stage(new, prune.Search(reward, PROMPTS, SEEDS, base_eval=base_eval, **search), k,
+                               str(tmp_path / "new"), greedy=greedy)
 
     assert set(counts.values()) == {1}                       # nothing twice, within the stage ...
     assert (model_state(tiny), PROMPTS[0], SEEDS[0]) not in counts  # ... nor the previous row's model
@@ -154,8 +156,9 @@ def test_prune_stage_on_a_larger_target_set_generates_the_search_videos_once(tin
     full = evaluate.evaluate_model(tiny, reward, *target, **GEN)
     counts = count_generations(monkeypatch.setattr)
     model = copy.deepcopy(tiny)
-    record = prune.prune_stage(model, full["scores"], reward, PROMPTS, SEEDS, k, str(tmp_path / "p"), greedy=greedy,
-                               gen_kw=GEN, batch_size=2, progress=False, target_set=target)
+    search = prune.Search(reward, PROMPTS, SEEDS, full_scores=full["scores"], gen_kw=GEN, batch_size=2, progress=False,
+                          target_set=target)
+    record = prune.prune_stage(model, search, k, str(tmp_path / "p"), greedy=greedy)
     assert set(counts.values()) == {1}
     pruned_state = model_state(model)
     assert sum(n for (state, _, _), n in counts.items() if state == pruned_state) == len(target[0])
@@ -169,19 +172,19 @@ def test_prune_stage_on_a_larger_target_set_generates_the_search_videos_once(tin
 
 def test_reusable_scores_only_for_the_same_prompts_seeds_settings_reward_and_model(tiny):
     reward = rewards.load_reward("pixel")
-    result = json.loads(json.dumps(runtime.json_safe(
+    result = json.loads(json.dumps(disk.json_safe(
         evaluate.evaluate_model(tiny, reward, PROMPTS, SEEDS, measure=False, keep_videos=0, **GEN))))
-    got = prune.reusable_scores(result, tiny, reward, PROMPTS[::-1], SEEDS[::-1], gen_kw=GEN)
+    got = prune.reusable_scores(result, tiny, prune.Search(reward, PROMPTS[::-1], SEEDS[::-1], gen_kw=GEN))
     assert got["total"] == [v["scores"]["total"] for v in result["per_video"][::-1]]
     assert np.isnan(got["text_alignment"]).all()                 # null in the json: not measured
-    assert prune.reusable_scores(None, tiny, reward, PROMPTS, SEEDS, gen_kw=GEN) is None
-    assert prune.reusable_scores(result, tiny, reward, PROMPTS, [3, 5], gen_kw=GEN) is None
-    assert prune.reusable_scores(result, tiny, reward, PROMPTS, SEEDS, gen_kw={"steps": 3}) is None
-    assert prune.reusable_scores(result, tiny, reward, PROMPTS, SEEDS, static=[True, False], gen_kw=GEN) is None
-    assert prune.reusable_scores(result, tiny, rewards.load_reward("shapes"), PROMPTS, SEEDS, gen_kw=GEN) is None
+    assert prune.reusable_scores(None, tiny, prune.Search(reward, PROMPTS, SEEDS, gen_kw=GEN)) is None
+    assert prune.reusable_scores(result, tiny, prune.Search(reward, PROMPTS, [3, 5], gen_kw=GEN)) is None
+    assert prune.reusable_scores(result, tiny, prune.Search(reward, PROMPTS, SEEDS, gen_kw={"steps": 3})) is None
+    assert prune.reusable_scores(result, tiny, prune.Search(reward, PROMPTS, SEEDS, static=[True, False], gen_kw=GEN)) is None
+    assert prune.reusable_scores(result, tiny, prune.Search(rewards.load_reward("shapes"), PROMPTS, SEEDS, gen_kw=GEN)) is None
     cut = copy.deepcopy(tiny)
     cut.remove([next(iter(cut.blocks()))])
-    assert prune.reusable_scores(result, cut, reward, PROMPTS, SEEDS, gen_kw=GEN) is None
+    assert prune.reusable_scores(result, cut, prune.Search(reward, PROMPTS, SEEDS, gen_kw=GEN)) is None
 
 
 # --- redpo.py: the text encoder once per prompt -----------------------------------------------
@@ -240,7 +243,7 @@ def test_training_with_the_text_cache_equals_training_without(tiny, tmp_path, mo
 def test_loop_generates_each_eval_video_once_and_scores_as_without_reuse(tmp_path, monkeypatch, generations,
                                                                         tiny_loop):
     reuse, counts = tiny_loop                                   # the loop as it is, counted
-    full = runtime.read_json(str(reuse / "full" / "eval.json"))
+    full = disk.read_json(str(reuse / "full" / "eval.json"))
     eval_items = {(v["prompt"], v["seed"]) for v in full["per_video"]}
     on_eval = {key: n for key, n in counts.items() if key[1:] in eval_items}
     states = collections.Counter(state for state, _, _ in on_eval)

@@ -2,12 +2,13 @@
 saved checkpoint in the hub layout."""
 import os
 
+from infra.cli import UserError
+
 import numpy as np
 import pytest
 import torch
 
 import rewards
-from runtime import UserError
 import tiny_checkpoints
 
 

@@ -5,13 +5,15 @@ import os
 from collections import Counter
 
 import pytest
+from infra import run_folder
+from infra.cli import UserError
+from infra.disk import write_json
+
 import torch
 
-import run_folder
 import vip_loop
 from conftest import run_script
 from models import animatediff
-from runtime import UserError, write_json
 
 TABLE_1 = [0.453, 0.309, 0.219, 0.147]      # Table 1, AnimateDiff, Param (B): full, stage 1, 2, 3
 

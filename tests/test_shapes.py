@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 
+from infra.cli import UserError  # noqa: E402
+from infra.disk import read_json  # noqa: E402
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +18,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402
-from runtime import UserError, read_json  # noqa: E402
 from toy import shapes_model, shapes_world  # noqa: E402
 
 TRAIN, EVAL = shapes_world.split_prompts()

@@ -1,4 +1,4 @@
-"""stats.py: Student's t for real df, the crossed prompt x seed ANOVA against a hand
+"""analysis/stats.py: Student's t for real df, the crossed prompt x seed ANOVA against a hand
 computation and an independent least-squares fit, a row shared by every seed counted once, and the
 coverage of the interval over many simulated experiments (the pooled per-video interval's too)."""
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-import stats
+from analysis import stats
 
 
 # --- Student's t ------------------------------------------------------------------------------

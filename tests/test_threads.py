@@ -1,4 +1,4 @@
-"""How torch's CPU threads wait (runtime.py): every script, and every module imported as a library
+"""How torch's CPU threads wait (infra/__init__.py): every script, and every module imported as a library
 (`import models` in a user's notebook), sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP (which
 reads it once, then), and a wait policy of the user's is kept."""
 import ast
@@ -89,9 +89,9 @@ def test_a_wait_policy_of_the_users_is_kept():
 def test_every_module_imported_as_a_library_sets_it_before_torch_loads():
     names = library_modules()
     assert {"models", "models.animatediff", "models.videocrafter2", "redpo", "rewards", "toy.shapes_model",
-            "toy.shapes_world", "toy.gmm_model", "stats"} <= set(names)
+            "toy.shapes_world", "toy.gmm_model", "analysis.stats"} <= set(names)
     seen = policy_when_torch_loads(names, library=True)
     assert {name: s for name, s in seen.items() if s not in ("PASSIVE", "-")} == {}
     assert seen["models"] == seen["toy.shapes_model"] == seen["redpo"] == seen["rewards"] == "PASSIVE"
-    assert seen["stats"] == seen["toy"] == "-"        # these do not load torch
+    assert seen["analysis.stats"] == seen["toy"] == "-"        # these do not load torch
     assert policy_when_torch_loads(["models"], library=True, OMP_WAIT_POLICY="ACTIVE") == {"models": "ACTIVE"}

@@ -1,4 +1,4 @@
-"""vbench_eval.py (Table 2): VBench's aggregation against the paper's own columns, the revised dynamic
+"""analysis/vbench_eval.py (Table 2): VBench's aggregation against the paper's own columns, the revised dynamic
 score, the videos as VBench reads them, and the real VBench package end to end in its own
 environment (scripts/vbench_env.sh; .ci/run builds it, so CI runs these tests rather than skipping)."""
 import json
@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 
+from infra import cli, disk
+
 import numpy as np
 import pytest
 
 import evaluate
-import report
-import runtime
-import vbench_eval as vb
+from analysis import report
+from analysis import vbench_eval as vb
 from conftest import ROOT
 
 VENV = os.environ.get("VBENCH_VENV", os.path.join(ROOT, ".venv-vbench"))
@@ -125,7 +126,7 @@ def test_vbench_results_file_becomes_table2_row(tmp_path, capsys):
     assert "| Quality | Semantic | Total |" in printed and "2 of 4 videos from static prompts" in printed
     bad = tmp_path / "bad_eval_results.json"
     bad.write_text('{"not_a_dimension": [1, []]}')
-    with pytest.raises(runtime.UserError, match="not a VBench dimension"):
+    with pytest.raises(cli.UserError, match="not a VBench dimension"):
         evaluate.main(["--vbench_results", str(bad)])
 
 
@@ -133,12 +134,12 @@ def test_report_puts_table2_beside_table1(tmp_path):
     run = tmp_path / "run"
     (run / "full").mkdir(parents=True)
     scores = {k: {"mean": 2.5, "ci95": 0.1, "n": 2} for k in report.KEYS}
-    runtime.write_json(str(run / "full" / "eval.json"), {"model": "toy", "reward": "shapes", "num_videos": 2,
+    disk.write_json(str(run / "full" / "eval.json"), {"model": "toy", "reward": "shapes", "num_videos": 2,
                                                          "scores": scores, "params": {"trainable": 10},
                                                          "per_video": []})
     data = results_file(tmp_path / "r_eval_results.json", {"a dog running happily-0.mp4": True})
     row = vb.table2_row({d: tuple(v) for d, v in data.items()}, vb.read_labels())
-    runtime.write_json(str(run / "full" / "vbench.json"), {"row": row})
+    disk.write_json(str(run / "full" / "vbench.json"), {"row": row})
     text = report.write_report([str(run)], str(tmp_path / "report.md"), grids=False)
     assert "## Table 1" in text and "## Table 2 (VBench)" in text
     line = next(x for x in text.splitlines() if x.startswith("| toy | - | Full |"))
@@ -167,14 +168,14 @@ def test_written_videos_have_vbench_names_frames_and_fps(tmp_path):
         assert vb.prompt_of(name) in {e["prompt_en"] for e in entries}
     video = np.stack([f for f in imageio.get_reader(str(tmp_path / "a red circle moving left-1.mp4"))])
     assert np.abs(video.astype(int) - frames[0]).mean() < 8                    # the same video, through h264
-    with pytest.raises(runtime.UserError, match="file name"):
+    with pytest.raises(cli.UserError, match="file name"):
         vb.video_name("a/b", 0)
 
 
 def test_no_vbench_environment_is_one_line(tmp_path):
-    with pytest.raises(runtime.UserError, match="at least 1"):
+    with pytest.raises(cli.UserError, match="at least 1"):
         vb.main(["--out", str(tmp_path), "--limit", "0"])
-    with pytest.raises(runtime.UserError, match="fix: bash scripts/vbench_env.sh"):
+    with pytest.raises(cli.UserError, match="fix: bash scripts/vbench_env.sh"):
         vb.main(["--vbench_env", str(tmp_path / "none"), "--out", str(tmp_path)])
 
 
@@ -223,10 +224,10 @@ def test_vbench_failures_are_one_line(tmp_path):
     prompt = "a dog running happily"
     suite = tmp_path / "suite.json"
     suite.write_text(json.dumps([{"prompt_en": prompt, "dimension": ["temporal_flickering", "dynamic_degree"]}]))
-    runtime.save_video(str(videos / f"{prompt}-0.mp4"), np.zeros((4, 64, 64, 3), np.uint8), fps=4)
+    disk.save_video(str(videos / f"{prompt}-0.mp4"), np.zeros((4, 64, 64, 3), np.uint8), fps=4)
     broken = tmp_path / "broken"
     broken.mkdir()
-    runtime.save_video(str(broken / f"{prompt}-0.mp4"), np.zeros((4, 16, 16, 3), np.uint8), fps=4)
+    disk.save_video(str(broken / f"{prompt}-0.mp4"), np.zeros((4, 16, 16, 3), np.uint8), fps=4)
     (broken / f"{prompt}-1.mp4").write_bytes(b"not a video")
     # A model it cannot download (no wget on PATH, an empty cache: offline anywhere), and a video it
     # cannot read; both at once, each in its own process.
@@ -234,7 +235,7 @@ def test_vbench_failures_are_one_line(tmp_path):
                             VBENCH_CACHE_DIR=str(tmp_path / "cache"), PATH=os.path.dirname(sys.executable))
     unreadable = start_worker(venv, broken, suite, "temporal_flickering", tmp_path / "out")
     for proc, start, fix in [(download, "error: VBench's dynamic_degree needs RAFT", "fix: run this dimension once"),
-                             (unreadable, "error: VBench cannot read video", "fix: delete it and rerun vbench_eval.py")]:
+                             (unreadable, "error: VBench cannot read video", "fix: delete it and rerun analysis/vbench_eval.py")]:
         _, err = proc.communicate(timeout=300)
         last = err.strip().splitlines()[-1]
         assert proc.returncode == 2 and last.startswith(start) and fix in last, err[-2000:]

@@ -8,6 +8,8 @@ import json
 import math
 import os
 
+from infra.cli import UserError
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,6 @@ import torch
 import models
 import redpo
 from models import animatediff, videocrafter2
-from runtime import UserError
 import tiny_checkpoints
 
 PROMPTS = ["a red car", "a blue boat"]

@@ -10,6 +10,8 @@ transformers Idefics2Model called directly) and compared with what rewards.py co
 import json
 import os
 
+from infra.cli import UserError
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,6 @@ from safetensors.torch import load_file, save_file
 from tokenizers import AddedToken, Tokenizer, models as tk_models, normalizers, pre_tokenizers, processors
 
 import rewards
-from runtime import UserError
 import tiny_checkpoints
 
 FAKE, IMAGE = "<fake_token_around_image>", "<image>"

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import models
-import runtime
+from infra import disk
 import vip_loop
 from test_reuse import TINY_LOOP
 
@@ -51,13 +51,13 @@ def straight(tiny_loop):
 
 
 def test_two_stages_shrink_the_model_and_report_every_row(straight):
-    params = [runtime.read_json(os.path.join(straight, "full", "eval.json"))["params"]["prunable"]]
+    params = [disk.read_json(os.path.join(straight, "full", "eval.json"))["params"]["prunable"]]
     for k in (1, 2):
         stage = os.path.join(straight, f"stage_{k}")
-        prune = runtime.read_json(os.path.join(stage, "prune.json"))
+        prune = disk.read_json(os.path.join(stage, "prune.json"))
         assert len(prune["removed"]) == 2
-        pruned = runtime.read_json(os.path.join(stage, "eval_pruned.json"))["params"]["prunable"]
-        trained = runtime.read_json(os.path.join(stage, "eval.json"))["params"]["prunable"]
+        pruned = disk.read_json(os.path.join(stage, "eval_pruned.json"))["params"]["prunable"]
+        trained = disk.read_json(os.path.join(stage, "eval.json"))["params"]["prunable"]
         assert pruned == trained == params[-1] - prune["removed_parameters"]
         params.append(trained)
         assert os.path.isfile(os.path.join(stage, "DONE"))
@@ -68,11 +68,11 @@ def test_two_stages_shrink_the_model_and_report_every_row(straight):
         [" Full ", " - "], [" Stage 1 ", " Pruned "], [" Stage 1 ", " ReDPO "],
         [" Stage 2 ", " Pruned "], [" Stage 2 ", " ReDPO "]]
     # The table shows the eval.json numbers.
-    trained = runtime.read_json(os.path.join(straight, "stage_2", "eval.json"))
+    trained = disk.read_json(os.path.join(straight, "stage_2", "eval.json"))
     assert f"{trained['scores']['total']['mean']:.3f}" == rows[-1].split("|")[7].strip()
     # Stage 2 starts from stage 1's trained student: its removed list extends stage 1's.
     final = models.load("tiny", path=os.path.join(straight, "stage_2", "student"))
-    first = runtime.read_json(os.path.join(straight, "stage_1", "prune.json"))["removed"]
+    first = disk.read_json(os.path.join(straight, "stage_1", "prune.json"))["removed"]
     assert final.removed[:2] == first and len(final.removed) == 4
 
 
@@ -101,7 +101,7 @@ def test_killed_in_stage_2_resumes_without_redoing_stage_1(straight, tmp_path):
     assert (run / "stage_2" / "DONE").exists()
     assert table(run) == table(straight)   # the same report as the uninterrupted run
     for path in ("full/eval.json", "stage_2/eval_pruned.json", "stage_2/eval.json"):
-        assert runtime.read_json(run / path)["per_video"] == runtime.read_json(straight / path)["per_video"]
+        assert disk.read_json(run / path)["per_video"] == disk.read_json(straight / path)["per_video"]
     assert not [p for p in run.rglob(".tmp-*")]   # the killed writes' temps are gone
 
 
@@ -112,14 +112,14 @@ def test_torchrun_two_processes_oneshot(tmp_path):
     checked step by step in test_prune, test_curate and test_redpo."""
     run = tmp_path / "ddp"
     finish(start(run, "--oneshot", nproc=2))
-    assert runtime.read_json(os.path.join(run, "config.json"))["world"] == 2
+    assert disk.read_json(os.path.join(run, "config.json"))["world"] == 2
     assert sorted(os.listdir(run)).count("stage_1") == 1 and not (run / "stage_2").exists()
-    assert len(runtime.read_json(run / "stage_1" / "prune.json")["removed"]) == 4
+    assert len(disk.read_json(run / "stage_1" / "prune.json")["removed"]) == 4
     assert len(table1(run)) == 3
 
 
 def test_another_config_for_an_existing_run_is_refused(tmp_path):
-    runtime.write_json(tmp_path / "config.json", {"model": "tiny", "method": "sft"})
+    disk.write_json(tmp_path / "config.json", {"model": "tiny", "method": "sft"})
     r = subprocess.run([sys.executable, "vip_loop.py", *TINY_LOOP, "--out", str(tmp_path)], cwd=ROOT, env=ENV,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -133,7 +133,7 @@ def test_stage_plan():
 
 def test_toy_preset_reads_the_worlds_split():
     from toy import shapes_world
-    import prompt_files
+    from infra import prompt_files
     train, held_out = shapes_world.split_prompts()
     preset = vip_loop.PRESETS["toy"]
     assert [p["prompt"] for p in prompt_files.read_prompts(preset["prompts"])] == held_out
@@ -148,12 +148,12 @@ def test_search_prompts_choose_blocks_and_targets_apart_from_the_eval_set(tmp_pa
     search.write_text("a cat sleeping on a sofa\na car driving at night\n")
     run = tmp_path / "run"
     finish(start(run, "--stages", "1", "--search_prompts", str(search)))
-    record = runtime.read_json(run / "stage_1" / "prune.json")
+    record = disk.read_json(run / "stage_1" / "prune.json")
     assert record["eval"]["prompts"] == ["a cat sleeping on a sofa", "a car driving at night"]
-    full_search = runtime.read_json(run / "full" / "eval_search.json")
+    full_search = disk.read_json(run / "full" / "eval_search.json")
     assert [v["prompt"] for v in full_search["per_video"]] == record["eval"]["prompts"]
-    row = runtime.read_json(run / "stage_1" / "eval_pruned.json")
-    full = runtime.read_json(run / "full" / "eval.json")
+    row = disk.read_json(run / "stage_1" / "eval_pruned.json")
+    full = disk.read_json(run / "full" / "eval.json")
     assert [v["prompt"] for v in row["per_video"]] == [v["prompt"] for v in full["per_video"]]
     assert not set(record["eval"]["prompts"]) & {v["prompt"] for v in row["per_video"]}
     # The targets: the drops of the pruned model on the search set against M0 on the search set.
@@ -161,7 +161,7 @@ def test_search_prompts_choose_blocks_and_targets_apart_from_the_eval_set(tmp_pa
     import prune
     targets = prune.target_properties(prune.flat_means(record["pruned_scores"]), prune.flat_means(record["full_scores"]))
     assert record["target_properties"] == [list(t) for t in targets]
-    done = runtime.read_json(run / "stage_1" / "DONE")
+    done = disk.read_json(run / "stage_1" / "DONE")
     assert done["w_sft"]["w_sft"] == 1e4 and done["w_sft"]["rule"]["w_sft"] > 0
 
 
@@ -174,7 +174,7 @@ def test_w_sft_auto_is_in_the_help_and_the_toy_preset():
 
 def test_toy_search_prompts_are_training_prompts_apart_from_the_eval_set():
     from toy import shapes_world
-    import prompt_files
+    from infra import prompt_files
     train, held_out = shapes_world.split_prompts()
     search = [p["prompt"] for p in prompt_files.read_prompts(vip_loop.PRESETS["toy"]["search_prompts"])]
     assert len(search) == 18 and set(search) <= set(train) and not set(search) & set(held_out)

@@ -3,7 +3,7 @@ loaders (`models.load("animatediff" | "videocrafter2" | "wan", path=...)`, `load
 offline and in seconds."""
 import os
 
-import runtime  # noqa: F401  before torch: it sets how torch's CPU threads wait
+from infra import disk
 
 import torch
 
@@ -92,9 +92,9 @@ def save_tiny_videoscore(out_dir, seed=0):
                        ("tokenizer_config.json", lambda c: c.update(tokenizer_class="LlamaTokenizer", legacy=False,
                                                                    add_bos_token=True, add_eos_token=False)),
                        ("processor_config.json", lambda c: c.pop("image_processor"))):
-        saved = runtime.read_json(os.path.join(out_dir, name))
+        saved = disk.read_json(os.path.join(out_dir, name))
         edit(saved)
-        runtime.write_json(os.path.join(out_dir, name), saved)
+        disk.write_json(os.path.join(out_dir, name), saved)
     return out_dir
 
 

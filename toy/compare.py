@@ -42,8 +42,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import runtime  # noqa: E402  before report (numpy): it sets how torch's CPU threads wait
-import report  # noqa: E402
+from infra import disk
+from analysis import report  # noqa: E402
 from toy import w_sft_sweep  # noqa: E402
 
 ONE_STAGE = ["--stages", "1", "--blocks", "2"]
@@ -149,7 +149,7 @@ def same_content(pa, pb):
     if filecmp.cmp(pa, pb, shallow=False):
         return True
     if pa.endswith(".json"):
-        ja, jb = runtime.read_json(pa), runtime.read_json(pb)
+        ja, jb = disk.read_json(pa), disk.read_json(pb)
         for j in (ja, jb):
             if isinstance(j, dict):
                 for timing in ("latency", "latency_s"):
@@ -164,7 +164,7 @@ def same_content(pa, pb):
             if isinstance(x, dict):
                 return isinstance(y, dict) and x.keys() == y.keys() and all(equal(x[k], y[k]) for k in x)
             return x == y
-        return equal(runtime.load_torch(pa, weights_only=False), runtime.load_torch(pb, weights_only=False))
+        return equal(disk.load_torch(pa, weights_only=False), disk.load_torch(pb, weights_only=False))
     return False
 
 
@@ -197,12 +197,12 @@ def ship(path, dest, wall_s=None):
     log, timing = path + ".log", os.path.join(path, "timing.json")
     if wall_s is not None or not os.path.isfile(timing):
         lines = [ln.strip() for ln in open(log, errors="replace")] if os.path.isfile(log) else []
-        runtime.write_json(timing, {"wall_s_last_process": None if wall_s is None else round(wall_s, 1),
+        disk.write_json(timing, {"wall_s_last_process": None if wall_s is None else round(wall_s, 1),
                                     "printed": [ln for ln in lines if ln.startswith("time:")]})
     for rel in files:
         if os.path.isfile(os.path.join(path, rel)):
             os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
-            with runtime.atomic_file(os.path.join(dest, rel)) as tmp:
+            with disk.atomic_file(os.path.join(dest, rel)) as tmp:
                 shutil.copyfile(os.path.join(path, rel), tmp)
 
 
@@ -256,7 +256,7 @@ def main(argv=None):
                 write_reports(args.docs)
         check_file = os.path.join(args.docs, "sweep", "shared_check.json")
         if not os.path.isfile(check_file) and all(os.path.isfile(os.path.join(d, "stage_1", "DONE")) for d in (donor, check)):
-            runtime.write_json(check_file, {"made_apart": [os.path.basename(donor), os.path.basename(check)],
+            disk.write_json(check_file, {"made_apart": [os.path.basename(donor), os.path.basename(check)],
                                             "files": same_files(donor, check, FULL + CACHE + PRUNED),
                                             "note": CHECK_NOTE})
             print(f"wrote {check_file}", flush=True)

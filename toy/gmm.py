@@ -46,12 +46,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # so that `python toy/gmm.py` finds the top-level redpo.py and runtime.py
 
-import runtime  # noqa: E402  before numpy and torch: it sets how torch's CPU threads wait
+from infra.cli import UserError, run_cli  # noqa: E402
+from infra.disk import write_json  # noqa: E402
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import redpo  # noqa: E402
-from runtime import UserError, run_cli, write_json  # noqa: E402
 from toy.gmm_model import (MODES, SIGMA, T, WEIGHTS, Denoiser, add_noise, mixture_log_prob,  # noqa: E402
                            num_parameters, prune, sample, sample_mixture, train_teacher)
 

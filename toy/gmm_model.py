@@ -16,7 +16,6 @@ student three ways and measures the samples:
 import copy
 import math
 
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
 import numpy as np
 import torch
 import torch.nn.functional as F

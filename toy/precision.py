@@ -12,7 +12,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import runtime  # noqa: E402  before numpy
+from infra import cli, disk
+
 import numpy as np  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
@@ -38,7 +39,7 @@ def cells(runs, a, b, rel_a, rel_b, seeds, key):
     """(P, S): per prompt and training seed, the mean over eval seeds of run a's rel_a - run b's rel_b."""
     cols = []
     for s in seeds:
-        ja, jb = (runtime.read_json(os.path.join(runs, f"{name}-s{s}", rel))["per_video"]
+        ja, jb = (disk.read_json(os.path.join(runs, f"{name}-s{s}", rel))["per_video"]
                   for name, rel in ((a, rel_a), (b, rel_b)))
         before = {(v["prompt"], v["seed"]): v["scores"][key] for v in jb}
         d = {}
@@ -68,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    runtime.run_cli(main)
+    cli.run_cli(main)

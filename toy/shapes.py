@@ -23,13 +23,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import runtime  # noqa: E402  before numpy and torch: it sets how torch's CPU threads wait
+from infra.cli import run_cli  # noqa: E402
+from infra.disk import atomic_dir, atomic_file, load_torch, read_json, save_video, write_json  # noqa: E402
+from infra.prompt_files import eval_seeds  # noqa: E402
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import models  # noqa: E402  (the repository root, also when run as `python toy/shapes.py`)
-from prompt_files import eval_seeds  # noqa: E402
-from runtime import atomic_dir, atomic_file, load_torch, read_json, run_cli, save_video, write_json  # noqa: E402
 from toy.shapes_model import TEACHER_DIR, TOY_CONFIG, TOY_CONFIG_FILE, TOY_WEIGHTS, toy_model  # noqa: E402
 from toy.shapes_world import DIMENSIONS, render_batch, reward, split_prompts, to_x0  # noqa: E402
 

@@ -29,12 +29,13 @@ and toy/shapes.py trains it.
 """
 import os
 
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra.cli import UserError
+from infra.disk import load_safetensors, read_json
+
 import torch
 
 from models import DEFAULTS, VideoModel
 from models.animatediff import is_motion_param, motion_block_paths
-from runtime import UserError, load_safetensors, read_json
 from toy.shapes_world import MAX_TOKENS, SIZE, VOCAB
 
 TEACHER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "teacher")   # the shipped teacher
@@ -88,7 +89,7 @@ class ToyModel(VideoModel):
     prompts are word-tokenized over the grammar's vocabulary, and sampling is DDIM with
     classifier-free guidance (the empty prompt is the unconditional one)."""
 
-    parallel_generate = True    # generate keeps its state (the scheduler's) per call: parallel.py may run two at once
+    parallel_generate = True    # generate keeps its state (the scheduler's) per call: infra/parallel.py may run two at once
 
     def __init__(self, name, pipe, source, block_paths, trainable, defaults, vocab, max_tokens,
                  unet_predicts="epsilon"):

@@ -39,12 +39,12 @@ The reward (`reward(videos, prompts, static)`), each dimension in [0, 1], from t
     frames score 0 and the clip-level terms are scaled by the fraction of frames with an object.
   * total: the mean of the four.
 """
-import runtime  # before numpy and torch: it sets how torch's CPU threads wait (runtime.py)
+from infra.cli import UserError
+
 import numpy as np
 import torch
 
-from dimensions import DIMENSIONS
-from runtime import UserError
+from analysis.dimensions import DIMENSIONS
 
 # ---------------------------------------------------------------------------------------------
 # The world

@@ -16,10 +16,11 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import runtime  # noqa: E402  before numpy: it sets how torch's CPU threads wait
+from infra import cli, disk
+
 import numpy as np  # noqa: E402
 
-import stats  # noqa: E402
+from analysis import stats  # noqa: E402
 from rewards import DIMENSIONS  # noqa: E402
 
 KEYS = DIMENSIONS + ("total",)
@@ -40,11 +41,11 @@ def read_runs(runs_dir):
         stage = os.path.join(runs_dir, name, "stage_1")
         if not os.path.isfile(os.path.join(stage, "DONE")):
             continue
-        trained, pruned = (runtime.read_json(os.path.join(stage, f)) for f in ("eval.json", "eval_pruned.json"))
+        trained, pruned = (disk.read_json(os.path.join(stage, f)) for f in ("eval.json", "eval_pruned.json"))
         w = os.path.join(stage, "train", "w_sft.json")
         out.append({"setting": name[len("s1-"):].rsplit("-s", 1)[0], "seed": int(name.rsplit("-s", 1)[1]),
-                    "w_sft": runtime.read_json(w)["w_sft"] if os.path.isfile(w) else None,
-                    "target": runtime.read_json(os.path.join(stage, "prune.json"))["target_properties"][0][0],
+                    "w_sft": disk.read_json(w)["w_sft"] if os.path.isfile(w) else None,
+                    "target": disk.read_json(os.path.join(stage, "prune.json"))["target_properties"][0][0],
                     "diff": {k: {v: per_video(trained, k)[v] - x for v, x in per_video(pruned, k).items()} for k in KEYS}})
     return out
 
@@ -116,7 +117,7 @@ def plot(rows, path):
             ax.legend(fontsize=7)
     axes[0].set_ylabel("stage 1: trained - pruned (95% interval)")
     fig.tight_layout()
-    with runtime.atomic_file(path) as tmp:
+    with disk.atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
@@ -131,7 +132,7 @@ def write(runs_dir, out_dir):
     text = ("# Stage 1 against w_sft (toy/w_sft_sweep.py)\n\nTrained - pruned, paired on 18 held-out prompts x "
             "4 eval seeds, mean ± 95% interval with prompts and training seeds random. Settings: the w_sft "
             "grid; `auto` (the paper's rule); `-e4` / `-e8`: 2x / 4x the training steps.\n\n" + table(rows) + "\n")
-    with runtime.atomic_file(os.path.join(out_dir, "w_sft.md")) as tmp, open(tmp, "w") as f:
+    with disk.atomic_file(os.path.join(out_dir, "w_sft.md")) as tmp, open(tmp, "w") as f:
         f.write(text)
     print(f"wrote {os.path.join(out_dir, 'w_sft.png')} and w_sft.md from {len(runs)} runs", flush=True)
     return rows
@@ -144,8 +145,8 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "shapes", "sweep"), help="where w_sft.png and w_sft.md go")
     args = p.parse_args(argv)
     if not os.path.isdir(args.runs) or write(args.runs, args.out) is None:
-        raise runtime.UserError(f"no finished sweep run in {args.runs}; run toy/compare.py first")
+        raise cli.UserError(f"no finished sweep run in {args.runs}; run toy/compare.py first")
 
 
 if __name__ == "__main__":
-    runtime.run_cli(main)
+    cli.run_cli(main)
