@@ -110,9 +110,9 @@ def generation_settings(model, num_frames=None, steps=None, guidance=None, heigh
     return settings
 
 
-def evaluate_model(model, reward, prompts, seeds, static=None, keep_videos=4, batch_size=4, measure=True,
-                   **gen_kw):
+def evaluate_model(model, reward, videos, keep_videos=4, batch_size=4, measure=True, **gen_kw):
     """Generate one video per (prompt, seed), score it, and summarise: the eval.json content.
+    videos: (prompts, seeds, static labels or None).
 
     Generation and scoring are sharded over torchrun ranks (ranks.shard / ranks.gather); the
     result is the same on every rank. Keys: "scores" {dimension: {"mean", "ci95" (half width of
@@ -121,6 +121,7 @@ def evaluate_model(model, reward, prompts, seeds, static=None, keep_videos=4, ba
     uint8 videos with their prompts and seeds: `save_eval` writes them to videos*.npz beside the
     json and leaves them out of it.
     """
+    prompts, seeds, static = videos
     if len(prompts) != len(seeds) or not prompts:
         raise ValueError(f"need one seed per prompt and at least one prompt, got {len(prompts)} and {len(seeds)}")
     static = list(static) if static is not None else [None] * len(prompts)
@@ -257,7 +258,7 @@ def main(argv=None):
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     reward_kw = {"path": args.reward_path} if args.reward_path else {}
     reward = load_reward(args.reward, device=device, dtype=args.reward_dtype, **reward_kw)
-    result = evaluate_model(model, reward, eval_set["prompts"], eval_set["seeds"], static=eval_set["static"],
+    result = evaluate_model(model, reward, (eval_set["prompts"], eval_set["seeds"], eval_set["static"]),
                             batch_size=args.batch_size, steps=args.steps)
     result["config"] = vars(args)
     save_eval(result, os.path.join(args.out, "eval.json"))

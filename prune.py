@@ -332,8 +332,8 @@ def evaluate_rest(model, search, videos, known):
     todo = [i for i, (p, s) in enumerate(zip(prompts, seeds)) if (p, int(s)) not in known]
     part = {"per_video": [], "videos": {"frames": None}}
     if todo:
-        part = evaluate.evaluate_model(model, search.reward, [prompts[i] for i in todo], [seeds[i] for i in todo],
-                                       [static[i] for i in todo], keep_videos=sum(i < KEEP_VIDEOS for i in todo),
+        part = evaluate.evaluate_model(model, search.reward, ([prompts[i] for i in todo], [seeds[i] for i in todo],
+                                       [static[i] for i in todo]), keep_videos=sum(i < KEEP_VIDEOS for i in todo),
                                        batch_size=search.batch_size, measure=False, **gen_kw)
     made = dict(zip(todo, part["per_video"]))
     frames = part["videos"]["frames"]

@@ -55,11 +55,6 @@ import models
 METHODS = ("redpo", "dpo", "sft")
 
 
-def per_sample_mse(a, b):
-    """||a - b||^2 averaged over every non-batch dim: (N, ...) -> (N,)."""
-    return ((a.float() - b.float()) ** 2).reshape(a.shape[0], -1).mean(dim=1)
-
-
 def loss(pred, ref_pred, target, method="redpo", beta=5000.0, w_sft=1e4):
     """The ReDPO loss and its two baselines on one batch of pairs.
 
@@ -110,6 +105,42 @@ def loss(pred, ref_pred, target, method="redpo", beta=5000.0, w_sft=1e4):
         "ref_err_l": ref_err_l.mean().item(),
     }
     return total, stats
+
+
+def train(student, teacher, pairs_dir, out_dir, settings=None):
+    """Sec. 3.4.1's training: the student (in place) on the pairs in `pairs_dir` against the frozen
+    teacher, with `settings` (Settings; None: the paper's). Resumes from the latest checkpoint in
+    out_dir. Returns {"steps", "skipped", "w_sft": the weight used, "last": stats of the last step}."""
+    run = Training(student, teacher, pairs_dir, out_dir, settings or Settings())  # pairs, AdamW, resume, w_sft
+    with run.steps() as steps:   # each step's micro-batches: pairs, t, eps, and the teacher's eps_ref
+        for epoch, batches in steps:
+            run.optimizer.zero_grad(set_to_none=True)
+            stats = accumulate_gradients(student, teacher, run.unet, batches, run.s, run.autocast)  # Eq. 3, backward
+            if math.isfinite(stats["loss"]):
+                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(run.params, run.s.max_grad_norm))
+                run.optimizer.step()
+            run.log(epoch, stats)   # metrics.jsonl, checkpoints, and a stop after too many non-finite losses
+    return run.finish()
+
+
+def accumulate_gradients(student, teacher, unet, batches, s, autocast):
+    """Forward and backward over the micro-steps (`batches`: one each); DDP all-reduces the gradients
+    on the last micro-step only. Returns the step's stats, averaged over micro-steps and ranks."""
+    micro_stats = []
+    for micro, b in enumerate(batches):
+        last_micro = micro == len(batches) - 1
+        with unet.no_sync() if unet is not None and not last_micro else contextlib.nullcontext():
+            with autocast():
+                student_pred = functools.partial(student.noise_pred, unet=unet)   # DDP's wrapper under torchrun
+                l, stats = batch_loss(student_pred, teacher, b, s.method, s.beta, s.w_sft)
+            (l / len(batches)).backward()
+        micro_stats.append(stats)
+    return all_mean({k: sum(m[k] for m in micro_stats) / len(batches) for k in micro_stats[0]})
+
+
+def per_sample_mse(a, b):
+    """||a - b||^2 averaged over every non-batch dim: (N, ...) -> (N,)."""
+    return ((a.float() - b.float()) ** 2).reshape(a.shape[0], -1).mean(dim=1)
 
 
 # The paper sets w_sft "to match the scale of the DPO loss" (Sec. 4.1). Stated exactly: before any
@@ -189,19 +220,21 @@ def encode_prompts(teacher, pairs, chunk=64):
     return embeds
 
 
-def make_batch(pairs, indices, epoch, seed, timesteps, device, text=None):
+def make_batch(pairs, indices, epoch, seed, timesteps, text=None):
     """x_w, x_l, eps: (B, C, F, h, w); t: (B,); prompts: B strings; with `text` (encode_prompts'),
-    embeds: (B, L, D)."""
+    embeds: (B, L, D). On the CPU (to_device moves it)."""
     x_w = torch.stack([disk.load_torch(pairs[i]["winner"], PAIRS_FIX) for i in indices])
     x_l = torch.stack([disk.load_torch(pairs[i]["loser"], PAIRS_FIX) for i in indices])
     noise = [pair_noise(x_w.shape[1:], timesteps, seed, epoch, i) for i in indices]
-    batch = {"x_w": x_w.to(device), "x_l": x_l.to(device),
-             "t": torch.cat([t for t, _ in noise]).to(device),
-             "eps": torch.stack([e for _, e in noise]).to(device),
+    batch = {"x_w": x_w, "x_l": x_l, "t": torch.cat([t for t, _ in noise]), "eps": torch.stack([e for _, e in noise]),
              "prompts": [pairs[i]["prompt"] for i in indices]}
     if text is not None:
-        batch["embeds"] = torch.stack([text[p] for p in batch["prompts"]]).to(device)
+        batch["embeds"] = torch.stack([text[p] for p in batch["prompts"]])
     return batch
+
+
+def to_device(batch, device):
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def noised(teacher, batch):
@@ -223,42 +256,134 @@ def teacher_pred(teacher, batch):
         return teacher.noise_pred(x_t, t, embeds)
 
 
-def batch_loss(student, teacher, batch, method, beta, w_sft, unet=None):
-    """One student forward on the 2B noised batch, the teacher's eps_ref on the same batch (computed
-    here, or ahead by train: batch["ref_pred"]), then `loss` (Eq. 3)."""
+def batch_loss(student_pred, teacher, batch, method, beta, w_sft):
+    """One student forward (student_pred: the student's noise_pred, or its DDP form) on the 2B noised
+    batch, the teacher's eps_ref on the same batch (computed here, or ahead by train:
+    batch["ref_pred"]), then `loss` (Eq. 3)."""
     x_0, eps, t, x_t, embeds = noised(teacher, batch)
-    pred = student.noise_pred(x_t, t, embeds, unet=unet)
+    pred = student_pred(x_t, t, embeds)
     ref_pred = batch["ref_pred"] if "ref_pred" in batch else teacher_pred(teacher, batch)
     return loss(pred, ref_pred, teacher.training_target(x_0, eps, t), method, beta, w_sft)
 
 
 # ---------------------------------------------------------------------------------------------
-# The training loop
+# The training run around the loop: setup, resume, the teacher ahead, logs and checkpoints
 # ---------------------------------------------------------------------------------------------
 
-def step_batches(pairs, step, steps_per_epoch, s, text, teacher, device):
-    """Training step `step` (from 0): its epoch and this rank's batch for each micro-step (epoch's
-    order, each pair's own t and eps)."""
-    rank, world = ranks.rank_world()
-    epoch, pos = divmod(step, steps_per_epoch)
-    order = epoch_order(len(pairs), s.batch * s.grad_accum * world, epoch, s.seed)
-    starts = [((pos * s.grad_accum + micro) * world + rank) * s.batch for micro in range(s.grad_accum)]
-    return epoch, [make_batch(pairs, order[i:i + s.batch], epoch, s.seed, teacher.sample_timesteps, device, text)
-                   for i in starts]
+class Training:
+    """What `train`'s loop calls: the pairs and the order of their batches, AdamW and DDP, resume from
+    the latest checkpoint, the w_sft rule, metrics.jsonl, checkpoints and the non-finite stop."""
 
+    def __init__(self, student, teacher, pairs_dir, out_dir, s):
+        if s.method not in METHODS:
+            raise ValueError(f"unknown method {s.method!r}: choose one of {', '.join(METHODS)}")
+        self.student, self.teacher, self.out_dir = student, teacher, out_dir
+        self.rank, world = ranks.rank_world()
+        device = student.device
+        self.config = s.resumable(world, student.removed)
+        self.pairs = read_pairs(pairs_dir)
+        self.steps_per_epoch = math.ceil(len(self.pairs) / (s.batch * s.grad_accum * world))
+        self.total = s.max_steps or s.epochs * self.steps_per_epoch
+        self.params = student.trainable_parameters()
+        for p in self.params:
+            p.requires_grad_(True)
+        if s.gradient_checkpointing:
+            student.unet.enable_gradient_checkpointing()
+        self.unet = DDP(student.unet, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else None
+        self.optimizer = torch.optim.AdamW(self.params, lr=s.lr)
+        os.makedirs(out_dir, exist_ok=True)
+        state = resume(out_dir, student, self.optimizer, self.config)
+        self.step, self.skipped, self.nonfinite_in_a_row, self.last, self.rows = state["step"], state["skipped"], 0, {}, []
+        self.metrics_path = os.path.join(out_dir, "metrics.jsonl")
+        if self.rank == 0:
+            append_metrics(self.metrics_path, [], upto=self.step)
+        self.autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16,
+                                          enabled=device.type == "cuda")
+        with self.autocast():  # as batch_loss would encode them
+            self.text = encode_prompts(teacher, self.pairs)
+        self.s = s
+        n_rule = min(W_SFT_BATCHES, self.steps_per_epoch, self.total)
+        self.s = dataclasses.replace(s, w_sft=settle_w_sft(out_dir, s.w_sft, self.step,
+                                                           lambda: self.measure_w_sft(n_rule), s.log_w_sft_rule))
+        self.bar = tqdm(total=self.total, initial=self.step, desc=f"{s.method} training", disable=self.rank != 0)
 
-def measure_w_sft(student, teacher, pairs, n_steps, steps_per_epoch, s, text, autocast):
-    """w_sft_rule at the student as it is, on the batches of the first n_steps training steps (what
-    those steps will train on; each rank its share, the means taken over all of them). No update;
-    on a CPU the steps run side by side (infra/parallel.py). Returns {"w_sft", "dpo", "sft", "steps", "pairs"}."""
-    def terms(step):
-        _, batches = step_batches(pairs, step, steps_per_epoch, s, text, teacher, student.device)
-        with torch.no_grad(), autocast():
-            return [batch_loss(student, teacher, b, "redpo", s.beta, 0.0)[1] for b in batches]
-    stats = [st for step_stats in parallel.map_batches(terms, range(n_steps), student, teacher) for st in step_stats]
-    means = all_mean({k: sum(st[k] for st in stats) / len(stats) for k in ("dpo", "sft")})  # equal batches: over pairs
-    return {"w_sft": w_sft_rule([means["dpo"]], [means["sft"]]), "dpo": means["dpo"], "sft": means["sft"],
-            "steps": n_steps, "pairs": n_steps * s.batch * s.grad_accum * ranks.rank_world()[1]}
+    def step_batches(self, step):
+        """Training step `step` (from 0): its epoch and this rank's batch for each micro-step (epoch's
+        order, each pair's own t and eps)."""
+        s, (rank, world) = self.s, ranks.rank_world()
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        order = epoch_order(len(self.pairs), s.batch * s.grad_accum * world, epoch, s.seed)
+        starts = [((pos * s.grad_accum + micro) * world + rank) * s.batch for micro in range(s.grad_accum)]
+        return epoch, [to_device(make_batch(self.pairs, order[i:i + s.batch], epoch, s.seed,
+                                            self.teacher.sample_timesteps, self.text), self.student.device)
+                       for i in starts]
+
+    @contextlib.contextmanager
+    def steps(self):
+        """The remaining steps' (epoch, micro-batches), each batch with the teacher's eps_ref. The
+        teacher is frozen, so on a CPU its forwards of the next steps run on worker threads while the
+        student trains on one thread (infra/parallel.py: the same numbers); elsewhere each step's
+        just before it."""
+        def with_teacher(step):
+            epoch, batches = self.step_batches(step)
+            with self.autocast():
+                for b in batches:
+                    b["ref_pred"] = teacher_pred(self.teacher, b)
+            return epoch, batches
+
+        with contextlib.closing(parallel.map_batches(with_teacher, range(self.step, self.total), self.teacher)) as it:
+            yield it
+
+    def measure_w_sft(self, n_steps):
+        """w_sft_rule at the student as it is, on the batches of the first n_steps training steps (what
+        those steps will train on; each rank its share, the means taken over all of them). No update;
+        on a CPU the steps run side by side (infra/parallel.py). Returns {"w_sft", "dpo", "sft", "steps", "pairs"}."""
+        s = self.s
+
+        def terms(step):
+            _, batches = self.step_batches(step)
+            with torch.no_grad(), self.autocast():
+                return [batch_loss(self.student.noise_pred, self.teacher, b, "redpo", s.beta, 0.0)[1] for b in batches]
+        stats = [st for step_stats in parallel.map_batches(terms, range(n_steps), self.student, self.teacher)
+                 for st in step_stats]
+        means = all_mean({k: sum(st[k] for st in stats) / len(stats) for k in ("dpo", "sft")})  # equal batches
+        return {"w_sft": w_sft_rule([means["dpo"]], [means["sft"]]), "dpo": means["dpo"], "sft": means["sft"],
+                "steps": n_steps, "pairs": n_steps * s.batch * s.grad_accum * ranks.rank_world()[1]}
+
+    def log(self, epoch, stats):
+        """After a step: count it (a non-finite loss is skipped, and too many in a row stop the run),
+        the progress bar, metrics.jsonl every log_every steps, a checkpoint every ckpt_every."""
+        s = self.s
+        self.step += 1
+        if math.isfinite(stats["loss"]):
+            self.nonfinite_in_a_row = 0
+        else:
+            self.skipped += 1
+            self.nonfinite_in_a_row += 1
+            if self.nonfinite_in_a_row >= s.max_nonfinite:
+                raise UserError(f"the loss was not finite for {s.max_nonfinite} steps in a row "
+                                f"(step {self.step}); lower --beta (now {s.beta}) or --lr (now {s.lr})")
+        self.last = dict(step=self.step, epoch=epoch, skipped=self.skipped, lr=s.lr, **stats)
+        self.rows.append(self.last)
+        self.bar.update(1)
+        self.bar.set_postfix(dpo=f"{stats['dpo']:.4f}", sft=f"{stats['sft']:.2e}", acc=f"{stats['implicit_acc']:.2f}")
+        checkpoint_now = self.step % s.ckpt_every == 0 or self.step == self.total
+        if self.rank == 0 and (checkpoint_now or self.step % s.log_every == 0):   # the log first, then its checkpoint
+            append_metrics(self.metrics_path, self.rows)
+            self.rows = []
+        if checkpoint_now:
+            if self.rank == 0:
+                save_checkpoint(self.out_dir, self.student, self.optimizer,
+                                {"step": self.step, "skipped": self.skipped, "config": self.config}, s.keep)
+            ranks.barrier()
+
+    def finish(self):
+        self.bar.close()
+        for p in self.params:
+            p.requires_grad_(False)
+        if self.s.gradient_checkpointing:
+            self.student.unet.disable_gradient_checkpointing()
+        return {"steps": self.step, "skipped": self.skipped, "w_sft": self.s.w_sft, "last": self.last}
 
 
 def settle_w_sft(out_dir, w_sft, step, measure, log_rule):
@@ -317,102 +442,6 @@ class Settings:
         """What a checkpoint must share with the run that resumes it."""
         keys = ("method", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "max_grad_norm", "seed", "max_steps")
         return dict({k: getattr(self, k) for k in keys}, world=world, removed=removed)
-
-
-def train(student, teacher, pairs_dir, out_dir, settings=None):
-    """Train `student` (in place) on the pairs in `pairs_dir` against the frozen `teacher`, with
-    `settings` (Settings; None: the paper's). Resumes from the latest checkpoint in out_dir.
-    Returns {"steps", "skipped", "w_sft": the weight used, "last": stats of the last step}."""
-    s = settings or Settings()
-    if s.method not in METHODS:
-        raise ValueError(f"unknown method {s.method!r}: choose one of {', '.join(METHODS)}")
-    rank, world = ranks.rank_world()
-    device = student.device
-    config = s.resumable(world, student.removed)
-    pairs = read_pairs(pairs_dir)
-    global_batch = s.batch * s.grad_accum * world
-    steps_per_epoch = math.ceil(len(pairs) / global_batch)
-    total = s.max_steps or s.epochs * steps_per_epoch
-
-    params = student.trainable_parameters()
-    for p in params:
-        p.requires_grad_(True)
-    if s.gradient_checkpointing:
-        student.unet.enable_gradient_checkpointing()
-    unet = DDP(student.unet, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else None
-    optimizer = torch.optim.AdamW(params, lr=s.lr)
-    os.makedirs(out_dir, exist_ok=True)
-    state = resume(out_dir, student, optimizer, config)
-    step, skipped = state["step"], state["skipped"]
-    metrics_path = os.path.join(out_dir, "metrics.jsonl")
-    if rank == 0:
-        append_metrics(metrics_path, [], upto=step)
-    autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with autocast():  # as batch_loss would encode them
-        text = encode_prompts(teacher, pairs)
-    s = dataclasses.replace(s, w_sft=settle_w_sft(out_dir, s.w_sft, step, lambda: measure_w_sft(
-        student, teacher, pairs, min(W_SFT_BATCHES, steps_per_epoch, total), steps_per_epoch, s, text, autocast),
-        s.log_w_sft_rule))
-
-    def with_teacher(step):   # the step's batches and eps_ref: nothing that training changes
-        epoch, batches = step_batches(pairs, step, steps_per_epoch, s, text, teacher, device)
-        with autocast():
-            for b in batches:
-                b["ref_pred"] = teacher_pred(teacher, b)
-        return epoch, batches
-
-    bar = tqdm(total=total, initial=step, desc=f"{s.method} training", disable=rank != 0)
-    nonfinite_in_a_row, last, rows = 0, {}, []
-    # On a CPU the teacher's forwards of the next steps run on worker threads while the student trains
-    # on one thread (infra/parallel.py: the same numbers, at about twice the steps per second); elsewhere
-    # each step's just before it.
-    with contextlib.closing(parallel.map_batches(with_teacher, range(step, total), teacher)) as prepared:
-        for epoch, batches in prepared:
-            optimizer.zero_grad(set_to_none=True)
-            stats = accumulate_gradients(student, teacher, unet, batches, s, autocast)
-            step += 1
-            if math.isfinite(stats["loss"]):
-                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm))
-                optimizer.step()
-                nonfinite_in_a_row = 0
-            else:
-                skipped += 1
-                nonfinite_in_a_row += 1
-                if nonfinite_in_a_row >= s.max_nonfinite:
-                    raise UserError(f"the loss was not finite for {s.max_nonfinite} steps in a row "
-                                    f"(step {step}); lower --beta (now {s.beta}) or --lr (now {s.lr})")
-            last = dict(step=step, epoch=epoch, skipped=skipped, lr=s.lr, **stats)
-            rows.append(last)
-            bar.update(1)
-            bar.set_postfix(dpo=f"{stats['dpo']:.4f}", sft=f"{stats['sft']:.2e}", acc=f"{stats['implicit_acc']:.2f}")
-            checkpoint_now = step % s.ckpt_every == 0 or step == total
-            if rank == 0 and (checkpoint_now or step % s.log_every == 0):   # the log first, then its checkpoint
-                append_metrics(metrics_path, rows)
-                rows = []
-            if checkpoint_now:
-                if rank == 0:
-                    save_checkpoint(out_dir, student, optimizer, {"step": step, "skipped": skipped, "config": config}, s.keep)
-                ranks.barrier()
-    bar.close()
-    for p in params:
-        p.requires_grad_(False)
-    if s.gradient_checkpointing:
-        student.unet.disable_gradient_checkpointing()
-    return {"steps": step, "skipped": skipped, "w_sft": s.w_sft, "last": last}
-
-
-def accumulate_gradients(student, teacher, unet, batches, s, autocast):
-    """Forward and backward over the micro-steps (`batches`: one each); DDP all-reduces the gradients
-    on the last micro-step only. Returns the step's stats, averaged over micro-steps and ranks."""
-    micro_stats = []
-    for micro, b in enumerate(batches):
-        last_micro = micro == len(batches) - 1
-        with unet.no_sync() if unet is not None and not last_micro else contextlib.nullcontext():
-            with autocast():
-                l, stats = batch_loss(student, teacher, b, s.method, s.beta, s.w_sft, unet)
-            (l / len(batches)).backward()
-        micro_stats.append(stats)
-    return all_mean({k: sum(m[k] for m in micro_stats) / len(batches) for k in micro_stats[0]})
 
 
 def all_mean(stats):

@@ -28,14 +28,12 @@ import contextlib
 import dataclasses
 import math
 import os
-import shutil
-import sys
 import time
 
 from infra import cli, disk, ranks
 from infra.cli import UserError
 from infra.prompt_files import make_eval_set, read_prompts
-from infra.run_folder import check_config, done, pairs_damage, redo_hint, stage_done
+from infra.run_folder import check_config, done, drop_damaged_pairs, redo_hint, stage_done
 import curate
 import defaults
 import evaluate
@@ -208,12 +206,7 @@ def curate_step(r, k, stage_dir, student, targets):
     """curate.curate's pairs for the targets, unless the stage has them. Pairs that an earlier
     process left for a training that has not finished are read back first; damaged, they are made again."""
     pairs_dir, cfg = os.path.join(stage_dir, "pairs"), r.cfg
-    if done(os.path.join(pairs_dir, "pairs.jsonl")) and not done(os.path.join(stage_dir, "student", models.STUDENT_FILE)):
-        damage = pairs_damage(pairs_dir)
-        if damage and ranks.rank_world()[0] == 0:
-            print(f"stage {k}: {damage}; curating the pairs again", file=sys.stderr)
-            shutil.rmtree(pairs_dir)
-        ranks.barrier()
+    drop_damaged_pairs(k, stage_dir)
     if done(os.path.join(pairs_dir, "pairs.jsonl")):
         return
     kept, counts = curate.select_prompts(r.pool, targets, cfg["filter_prompts"])
@@ -251,7 +244,7 @@ def evaluate_once(r, model, json_path, videos=None):
     if done(json_path):
         return disk.read_json(json_path)["scores"]
     es = videos or r.eval_set
-    result = evaluate.evaluate_model(model, r.reward, es["prompts"], es["seeds"], static=es["static"],
+    result = evaluate.evaluate_model(model, r.reward, (es["prompts"], es["seeds"], es["static"]),
                                      batch_size=r.cfg["gen_batch"], **r.gen_kw)
     evaluate.save_eval(result, json_path)
     ranks.barrier()

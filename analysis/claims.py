@@ -27,7 +27,7 @@ interval across 0 is "cannot tell". No margin is added.
 """
 
 from analysis import stats
-from rewards import DIMENSIONS
+from analysis.dimensions import DIMENSIONS
 
 NAMES = {"visual_quality": "visual quality", "temporal_consistency": "temporal consistency",
          "dynamic_degree": "dynamic degree", "text_alignment": "text alignment", "total": "the Average"}

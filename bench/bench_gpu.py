@@ -208,14 +208,14 @@ def train_figures(student, teacher, name, record, save, repeats, pairs=2):
 
     def ours():
         with autocast:
-            loss, stats = redpo.batch_loss(student, teacher, batch, "redpo", 5000.0, w_sft)
+            loss, stats = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", 5000.0, w_sft)
         loss.backward()
         optimizer.zero_grad(set_to_none=True)
         assert all(map(lambda v: v == v, stats.values())), stats     # finite (not NaN) in bf16
 
     def step():
         with autocast:
-            loss, _ = redpo.batch_loss(student, teacher, batch, "redpo", 5000.0, w_sft)
+            loss, _ = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", 5000.0, w_sft)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()

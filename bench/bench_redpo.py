@@ -92,7 +92,7 @@ def bench(name, device, repeats, checkpointing):
 
     def ours():
         with autocast:
-            l, _ = redpo.batch_loss(S, T, batch, "redpo", 5000.0, 1e4)
+            l, _ = redpo.batch_loss(S.noise_pred, T, batch, "redpo", 5000.0, 1e4)
         l.backward()
 
     def naive():

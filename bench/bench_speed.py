@@ -45,9 +45,9 @@ items = read_prompts(sys.argv[3])
 videos = [(items[i % len(items)]["prompt"], 1000 * (i // len(items)) + i % len(items)) for i in range(n)]
 prompts, seeds = [p for p, _ in videos], [s for _, s in videos]
 model, reward = models.load("toy"), load_reward("shapes")
-evaluate.evaluate_model(model, reward, prompts[:8], seeds[:8], batch_size=8, measure=False, steps=10)  # warm-up
+evaluate.evaluate_model(model, reward, (prompts[:8], seeds[:8], None), batch_size=8, measure=False, steps=10)  # warm-up
 usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-evaluate.evaluate_model(model, reward, prompts, seeds, batch_size=8, measure=False, steps=10)
+evaluate.evaluate_model(model, reward, (prompts, seeds, None), batch_size=8, measure=False, steps=10)
 seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
 cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
 print(json.dumps({"clips": n, "seconds": seconds, "cpu": cpu}))

@@ -80,7 +80,7 @@ def work(name):
              "t": torch.randint(0, 1000, (B,)), "prompts": ["p"] * B}
 
     def step():
-        loss, _ = redpo.batch_loss(S, T, batch, "redpo", 5000.0, 1e4)
+        loss, _ = redpo.batch_loss(S.noise_pred, T, batch, "redpo", 5000.0, 1e4)
         loss.backward()
     return step, params
 

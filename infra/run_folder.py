@@ -12,8 +12,11 @@ stops the run with one line that names what to delete (`redo_hint`); damaged pai
 whose training has not finished are found before training (`pairs_damage`) and curated again.
 """
 import os
+import shutil
+import sys
 
 import evaluate
+import models
 import redpo
 from infra import disk, ranks
 from infra.cli import UserError
@@ -74,6 +77,18 @@ def pairs_damage(pairs_dir):
                 bad.append((i, f"{e.path} {e.problem}"))
     bad = ranks.gather(bad)
     return bad[0] if bad else None
+
+
+def drop_damaged_pairs(k, stage_dir):
+    """Pairs that an earlier process left for a training that has not finished are read back
+    first (pairs_damage); damaged, the folder is deleted so that stage k curates them again."""
+    pairs_dir = os.path.join(stage_dir, "pairs")
+    if done(os.path.join(pairs_dir, "pairs.jsonl")) and not done(os.path.join(stage_dir, "student", models.STUDENT_FILE)):
+        damage = pairs_damage(pairs_dir)
+        if damage and ranks.rank_world()[0] == 0:
+            print(f"stage {k}: {damage}; curating the pairs again", file=sys.stderr)
+            shutil.rmtree(pairs_dir)
+        ranks.barrier()
 
 
 def redo_hint(out, path):

@@ -244,7 +244,7 @@ def test_pairs_folder_loads_in_redpo(stage_one, teacher):
     run, summary, _ = stage_one
     pairs = redpo.read_pairs(str(run / "stage_1" / "pairs"))
     assert len(pairs) == summary["pairs"]
-    batch = redpo.make_batch(pairs, list(range(len(pairs))), 0, 0, teacher.num_train_timesteps, torch.device("cpu"))
+    batch = redpo.make_batch(pairs, list(range(len(pairs))), 0, 0, teacher.num_train_timesteps)
     assert batch["x_w"].shape == batch["x_l"].shape == (len(pairs), 4, 8, 8, 8)
     assert batch["prompts"] == [p["prompt"] for p in pairs]
 

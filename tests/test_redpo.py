@@ -171,8 +171,8 @@ def test_only_trainable_parameters_receive_gradients(stage):
     for p in student.trainable_parameters():
         p.requires_grad_(True)
     pairs = redpo.read_pairs(str(stage / "pairs"))
-    b = redpo.make_batch(pairs, [0, 1], 0, 0, 1000, torch.device("cpu"))
-    l, _ = redpo.batch_loss(student, teacher, b, "redpo", 5000.0, 1e4)
+    b = redpo.make_batch(pairs, [0, 1], 0, 0, 1000)
+    l, _ = redpo.batch_loss(student.noise_pred, teacher, b, "redpo", 5000.0, 1e4)
     l.backward()
     trainable = {n for n, _ in student.trainable_named_parameters()}
     for n, p in student.unet.named_parameters():
@@ -252,7 +252,7 @@ def test_auto_is_measured_on_the_first_batches_before_training_and_used(stage, t
     # Independently: the 2 steps of epoch 0 (4 pairs, batch 2), their t and eps, at the initial student.
     pairs = redpo.read_pairs(str(stage / "pairs"))
     order = redpo.epoch_order(len(pairs), 2, 0, 0)
-    terms = [redpo.batch_loss(initial, teacher, redpo.make_batch(pairs, order[i:i + 2], 0, 0, 1000, torch.device("cpu")),
+    terms = [redpo.batch_loss(initial.noise_pred, teacher, redpo.make_batch(pairs, order[i:i + 2], 0, 0, 1000),
                               "redpo", 5000.0, 0.0)[1] for i in (0, 2)]
     expected = (terms[0]["dpo"] + terms[1]["dpo"]) / (terms[0]["sft"] + terms[1]["sft"])
     _, auto, summary = run_train(stage, tmp_path / "auto", w_sft="auto", max_steps=3)
@@ -280,7 +280,7 @@ def test_a_resumed_stage_reuses_the_logged_w_sft(stage, tmp_path, monkeypatch):
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("a resumed stage measured w_sft again")
-    monkeypatch.setattr(redpo, "measure_w_sft", no_measuring)
+    monkeypatch.setattr(redpo.Training, "measure_w_sft", no_measuring)
     _, resumed, summary = run_train(stage, tmp_path / "b", w_sft="auto", max_steps=4, ckpt_every=2)
     assert summary["w_sft"] == first["w_sft"]
     a, b = trainable_state(straight), trainable_state(resumed)

@@ -119,7 +119,7 @@ def same_prune(a, b):
 @pytest.mark.parametrize("k,greedy", [(2, False), (1, False), (2, True)])
 def test_prune_stage_generates_each_state_once_and_scores_as_before(tiny, tmp_path, monkeypatch, k, greedy):
     reward = rewards.load_reward("pixel")
-    base_eval = evaluate.evaluate_model(tiny, reward, PROMPTS, SEEDS, **GEN)  # the previous row
+    base_eval = evaluate.evaluate_model(tiny, reward, (PROMPTS, SEEDS, None), **GEN)  # the previous row
     evaluate.save_eval(base_eval, str(tmp_path / "base.json"))
     base_eval = disk.read_json(str(tmp_path / "base.json"))             # as vip_loop reads it
     old = copy.deepcopy(tiny)
@@ -140,7 +140,7 @@ def test_prune_stage_generates_each_state_once_and_scores_as_before(tiny, tmp_pa
     # The pruned row is what generating the pruned model afresh gives, video for video.
     fresh = copy.deepcopy(tiny)
     fresh.remove(record["removed"])
-    evaluate.save_eval(evaluate.evaluate_model(fresh, reward, PROMPTS, SEEDS, **GEN), str(tmp_path / "fresh.json"))
+    evaluate.save_eval(evaluate.evaluate_model(fresh, reward, (PROMPTS, SEEDS, None), **GEN), str(tmp_path / "fresh.json"))
     same_eval(str(tmp_path / "new" / "eval_pruned.json"), str(tmp_path / "fresh.json"))
     same_eval(str(tmp_path / "old" / "eval_pruned.json"), str(tmp_path / "fresh.json"))
 
@@ -153,7 +153,7 @@ def test_prune_stage_on_a_larger_target_set_generates_the_search_videos_once(tin
     reward = rewards.load_reward("pixel")
     monkeypatch.setattr(prune, "KEEP_VIDEOS", 2)   # k = 1: every video kept for the grid is a search video
     target = (PROMPTS * 2, SEEDS + [s + 1000 for s in SEEDS], None)
-    full = evaluate.evaluate_model(tiny, reward, *target, **GEN)
+    full = evaluate.evaluate_model(tiny, reward, target, **GEN)
     counts = count_generations(monkeypatch.setattr)
     model = copy.deepcopy(tiny)
     search = prune.Search(reward, PROMPTS, SEEDS, full_scores=full["scores"], gen_kw=GEN, batch_size=2, progress=False,
@@ -165,7 +165,7 @@ def test_prune_stage_on_a_larger_target_set_generates_the_search_videos_once(tin
     assert record["target_videos"] == 4
     fresh = copy.deepcopy(tiny)
     fresh.remove(record["removed"])
-    fresh_eval = evaluate.evaluate_model(fresh, reward, *target, keep_videos=2, batch_size=2, **GEN)  # same batches
+    fresh_eval = evaluate.evaluate_model(fresh, reward, target, keep_videos=2, batch_size=2, **GEN)  # same batches
     evaluate.save_eval(fresh_eval, str(tmp_path / "fresh.json"))
     same_eval(str(tmp_path / "p" / "eval_pruned.json"), str(tmp_path / "fresh.json"))
 
@@ -173,7 +173,7 @@ def test_prune_stage_on_a_larger_target_set_generates_the_search_videos_once(tin
 def test_reusable_scores_only_for_the_same_prompts_seeds_settings_reward_and_model(tiny):
     reward = rewards.load_reward("pixel")
     result = json.loads(json.dumps(disk.json_safe(
-        evaluate.evaluate_model(tiny, reward, PROMPTS, SEEDS, measure=False, keep_videos=0, **GEN))))
+        evaluate.evaluate_model(tiny, reward, (PROMPTS, SEEDS, None), measure=False, keep_videos=0, **GEN))))
     got = prune.reusable_scores(result, tiny, prune.Search(reward, PROMPTS[::-1], SEEDS[::-1], gen_kw=GEN))
     assert got["total"] == [v["scores"]["total"] for v in result["per_video"][::-1]]
     assert np.isnan(got["text_alignment"]).all()                 # null in the json: not measured

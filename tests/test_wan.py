@@ -113,7 +113,7 @@ def test_redpo_flow_form_against_an_independent_transcription(tiny, tmp_path):
              "eps": torch.randn(2, 16, 3, 4, 4, generator=g), "t": torch.tensor([833.25, 120.5]),
              "prompts": PROMPTS}
     beta, w_sft = 7.0, 300.0
-    got, stats = redpo.batch_loss(student, tiny, batch, "redpo", beta, w_sft)
+    got, stats = redpo.batch_loss(student.noise_pred, tiny, batch, "redpo", beta, w_sft)
 
     embeds = tiny.pipe.encode_prompt(PROMPTS, do_classifier_free_guidance=False, max_sequence_length=512,
                                      device="cpu")[0]
