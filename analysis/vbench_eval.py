@@ -21,7 +21,7 @@ degrees; Quality uses the revised one when the videos' prompts are labelled, qua
     python -m analysis.vbench_eval --model toy --dimensions temporal_flickering --limit 4 --out runs/demo/full
     python -m analysis.vbench_eval --model animatediff --dimensions quality --out runs/NAME/full    # Table 2's columns
     python -m analysis.vbench_eval --model animatediff --student runs/NAME/stage_3/student --out runs/NAME/stage_3
-    torchrun --nproc_per_node 8 analysis/vbench_eval.py --model videocrafter2 --path ckpt/vc2 --out runs/NAME/full
+    torchrun --nproc_per_node 8 -m analysis.vbench_eval --model videocrafter2 --path ckpt/vc2 --out runs/NAME/full
     python evaluate.py --vbench_results results_eval_results.json    # Table 2's row of a file made anywhere
 """
 import argparse

@@ -1,4 +1,4 @@
-"""The documentation: README.md's claims table is the shapes report's (scripts/readme_claims.py
+"""The documentation: README.md's Table 1 is the shapes report's ReDPO rows (scripts/readme_table.py
 copies it), and every relative link in README.md and docs/ reaches a file and, with a #fragment, a
 heading of that file."""
 import glob
@@ -8,7 +8,7 @@ import re
 import pytest
 
 from infra.cli import UserError
-from scripts import readme_claims
+from scripts import readme_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -19,26 +19,26 @@ def read(path):
         return f.read()
 
 
-def test_the_readme_results_table_is_its_sources():
-    path, heading = readme_claims.source()
-    section = read(path).split(heading + "\n")[1].split("\n## ")[0]
-    expected = [line for line in section.split("\n") if line.startswith("|")]
+def test_the_readme_table_is_the_reports():
+    expected = readme_table.method_table(read("docs/shapes/report.md"))
     readme = read("README.md").split("\n")
-    inside = readme[readme.index(readme_claims.BEGIN) + 1:readme.index(readme_claims.END)]
-    assert len(expected) > 2 and inside == expected, "run python scripts/readme_claims.py"
+    inside = readme[readme.index(readme_table.BEGIN) + 1:readme.index(readme_table.END)]
+    assert len(expected) == 9 and inside == expected, "run python scripts/readme_table.py"
+    assert readme.index(readme_table.END) < 50, "Table 1 is on README's first screen"
 
 
-def test_the_claims_table_replaces_only_the_lines_between_the_markers():
-    readme = f"# Title\ntext\n{readme_claims.BEGIN}\n| old |\n{readme_claims.END}\nafter\n"
-    report = "# V.I.P. results\n\n## The paper's claims\n\n| a | b |\n|---|---|\n| x | y |\n\n## Cost\n\n| c |\n"
-    table = readme_claims.report_claims(report)
+def test_the_table_replaces_only_the_lines_between_the_markers():
+    readme = f"# Title\ntext\n{readme_table.BEGIN}\n| old |\n{readme_table.END}\nafter\n"
+    report = ("# V.I.P. results\n\n### DPO (toy)\n\n| d |\n\n### ReDPO (toy, 2 seeds: 0, 1)\n\n"
+              "| a | b |\n|---|---|\n| x | y |\n\nPaired differences\n\n| c |\n")
+    table = readme_table.method_table(report)
     assert table == ["| a | b |", "|---|---|", "| x | y |"]
-    assert readme_claims.with_claims(readme, table) == (
-        f"# Title\ntext\n{readme_claims.BEGIN}\n| a | b |\n|---|---|\n| x | y |\n{readme_claims.END}\nafter\n")
+    assert readme_table.with_table(readme, table) == (
+        f"# Title\ntext\n{readme_table.BEGIN}\n| a | b |\n|---|---|\n| x | y |\n{readme_table.END}\nafter\n")
     with pytest.raises(UserError):
-        readme_claims.with_claims("# no markers\n", table)
+        readme_table.with_table("# no markers\n", table)
     with pytest.raises(UserError):
-        readme_claims.report_claims("# V.I.P. results\n\n## Cost\n")
+        readme_table.method_table("# V.I.P. results\n\n## Cost\n")
 
 
 def anchor(heading):
