@@ -56,6 +56,7 @@ import evaluate
 import models
 from rewards import load_reward
 
+
 def curate(videos, prompts, props, tau, out_dir, config=None):
     """Sec. 3.3's video curation, on the prompts the filter kept (select_prompts, below).
 

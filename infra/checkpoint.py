@@ -8,12 +8,10 @@ import os
 import shutil
 import sys
 
-from infra import disk, ranks
-
 import torch
 
+from infra import disk, ranks
 from infra.cli import UserError
-
 
 
 def checkpoints(out_dir):

@@ -7,7 +7,7 @@ by side, each on one thread: the same batches as one after the other, so the sam
 bit (tests/test_parallel.py), at up to twice the clips per second on 2 cores (docs/speed/README.md).
 torch releases the GIL inside its ops, so Python threads suffice.
 
-Serial (as before) on a GPU, with one torch thread (OMP_NUM_THREADS=1, torchrun's ranks) and for
+One batch after another on a GPU, with one torch thread (OMP_NUM_THREADS=1, torchrun's ranks) and for
 a model whose `generate` is not safe to call from two threads (`parallel_generate` unset: a
 diffusers pipeline keeps its scheduler's state on itself; ToyModel builds its own per call).
 
