@@ -166,7 +166,7 @@ def parse_answer(line, key):
 def read_responses(path, key):
     """(answers, counts): every readable answer of this study, the first per (rater, item); counts of
     lines that were damaged (not UTF-8 JSON), foreign (JSON, but not an answer of this study) or repeats."""
-    counts = {"lines": 0, "damaged": 0, "foreign": 0, "duplicate": 0}
+    counts = {"file": os.path.basename(path), "lines": 0, "damaged": 0, "foreign": 0, "duplicate": 0}
     answers, seen = [], set()
     if not os.path.isfile(path):
         return answers, counts
@@ -196,7 +196,8 @@ def score_study(answers, key, draws=2000, seed=0):
     win rates, their crossed-bootstrap 95% intervals and Kendall's W."""
     verdict = attention(answers, key)
     main = set(key["main_items"])
-    kept = [a for a in answers if verdict[a["rater"]][0] is None and a["item"] in main]
+    kept = [{**a, "item": key["items"][a["item"]]["index"]}          # items in make's order: the bootstrap
+            for a in answers if verdict[a["rater"]][0] is None and a["item"] in main]   # repeats for every make
     if not kept:
         raise UserError("no answers left after the attention checks: nothing to score")
     methods = key["methods"]
@@ -411,7 +412,7 @@ def score_markdown(result, counts):
             f"{dropped}. Flagged by the repeated item (more than one pair swapped; kept): {result['flagged']} of "
             f"{result['raters']} (random rankings: {random_flag_rate(K):.2f}). Scored: {result['answers']} answers "
             f"on {result['items']} prompts.",
-            f"responses.jsonl: {counts['lines']} lines; {counts['damaged']} damaged, {counts['foreign']} foreign "
+            f"{counts['file']}: {counts['lines']} lines; {counts['damaged']} damaged, {counts['foreign']} foreign "
             f"(not an answer of this study), {counts['duplicate']} repeated answers (the first kept).", ""]
     return "\n".join(out)
 
@@ -425,18 +426,18 @@ def plot_ranking(result, path, title):
     score, (lo, hi) = np.array(result["score"]), np.array(result["score_ci"])
     series = [("this study", score, np.stack([score - lo, hi - score]))]
     series += [(f"paper: {model}", np.array([PAPER[model].get(m, np.nan) for m in methods]), None) for model in PAPER]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
     width = 0.8 / len(series)
     for j, (label, values, err) in enumerate(series):
         x = np.arange(K) + (j - (len(series) - 1) / 2) * width
         bars = ax.bar(x, values, width, yerr=err, capsize=3, label=label, alpha=1.0 if j == 0 else 0.45)
-        ax.bar_label(bars, labels=[f"{v:.3f}" if np.isfinite(v) else "" for v in values], fontsize=7, padding=2)
+        ax.bar_label(bars, labels=[f"{v:.3f}" if np.isfinite(v) else "" for v in values], fontsize=7, label_type="center")
     ax.axhline(1 / K, color="grey", linestyle="--", linewidth=0.8, label=f"no preference (1/{K})")
     ax.set_xticks(np.arange(K), methods)
     ax.set_ylabel("ranking score")
-    ax.set_ylim(0, max(0.5, float(np.nanmax(hi)) + 0.08))
+    ax.set_ylim(0, max(0.5, float(np.nanmax(hi)) + 0.03))
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=4)
     fig.tight_layout()
     with runtime.atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -510,7 +511,7 @@ def main(argv=None):
         with runtime.atomic_file(os.path.join(out, "score.md")) as tmp, open(tmp, "w") as f:
             f.write(text)
         plot_ranking(result, os.path.join(out, "ranking.png"), f"Ranking score, {result['raters']} raters x "
-                     f"{result['items']} prompts, stage {key['stage']} (95% intervals: raters and prompts resampled)")
+                     f"{result['items']} prompts, stage {key['stage']}\n95% intervals: raters and prompts resampled")
         print(text)
 
 

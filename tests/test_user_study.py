@@ -44,6 +44,8 @@ def test_ranking_score_win_rates_and_w_by_hand():
     assert np.allclose(got["first"], [1 / 4, 3 / 4, 0])
     # ReDPO above Full in 3 of 4 answers, Full above SFT in 3 of 4, ReDPO above SFT in 4 of 4.
     assert np.allclose(got["wins"], [[0, 1 / 4, 3 / 4], [3 / 4, 0, 1], [1 / 4, 0, 0]])
+    # With K = 3, K - rank counts the methods ranked below: a score is the sum of its two win rates / 3.
+    assert np.allclose(got["score"], got["wins"].sum(axis=1) / 3)
     # Kendall's W over all 4 answers: rank sums Full 8, ReDPO 5, SFT 11; m (n + 1) / 2 = 8;
     # S = 0 + 9 + 9 = 18; W = 12 * 18 / (16 * 24) = 0.5625; Friedman chi^2 = m (n - 1) W = 4.5.
     w = us.kendall_w(ranks)
@@ -73,10 +75,10 @@ def test_a_bootstrap_draw_counts_each_answer_raters_times_items():
 
 KEY = {"study": "s", "methods": METHODS, "main_items": ["i1", "i2"],
        "checks": {"original": "i1", "repeat": "i9", "degraded": "d"},
-       "items": {"i1": {"clips": {"a1": "Full", "b1": "ReDPO", "c1": "SFT"}},
-                 "i2": {"clips": {"a2": "Full", "b2": "ReDPO", "c2": "SFT"}},
-                 "i9": {"clips": {"a9": "Full", "b9": "ReDPO", "c9": "SFT"}},
-                 "d": {"clips": {"ad": "Full", "bd": "degraded", "cd": "SFT"}}}}
+       "items": {"i1": {"index": 0, "clips": {"a1": "Full", "b1": "ReDPO", "c1": "SFT"}},
+                 "i2": {"index": 1, "clips": {"a2": "Full", "b2": "ReDPO", "c2": "SFT"}},
+                 "i9": {"index": 2, "clips": {"a9": "Full", "b9": "ReDPO", "c9": "SFT"}},
+                 "d": {"index": 3, "clips": {"ad": "Full", "bd": "degraded", "cd": "SFT"}}}}
 
 
 def test_attention_checks_drop_the_degraded_failures_and_flag_the_inconsistent():
@@ -109,7 +111,7 @@ def test_damaged_and_foreign_lines_are_counted_never_fatal(tmp_path):
     path = tmp_path / "responses.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     answers, counts = us.read_responses(str(path), KEY)
-    assert counts == {"lines": 9, "damaged": 2, "foreign": 5, "duplicate": 1}
+    assert counts == {"file": "responses.jsonl", "lines": 9, "damaged": 2, "foreign": 5, "duplicate": 1}
     assert answers == [answer("r1", "i1", "Full", "ReDPO", "SFT")]          # B = a1 (Full), C = b1, A = c1
 
 
@@ -163,6 +165,8 @@ def test_make_writes_a_blinded_study_of_large_exact_clips(study):
                 assert np.abs(back.astype(int) - frames[key["degraded_method"]][i]).mean() > 20
             else:
                 assert np.array_equal(back, frames[method][i])                             # nearest neighbour: exact
+    page = open(os.path.join(out, "index.html")).read()
+    assert "http:" not in page and "https:" not in page and "<link" not in page     # offline: nothing fetched but /api and /clips
     repeat, original = (key["items"][key["checks"][k]] for k in ("repeat", "original"))
     assert repeat["prompt"] == original["prompt"] and set(repeat["clips"]).isdisjoint(original["clips"])
 
@@ -197,6 +201,19 @@ def test_simulate_recovers_the_rewards_ranking(study):
     assert (exact["Full"] > exact["ReDPO"]).all() and (exact["ReDPO"] > exact["SFT"]).all()   # the known ranking
     noisy = us.score_study([us.parse_answer(x, key) for x in us.simulate(public, key, rewards, 40, 0.05, seed=2)], key, draws=200)
     assert np.argsort(noisy["score"]).tolist() == [2, 1, 0]                                # Full > ReDPO > SFT
+
+
+def test_a_second_make_gives_new_names_and_the_same_result(study, tmp_path):
+    out, key, _ = study
+    again = us.make_study([os.path.join(os.path.dirname(out), m) for m in ("redpo", "sft")], None, str(tmp_path / "again"),
+                          seed=1, raters=3)
+    assert set(again["items"]).isdisjoint(key["items"])
+    results = []
+    for folder, k in ((out, key), (str(tmp_path / "again"), again)):
+        public = json.load(open(os.path.join(folder, "study.json")))
+        lines = us.simulate(public, k, us.clip_rewards(folder, k), raters=6, noise=0.05, seed=4)
+        results.append(us.score_study([us.parse_answer(x, k) for x in lines], k, draws=100))
+    assert results[0] == results[1]
 
 
 # --- the server ---------------------------------------------------------------------------------
