@@ -14,7 +14,8 @@ frames scaled up by a whole factor (nearest neighbour) until its shorter side is
 page draws the three sheets on canvases from one timer, so they loop in exact sync, "played once" is
 exact (the frame counter wrapped), and nothing is lost to a codec (a GIF's 256 colours or an MP4's
 halved chroma would change tiny shapes). Attention checks: one item shown twice, and one item whose
-clip of one method is replaced by a blurred and noised copy, which must be ranked last.
+clip of one method is replaced by a blurred and noised copy, which must be ranked last. The server,
+the clip sheets and each rater's plan: analysis/user_study_server.py.
 
 The ranking score (Fig. 4): with K methods ranked 1..K per answer, a method gets K - rank points;
 its score is its points over all points given, sum(K - rank_m) / (N * K (K - 1) / 2), so the K scores
