@@ -163,6 +163,7 @@ CLIS = {   # module: the fewest arguments its parser accepts
     "prune": ["--out", "x"], "curate": ["--student", "s", "--property", "dynamic_degree", "--out", "x"],
     "evaluate": [], "redpo": ["--pairs", "p", "--out", "x"], "vip_loop": [], "models.__main__": [],
     "toy.shapes": ["evaluate"], "toy.gmm": ["--out", "x"], "analysis.vbench_eval": [],
+    "analysis.user_study": ["score", "--study", "x"],
 }
 MAIN_ONLY = ["toy.compare"]   # CLIs that parse inside main(): read through --help
 
@@ -224,7 +225,7 @@ def test_per_model_defaults_in_help_follow_the_presets():
 
 def test_every_cli_defaults_to_the_toy_world_and_the_reward_follows_the_model():
     for module, args in CLIS.items():
-        if not module.startswith("toy."):
+        if not module.startswith(("toy.", "analysis.")):          # analysis reads run folders: no model
             assert importlib.import_module(module).parse_args(args).model == defaults.DEFAULT_MODEL == "toy"
     assert list(defaults.RUN_DEFAULTS) == list(models.LOADERS) and set(vip_loop.PRESETS) == set(models.LOADERS)
     expected = {"toy": "shapes", "tiny": "pixel", "tiny-videocrafter2": "pixel", "animatediff": "videoscore",
