@@ -103,11 +103,10 @@ def table(results, labels):
     lines = [f"{len(labels)} labelled prompts: {n_pos} dynamic (positive), {len(labels) - n_pos} static; "
              "95% intervals (accuracy: Wilson; balanced accuracy: MOVER from Wilson; AUC: DeLong)", "",
              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    show = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
     lines.append("| kept as dynamic | " + " | ".join(f"{r['kept']} of {r['n']}" for r in results.values()) + " |")
     for key, what in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
                       ("auc", "AUC (LLM: of the yes-minus-no margin; words: of the decision)")):
-        lines.append(f"| {what} | " + " | ".join(show(r[key]) for r in results.values()) + " |")
+        lines.append(f"| {what} | " + " | ".join("{:.3f} [{:.3f}, {:.3f}]".format(*r[key]) for r in results.values()) + " |")
     return lines
 
 
