@@ -35,19 +35,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIPS = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-import infra  # noqa: F401  sets how torch's CPU threads wait (infra/__init__.py)
+try:                          # the machinery's package sets how torch's CPU threads wait
+    from infra.prompt_files import read_prompts
+except ImportError:           # a tree from before infra/: runtime.py and prompt_files.py at the top
+    import runtime  # noqa: F401
+    from prompt_files import read_prompts
+import inspect
 import evaluate
 import models
-from infra.prompt_files import read_prompts
 from rewards import load_reward
 n = int(sys.argv[2])
 items = read_prompts(sys.argv[3])
 videos = [(items[i % len(items)]["prompt"], 1000 * (i // len(items)) + i % len(items)) for i in range(n)]
 prompts, seeds = [p for p, _ in videos], [s for _, s in videos]
 model, reward = models.load("toy"), load_reward("shapes")
-evaluate.evaluate_model(model, reward, (prompts[:8], seeds[:8], None), batch_size=8, measure=False, steps=10)  # warm-up
+def run(p, s):                # evaluate_model takes (prompts, seeds, static) as one argument, or, in older trees, apart
+    videos = ((p, s, None),) if "videos" in inspect.signature(evaluate.evaluate_model).parameters else (p, s)
+    evaluate.evaluate_model(model, reward, *videos, batch_size=8, measure=False, steps=10)
+run(prompts[:8], seeds[:8])   # warm-up
 usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-evaluate.evaluate_model(model, reward, (prompts, seeds, None), batch_size=8, measure=False, steps=10)
+run(prompts, seeds)
 seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
 cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
 print(json.dumps({"clips": n, "seconds": seconds, "cpu": cpu}))
