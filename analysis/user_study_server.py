@@ -93,6 +93,7 @@ class StudyServer(ThreadingHTTPServer):
     one os.write of one line under O_APPEND, fsync'd, under a lock that also refuses a second answer
     of the same rater and item."""
     daemon_threads = True
+    request_queue_size = 128   # raters who answer at the same moment wait to be accepted, not reset (the default is 5)
 
     def __init__(self, study_dir, address=("127.0.0.1", 8000), quiet=False):
         self.study, _ = read_study(study_dir, private=False)
