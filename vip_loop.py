@@ -42,7 +42,7 @@ import redpo
 import report
 from prompt_files import make_eval_set, read_prompts
 from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward
-from run_folder import check_config, done, pairs_damage, redo_hint, stage_done
+from run_folder import check_config, done, pairs_damage, redo_hint, stage_done, with_provenance
 from runtime import UserError
 
 PRESETS = defaults.PRESETS
@@ -143,7 +143,7 @@ def setup(cfg, device):
     if runtime.rank_world()[0] == 0:
         runtime.hold_lock(cfg["out"])   # one run at a time writes a folder
         if not os.path.isfile(os.path.join(cfg["out"], "config.json")):
-            runtime.write_json(os.path.join(cfg["out"], "config.json"), cfg)
+            runtime.write_json(os.path.join(cfg["out"], "config.json"), with_provenance(cfg))
     runtime.barrier()
     return Run(cfg, teacher, reward, make_eval_set(eval_items, cfg["eval_seeds"]), None, pool)
 
