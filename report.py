@@ -105,11 +105,19 @@ def read_run(run_dir):
         run["stages"].append({"k": k, "pruned": maybe(os.path.join(stage, "eval_pruned.json")),
                               "trained": maybe(os.path.join(stage, "eval.json")),
                               "targets": [d for d, _ in prune_json.get("target_properties", [])],
-                              "search_change": {d: prune_json["pruned_scores"][d] - prune_json["base_scores"][d]
-                                                for d in prune_json.get("pruned_scores") or {}
-                                                if d in (prune_json.get("base_scores") or {})},
+                              "search_change": search_change(prune_json),
                               "metrics": metrics})
     return run
+
+
+def search_change(prune_json):
+    """{dimension: pruned - base}: the cut's change of each mean on the block search's videos
+    (prune.json), over the dimensions the reward measures in both."""
+    def means(scores):      # flat {dim: mean} or eval.json's {dim: {"mean", ...}}; null: not measured
+        means = {d: v["mean"] if isinstance(v, dict) else v for d, v in (scores or {}).items()}
+        return {d: v for d, v in means.items() if v is not None and math.isfinite(v)}
+    pruned, base = means(prune_json.get("pruned_scores")), means(prune_json.get("base_scores"))
+    return {d: pruned[d] - base[d] for d in pruned if d in base}
 
 
 def group_runs(runs):

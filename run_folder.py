@@ -18,6 +18,7 @@ import subprocess
 import evaluate
 import redpo
 import runtime
+from prompt_files import read_prompts, search_seeds
 from runtime import UserError
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -92,6 +93,14 @@ def check_config(run_dir, config):
             raise UserError(
                 f"{run_dir} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "
                 "re-run with the same flags to resume it, or pass another --out")
+    search = os.path.join(run_dir, "full", "eval_search.json")
+    if config.get("search_prompts") and os.path.isfile(search):
+        made = sorted(int(v["seed"]) for v in runtime.read_json(search)["per_video"])
+        want = sorted(search_seeds(len(read_prompts(config["search_prompts"])), config.get("search_seeds") or 1))
+        if made != want:
+            raise UserError(f"{search} was generated with seeds {made[0]}..{made[-1]}, not the block search's "
+                            f"{want[0]}..{want[-1]} (prompt_files.search_seeds); pass another --out, or delete "
+                            f"{run_dir} to make the run again")
 
 
 def done(path):

@@ -40,7 +40,7 @@ import models
 import prune
 import redpo
 import report
-from prompt_files import make_eval_set, read_prompts
+from prompt_files import make_eval_set, make_search_set, read_prompts
 from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward
 from run_folder import check_config, done, pairs_damage, redo_hint, stage_done, with_provenance
 from runtime import UserError
@@ -84,7 +84,7 @@ def run(cfg, device):
     with timer("evaluate"):
         r.full_scores = evaluate_once(r, r.teacher, os.path.join(out, "full", "eval.json"))
         if cfg["search_prompts"]:   # M0 on the block search's own prompts, apart from the eval set
-            r.search_set = dict(make_eval_set(read_prompts(cfg["search_prompts"]), cfg["search_seeds"] or 1),
+            r.search_set = dict(make_search_set(read_prompts(cfg["search_prompts"]), cfg["search_seeds"] or 1),
                                 full=os.path.join(out, "full", "eval_search.json"))
             evaluate_once(r, r.teacher, r.search_set["full"], r.search_set)
 
