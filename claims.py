@@ -228,6 +228,15 @@ def table4(redpo, dpo, oneshots, m, scale):
     return out
 
 
+def scales(groups):
+    """(margins, spreads) of the claims: margins() and spread() of the ReDPO group, or ({}, {})."""
+    redpo = next((runs for key, runs in groups.items() if key[1] == "ReDPO"), None)
+    if not redpo:
+        return {}, {}
+    scale = spread(redpo)
+    return margins(redpo, scale), scale
+
+
 def claims(groups):
     """Every claim the groups can answer ({(model, label): runs}, report.group_runs): [{"table",
     "claim", "sign", "margin", "kind", "diff" (stats.interval), "verdict", "p", "p_holm",
@@ -237,8 +246,7 @@ def claims(groups):
     redpo = by_label.get("ReDPO")
     if not redpo:
         return []
-    scale = spread(redpo)
-    m = margins(redpo, scale)
+    m, scale = scales(groups)
     out = table1(redpo, m, scale)
     if by_label.get("SFT"):
         out += table3(redpo, by_label["SFT"], m, scale)

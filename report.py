@@ -225,9 +225,18 @@ def methods_table(groups, reference):
     return lines
 
 
-def claims_table(found):
-    """The claims section: the rule, then one line per claim (claims.claims) with its verdict before
-    and after Holm's correction, its margin, p-values and analysis."""
+def scales_line(m, scale):
+    """The margins and the standardised Average's spreads the verdicts used (claims.scales)."""
+    dims = [d for d in KEYS if d in m] + ([claims.Z] if claims.Z in m else [])
+    parts = [f"{claims.NAMES.get(d, 'the standardised Average')} {fmt(m[d], 4)}"
+             + (f" (sd {fmt(scale[d], 4)})" if d in scale else "") for d in dims]
+    return ("Margins (sd: the full model's per-video spread on the search's videos, the standardised Average's "
+            "scale): " + "; ".join(parts) + ".")
+
+
+def claims_table(found, m=None, scale=None):
+    """The claims section: the rule, the margins, then one line per claim (claims.claims) with its
+    verdict before and after Holm's correction, its margin, p-values and analysis."""
     lines = ["Verdict (claims.py; docs/shapes/PLAN.md's amendment): a claim that a difference has a sign is "
              "**negligible** when its 95% interval lies inside (-margin, +margin), else **holds** when the interval "
              "lies wholly on the claimed side of 0, **does not hold** when wholly on the other side, else **cannot "
@@ -242,10 +251,12 @@ def claims_table(found):
              "crossed random effects (two-way ANOVA, Satterthwaite df); a difference the same in every seed counts "
              "once (prompts only). Smallest detectable: the true difference found with 80% power, "
              "(t_0.975 + t_0.8) x SE. Bootstrap: prompts and seeds resampled independently, a check only: with 3 "
-             "seeds it runs narrow (in simulation it covers ~75% where seeds dominate; tests/test_stats.py).", "",
-             "| Table | Claim (as the paper words it); difference | Verdict | After Holm | Mean ± 95% | Margin | p "
-             "| Holm p | Analysis | Prompts | Seeds | df | Smallest detectable | Bootstrap 95% |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "seeds it runs narrow (in simulation it covers ~75% where seeds dominate; tests/test_stats.py).", ""]
+    if m:
+        lines += [scales_line(m, scale or {}), ""]
+    lines += ["| Table | Claim (as the paper words it); difference | Verdict | After Holm | Mean ± 95% | Margin | p "
+              "| Holm p | Analysis | Prompts | Seeds | df | Smallest detectable | Bootstrap 95% |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in found:
         d = c["diff"]
         boot = d.get("bootstrap")
@@ -463,7 +474,7 @@ def write_report(run_dirs, out_path, grids=True):
         lines += ["", "## Methods (Tables 3 and 4)", ""] + methods_table(groups, reference)
     found = claims.claims(groups)
     if found:
-        lines += ["", "## The paper's claims", ""] + claims_table(found)
+        lines += ["", "## The paper's claims", ""] + claims_table(found, *claims.scales(groups))
     lines += ["", "## Cost", "", "| Run | Stage | Method | Average ± 95% CI | Videos | TFLOPs / video | Latency (s / video) |",
               "|---|---|---|---|---|---|---|"]
     for run in runs:
