@@ -32,8 +32,8 @@ import time
 
 from infra import cli, disk, ranks
 from infra.cli import UserError
-from infra.prompt_files import make_eval_set, read_prompts
-from infra.run_folder import check_config, done, drop_damaged_pairs, redo_hint, stage_done
+from infra.prompt_files import make_eval_set, make_search_set, read_prompts
+from infra.run_folder import check_config, done, drop_damaged_pairs, redo_hint, stage_done, with_provenance
 import curate
 import defaults
 import evaluate
@@ -82,7 +82,7 @@ def run(cfg, device):
     with timer("evaluate"):
         r.full_scores = evaluate_once(r, r.teacher, os.path.join(out, "full", "eval.json"))
         if cfg["search_prompts"]:   # M0 on the block search's own prompts, apart from the eval set
-            r.search_set = dict(make_eval_set(read_prompts(cfg["search_prompts"]), cfg["search_seeds"] or 1),
+            r.search_set = dict(make_search_set(read_prompts(cfg["search_prompts"]), cfg["search_seeds"] or 1),
                                 full=os.path.join(out, "full", "eval_search.json"))
             evaluate_once(r, r.teacher, r.search_set["full"], r.search_set)
 
@@ -141,7 +141,7 @@ def setup(cfg, device):
     if ranks.rank_world()[0] == 0:
         disk.hold_lock(cfg["out"])   # one run at a time writes a folder
         if not os.path.isfile(os.path.join(cfg["out"], "config.json")):
-            disk.write_json(os.path.join(cfg["out"], "config.json"), cfg)
+            disk.write_json(os.path.join(cfg["out"], "config.json"), with_provenance(cfg))
     ranks.barrier()
     return Run(cfg, teacher, reward, make_eval_set(eval_items, cfg["eval_seeds"]), None, pool)
 

@@ -18,10 +18,12 @@ compared at each stage and at the end, the paper's claims as the paper words the
 scores_<group>.png (per-dimension bars with 95% intervals) and training_<group>.png (the DPO term,
 SFT term and implicit accuracy per stage, from metrics.jsonl).
 
-The verdict of a claim that a difference has a sign: **holds** when its 95% interval lies wholly on
-that side of 0, **does not hold** when wholly on the other side, **cannot tell** otherwise. The
-paper's ">= 0" claims ("the final student matches or exceeds the full model") are tested as stated,
-with no margin: they hold only when the interval lies above 0 (final - full > 0 shown).
+The verdict of a claim that a difference has a sign: **negligible** when its 95% interval lies
+inside (-margin, +margin), else **holds** when it lies wholly on that side of 0, **does not hold**
+when wholly on the other side, **cannot tell** otherwise. The paper's ">= 0" claims ("the final
+student matches or exceeds the full model", "keeps or raises") are non-inferiority claims: they hold
+when the interval's lower end is above -margin. Each verdict is shown as measured and after Holm's
+correction within its paper table (claims.py gives the margins and the families).
 """
 import json
 import math
@@ -78,8 +80,10 @@ def _stage_dirs(run_dir):
 
 def read_run(run_dir):
     """One run: {"dir", "name", "config", "label" (method, "one-shot" added), "seed", "full" (eval
-    dict), "stages": [{"k", "pruned", "trained" (eval dicts or None), "targets" (prune.json's target
-    properties, largest drop first), "metrics" (metrics.jsonl rows)}]}."""
+    dict), "full_search" (the full model on the block search's prompts, or None), "stages": [{"k",
+    "pruned", "trained" (eval dicts or None), "targets" (prune.json's target properties, largest drop
+    first), "search_change" (prune.json: the cut's pruned - base mean per dimension on the search's
+    videos), "metrics" (metrics.jsonl rows)}]}."""
     config_path = os.path.join(run_dir, "config.json")
     config = disk.read_json(config_path) if os.path.isfile(config_path) else {}
     label = METHOD_NAMES.get(str(config.get("method", "")).lower(), config.get("method") or "trained")
@@ -89,7 +93,7 @@ def read_run(run_dir):
     maybe = lambda p: disk.read_json(p) if os.path.isfile(p) else None          # noqa: E731
     run = {"dir": run_dir, "name": os.path.basename(os.path.normpath(run_dir)), "config": config,
            "label": label, "seed": config.get("seed", 0), "full": maybe(os.path.join(run_dir, "full", "eval.json")),
-           "stages": []}
+           "full_search": maybe(os.path.join(run_dir, "full", "eval_search.json")), "stages": []}
     run["model"] = config.get("model") or (run["full"] or {}).get("model", "?")
     for k, stage in _stage_dirs(run_dir):
         prune_json = maybe(os.path.join(stage, "prune.json")) or {}
@@ -101,8 +105,19 @@ def read_run(run_dir):
         run["stages"].append({"k": k, "pruned": maybe(os.path.join(stage, "eval_pruned.json")),
                               "trained": maybe(os.path.join(stage, "eval.json")),
                               "targets": [d for d, _ in prune_json.get("target_properties", [])],
+                              "search_change": search_change(prune_json),
                               "metrics": metrics})
     return run
+
+
+def search_change(prune_json):
+    """{dimension: pruned - base}: the cut's change of each mean on the block search's videos
+    (prune.json), over the dimensions the reward measures in both."""
+    def means(scores):      # flat {dim: mean} or eval.json's {dim: {"mean", ...}}; null: not measured
+        means = {d: v["mean"] if isinstance(v, dict) else v for d, v in (scores or {}).items()}
+        return {d: v for d, v in means.items() if v is not None and math.isfinite(v)}
+    pruned, base = means(prune_json.get("pruned_scores")), means(prune_json.get("base_scores"))
+    return {d: pruned[d] - base[d] for d in pruned if d in base}
 
 
 def group_runs(runs):
@@ -210,25 +225,54 @@ def methods_table(groups, reference):
     return lines
 
 
-def claims_table(found):
-    """The claims section: the rule, then one line per claim (claims.claims) with its analysis."""
-    lines = ["Verdict (analysis/claims.py): **holds** when the 95% interval lies wholly on the claimed side of 0, "
-             "**does not hold** when wholly on the other side, else **cannot tell**; \">= 0\" claims are tested as "
-             "stated, no margin. Interval: per (prompt, training seed) the mean over eval seeds, prompts x seeds "
+def scales_line(m, scale):
+    """The margins and the standardised Average's spreads the verdicts used (claims.scales)."""
+    dims = [d for d in KEYS if d in m] + ([claims.Z] if claims.Z in m else [])
+    parts = [f"{claims.NAMES.get(d, 'the standardised Average')} {fmt(m[d], 4)}"
+             + (f" (sd {fmt(scale[d], 4)})" if d in scale else "") for d in dims]
+    return ("Margins (sd: the full model's per-video spread on the search's videos, the standardised Average's "
+            "scale): " + "; ".join(parts) + ".")
+
+
+def claims_table(found, m=None, scale=None):
+    """The claims section: the rule, the margins, then one line per claim (claims.claims) with its
+    verdict before and after Holm's correction, its margin, p-values and analysis."""
+    lines = ["Verdict (analysis/claims.py; docs/shapes/PLAN.md's amendment): a claim that a difference has a sign is "
+             "**negligible** when its 95% interval lies inside (-margin, +margin), else **holds** when the interval "
+             "lies wholly on the claimed side of 0, **does not hold** when wholly on the other side, else **cannot "
+             "tell**; a \">= 0\" claim (\"matches or exceeds\", \"keeps or raises\") is non-inferiority: **holds** "
+             "when the interval's lower end is above -margin, **does not hold** when its upper end is below -margin. "
+             f"Margin: {claims.MARGIN_FRACTION:g} x the largest change one cut makes to the dimension's mean on the "
+             "block search's videos (a mean of dimensions: the mean of their margins). After Holm: the claims of each "
+             "paper table are one family; a verdict whose Holm-adjusted p (of the test it rests on) is not below 0.05 "
+             "reads cannot tell. The standardised Average divides each dimension by its per-video sd in the full "
+             "model on the search's videos; it is the Average claims' reading, the plain Average (the paper's) is "
+             "beside it. Interval: per (prompt, training seed) the mean over eval seeds, prompts x seeds "
              "crossed random effects (two-way ANOVA, Satterthwaite df); a difference the same in every seed counts "
              "once (prompts only). Smallest detectable: the true difference found with 80% power, "
              "(t_0.975 + t_0.8) x SE. Bootstrap: prompts and seeds resampled independently, a check only: with 3 "
-             "seeds it runs narrow (in simulation it covers ~75% where seeds dominate; tests/test_stats.py).", "",
-             "| Table | Claim (as the paper words it); difference | Verdict | Mean ± 95% | Analysis | Prompts | Seeds "
-             "| df | Smallest detectable | Bootstrap 95% |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "seeds it runs narrow (in simulation it covers ~75% where seeds dominate; tests/test_stats.py).", ""]
+    if m:
+        lines += [scales_line(m, scale or {}), ""]
+    lines += ["| Table | Claim (as the paper words it); difference | Verdict | After Holm | Mean ± 95% | Margin | p "
+              "| Holm p | Analysis | Prompts | Seeds | df | Smallest detectable | Bootstrap 95% |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in found:
         d = c["diff"]
         boot = d.get("bootstrap")
-        cells = [c["table"], c["claim"], f"**{c['verdict']}**", _diff(d), d["analysis"], str(d["n_prompts"]),
+        cells = [c["table"], c["claim"], f"{c['verdict']}", f"**{c['verdict_holm']}**", _diff(d), fmt(c["margin"], 4),
+                 fmt_p(c["p"]), fmt_p(c["p_holm"]), d["analysis"], str(d["n_prompts"]),
                  str(d["n_seeds"]), fmt(d["df"], 1), fmt(d["mde"]),
                  f"[{fmt(boot[0], sign=True)}, {fmt(boot[1], sign=True)}]" if boot else "n/a"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def fmt_p(p):
+    """A p-value as the claims table prints it: 0.012, <0.001, n/a."""
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,7 +474,7 @@ def write_report(run_dirs, out_path, grids=True):
         lines += ["", "## Methods (Tables 3 and 4)", ""] + methods_table(groups, reference)
     found = claims.claims(groups)
     if found:
-        lines += ["", "## The paper's claims", ""] + claims_table(found)
+        lines += ["", "## The paper's claims", ""] + claims_table(found, *claims.scales(groups))
     lines += ["", "## Cost", "", "| Run | Stage | Method | Average ± 95% CI | Videos | TFLOPs / video | Latency (s / video) |",
               "|---|---|---|---|---|---|---|"]
     for run in runs:

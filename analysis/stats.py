@@ -1,5 +1,6 @@
-"""Statistics of the report (Sec. 4.1): means with 95% Student-t intervals, and paired differences
-whose intervals treat both the prompts and the training seeds as random.
+"""Statistics of the report (Sec. 4.1): means with 95% Student-t intervals, paired differences
+whose intervals treat both the prompts and the training seeds as random, and the verdicts read from
+them (margins, non-inferiority, Holm's correction).
 
 Two rows of the report (two models, or two runs) generate the same eval prompts with the same eval
 seeds, so video (prompt, eval seed) of one row and of the other start from the same x_T: their
@@ -25,6 +26,11 @@ row: the same blocks removed from the same full model) is the same videos in eve
 
 Each interval also gives the smallest effect it could detect: (t_(0.975, df) + t_(0.8, df)) SE,
 the true difference that a 95% interval excludes from 0 in 80% of experiments like this one.
+
+5. A verdict reads the interval against 0 and a margin (the smallest effect of interest): a sign
+   claim is "negligible" inside (-margin, +margin); a ">= 0" claim is non-inferiority (lower end
+   above -margin). Each verdict has the p of the test it rests on, and Holm's step-down procedure
+   adjusts a family's p-values (docs/shapes/PLAN.md's amendment).
 
     python -c "import stats; print(stats.mean_ci([1, 2, 3, 4, 5]))"     # (3.0, 1.963...)
     python -c "import stats; print(stats.t_quantile(2.5))"             # 3.575...: real df too
@@ -70,22 +76,35 @@ def video_key(video):
     return video["prompt"], int(video["seed"])
 
 
-def video_scores(per_video, dims):
-    """{(prompt, eval seed): the mean of the dims' scores} over an eval json's "per_video" list;
-    a video with a null score on any of the dims is left out."""
+def video_scores(per_video, dims, weights=None):
+    """{(prompt, eval seed): the mean of the dims' scores, each times its weight (default 1)} over an
+    eval json's "per_video" list; a video with a null score on any of the dims is left out."""
+    w = [1.0] * len(dims) if weights is None else [weights[d] for d in dims]
     out = {}
     for v in per_video:
         values = [v["scores"].get(d) for d in dims]
         if values and all(x is not None for x in values):
-            out[video_key(v)] = sum(values) / len(values)
+            out[video_key(v)] = sum(x * wd for x, wd in zip(values, w)) / len(values)
     return out
 
 
-def differences(after, before, dims):
-    """{(prompt, eval seed): after - before} on the mean of the dims, over the videos both eval
-    jsons hold ("per_video" lists)."""
-    a, b = video_scores(after, dims), video_scores(before, dims)
+def differences(after, before, dims, weights=None):
+    """{(prompt, eval seed): after - before} on the (weighted) mean of the dims, over the videos both
+    eval jsons hold ("per_video" lists)."""
+    a, b = video_scores(after, dims, weights), video_scores(before, dims, weights)
     return {k: a[k] - b[k] for k in a if k in b}
+
+
+def spreads(per_video, dims):
+    """{dim: the per-video standard deviation (n - 1)} over an eval json's "per_video" list, the
+    scale of the standardised Average (weights 1 / sd); a dimension with fewer than two scores or no
+    spread is left out."""
+    out = {}
+    for d in dims:
+        x = np.array([v["scores"][d] for v in per_video if v["scores"].get(d) is not None], dtype=np.float64)
+        if len(x) > 1 and x.std(ddof=1) > 0:
+            out[d] = float(x.std(ddof=1))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,12 +189,80 @@ def interval(by_seed, level=0.95, n_boot=0):
     return out
 
 
-def verdict(diff, sign=1):
-    """One word for a claim that the difference has sign `sign` (+1: after is higher): "holds" when
-    the 95% interval lies wholly on that side of zero, "does not hold" when it lies wholly on the
-    other side, else "cannot tell"."""
+# ---------------------------------------------------------------------------------------------
+# Verdicts: a sign, a margin, and Holm's correction within a family
+# ---------------------------------------------------------------------------------------------
+
+SIGN, NON_INFERIOR = "sign", "non-inferior"     # the two kinds of claim (docs/shapes/PLAN.md, amendment)
+LEVEL = 0.95
+
+
+def oriented(diff, sign):
+    """(low, high) of the 95% interval of sign x difference: the claimed direction is up."""
     lo, hi = diff["mean"] - diff["ci95"], diff["mean"] + diff["ci95"]
+    return (lo, hi) if sign > 0 else (-hi, -lo)
+
+
+def verdict(diff, sign=1, margin=0.0, kind=SIGN):
+    """One word for a claim about a difference; sign +1: after is higher. margin: the smallest effect
+    of interest (>= 0).
+
+    kind "sign" (the difference has the sign): **negligible** when the whole 95% interval lies inside
+    (-margin, +margin), else **holds** when it lies above 0, **does not hold** when below 0, else
+    **cannot tell**. With margin 0 nothing is negligible.
+    kind "non-inferior" ("matches or exceeds", "keeps or raises": sign x difference >= -margin):
+    **holds** when the interval's lower end is above -margin, **does not hold** when its upper end is
+    below -margin, else **cannot tell**."""
+    lo, hi = oriented(diff, sign)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "cannot tell"
-    lo, hi = (lo, hi) if sign > 0 else (-hi, -lo)
+    if kind == NON_INFERIOR:
+        return "holds" if lo > -margin else "does not hold" if hi < -margin else "cannot tell"
+    if kind != SIGN:
+        raise ValueError(f"unknown kind of claim {kind!r}: choose {SIGN!r} or {NON_INFERIOR!r}")
+    if -margin < lo and hi < margin:
+        return "negligible"
     return "holds" if lo > 0 else "does not hold" if hi < 0 else "cannot tell"
+
+
+def p_above(diff, sign, bound):
+    """The two-sided-scale p of "sign x difference > bound": 2 P(T_df > (sign x mean - bound) / se),
+    capped at 1, so that p < 0.05 exactly when the 95% interval's lower end is above bound."""
+    if not (math.isfinite(diff["se"]) and math.isfinite(diff["mean"])) or diff["se"] < 0:
+        return float("nan")
+    if diff["se"] == 0:             # no spread at all: the bound is passed or not, for certain
+        return 0.0 if sign * diff["mean"] > bound else 1.0
+    t = (sign * diff["mean"] - bound) / diff["se"]
+    return min(1.0, 2 * float(scipy.stats.t.sf(t, diff["df"])))
+
+
+def p_value(diff, sign=1, margin=0.0, kind=SIGN):
+    """The p of the test the claim's verdict rests on (two-sided scale: < 0.05 when the 95% interval
+    decides): "holds" / "does not hold" against 0 (kind sign) or -margin (non-inferior); "negligible"
+    the larger of the two one-sided tests against +-margin; "cannot tell" the smallest p of its
+    possible tests (>= 0.05). NaN when the interval is not finite."""
+    tests = {"up": p_above(diff, sign, -margin if kind == NON_INFERIOR else 0.0),
+             "down": p_above(diff, -sign, margin if kind == NON_INFERIOR else 0.0)}
+    if kind == SIGN and margin > 0:
+        tests["inside"] = max(p_above(diff, sign, -margin), p_above(diff, -sign, -margin))
+    word = verdict(diff, sign, margin, kind)
+    chosen = {"holds": ["up"], "does not hold": ["down"], "negligible": ["inside"]}.get(word, list(tests))
+    return min(tests[k] for k in chosen)
+
+
+def holm(p_values):
+    """Holm's step-down adjusted p-values, in the order given: sort ascending, p_(i) x (m - i) for
+    i = 0..m-1, made non-decreasing, capped at 1. NaN stays NaN and does not count towards m."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    idx = [i for i in np.argsort(p, kind="stable") if np.isfinite(p[i])]
+    m, running = len(idx), 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return [float(x) for x in out]
+
+
+def adjusted_verdict(word, p_adjusted, alpha=1 - LEVEL):
+    """A verdict after Holm's correction: kept when its adjusted p is below alpha, else "cannot tell"."""
+    return word if math.isfinite(p_adjusted) and p_adjusted < alpha else "cannot tell"

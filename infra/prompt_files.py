@@ -5,6 +5,9 @@ One seed convention for every script that generates the eval prompts (prune.py, 
 vip_loop.py, `python -m models`, toy/shapes.py): prompt i at seed index j is generated with seed
 1000 j + i (`eval_seeds`, `make_eval_set`), whatever a script's training --seed, so the same
 (prompt, seed) is the same video in every script and rows compare paired, video by video.
+A block search with prompts of its own (vip_loop.py --search_prompts) generates them with
+SEARCH_SEED_OFFSET + 1000 j + i (`search_seeds`, `make_search_set`): no search video starts from an
+eval video's x_T, so no choice made on the search set has seen an eval video's noise.
 
     .txt   one prompt a line (blank lines skipped)
     .csv   a column `prompt`, `caption` or `name` (WebVid's caption column), optional `static`;
@@ -98,6 +101,21 @@ def eval_seeds(n_prompts, n_seeds=1):
     if n_prompts < 0 or n_seeds < 1:
         raise UserError(f"an eval set needs at least one seed per prompt (got {n_seeds} for {n_prompts} prompts)")
     return [1000 * j + i for j in range(n_seeds) for i in range(n_prompts)]
+
+
+# Search seeds start here: an eval set would need 1000 seed indices per prompt to reach them.
+SEARCH_SEED_OFFSET = 1_000_000
+
+
+def search_seeds(n_prompts, n_seeds=1):
+    """The block search's seeds for prompts of its own: the eval convention moved by
+    SEARCH_SEED_OFFSET, so search_seeds(3) == [1000000, 1000001, 1000002], apart from every eval seed."""
+    return [SEARCH_SEED_OFFSET + s for s in eval_seeds(n_prompts, n_seeds)]
+
+
+def make_search_set(items, n_seeds=1):
+    """make_eval_set's set with the search's seeds (search_seeds) instead of the eval set's."""
+    return dict(make_eval_set(items, n_seeds), seeds=search_seeds(len(items), n_seeds))
 
 
 def make_eval_set(items, n_seeds=1):

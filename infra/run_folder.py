@@ -1,6 +1,7 @@
 """A run folder of vip_loop.py (Sec. 3.4.2): its settings, what is finished, and what to delete to redo a file.
 
-    runs/NAME/config.json                   the resolved settings; a resumed run must match them (CONFIG_KEYS)
+    runs/NAME/config.json                   the resolved settings (paths relative to the repository) and the
+                                            code's commit; a resumed run must match the settings (CONFIG_KEYS)
     runs/NAME/full/eval.json, videos.npz    the full model M0's row
     runs/NAME/teacher_cache/                teacher latents and scores, shared by every stage
     runs/NAME/stage_k/prune.json, pruned/, eval_pruned.json, pairs/, train/, student/, eval.json, DONE
@@ -13,6 +14,7 @@ whose training has not finished are found before training (`pairs_damage`) and c
 """
 import os
 import shutil
+import subprocess
 import sys
 
 import evaluate
@@ -20,6 +22,12 @@ import models
 import redpo
 from infra import disk, ranks
 from infra.cli import UserError
+from infra.prompt_files import read_prompts, search_seeds
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+# The settings that name files: written relative to the repository root when they lie inside it, so a
+# run folder reads the same from every clone.
+PATH_KEYS = ("prompts", "pool", "search_prompts", "path", "adapter", "reward_path", "out")
 
 # What a resumed run must share with the run it resumes (the rest, e.g. --out, may differ).
 CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks",
@@ -28,24 +36,74 @@ CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtyp
                "search_prompts")
 
 
+def relative(value, root=ROOT):
+    """A path inside the repository as a path relative to its root (an absolute one, or one relative
+    to the working directory); anything else as it is."""
+    if not isinstance(value, str) or not value:
+        return value
+    full = os.path.abspath(value)
+    return os.path.relpath(full, root) if full.startswith(os.path.abspath(root) + os.sep) else value
+
+
+def code_version(root=ROOT):
+    """{"commit": `git rev-parse HEAD`, "uncommitted_changes": whether tracked files differ from it}
+    of the repository at root; null for what git cannot tell (no git, not a clone): never an error."""
+    def git(*args):
+        try:
+            done = subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+    commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit.strip() if commit else None,
+            "uncommitted_changes": None if status is None else bool(status.strip())}
+
+
+def with_provenance(config, root=ROOT):
+    """What config.json holds: the settings, their paths relative to the repository root, and the
+    code that ran ("code": code_version). check_config ignores "code"."""
+    return dict({k: relative(v, root) if k in PATH_KEYS else v for k, v in config.items()}, code=code_version(root))
+
+
 def same_file(a, b):
-    """Two paths to files with the same bytes (a prompt file seen from another clone of the repo)."""
+    """Two paths to files with the same bytes (a prompt file seen from another clone of the repo; a
+    relative path is read from the repository root)."""
+    a, b = (os.path.join(ROOT, p) if isinstance(p, str) and not os.path.isabs(p) else p for p in (a, b))
     if not (isinstance(a, str) and isinstance(b, str) and os.path.isfile(a) and os.path.isfile(b)):
         return False
     with open(a, "rb") as fa, open(b, "rb") as fb:
         return fa.read() == fb.read()
 
 
+def same_setting(key, old, new):
+    """A setting of an earlier config.json equals this run's: the same value, or for a path the same
+    file inside the repository (absolute or relative), or files with the same bytes."""
+    if old == new:
+        return True
+    if key in PATH_KEYS and relative(old) == relative(new):
+        return True
+    return same_file(old, new)
+
+
 def check_config(run_dir, config):
-    """Refuse to resume a run directory whose config.json differs from `config`."""
+    """Refuse to resume a run directory whose config.json differs from `config` (its "code" record,
+    which commit wrote it, does not count)."""
     path = os.path.join(run_dir, "config.json")
     if os.path.isfile(path):
         old = disk.read_json(path)
-        changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k) and not same_file(old.get(k), config.get(k))]
+        changed = [k for k in CONFIG_KEYS if not same_setting(k, old.get(k), config.get(k))]
         if changed:
             raise UserError(
                 f"{run_dir} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "
                 "re-run with the same flags to resume it, or pass another --out")
+    search = os.path.join(run_dir, "full", "eval_search.json")
+    if config.get("search_prompts") and os.path.isfile(search):
+        made = sorted(int(v["seed"]) for v in disk.read_json(search)["per_video"])
+        want = sorted(search_seeds(len(read_prompts(config["search_prompts"])), config.get("search_seeds") or 1))
+        if made != want:
+            raise UserError(f"{search} was generated with seeds {made[0]}..{made[-1]}, not the block search's "
+                            f"{want[0]}..{want[-1]} (prompt_files.search_seeds); pass another --out, or delete "
+                            f"{run_dir} to make the run again")
 
 
 def done(path):

@@ -5,6 +5,7 @@ import json
 import pytest
 
 import defaults
+from infra import prompt_files
 from infra.cli import UserError
 from infra.prompt_files import eval_seeds, make_eval_set, read_prompts
 
@@ -50,3 +51,11 @@ def test_eval_seeds_are_1000_j_plus_i_seed_index_first():
     s = make_eval_set(items, 2)
     assert s == {"prompts": ["a red car", "a quiet church"] * 2, "seeds": [0, 1, 1000, 1001],
                  "static": [False, True, False, True], "per_seed": 2}
+
+
+def test_search_seeds_are_apart_from_every_eval_seed():
+    assert prompt_files.search_seeds(3) == [1_000_000, 1_000_001, 1_000_002]
+    assert prompt_files.search_seeds(2, 2) == [1_000_000, 1_000_001, 1_001_000, 1_001_001]
+    assert not set(prompt_files.search_seeds(90, 4)) & set(eval_seeds(90, 999))
+    items = [{"prompt": "a red car", "static": False}, {"prompt": "a quiet church", "static": True}]
+    assert prompt_files.make_search_set(items) == dict(make_eval_set(items), seeds=[1_000_000, 1_000_001])

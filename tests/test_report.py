@@ -94,24 +94,28 @@ def test_report_seeds_paired_rows_methods_and_claims(tmp_path):
     found = {c[1]: c for c in (cells(line, "|") for line in text.split("## The paper's claims")[1]
                                 .split("## Cost")[0].splitlines() if line.startswith("| Table"))}
     c = found["stage 1: the cut lowers its target property (visual quality); pruned - before"]
-    assert c[2:8] == ["**holds**", f"-0.170 ± {shared:.3f}", "prompts, the row shared by every seed", "4", "1", "3.0"]
+    assert c[2:5] == ["holds", "**holds**", f"-0.170 ± {shared:.3f}"]
+    assert c[5] == "0.0000"       # no prune.json search scores here: margin 0, the verdict without a margin
+    assert c[8:12] == ["prompts, the row shared by every seed", "4", "1", "3.0"]
     mde = (T3 + 0.9784723123633045) * math.sqrt(0.002 / 3) / 2       # t_(0.8, 3) = 0.978
-    assert c[8] == f"{mde:.3f}"
+    assert c[12] == f"{mde:.3f}"
     c = found["stage 1: ReDPO improves the explicitly targeted metric (visual quality); trained - pruned"]
-    assert c[2:7] == ["**holds**", f"+0.150 ± {half:.3f}", "prompts x seeds", "4", "2"]
+    assert c[2] == "holds" and c[4] == f"+0.150 ± {half:.3f}" and c[8:11] == ["prompts x seeds", "4", "2"]
     # Final - full: cells (pruned - full) + gain; MS_P = 0.004 / 3 < MS_E = 0.02 / 3: Var = MS_E / 8 again.
-    c = found["the final student matches or exceeds the full model: the Average; final - full"]
-    assert c[2:4] == ["**cannot tell**", f"-0.020 ± {half:.3f}"]
-    assert found["ReDPO beats SFT on the final student: the Average; ReDPO - SFT"][2] == "**holds**"
+    c = found["the final student matches or exceeds the full model: the Average (plain); final - full"]
+    assert c[2:5] == ["cannot tell", "**cannot tell**", f"-0.020 ± {half:.3f}"]
+    assert found["ReDPO beats SFT on the final student: the Average (plain); ReDPO - SFT"][2] == "holds"
     c = found["stage 1: SFT loses more than ReDPO of what the pruned model did well (the dimensions not below the "
               "full model); (SFT - pruned) - (ReDPO - pruned)"]
-    assert c[2:4] == ["**holds**", f"-0.150 ± {half:.3f}"]
-    assert found["without SFT, temporal consistency falls; DPO - ReDPO (final student)"][2:4] == ["**holds**", "-0.100 ± 0.000"]
-    assert found["without SFT, dynamic degree rises; DPO - ReDPO (final student)"][2] == "**does not hold**"
-    assert found["ReDPO one-shot is worse than online: the Average; ReDPO one-shot - ReDPO (final student)"][2] == "**holds**"
-    c = found["ReDPO one-shot (same budget) is worse than online: the Average; ReDPO one-shot (same budget) - ReDPO "
-              "(final student)"]
-    assert c[2:4] == ["**does not hold**", "+0.050 ± 0.000"]
+    assert c[2] == "holds" and c[4] == f"-0.150 ± {half:.3f}"
+    assert found["without SFT, temporal consistency falls; DPO - ReDPO (final student)"][2:5:2] == ["holds", "-0.100 ± 0.000"]
+    assert found["without SFT, dynamic degree rises; DPO - ReDPO (final student)"][2] == "does not hold"
+    assert found["ReDPO one-shot is worse than online: the Average (plain); ReDPO one-shot - ReDPO (final student)"][2] == "holds"
+    c = found["ReDPO one-shot (same budget) is worse than online: the Average (plain); ReDPO one-shot (same budget) - "
+              "ReDPO (final student)"]
+    assert c[2:5:2] == ["does not hold", "+0.050 ± 0.000"]
+    # Without the search's full row there is no scale for the standardised Average: no such line.
+    assert not any("standardised" in name for name in found)
     assert (tmp_path / "scores_toy_redpo.png").stat().st_size > 1000
     assert (tmp_path / "training_toy_sft.png").stat().st_size > 1000
 
@@ -126,3 +130,43 @@ def test_verdict_rule_is_in_the_docstrings():
 def test_the_budget_matched_one_shot_is_its_own_group(tmp_path, name, label):
     run = fake_run(tmp_path, name, "redpo", 0, [[0.8] * 4, ([0.5] * 4, [0.6] * 4)], oneshot=True)
     assert report.read_run(run)["label"] == label
+
+
+def test_margins_from_the_search_set_and_the_standardised_average():
+    """margins(): a fifth of the largest |change| one cut makes on the search's videos, stages 2 and 3
+    averaged over the runs; the Averages take the mean of the four (the standardised one over each sd)."""
+    stage = lambda change: {"search_change": change}                                      # noqa: E731
+    s1 = {"visual_quality": -0.06, "temporal_consistency": -0.005, "dynamic_degree": 0.1, "text_alignment": 0.01}
+    runs = [{"stages": [stage(s1), stage({"visual_quality": 0.0, "temporal_consistency": -0.001,
+                                          "dynamic_degree": -0.2, "text_alignment": -0.02})]},
+            {"stages": [stage(s1), stage({"visual_quality": 0.0, "temporal_consistency": -0.003,
+                                          "dynamic_degree": -0.1, "text_alignment": -0.04})]}]
+    scale = {"visual_quality": 0.02, "temporal_consistency": 0.02, "dynamic_degree": 0.5, "text_alignment": 0.1}
+    m = claims.margins(runs, scale)
+    # stage 2's means: tc -0.002, dd -0.15, ta -0.03; the largest |change|: vq 0.06, tc 0.005, dd 0.15, ta 0.03
+    assert m["visual_quality"] == pytest.approx(0.012) and m["temporal_consistency"] == pytest.approx(0.001)
+    assert m["dynamic_degree"] == pytest.approx(0.03) and m["text_alignment"] == pytest.approx(0.006)
+    assert m["total"] == pytest.approx((0.012 + 0.001 + 0.03 + 0.006) / 4)
+    assert m[claims.Z] == pytest.approx((0.6 + 0.05 + 0.06 + 0.06) / 4)
+    assert claims.margin_of(m, ["dynamic_degree", "text_alignment"]) == pytest.approx(0.018)
+
+    # The standardised Average of a difference: each dimension over its sd, then the mean.
+    def row(vq, dd):
+        return {"per_video": [{"prompt": "p", "seed": 0, "scores": {"visual_quality": vq, "temporal_consistency": 0.9,
+                                                                      "dynamic_degree": dd, "text_alignment": 0.5}}]}
+    got = claims.diff(row(0.92, 0.5), row(0.90, 0.7), [claims.Z], scale)[("p", 0)]
+    assert got == pytest.approx((0.02 / 0.02 - 0.2 / 0.5) / 4)
+    assert claims.diff(row(0.92, 0.5), row(0.90, 0.7), [claims.Z], {}) is None
+
+
+def test_holm_within_each_table():
+    found = [{"table": "Table 1", "verdict": "holds", "p": 0.01}, {"table": "Table 1", "verdict": "holds", "p": 0.03},
+             {"table": "Table 3", "verdict": "negligible", "p": 0.03}]
+    claims.adjust(found)
+    # Table 1: 0.01 x 2 = 0.02, 0.03 x 1 -> 0.03; Table 3 alone: 0.03.
+    assert [c["p_holm"] for c in found] == pytest.approx([0.02, 0.03, 0.03])
+    assert [c["verdict_holm"] for c in found] == ["holds", "holds", "negligible"]
+    found = [{"table": "Table 1", "verdict": "holds", "p": 0.03}, {"table": "Table 1", "verdict": "cannot tell", "p": 0.2},
+             {"table": "Table 1", "verdict": "holds", "p": 0.02}]
+    claims.adjust(found)                      # 0.02 x 3 = 0.06: neither holds after the correction
+    assert [c["verdict_holm"] for c in found] == ["cannot tell"] * 3

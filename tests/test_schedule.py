@@ -2,6 +2,7 @@
 and resuming runs whose config.json holds one number."""
 import itertools
 import os
+import subprocess
 from collections import Counter
 
 import pytest
@@ -131,3 +132,27 @@ def test_a_run_resumes_from_another_clone_with_the_same_prompt_files(tmp_path):
         f.write("a red circle moving up\n")
     with pytest.raises(UserError, match="prompts: "):
         run_folder.check_config(str(tmp_path / "run"), cfg)
+
+
+def test_config_json_holds_relative_paths_and_the_commit_and_still_resumes(tmp_path):
+    """with_provenance: paths inside the repository relative to its root, the code's commit; a run
+    folder written so resumes with the absolute-path config of today, and an old one (absolute
+    paths, no commit) resumes with it too."""
+    cfg = resolved("--out", os.path.join(run_folder.ROOT, "runs", "x"))
+    written = run_folder.with_provenance(cfg)
+    assert written["prompts"] == os.path.join("toy", "eval_prompts.txt")
+    assert written["search_prompts"] == os.path.join("toy", "search_prompts.txt")
+    assert written["out"] == os.path.join("runs", "x") and written["model"] == cfg["model"]
+    commit = subprocess.run(["git", "-C", run_folder.ROOT, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if commit.returncode == 0:
+        assert written["code"]["commit"] == commit.stdout.strip()
+        assert isinstance(written["code"]["uncommitted_changes"], bool)
+    assert run_folder.relative("/elsewhere/x.txt") == "/elsewhere/x.txt" and run_folder.relative(None) is None
+    write_json(tmp_path / "config.json", written)
+    run_folder.check_config(str(tmp_path), cfg)                     # relative on disk, absolute in memory
+    write_json(tmp_path / "config.json", cfg)
+    run_folder.check_config(str(tmp_path), dict(written, code={"commit": "0" * 40}))   # "code" does not count
+
+
+def test_no_git_records_null(tmp_path):
+    assert run_folder.code_version(str(tmp_path)) == {"commit": None, "uncommitted_changes": None}

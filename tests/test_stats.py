@@ -175,3 +175,78 @@ def test_the_bootstrap_runs_narrow_with_three_seeds():
     y = simulate(rng, 300, 18, 4, 3, 0.01, 0.05, 0.01, 0.05).mean(axis=2)
     covered = [low <= 0 <= high for low, high in (stats.bootstrap_interval(cells, n_boot=1000) for cells in y)]
     assert np.mean(covered) < 0.88, np.mean(covered)
+
+
+# --- margins, non-inferiority, p-values and Holm (docs/shapes/PLAN.md's amendment) ------------------
+
+def d(mean, ci95, se=None, df=float("inf")):
+    return {"mean": mean, "ci95": ci95, "se": ci95 / 1.959963984540054 if se is None else se, "df": df}
+
+
+def test_verdict_with_a_margin_reads_negligible_inside_it():
+    m = 0.01
+    assert stats.verdict(d(0.005, 0.004), +1, m) == "negligible"        # [0.001, 0.009]: significant, but small
+    assert stats.verdict(d(-0.005, 0.004), +1, m) == "negligible"       # [-0.009, -0.001]: the other way, small
+    assert stats.verdict(d(0.0, 0.009), -1, m) == "negligible"          # not significant, shown small
+    assert stats.verdict(d(0.02, 0.015), +1, m) == "holds"              # [0.005, 0.035] reaches past the margin
+    assert stats.verdict(d(-0.02, 0.015), +1, m) == "does not hold"
+    assert stats.verdict(d(0.0, 0.02), +1, m) == "cannot tell"
+    assert stats.verdict(d(0.005, 0.004), +1) == "holds"                # no margin: the sign alone
+
+
+def test_non_inferiority_verdicts():
+    m, ni = 0.01, stats.NON_INFERIOR
+    assert stats.verdict(d(-0.005, 0.004), +1, m, ni) == "holds"        # lower end -0.009 > -0.01
+    assert stats.verdict(d(0.0, 0.0), +1, m, ni) == "holds"             # equal: affirmed, not "cannot tell"
+    assert stats.verdict(d(-0.03, 0.01), +1, m, ni) == "does not hold"  # upper end -0.02 < -0.01
+    assert stats.verdict(d(-0.01, 0.005), +1, m, ni) == "cannot tell"   # [-0.015, -0.005] straddles -0.01
+    assert stats.verdict(d(0.005, 0.004), -1, m, ni) == "holds"         # sign -1: [-0.009, -0.001] oriented
+    assert stats.verdict(d(0.0, 0.0), +1, 0.0, ni) == "cannot tell"     # margin 0: equality cannot be shown
+    with pytest.raises(ValueError, match="non-inferior"):
+        stats.verdict(d(0.0, 0.01), +1, m, "equal")
+
+
+def test_p_values_by_hand():
+    # The normal (df inf): 2 (1 - Phi(1.96)) = 0.0499958, 2 (1 - Phi(2)) = 0.0455003, 2 (1 - Phi(4)) = 6.334e-5.
+    assert stats.p_value(d(0.0196, 0, se=0.01), +1) == pytest.approx(0.0499958, abs=1e-6)        # holds vs 0
+    assert stats.p_value(d(-0.0196, 0, se=0.01), -1) == pytest.approx(0.0499958, abs=1e-6)
+    ni = d(-0.005, 0.0025 * 1.959963984540054)
+    assert stats.p_value(ni, +1, 0.01, stats.NON_INFERIOR) == pytest.approx(0.0455003, abs=1e-6)  # t = 0.005 / 0.0025
+    inside = d(0.0, 0.0025 * 1.959963984540054)
+    assert stats.verdict(inside, +1, 0.01) == "negligible"
+    assert stats.p_value(inside, +1, 0.01) == pytest.approx(6.334e-5, rel=1e-3)                   # both sides t = 4
+    off = d(0.005, 0.0025 * 1.959963984540054)                      # t = 6 above -m, t = 2 below +m: the larger p
+    assert stats.p_value(off, +1, 0.01) == pytest.approx(0.0455003, abs=1e-6)
+    assert stats.p_value(d(-0.1, 0.0, se=0.0), -1) == 0.0          # no spread: certain
+
+
+@pytest.mark.parametrize("kind, margin", [(stats.SIGN, 0.0), (stats.SIGN, 0.02), (stats.NON_INFERIOR, 0.02)])
+def test_p_below_005_exactly_when_the_interval_decides(kind, margin):
+    rng = np.random.default_rng(3)
+    for _ in range(400):
+        df = float(rng.uniform(2, 40))
+        se = float(rng.uniform(0.001, 0.03))
+        diff = {"mean": float(rng.normal(0, 0.04)), "se": se, "df": df, "ci95": stats.t_quantile(df) * se}
+        sign = int(rng.choice([-1, 1]))
+        word = stats.verdict(diff, sign, margin, kind)
+        assert (stats.p_value(diff, sign, margin, kind) < 0.05) == (word != "cannot tell"), (diff, sign, word)
+
+
+def test_holm_by_hand():
+    # sorted 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> 0.06 (non-decreasing)
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])                      # capped at 1
+    out = stats.holm([0.01, float("nan"), 0.02])                                     # NaN does not count in m
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
+    assert stats.adjusted_verdict("holds", 0.049) == "holds"
+    assert stats.adjusted_verdict("negligible", 0.06) == "cannot tell"
+    assert stats.adjusted_verdict("holds", float("nan")) == "cannot tell"
+
+
+def test_weighted_scores_and_spreads():
+    v = [{"prompt": "a", "seed": 0, "scores": {"vq": 0.9, "dd": 0.5}},
+         {"prompt": "b", "seed": 0, "scores": {"vq": 0.7, "dd": 0.0}}]
+    assert stats.video_scores(v, ["vq", "dd"], {"vq": 10.0, "dd": 2.0})[("a", 0)] == pytest.approx((9 + 1) / 2)
+    sd = stats.spreads(v, ["vq", "dd"])
+    assert sd["vq"] == pytest.approx(0.2 / math.sqrt(2)) and sd["dd"] == pytest.approx(0.5 / math.sqrt(2))
+    assert stats.spreads(v[:1], ["vq"]) == {}                                         # one video: no spread

@@ -11,7 +11,8 @@ import time
 import pytest
 
 import models
-from infra import disk
+from infra import disk, run_folder
+from infra.cli import UserError
 import vip_loop
 from test_reuse import TINY_LOOP
 
@@ -150,11 +151,21 @@ def test_search_prompts_choose_blocks_and_targets_apart_from_the_eval_set(tmp_pa
     finish(start(run, "--stages", "1", "--search_prompts", str(search)))
     record = disk.read_json(run / "stage_1" / "prune.json")
     assert record["eval"]["prompts"] == ["a cat sleeping on a sofa", "a car driving at night"]
+    # The search's own seeds: no search video starts from an eval video's x_T.
+    assert record["eval"]["seeds"] == [1_000_000, 1_000_001]
     full_search = disk.read_json(run / "full" / "eval_search.json")
     assert [v["prompt"] for v in full_search["per_video"]] == record["eval"]["prompts"]
     row = disk.read_json(run / "stage_1" / "eval_pruned.json")
     full = disk.read_json(run / "full" / "eval.json")
     assert [v["prompt"] for v in row["per_video"]] == [v["prompt"] for v in full["per_video"]]
+    assert not {v["seed"] for v in full_search["per_video"]} & {v["seed"] for v in full["per_video"]}
+    # A run folder whose search videos have other seeds (made by other code) is not resumed.
+    for v in full_search["per_video"]:
+        v["seed"] -= 1_000_000
+    disk.write_json(run / "full" / "eval_search.json", full_search)
+    config = disk.read_json(run / "config.json")
+    with pytest.raises(UserError, match="generated with seeds 0..1, not the block search's 1000000..1000001"):
+        run_folder.check_config(str(run), dict(config, search_prompts=str(search)))
     assert not set(record["eval"]["prompts"]) & {v["prompt"] for v in row["per_video"]}
     # The targets: the drops of the pruned model on the search set against M0 on the search set.
     assert record["full_scores"]["total"] == pytest.approx(full_search["scores"]["total"]["mean"])
