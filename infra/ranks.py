@@ -6,6 +6,8 @@ a `barrier`.
     torchrun --nproc_per_node 2 vip_loop.py     # dist_setup joins the group; `python vip_loop.py` does not
 """
 import atexit
+import contextlib
+import datetime
 import os
 
 import torch
@@ -33,7 +35,13 @@ def dist_setup():
 
 
 def _leave_group():
+    """Every rank leaves the group together: a rank whose peer has already closed its sockets can
+    abort at exit (gloo: "terminate called without an active exception"). On gloo the barrier gives
+    up after a minute when a peer never comes (it crashed) instead of hanging."""
     if dist.is_initialized():
+        if dist.get_backend() == "gloo":
+            with contextlib.suppress(RuntimeError):
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
         dist.destroy_process_group()
 
 
