@@ -110,16 +110,15 @@ def generation_settings(model, num_frames=None, steps=None, guidance=None, heigh
     return settings
 
 
-def evaluate_model(model, reward, videos, keep_videos=4, batch_size=4, measure=True, **gen_kw):
-    """Generate one video per (prompt, seed), score it, and summarise: the eval.json content.
-    videos: (prompts, seeds, static labels or None).
+def evaluate_model(model, reward, videos, keep_videos=4, batch_size=4, **gen_kw):
+    """Generate one video per (prompt, seed), score it, and summarise: the eval.json content
+    (with_cost adds what one generation costs). videos: (prompts, seeds, static labels or None).
 
     Generation and scoring are sharded over torchrun ranks (ranks.shard / ranks.gather); the
     result is the same on every rank. Keys: "scores" {dimension: {"mean", "ci95" (half width of
-    the 95% t-interval over prompts), "n"}}, "per_video", "params", "tflops" and "latency" (when
-    `measure`), "generation", "reward", "reward_note". "videos" holds the first `keep_videos`
-    uint8 videos with their prompts and seeds: `save_eval` writes them to videos*.npz beside the
-    json and leaves them out of it.
+    the 95% t-interval over prompts), "n"}}, "per_video", "params", "generation", "reward",
+    "reward_note". "videos" holds the first `keep_videos` uint8 videos with their prompts and
+    seeds: `save_eval` writes them to videos*.npz beside the json and leaves them out of it.
     """
     prompts, seeds, static = videos
     if len(prompts) != len(seeds) or not prompts:
@@ -142,17 +141,31 @@ def evaluate_model(model, reward, videos, keep_videos=4, batch_size=4, measure=T
                                 "video": frames[j] if i < keep_videos else None}))
     per_video = ranks.gather(indexed)
     kept = [v.pop("video") for v in per_video]
-    return eval_result(model, reward, per_video, kept, measure, **gen_kw)
+    return eval_result(model, reward, per_video, kept, **gen_kw)
 
 
-def eval_result(model, reward, per_video, videos, measure=True, **gen_kw):
-    """evaluate_model's result from what generation gave: `per_video` [{"prompt", "seed", "static",
-    "scores": {key: float}}] in eval-set order and `videos`, one uint8 (F, H, W, 3) or None (not
-    kept) per entry. Adds the summary, params, and with `measure` the cost (rank 0's, on every
-    rank). prune.py calls it on a candidate it has already generated and scored."""
+def with_cost(result, model, **gen_kw):
+    """evaluate_model's `result` with the cost of one generation of `model`: "tflops" and "latency"
+    (measured on rank 0, the same on every rank), placed before the kept videos as eval.json holds them."""
     settings = generation_settings(model, **gen_kw)
     gen = {k: settings[k] for k in ("num_frames", "steps", "guidance", "height", "width")}
-    rank, _ = ranks.rank_world()
+    cost, first = None, result["per_video"][0]
+    if ranks.rank_world()[0] == 0:
+        cost = {"tflops": measure_tflops(model, **gen),
+                "latency": {"seconds_per_video": measure_latency(model, first["prompt"], first["seed"], **gen),
+                            "batch": 1, "device": str(model.device)}}
+    videos = result.pop("videos")
+    result.update(ranks.broadcast(cost))
+    result["videos"] = videos
+    return result
+
+
+def eval_result(model, reward, per_video, videos, **gen_kw):
+    """evaluate_model's result from what generation gave: `per_video` [{"prompt", "seed", "static",
+    "scores": {key: float}}] in eval-set order and `videos`, one uint8 (F, H, W, 3) or None (not
+    kept) per entry: the summary and params. prune.py calls it on a candidate it has already
+    generated and scored."""
+    settings = generation_settings(model, **gen_kw)
     names = list(per_video[0]["scores"]) if per_video else list(DIMENSIONS) + ["total"]
     summary = {}
     for k in names:
@@ -162,14 +175,6 @@ def eval_result(model, reward, per_video, videos, measure=True, **gen_kw):
               "reward_note": getattr(reward, "note", ""),
               "num_videos": len(per_video), "generation": settings, "scores": summary,
               "params": parameter_counts(model), "per_video": per_video}
-    if measure:
-        cost = None
-        if rank == 0:
-            cost = {"tflops": measure_tflops(model, **gen),
-                    "latency": {"seconds_per_video": measure_latency(model, per_video[0]["prompt"],
-                                                                     per_video[0]["seed"], **gen),
-                                "batch": 1, "device": str(model.device)}}
-        result.update(ranks.broadcast(cost))
     kept = [(v["prompt"], v["seed"], f) for v, f in zip(per_video, videos) if f is not None]
     result["videos"] = {"prompts": [x[0] for x in kept], "seeds": [x[1] for x in kept],
                         "frames": np.stack([x[2] for x in kept]) if kept else None}
@@ -258,8 +263,8 @@ def main(argv=None):
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     reward_kw = {"path": args.reward_path} if args.reward_path else {}
     reward = load_reward(args.reward, device=device, dtype=args.reward_dtype, **reward_kw)
-    result = evaluate_model(model, reward, (eval_set["prompts"], eval_set["seeds"], eval_set["static"]),
-                            batch_size=args.batch_size, steps=args.steps)
+    result = with_cost(evaluate_model(model, reward, (eval_set["prompts"], eval_set["seeds"], eval_set["static"]),
+                                      batch_size=args.batch_size, steps=args.steps), model, steps=args.steps)
     result["config"] = vars(args)
     save_eval(result, os.path.join(args.out, "eval.json"))
     if rank == 0:

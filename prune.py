@@ -212,20 +212,16 @@ class StageVideos:
     def write(self, model, decisions, out_dir, student_dir):
         """prune.json (decisions, the search set, parameters, TFLOPs, latency), the pruned model and
         its eval row, written by rank 0; every rank returns the same record."""
-        s, before = self.search, self.before
-        record = {"model": model.name, "greedy": decisions["rounds"] is not None,
+        s, before, d = self.search, self.before, decisions
+        record = {"model": model.name, "greedy": d["rounds"] is not None,
                   "eval": {"prompts": list(s.prompts), "seeds": [int(x) for x in s.seeds], "gen_kw": s.gen_kw or {}},
-                  "target_videos": len(s.prompts) if s.target_set is None else len(s.target_set[0])}
-        record.update(decisions)
-        record.update({
-            "all_removed": list(model.removed),
-            "num_parameters": {"before": before["params"], "after": model.num_parameters()},
-            "removed_parameters": sum(before["blocks"][b] for b in decisions["removed"]),
-            "tflops_per_step": None, "latency_s": None})
-        order = ["model", "greedy", "eval", "target_videos", "full_scores", "base_scores", "candidates", "rounds",
-                 "removed", "all_removed", "pruned_scores", "target_properties", "target_fallback",
-                 "num_parameters", "removed_parameters", "tflops_per_step", "latency_s"]
-        record = {key: record[key] for key in order}
+                  "target_videos": len(s.prompts) if s.target_set is None else len(s.target_set[0]),
+                  **{k: d[k] for k in ("full_scores", "base_scores", "candidates", "rounds", "removed")},
+                  "all_removed": list(model.removed),
+                  **{k: d[k] for k in ("pruned_scores", "target_properties", "target_fallback")},
+                  "num_parameters": {"before": before["params"], "after": model.num_parameters()},
+                  "removed_parameters": sum(before["blocks"][b] for b in d["removed"]),
+                  "tflops_per_step": None, "latency_s": None}
         if ranks.rank_world()[0] == 0:  # measured once, on rank 0; the broadcast gives every rank the same record
             record["tflops_per_step"] = {"before": before["tflops"], "after": step_tflops(model, s.gen_kw)}
             record["latency_s"] = {"before": before["latency"],
@@ -322,9 +318,9 @@ def reusable_scores(eval_result, model, search):
 
 
 def evaluate_rest(model, search, videos, known):
-    """evaluate_model's result on `videos` ((prompts, seeds, static)), generating only the (prompt,
-    seed) not in `known` ({(prompt, seed): (scores, uint8 video or None)}, videos of the same model
-    already scored): so each (model, prompt, seed) is generated once. Videos kept: the first
+    """evaluate_model's result with its cost on `videos` ((prompts, seeds, static)), generating only
+    the (prompt, seed) not in `known` ({(prompt, seed): (scores, uint8 video or None)}, videos of the
+    same model already scored): so each (model, prompt, seed) is generated once. Videos kept: the first
     KEEP_VIDEOS of the set."""
     prompts, seeds, static = videos
     static = [None] * len(prompts) if static is None else list(static)
@@ -334,7 +330,7 @@ def evaluate_rest(model, search, videos, known):
     if todo:
         part = evaluate.evaluate_model(model, search.reward, ([prompts[i] for i in todo], [seeds[i] for i in todo],
                                        [static[i] for i in todo]), keep_videos=sum(i < KEEP_VIDEOS for i in todo),
-                                       batch_size=search.batch_size, measure=False, **gen_kw)
+                                       batch_size=search.batch_size, **gen_kw)
     made = dict(zip(todo, part["per_video"]))
     frames = part["videos"]["frames"]
     made_videos = dict(zip([i for i in todo if i < KEEP_VIDEOS], [] if frames is None else frames))
@@ -343,7 +339,7 @@ def evaluate_rest(model, search, videos, known):
         scores, video = known.get((p, int(s)), (None, None))
         per_video.append(made[i] if i in made else {"prompt": p, "seed": int(s), "static": st, "scores": scores})
         kept.append(made_videos.get(i, video) if i < KEEP_VIDEOS else None)
-    return evaluate.eval_result(model, search.reward, per_video, kept, **gen_kw)
+    return evaluate.with_cost(evaluate.eval_result(model, search.reward, per_video, kept, **gen_kw), model, **gen_kw)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -301,7 +301,7 @@ class Training:
                                           enabled=device.type == "cuda")
         with self.autocast():  # as batch_loss would encode them
             self.text = encode_prompts(teacher, self.pairs)
-        self.s = s
+        self.s = s   # measure_w_sft reads it; w_sft is settled next
         n_rule = min(W_SFT_BATCHES, self.steps_per_epoch, self.total)
         self.s = dataclasses.replace(s, w_sft=settle_w_sft(out_dir, s.w_sft, self.step,
                                                            lambda: self.measure_w_sft(n_rule), s.log_w_sft_rule))

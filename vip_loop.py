@@ -246,6 +246,7 @@ def evaluate_once(r, model, json_path, videos=None):
     es = videos or r.eval_set
     result = evaluate.evaluate_model(model, r.reward, (es["prompts"], es["seeds"], es["static"]),
                                      batch_size=r.cfg["gen_batch"], **r.gen_kw)
+    result = evaluate.with_cost(result, model, **r.gen_kw)
     evaluate.save_eval(result, json_path)
     ranks.barrier()
     return result["scores"]

@@ -49,9 +49,10 @@ items = read_prompts(sys.argv[3])
 videos = [(items[i % len(items)]["prompt"], 1000 * (i // len(items)) + i % len(items)) for i in range(n)]
 prompts, seeds = [p for p, _ in videos], [s for _, s in videos]
 model, reward = models.load("toy"), load_reward("shapes")
-def run(p, s):                # evaluate_model takes (prompts, seeds, static) as one argument, or, in older trees, apart
-    videos = ((p, s, None),) if "videos" in inspect.signature(evaluate.evaluate_model).parameters else (p, s)
-    evaluate.evaluate_model(model, reward, *videos, batch_size=8, measure=False, steps=10)
+def run(p, s):                # older trees take prompts and seeds apart, and measure the cost unless told not to
+    params = inspect.signature(evaluate.evaluate_model).parameters
+    videos = ((p, s, None),) if "videos" in params else (p, s)
+    evaluate.evaluate_model(model, reward, *videos, batch_size=8, steps=10, **({"measure": False} if "measure" in params else {}))
 run(prompts[:8], seeds[:8])   # warm-up
 usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
 run(prompts, seeds)

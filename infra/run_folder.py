@@ -24,7 +24,7 @@ from infra import disk, ranks
 from infra.cli import UserError
 from infra.prompt_files import read_prompts, search_seeds
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+ROOT = disk.ROOT
 # The settings that name files: written relative to the repository root when they lie inside it, so a
 # run folder reads the same from every clone.
 PATH_KEYS = ("prompts", "pool", "search_prompts", "path", "adapter", "reward_path", "out")

@@ -87,9 +87,9 @@ def test_the_toy_models_videos_are_bit_identical_in_parallel_and_in_series(two_t
 
     # evaluate_model (the loop's rows) gives the same scores whichever way its batches ran
     reward = load_reward("shapes")
-    serial = evaluate.evaluate_model(model, reward, (prompts, list(range(5)), None), batch_size=2, measure=False, steps=3)
+    serial = evaluate.evaluate_model(model, reward, (prompts, list(range(5)), None), batch_size=2, steps=3)
     torch.set_num_threads(2)
-    both = evaluate.evaluate_model(model, reward, (prompts, list(range(5)), None), batch_size=2, measure=False, steps=3)
+    both = evaluate.evaluate_model(model, reward, (prompts, list(range(5)), None), batch_size=2, steps=3)
     assert [v["scores"] for v in both["per_video"]] == [v["scores"] for v in serial["per_video"]]
     assert (both["videos"]["frames"] == serial["videos"]["frames"]).all()
 

@@ -119,7 +119,7 @@ def same_prune(a, b):
 @pytest.mark.parametrize("k,greedy", [(2, False), (1, False), (2, True)])
 def test_prune_stage_generates_each_state_once_and_scores_as_before(tiny, tmp_path, monkeypatch, k, greedy):
     reward = rewards.load_reward("pixel")
-    base_eval = evaluate.evaluate_model(tiny, reward, (PROMPTS, SEEDS, None), **GEN)  # the previous row
+    base_eval = evaluate.with_cost(evaluate.evaluate_model(tiny, reward, (PROMPTS, SEEDS, None), **GEN), tiny, **GEN)  # the previous row
     evaluate.save_eval(base_eval, str(tmp_path / "base.json"))
     base_eval = disk.read_json(str(tmp_path / "base.json"))             # as vip_loop reads it
     old = copy.deepcopy(tiny)
@@ -173,7 +173,7 @@ def test_prune_stage_on_a_larger_target_set_generates_the_search_videos_once(tin
 def test_reusable_scores_only_for_the_same_prompts_seeds_settings_reward_and_model(tiny):
     reward = rewards.load_reward("pixel")
     result = json.loads(json.dumps(disk.json_safe(
-        evaluate.evaluate_model(tiny, reward, (PROMPTS, SEEDS, None), measure=False, keep_videos=0, **GEN))))
+        evaluate.evaluate_model(tiny, reward, (PROMPTS, SEEDS, None), keep_videos=0, **GEN))))
     got = prune.reusable_scores(result, tiny, prune.Search(reward, PROMPTS[::-1], SEEDS[::-1], gen_kw=GEN))
     assert got["total"] == [v["scores"]["total"] for v in result["per_video"][::-1]]
     assert np.isnan(got["text_alignment"]).all()                 # null in the json: not measured
