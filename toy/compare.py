@@ -15,7 +15,7 @@ block search and the targets on toy/search_prompts.txt, training prompts; w_sft 
       auto, sft, dpo (w_sft 0), w1e2, w3e2, w1e3, w3e3, w1e4, w1e5      --w_sft auto | --method ... | --w_sft X
       auto-e4, auto-e8, sft-e4, sft-e8     the training budget at 2x and 4x the steps (--epochs 4 / 8)
 
-    python toy/compare.py                          # everything, 2 runs at a time (hours on 2 cores)
+    python toy/compare.py                          # everything, 2 runs at a time (77 min on 2 cores)
     python toy/compare.py --list                   # the queue, in order, with what is done
     python toy/compare.py --only s1-auto s1-sft --seeds 0 1    # a part of it
     python toy/compare.py --report_only            # report.md and the w_sft figure from the shipped runs
