@@ -1,5 +1,7 @@
 """Bad input is one line: a `UserError` raised anywhere under a script's `main`, printed by
-`run_cli(main)` as `error: ...` with exit status 2, never a traceback."""
+`run_cli(main)` as `error: ...` with exit status 2, never a traceback. Output piped into a reader
+that stops early (`| head`) ends the script quietly."""
+import os
 import sys
 
 
@@ -17,6 +19,11 @@ def run_cli(main):
             bar.close()
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:
+        # The reader of stdout has gone: nothing more can be shown. Point stdout at /dev/null so
+        # that Python's own flush at exit does not raise again, and stop (the docs' recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 # ---------------------------------------------------------------------------------------------

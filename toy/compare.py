@@ -42,7 +42,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from infra import disk
+from infra import cli, disk
 from analysis import report  # noqa: E402
 from toy import w_sft_sweep  # noqa: E402
 
@@ -287,4 +287,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_cli(main)
