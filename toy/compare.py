@@ -33,7 +33,6 @@ Nothing here commits.
 """
 import argparse
 import filecmp
-import json
 import os
 import shutil
 import subprocess
