@@ -26,7 +26,7 @@ def test_the_queue_puts_the_sweep_first_and_copies_only_from_earlier_runs():
     by_name = {j["name"]: j for j in jobs}
     assert by_name["sft-s3"]["copy"] == [("s1-sft-s3", compare.FULL + compare.CACHE + ("stage_1",))]
     assert by_name["dpo-s2"]["copy"][0][0] == "s1-dpo-s2" and by_name["redpo-s4"]["copy"][0][0] == "s1-auto-s4"
-    # One-shot at the online budget: 6 epochs x 18 steps = 3 stages x 2 epochs x 18 steps.
+    # One-shot at the plan's equal budget: 6 epochs x 18 steps = 3 stages x 2 epochs x 18 steps at 72 pairs a stage.
     assert by_name["redpo-oneshot-budget-s0"]["argv"][:3] == ["--oneshot", "--epochs", "6"]
     assert by_name["s1-w3e2-s1"]["argv"] == ["--stages", "1", "--blocks", "2", "--w_sft", "3e2", "--seed", "1"]
 

@@ -10,7 +10,7 @@ block search and the targets on toy/search_prompts.txt, training prompts; w_sft 
       sft                     the SFT baseline (Table 3)                  --method sft
       dpo                     ReDPO without its SFT term (Table 4)        --method dpo
       redpo-oneshot           all 5 modules at once, one round (Table 4)  --oneshot
-      redpo-oneshot-budget    the same with the online run's 108 steps    --oneshot --epochs 6
+      redpo-oneshot-budget    the same at the plan's equal budget         --oneshot --epochs 6
     sweep, stage 1 only (docs/shapes/sweep/runs/s1-<name>-s<S>/; --stages 1 --blocks 2)
       auto, sft, dpo (w_sft 0), w1e2, w3e2, w1e3, w3e3, w1e4, w1e5      --w_sft auto | --method ... | --w_sft X
       auto-e4, auto-e8, sft-e4, sft-e8     the training budget at 2x and 4x the steps (--epochs 4 / 8)
@@ -49,8 +49,9 @@ ONE_STAGE = ["--stages", "1", "--blocks", "2"]
 SWEEP = {"auto": ["--w_sft", "auto"], "sft": ["--method", "sft"], "dpo": ["--method", "dpo"],
          **{f"w{w}": ["--w_sft", w] for w in ("1e2", "3e2", "1e3", "3e3", "1e4", "1e5")}}
 BUDGET = {f"{v}-e{e}": SWEEP[v] + ["--epochs", str(e)] for v in ("auto", "sft") for e in (4, 8)}
-# One-shot trains one round on its pairs; the online run trains 3 stages x 2 epochs x 18 steps (72
-# pairs, batch 4) = 108 steps, which one-shot reaches with 6 epochs.
+# One-shot trains one round on its pairs. The plan's equal budget: 6 epochs x 18 steps (72 pairs,
+# batch 4) = 108, the online run's 3 stages x 2 epochs x 18 steps when every stage curates 72 pairs;
+# with the search's own seeds stage 1 curates 23, and the online run trains 84 (PLAN.md, last section).
 MAIN = {"redpo": [], "sft": ["--method", "sft"], "dpo": ["--method", "dpo"], "redpo-oneshot": ["--oneshot"],
         "redpo-oneshot-budget": ["--oneshot", "--epochs", "6"]}
 # Stage 1 of a full run is the sweep run of the same loss and seed.
