@@ -3,6 +3,8 @@ projection: on hand-computed numbers and small synthetic run folders (no model r
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 from infra import disk
@@ -10,6 +12,7 @@ from infra import disk
 from scipy import stats as sps
 
 from analysis import stats
+from conftest import ROOT
 from toy import compare, precision, w_sft_sweep
 
 
@@ -112,11 +115,8 @@ def test_a_run_another_process_writes_is_left_to_it(tmp_path):
 def test_the_list_piped_into_a_reader_that_stops_ends_quietly(tmp_path):
     # `python toy/compare.py --list | head -1`: the reader is gone before the queue (about 9 KB, more
     # than stdout's 8 KB buffer) is printed, so a write fails mid-run; run_cli ends it without a traceback.
-    import subprocess
-    import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, os.path.join(root, "toy", "compare.py"), "--list", "--runs", str(tmp_path)],
-                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "toy", "compare.py"), "--list", "--runs", str(tmp_path)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.close()                 # the reader stops before the first line
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 1 and err == "", err
