@@ -34,11 +34,43 @@ def tiny_loop(tmp_path_factory):
     return run, counts
 
 
-# The tests that use the session's tiny loop (tiny_loop): under pytest-xdist they run in one worker,
-# so that it runs once; pytest_collection_modifyitems checks that the list names every one of them.
-TINY_LOOP_TESTS = ("test_reuse.py::test_loop_generates_each_eval_video_once_and_scores_as_without_reuse",
-                   "test_vip_loop.py::test_two_stages_shrink_the_model_and_report_every_row",
-                   "test_vip_loop.py::test_killed_in_stage_2_resumes_without_redoing_stage_1")
+@pytest.fixture(scope="session")
+def redpo_stage_32(tmp_path_factory):
+    """test_redpo's stage (a pruned student, 4 real pairs) at 32 x 32: for the two runs compared by
+    test_redpo.assert_same_run (summation orders), the torchrun launch's and gradient accumulation's."""
+    from test_redpo import write_stage
+    return write_stage(tmp_path_factory.mktemp("stage_32"), 32)
+
+
+@pytest.fixture(scope="session")
+def torchrun_run(redpo_stage_32, tmp_path_factory):
+    """The suite's one torchrun launch, 2 processes (tests/torchrun_parts.py): the block search, the
+    curation, the training and the one-shot loop, each in its own folder of the returned one. One
+    launch for the four tests that compare them with one process (test_prune, test_curate,
+    test_redpo, test_vip_loop): each launch's start costs as much CPU as its work."""
+    import subprocess
+    out = tmp_path_factory.mktemp("torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        os.path.join(ROOT, "tests", "torchrun_parts.py"), str(out), str(redpo_stage_32)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    first = r.stderr.find("Traceback")                    # a rank's, before torchrun's own summary
+    assert r.returncode == 0, r.stderr[first:first + 3000] if first >= 0 else r.stderr[-3000:]
+    return out
+
+
+# Tests that share a session fixture run in one worker under pytest-xdist, so that it is built once:
+# the tiny loop's tests, and the torchrun launch's with the files whose module fixtures its tests use
+# (test_prune's and test_curate's stage_one, test_redpo's stages). An entry is a file or one test.
+# pytest_collection_modifyitems checks that every test of a shared fixture is in its group.
+GROUPS = {
+    "torchrun": ("test_prune.py", "test_curate.py", "test_redpo.py",
+                 "test_vip_loop.py::test_torchrun_two_processes_oneshot"),
+    "tiny loop": ("test_reuse.py::test_loop_generates_each_eval_video_once_and_scores_as_without_reuse",
+                  "test_vip_loop.py::test_two_stages_shrink_the_model_and_report_every_row",
+                  "test_vip_loop.py::test_killed_in_stage_2_resumes_without_redoing_stage_1"),
+}
+SHARED = {"torchrun_run": "torchrun", "redpo_stage_32": "torchrun", "tiny_loop": "tiny loop"}
 SPREAD_FILES = ("test_reuse.py", "test_vip_loop.py")   # cheap module fixtures, long tests: spread one by one
 
 
@@ -48,29 +80,38 @@ def short_id(nodeid):
     return f"{os.path.basename(path)}::{name.split('[', 1)[0]}"
 
 
+def group_of(nodeid):
+    """The GROUPS entry that holds the test, or None."""
+    test = short_id(nodeid)
+    return next((g for g, entries in GROUPS.items() if test in entries or test.split("::")[0] in entries), None)
+
+
 def pytest_collection_modifyitems(items):
-    """The tiny loop's tests first (a stable sort: the rest keep their order), so that under
-    pytest-xdist the worker that runs them starts with them."""
-    unlisted = {short_id(i.nodeid) for i in items if "tiny_loop" in i.fixturenames} - set(TINY_LOOP_TESTS)
-    if unlisted:
-        raise pytest.UsageError(f"tests/conftest.py: add {', '.join(sorted(unlisted))} to TINY_LOOP_TESTS")
-    items.sort(key=lambda item: short_id(item.nodeid) not in TINY_LOOP_TESTS)
+    """The groups' tests first, the largest (torchrun) first (a stable sort: the rest keep their
+    order), so that under pytest-xdist the longest work starts first."""
+    stray = sorted({f"{short_id(i.nodeid)} (uses {f}: GROUPS[{g!r}])" for i in items
+                    for f, g in SHARED.items() if f in i.fixturenames and group_of(i.nodeid) != g})
+    if stray:
+        raise pytest.UsageError(f"tests/conftest.py: add {', '.join(stray)}")
+    order = list(GROUPS)
+    items.sort(key=lambda item: order.index(group_of(item.nodeid)) if group_of(item.nodeid) else len(order))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist's default (pytest.ini: -n 2), made per file: a test file's tests run in one
-    worker, so that its module-scoped fixtures are built once; the tiny loop's tests in one worker,
-    so that it runs once; SPREAD_FILES' other tests one by one; in collection order. (Its loadgroup,
-    which could say this with marks, does not group under pytest 9.2.)"""
+    worker, so that its module-scoped fixtures are built once; each of GROUPS in one worker, so that
+    its session fixture is built once; SPREAD_FILES' other tests one by one; in collection order. (Its
+    loadgroup, which could say this with marks, does not group under pytest 9.2.)"""
     if config.getvalue("dist") != "load":
         return None                                   # a --dist of the user's own
     from xdist.scheduler import LoadScopeScheduling
 
     class PerFile(LoadScopeScheduling):
         def _split_scope(self, nodeid):
-            if short_id(nodeid) in TINY_LOOP_TESTS:
-                return "tiny loop"
+            group = group_of(nodeid)
+            if group:
+                return group
             path = nodeid.split("::", 1)[0]
             return nodeid if os.path.basename(path) in SPREAD_FILES else path
 

@@ -2,8 +2,6 @@
 import copy
 import json
 import os
-import subprocess
-import sys
 
 from infra import cli, prompt_files
 
@@ -17,7 +15,6 @@ import models
 import redpo
 import rewards
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REMOVED = ["down_blocks.1.motion_modules.0", "up_blocks.0.motion_modules.0"]  # the student M_k
 GEN = {"steps": 2}
 SEEDS = [0, 1]
@@ -323,34 +320,13 @@ def test_cli_runs_filter_and_curation(student, tmp_path, capsys):
 
 # --- torchrun ------------------------------------------------------------------------------------
 
-TORCHRUN_SCRIPT = """
-import sys
-sys.path[:0] = [{root!r}, {tests!r}]
-from infra import ranks
-import torch
-torch.set_num_threads(1)
-import curate, models, rewards
-from test_curate import GEN, ITEMS, PROPS, REMOVED, SEEDS, TAU, BATCH
-ranks.dist_setup()
-teacher = models.load("tiny")
-student = models.load("tiny")
-student.remove(REMOVED)
-curate.curate(curate.Videos(teacher, student, rewards.load_reward("pixel"), SEEDS, sys.argv[1] + "/teacher_cache",
-                                          GEN, BATCH, False), ITEMS, PROPS, TAU, sys.argv[1] + "/pairs")
-"""
-
-
-def test_torchrun_two_processes_make_the_same_pairs(stage_one, tmp_path):
+def test_torchrun_two_processes_make_the_same_pairs(stage_one, torchrun_run):
+    """conftest.torchrun_run ran stage_one's curation on 2 ranks (tests/torchrun_parts.py: curate_part)."""
     run, _, _ = stage_one
-    script = tmp_path / "run_curate.py"
-    script.write_text(TORCHRUN_SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests")))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-                        str(script), str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    one, two = run / "stage_1" / "pairs", tmp_path / "pairs"
+    two_ranks = torchrun_run / "curate"
+    one, two = run / "stage_1" / "pairs", two_ranks / "pairs"
     assert read_jsonl(two / "pairs.jsonl") == read_jsonl(one / "pairs.jsonl")
     for p in read_jsonl(one / "pairs.jsonl"):
         for key in ("winner", "loser"):
             assert torch.equal(torch.load(one / p[key]), torch.load(two / p[key]))
-    assert sorted(os.listdir(tmp_path / "teacher_cache")) == sorted(os.listdir(run / "teacher_cache"))
+    assert sorted(os.listdir(two_ranks / "teacher_cache")) == sorted(os.listdir(run / "teacher_cache"))

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from infra import cli, disk, ranks
+from infra import cli, disk
 
 import numpy as np
 import pytest
@@ -230,33 +230,10 @@ def test_bad_input_fails_before_writing(tiny, tmp_path):
 
 # --- torchrun: two ranks choose what one rank chooses -----------------------------------------
 
-TORCHRUN_SCRIPT = """
-import json, os, sys
-sys.path[:0] = [{root!r}, {tests!r}]
-from infra import ranks
-import torch
-torch.set_num_threads(1)
-import models, prune, rewards
-from test_prune import PROMPTS, SEEDS, GEN
-rank, world, _ = ranks.dist_setup()
-model = models.load("tiny")
-search = prune.Search(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
-record = prune.prune_stage(model, search, 2, sys.argv[1])
-with open(os.path.join(sys.argv[1], f"rank{{rank}}.json"), "w") as f:
-    json.dump({{"world": world, "model_removed": model.removed, "removed": record["removed"],
-               "candidates": [[c["block"], c["scores"]["total"]] for c in record["candidates"]]}}, f)
-"""
-
-
-def test_torchrun_two_processes_choose_the_same_blocks(stage_one, tmp_path):
+def test_torchrun_two_processes_choose_the_same_blocks(stage_one, torchrun_run):
+    """conftest.torchrun_run ran stage_one's search on 2 ranks (tests/torchrun_parts.py: prune_part)."""
     _, record, _, _ = stage_one
-    script = tmp_path / "run_prune.py"
-    script.write_text(TORCHRUN_SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests")))
-    out = tmp_path / "stage_1"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-                        str(script), str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
+    out = torchrun_run / "prune"
     per_rank = [json.load(open(out / f"rank{i}.json")) for i in range(2)]
     for got in per_rank:
         assert got["world"] == 2

@@ -2,8 +2,6 @@
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 from infra import cli, disk
@@ -13,7 +11,6 @@ import torch
 import models
 import redpo
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # --- the loss -------------------------------------------------------------------------------
@@ -96,21 +93,18 @@ def test_unknown_method_lists_the_valid_ones():
 PRUNED = ["up_blocks.1.motion_modules.1", "mid_block.motion_modules.0"]
 
 
-@pytest.fixture(scope="module")
-def stage(tmp_path_factory):
-    """A tiny teacher, a pruned student saved to disk, and 4 real pairs (winner from the teacher,
-    loser from the student, same prompt and seed), in the pairs-folder layout of curate.py."""
-    d = tmp_path_factory.mktemp("stage")
+def write_stage(d, size):
+    """A tiny teacher, a pruned student saved to d / "student", and 4 real pairs (winner from the
+    teacher, loser from the student, same prompt and seed) of size x size videos in d / "pairs", in the
+    pairs-folder layout of curate.py. Returns d."""
     teacher = models.load("tiny")
     student = models.load("tiny")
     student.remove(PRUNED)
     student.save(d / "student")
     prompts = ["a red car driving", "a dog running", "waves on a beach", "a bird flying"]
     seeds = [0, 1, 2, 3]
-    # At 32 x 32, not tiny's 16 x 16: on 16 x 16 pairs one gradient element of 4096 is ~0 and its Adam
-    # step flips sign with the summation order, past assert_same_run's tenth of a step.
-    _, x_w = teacher.generate(prompts, seeds, height=32, width=32)
-    _, x_l = student.generate(prompts, seeds, height=32, width=32)
+    _, x_w = teacher.generate(prompts, seeds, height=size, width=size)
+    _, x_l = student.generate(prompts, seeds, height=size, width=size)
     os.makedirs(d / "pairs" / "latents")
     with open(d / "pairs" / "pairs.jsonl", "w") as f:
         for i, (p, s) in enumerate(zip(prompts, seeds)):
@@ -120,6 +114,14 @@ def stage(tmp_path_factory):
                                 "winner_scores": {}, "loser_scores": {},
                                 "winner": f"latents/w_{i:05d}.pt", "loser": f"latents/l_{i:05d}.pt"}) + "\n")
     return d
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    """The stage at tiny's own 16 x 16, for the checks that hold bit for bit at any size. The two runs
+    that assert_same_run compares take conftest.redpo_stage_32: on 16 x 16 pairs one gradient element
+    of 4096 is ~0 and its Adam step flips sign with the summation order, past a tenth of a step."""
+    return write_stage(tmp_path_factory.mktemp("stage"), 16)
 
 
 def trainable_state(model):
@@ -204,7 +206,8 @@ def test_resume_reaches_the_same_parameters(stage, tmp_path):
         run_train(stage, tmp_path / "b", max_steps=4, ckpt_every=2, beta=10.0)
 
 
-def test_gradient_accumulation_equals_the_bigger_batch(stage, tmp_path):
+def test_gradient_accumulation_equals_the_bigger_batch(redpo_stage_32, tmp_path):
+    stage = redpo_stage_32
     _, big, _ = run_train(stage, tmp_path / "big", batch=2, grad_accum=1, max_steps=1)
     _, acc, _ = run_train(stage, tmp_path / "acc", batch=1, grad_accum=2, max_steps=1)
     assert_same_run(trainable_state(big), trainable_state(acc))
@@ -215,19 +218,18 @@ def test_non_finite_loss_is_skipped_then_stops_with_a_clear_message(stage, tmp_p
         run_train(stage, tmp_path / "nan", beta=float("nan"), max_steps=10)
 
 
-def test_torchrun_two_processes_equal_one_process(stage, tmp_path):
-    common = ["redpo.py", "--model", "tiny", "--student", str(stage / "student"),
-              "--pairs", str(stage / "pairs"), "--lr", "1e-3", "--max_steps", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, *common, "--batch", "2", "--out", str(tmp_path / "one")],
-                         cwd=ROOT, capture_output=True, text=True, env=env)
-    assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          *common, "--batch", "1", "--out", str(tmp_path / "two")],
-                         cwd=ROOT, capture_output=True, text=True, env=env)
-    assert two.returncode == 0, two.stderr[-2000:]
+def torchrun_args(stage):
+    """redpo.py's flags for the torchrun comparison, but --batch and --out."""
+    return ["--model", "tiny", "--student", str(stage / "student"), "--pairs", str(stage / "pairs"),
+            "--lr", "1e-3", "--max_steps", "2"]
+
+
+def test_torchrun_two_processes_equal_one_process(redpo_stage_32, torchrun_run, tmp_path):
+    """Two processes of batch 1 (conftest.torchrun_run: redpo.main on 2 ranks) equal one of batch 2."""
+    stage = redpo_stage_32
+    redpo.main(torchrun_args(stage) + ["--batch", "2", "--out", str(tmp_path / "one")])
     a = models.load("tiny", path=str(tmp_path / "one" / "student"))
-    b = models.load("tiny", path=str(tmp_path / "two" / "student"))
+    b = models.load("tiny", path=str(torchrun_run / "redpo" / "student"))
     sa, sb = trainable_state(a), trainable_state(b)
     moved = models.load("tiny", path=str(stage / "student"))
     assert any(not torch.equal(sa[k], v) for k, v in trainable_state(moved).items())

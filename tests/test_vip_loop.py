@@ -20,10 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def start(out, *extra, nproc=1):
-    launcher = [sys.executable] if nproc == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
-    return subprocess.Popen(launcher + ["vip_loop.py", *TINY_LOOP, *extra, "--out", str(out)], cwd=ROOT, env=ENV,
+def start(out, *extra):
+    return subprocess.Popen([sys.executable, "vip_loop.py", *TINY_LOOP, *extra, "--out", str(out)], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -106,13 +104,13 @@ def test_killed_in_stage_2_resumes_without_redoing_stage_1(straight, tmp_path):
     assert not [p for p in run.rglob(".tmp-*")]   # the killed writes' temps are gone
 
 
-def test_torchrun_two_processes_oneshot(tmp_path):
+def test_torchrun_two_processes_oneshot(torchrun_run):
     """torchrun with two processes, on the one-shot schedule (Table 4's "w/o online": every stage's
     blocks cut at once, one round of training): one test for both keeps the suite within its time;
     the stage-to-stage path is the straight run's, and torchrun's equality with one process is
-    checked step by step in test_prune, test_curate and test_redpo."""
-    run = tmp_path / "ddp"
-    finish(start(run, "--oneshot", nproc=2))
+    checked step by step in test_prune, test_curate and test_redpo (the same torchrun launch,
+    conftest.torchrun_run: tests/torchrun_parts.py's vip_loop_part)."""
+    run = torchrun_run / "vip_loop"
     assert disk.read_json(os.path.join(run, "config.json"))["world"] == 2
     assert sorted(os.listdir(run)).count("stage_1") == 1 and not (run / "stage_2").exists()
     assert len(disk.read_json(run / "stage_1" / "prune.json")["removed"]) == 4
