@@ -146,7 +146,7 @@ def test_search_prompts_choose_blocks_and_targets_apart_from_the_eval_set(tmp_pa
     search = tmp_path / "search.txt"
     search.write_text("a cat sleeping on a sofa\na car driving at night\n")
     run = tmp_path / "run"
-    finish(start(run, "--stages", "1", "--search_prompts", str(search)))
+    vip_loop.main(TINY_LOOP + ["--stages", "1", "--search_prompts", str(search), "--out", str(run)])   # in-process
     record = disk.read_json(run / "stage_1" / "prune.json")
     assert record["eval"]["prompts"] == ["a cat sleeping on a sofa", "a car driving at night"]
     # The search's own seeds: no search video starts from an eval video's x_T.
