@@ -1,6 +1,6 @@
 """Tests import the top-level scripts from the repository root and run on one CPU thread each, in
 two worker processes (pytest.ini: pytest-xdist, `-n 2`, one worker per file; the CI machine has 2
-cores; torchrun tests start their own processes)."""
+cores). The torchrun tests share one launch of their own two processes (torchrun_run)."""
 import os
 import sys
 

@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402
-from toy import shapes_model, shapes_world  # noqa: E402
+from toy import shapes, shapes_model, shapes_world  # noqa: E402
 
 TRAIN, EVAL = shapes_world.split_prompts()
 PROMPTS = TRAIN[::6] + EVAL[::4]          # 12 + 5 prompts, every colour, shape and motion
@@ -229,13 +229,12 @@ def test_shipped_teacher_beats_an_untrained_model(teacher):
         assert good[k] > bad[k] + 0.1, (k, good, bad)
 
 
-def test_train_smoke_writes_a_loadable_teacher(tmp_path):
-    """One optimizer step through the CLI: the output directory loads as a `toy` model."""
+def test_train_smoke_writes_a_loadable_teacher(tmp_path, monkeypatch):
+    """One optimizer step through the command line (in-process; test_cli_help runs the script): the
+    output directory loads as a `toy` model."""
     out, work = tmp_path / "teacher", tmp_path / "work"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run([sys.executable, os.path.join(ROOT, "toy", "shapes.py"), "train", "--steps", "1",
-                    "--batch", "1", "--out", str(out), "--work", str(work)], check=True, cwd=ROOT, env=env,
-                   capture_output=True, timeout=300)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")             # main's thread count: the suite's one
+    shapes.main(["train", "--steps", "1", "--batch", "1", "--out", str(out), "--work", str(work)])
     model = models.load("toy", path=str(out), device="cpu")
     assert read_json(out / "config.json")["train"]["step"] == 1
     assert len(model.blocks()) == 10
