@@ -14,9 +14,10 @@ import sys
 TESTS = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(TESTS), TESTS]
 
+from infra import ranks  # noqa: E402  (first: it sets how CPU threads wait before torch loads)
+
 import torch  # noqa: E402
 
-from infra import ranks  # noqa: E402
 
 def prune_part(out):
     """test_prune's stage: k = 2 on the tiny model, the pixel reward; each rank writes what it chose."""
