@@ -120,6 +120,55 @@ def search_change(prune_json):
     return {d: pruned[d] - base[d] for d in pruned if d in base}
 
 
+def check_comparable(runs):
+    """Refuse, in one line naming the runs and the setting, runs one report cannot compare: runs of
+    other models, rewards or eval sets (rows are paired video by video); other pruning schedules (the
+    same blocks per stage, a one-shot run the same blocks in all); two runs of one method at the same
+    training seed (a group's seeds would repeat); runs of one method with different numbers of
+    finished stages (its Final row would pair one run's stage 3 with another's stage 1)."""
+    def refuse(a, b, why):
+        raise UserError(f"{a['dir']} and {b['dir']} {why}")
+
+    def eval_set(r):
+        return [(v["prompt"], v["seed"]) for v in r["full"]["per_video"]]
+
+    def size(r):
+        return f"{len({p for p, _ in eval_set(r)})} prompts, {len(eval_set(r))} videos"
+
+    def blocks(r):
+        b = r["config"].get("blocks")
+        return b if isinstance(b, list) else None
+
+    first = runs[0]
+    online = next((r for r in runs if blocks(r) and not r["config"].get("oneshot")), None)
+    for r in runs[1:]:
+        for name, value in (("models", lambda x: x["model"]), ("rewards", lambda x: x["full"].get("reward", "?"))):
+            if value(r) != value(first):
+                refuse(first, r, f"have different {name} ({value(first)} vs {value(r)}): one report compares "
+                       "runs of one model and reward; report them apart")
+        if eval_set(r) != eval_set(first):
+            refuse(first, r, f"have different eval sets ({size(first)} vs {size(r)}"
+                   f"{', other prompts or seeds' if size(r) == size(first) else ''}): rows are compared video by "
+                   "video; report them apart")
+        if blocks(r) and blocks(first) and sum(blocks(r)) != sum(blocks(first)):
+            refuse(first, r, f"remove {sum(blocks(first))} and {sum(blocks(r))} blocks in all (--blocks "
+                   f"{' '.join(map(str, blocks(first)))} vs {' '.join(map(str, blocks(r)))}): report them apart")
+        if online and blocks(r) and not r["config"].get("oneshot") and blocks(r) != blocks(online):
+            refuse(online, r, f"prune on different schedules (--blocks {' '.join(map(str, blocks(online)))} vs "
+                   f"{' '.join(map(str, blocks(r)))}, blocks per stage): report them apart")
+    seen = {}
+    for r in runs:
+        if (r["label"], r["seed"]) in seen:
+            refuse(seen[r["label"], r["seed"]], r, f"are both {r['label']} at training seed {r['seed']}: a report "
+                   "takes one run per method and seed; pass one of them")
+        seen[r["label"], r["seed"]] = r
+        same = [x for x in runs if x["label"] == r["label"]]
+        finished = [sum(1 for s in x["stages"] if s["trained"]) for x in same]
+        if finished[0] != finished[same.index(r)]:
+            refuse(same[0], r, f"are both {r['label']} with {finished[0]} and {finished[same.index(r)]} finished "
+                   "stages: finish them (run the same command again) or report them apart")
+
+
 def group_runs(runs):
     """{(model, label): [runs sorted by training seed]}, in the order first seen."""
     groups = {}
@@ -459,6 +508,7 @@ def write_report(run_dirs, out_path, grids=True):
     runs = [r for r in runs if r["full"]]
     if not runs:
         raise UserError(f"no full/eval.json under {', '.join(run_dirs)}; run evaluate.py (or vip_loop.py) first")
+    check_comparable(runs)
     groups = group_runs(runs)
     lines = ["# V.I.P. results", ""] + what_was_run(groups)
     lines += ["", "## Table 1", ""]

@@ -170,3 +170,41 @@ def test_holm_within_each_table():
              {"table": "Table 1", "verdict": "holds", "p": 0.02}]
     claims.adjust(found)                      # 0.02 x 3 = 0.06: neither holds after the correction
     assert [c["verdict_holm"] for c in found] == ["cannot tell"] * 3
+
+
+def test_runs_a_report_cannot_compare_are_refused_in_one_line(tmp_path):
+    """Two runs of one method at one seed, another model, reward, eval set or pruning schedule, and a
+    method's runs with different numbers of finished stages: refused, naming both runs and the setting."""
+    full, stage = [0.8] * 4, ([0.6] * 4, [0.7] * 4)
+    base = fake_run(tmp_path, "redpo-s0", "redpo", 0, [full, stage, stage])
+
+    def variant(name, method="redpo", seed=1, rows=(full, stage, stage), config=None, full_eval=None):
+        run = fake_run(tmp_path, name, method, seed, list(rows))
+        if config:
+            disk.write_json(f"{run}/config.json", dict(disk.read_json(f"{run}/config.json"), **config))
+        if full_eval:
+            disk.write_json(f"{run}/full/eval.json", dict(disk.read_json(f"{run}/full/eval.json"), **full_eval))
+        return run
+
+    def refused(run, *words):
+        with pytest.raises(report.UserError) as e:
+            report.write_report([base, run], str(tmp_path / "report.md"))
+        assert base in str(e.value) and run in str(e.value) and "\n" not in str(e.value)
+        for w in words:
+            assert w in str(e.value)
+        assert not (tmp_path / "report.md").exists()
+
+    # The issue's case: seed 0 twice, 2 stages and 1.
+    refused(variant("redpo-1stage-s0", seed=0, rows=(full, stage)), "both ReDPO at training seed 0")
+    refused(variant("redpo-short-s1", rows=(full, stage)), "2 and 1 finished stages")
+    refused(variant("tiny-s1", config={"model": "tiny"}), "different models (toy vs tiny)")
+    refused(variant("pixel-s1", full_eval={"reward": "pixel"}), "different rewards (shapes vs pixel)")
+    other = [dict(v, prompt="q" + v["prompt"]) for v in disk.read_json(f"{base}/full/eval.json")["per_video"]]
+    refused(variant("prompts-s1", full_eval={"per_video": other}), "different eval sets", "other prompts or seeds")
+    refused(variant("blocks-s1", config={"blocks": [3]}), "remove 2 and 3 blocks in all")
+    refused(variant("schedule-s1", config={"blocks": [1, 1]}), "different schedules (--blocks 2 vs 1 1")
+    # What the report can compare: another seed, another method, a one-shot run of the same blocks.
+    text = report.write_report([base, variant("redpo-s1"), variant("sft-s0", method="sft", seed=0),
+                                variant("redpo-oneshot-s0", seed=0, rows=(full, stage),
+                                        config={"oneshot": True, "blocks": [1, 1]})], str(tmp_path / "report.md"))
+    assert "### ReDPO (toy, 2 seeds: 0, 1)" in text and "### ReDPO one-shot (toy, 1 seed: 0)" in text
