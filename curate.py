@@ -559,6 +559,7 @@ def check_filter(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    disk.check_out(args.out)   # before any work
     if args.check_filter:
         return check_filter(args)
     if not (args.student and args.property and args.out):

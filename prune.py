@@ -432,6 +432,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    disk.check_out(args.out)   # before any work
     defaults.fill(args)
     student = None if args.student in (None, "", "none", "None") else args.student
     if student is not None and not os.path.isfile(os.path.join(student, models.STUDENT_FILE)):

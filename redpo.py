@@ -505,6 +505,7 @@ def check_student_source(student_dir, teacher):
 
 def main(argv=None):
     args = parse_args(argv)
+    disk.check_out(args.out)   # before any work
     rank, world, device = ranks.dist_setup()
     teacher = models.load(args.model, path=args.teacher, adapter=args.adapter, device=device)
     if args.student:

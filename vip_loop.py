@@ -380,9 +380,10 @@ def resolve(args, world):
         if cfg[key] < 1:
             raise UserError(f"--{key} must be at least 1 (got {cfg[key]})")
     if args.blocks is None and isinstance(cfg["blocks"], list) and len(cfg["blocks"]) != cfg["stages"]:
+        first = (cfg["blocks"] + cfg["blocks"][-1:] * cfg["stages"])[:cfg["stages"]]   # the preset's first stages
         raise UserError(f"the {args.model} preset removes {' '.join(map(str, cfg['blocks']))} blocks in its "
-                        f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too "
-                        "(one count for every stage, or one per stage)")
+                        f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too, e.g. "
+                        f"--blocks {' '.join(map(str, first))} (one count for every stage, or one per stage)")
     cfg["blocks"] = defaults.blocks_per_stage(cfg["stages"], cfg["blocks"])
     if cfg["search_prompts"] in ("none", ""):   # the eval set, as the paper does
         cfg["search_prompts"] = None
@@ -393,6 +394,7 @@ def main(argv=None):
     args = parse_args(argv)
     _, world, device = ranks.dist_setup()
     cfg = resolve(args, world)
+    disk.check_out(cfg["out"])   # before any work
     try:
         run(cfg, device)
     except disk.Unreadable as e:  # a damaged file of the run: name what to delete to redo it

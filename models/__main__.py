@@ -12,7 +12,7 @@ import os
 import defaults
 import models
 from infra.cli import run_cli
-from infra.disk import save_video
+from infra.disk import check_out, save_video
 from infra.prompt_files import eval_seeds, read_prompts
 
 
@@ -33,6 +33,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_out(args.out)   # before any work
     prompts = args.prompt or [read_prompts(defaults.for_model(args.model)["prompts"])[0]["prompt"]]
     seeds = eval_seeds(len(prompts), args.seeds)
     prompts = prompts * args.seeds                       # seed index first, as eval_seeds
