@@ -296,3 +296,14 @@ def test_auto_is_in_the_help(capsys):
     with pytest.raises(SystemExit):
         redpo.parse_args(["--help"])
     assert "auto" in capsys.readouterr().out
+
+
+def test_pairs_made_by_another_model_are_refused_naming_both(stage, tmp_path):
+    """The stage's pairs are tiny's latents; redpo.py --model toy on them is one line, not a conv2d error."""
+    import shutil
+    pairs = tmp_path / "pairs"
+    shutil.copytree(stage / "pairs", pairs)
+    disk.write_json(pairs / "config.json", {"model": "tiny", "reward": "pixel"})   # as curate.py writes it
+    with pytest.raises(cli.UserError, match=r"pairs made by the tiny model, but --model is toy; pass --model tiny"):
+        redpo.main(["--model", "toy", "--pairs", str(pairs), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
