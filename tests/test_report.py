@@ -208,3 +208,29 @@ def test_runs_a_report_cannot_compare_are_refused_in_one_line(tmp_path):
                                 variant("redpo-oneshot-s0", seed=0, rows=(full, stage),
                                         config={"oneshot": True, "blocks": [1, 1]})], str(tmp_path / "report.md"))
     assert "### ReDPO (toy, 2 seeds: 0, 1)" in text and "### ReDPO one-shot (toy, 1 seed: 0)" in text
+
+
+def test_notes_say_what_holds_for_the_runs_own_model_and_reward(tmp_path):
+    """Table 1's note names the run's reward and trained part; the cost table says its latency is one
+    timing; the training plot's scales are explained, with the run's own first and last quarters."""
+    run = fake_run(tmp_path, "redpo-s0", "redpo", 0, [[0.8] * 4, ([0.6] * 4, [0.7] * 4)])
+    with open(f"{run}/stage_1/train/metrics.jsonl", "w") as f:      # 4 steps: quarters of one step
+        for step, (dpo, acc) in enumerate([(20.0, 0.0), (10.0, 0.25), (5.0, 0.25), (2.0, 0.5)], start=1):
+            f.write(f'{{"step": {step}, "dpo": {dpo}, "sft": 0.01, "implicit_acc": {acc}}}\n')
+    text = report.write_report([run], str(tmp_path / "report.md"), grids=False)
+    note = next(line for line in text.splitlines() if line.startswith("Average: "))
+    assert "shapes world's exact reward" in note and "not VideoScore" in note and "10 motion modules" in note
+    assert "VideoScore total" not in note and "static" not in note           # no prompt here is labelled static
+    assert "| Latency (s / video, one timing) |" in text and report.COST_NOTE in text
+    assert "- Stage 1: DPO term 20.00 -> 2.00, implicit accuracy 0.00 -> 0.50" in text
+    assert "implicit accuracy (the share of pairs where it prefers the winner more than the full model does) sits near 0" in text
+
+    tiny = fake_run(tmp_path / "t", "redpo-s0", "redpo", 0, [[0.8] * 4, ([0.6] * 4, [0.7] * 4)])
+    row = disk.read_json(f"{tiny}/full/eval.json")
+    row["per_video"][0]["static"] = True
+    disk.write_json(f"{tiny}/full/eval.json", dict(row, reward="pixel"))
+    disk.write_json(f"{tiny}/config.json", dict(disk.read_json(f"{tiny}/config.json"), model="tiny"))
+    text = report.write_report([tiny], str(tmp_path / "t" / "report.md"), grids=False)
+    note = next(line for line in text.splitlines() if line.startswith("Average: "))
+    assert "three dimensions the pixel proxy measures" in note and "AnimateDiff's motion modules" in note
+    assert "tiny random-weight animatediff" in note and "labelled static score dynamic degree 0" in note
