@@ -218,7 +218,10 @@ def curate_step(r, k, stage_dir, student, targets):
     kept = kept[:cfg["pool_prompts"]] if cfg["pool_prompts"] else kept
     videos = curate.Videos(r.teacher, student, r.reward, list(range(cfg["seeds"])),
                            os.path.join(cfg["out"], "teacher_cache"), r.gen_kw, cfg["gen_batch"])
-    curate.curate(videos, kept, targets, cfg["tau"], pairs_dir, config=cfg)
+    summary = curate.curate(videos, kept, targets, cfg["tau"], pairs_dir, config=cfg)
+    if ranks.rank_world()[0] == 0:
+        print(f"stage {k}: curation kept {summary['pairs']} pairs of {summary['items']} prompt/seed items ("
+              + ", ".join(f"{p} {c['kept']}" for p, c in summary["per_property"].items()) + ")")
 
 
 def train_step(r, stage_dir, student):
