@@ -234,8 +234,6 @@ def test_torchrun_two_processes_equal_one_process(stage, tmp_path):
     assert_same_run(sa, sb)
 
 
-# --- w_sft "auto": the paper's rule, matching the DPO loss in scale -----------------------------
-
 def test_pairs_made_by_another_model_are_refused_naming_both(stage, tmp_path):
     """The stage's pairs are tiny's latents; redpo.py --model toy on them is one line, not a conv2d error."""
     import shutil
@@ -246,6 +244,8 @@ def test_pairs_made_by_another_model_are_refused_naming_both(stage, tmp_path):
         redpo.main(["--model", "toy", "--pairs", str(pairs), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
 
+
+# --- w_sft "auto": the paper's rule, matching the DPO loss in scale -----------------------------
 
 def test_w_sft_rule_is_the_ratio_of_the_means():
     # DPO terms 0.6, 0.2 (mean 0.4); SFT terms 1e-4, 3e-4 (mean 2e-4): w_sft = 0.4 / 2e-4 = 2000,
@@ -307,4 +307,3 @@ def test_auto_is_in_the_help(capsys):
     with pytest.raises(SystemExit):
         redpo.parse_args(["--help"])
     assert "auto" in capsys.readouterr().out
-
