@@ -548,8 +548,20 @@ def check_student_source(student_dir, teacher):
                         f"{name(teacher.source)}; pass the --teacher and --adapter it was pruned from")
 
 
+def check_pairs_source(pairs_dir, model):
+    """Refuse pairs that another model made (their latents have that model's shape): the pairs
+    folder's config.json, written by curate.py or vip_loop.py, names the model."""
+    path = os.path.join(pairs_dir, "config.json")
+    made_by = disk.read_json(path).get("model") if os.path.isfile(path) else None
+    if made_by is not None and made_by != model:
+        raise UserError(f"{pairs_dir} holds pairs made by the {made_by} model, but --model is {model}; pass "
+                        f"--model {made_by}, or pairs curated with --model {model}")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    disk.check_out(args.out)   # before any work
+    check_pairs_source(args.pairs, args.model)
     rank, world, device = ranks.dist_setup()
     teacher = models.load(args.model, path=args.teacher, adapter=args.adapter, device=device)
     if args.student:

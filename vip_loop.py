@@ -218,7 +218,10 @@ def curate_step(r, k, stage_dir, student, targets):
     kept = kept[:cfg["pool_prompts"]] if cfg["pool_prompts"] else kept
     videos = curate.Videos(r.teacher, student, r.reward, list(range(cfg["seeds"])),
                            os.path.join(cfg["out"], "teacher_cache"), r.gen_kw, cfg["gen_batch"])
-    curate.curate(videos, kept, targets, cfg["tau"], pairs_dir, config=cfg)
+    summary = curate.curate(videos, kept, targets, cfg["tau"], pairs_dir, config=cfg)
+    if ranks.rank_world()[0] == 0:
+        print(f"stage {k}: curation kept {summary['pairs']} pairs of {summary['items']} prompt/seed items ("
+              + ", ".join(f"{p} {c['kept']}" for p, c in summary["per_property"].items()) + ")")
 
 
 def train_step(r, stage_dir, student):
@@ -380,9 +383,10 @@ def resolve(args, world):
         if cfg[key] < 1:
             raise UserError(f"--{key} must be at least 1 (got {cfg[key]})")
     if args.blocks is None and isinstance(cfg["blocks"], list) and len(cfg["blocks"]) != cfg["stages"]:
+        first = (cfg["blocks"] + cfg["blocks"][-1:] * cfg["stages"])[:cfg["stages"]]   # the preset's first stages
         raise UserError(f"the {args.model} preset removes {' '.join(map(str, cfg['blocks']))} blocks in its "
-                        f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too "
-                        "(one count for every stage, or one per stage)")
+                        f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too, e.g. "
+                        f"--blocks {' '.join(map(str, first))} (one count for every stage, or one per stage)")
     cfg["blocks"] = defaults.blocks_per_stage(cfg["stages"], cfg["blocks"])
     if cfg["search_prompts"] in ("none", ""):   # the eval set, as the paper does
         cfg["search_prompts"] = None
@@ -393,6 +397,7 @@ def main(argv=None):
     args = parse_args(argv)
     _, world, device = ranks.dist_setup()
     cfg = resolve(args, world)
+    disk.check_out(cfg["out"])   # before any work
     try:
         run(cfg, device)
     except disk.Unreadable as e:  # a damaged file of the run: name what to delete to redo it
