@@ -90,9 +90,9 @@ def choose_rule(stages):
 # The shipped runs: which stages choose the rule, which score it
 # ---------------------------------------------------------------------------------------------
 
-def read_stages(runs_dir, group="{method} stage {k}"):
+def read_stages(runs_dir, group="{variant} stage {k}"):
     """Every stage of every run under runs_dir: [{"run", "k", "last" (the run's last stage),
-    "method", "group" (`group` filled in with the config's keys and k), "drop" (trained - pruned
+    "method", "group" (`group` filled in with k, the variant (the run's name less -s<seed>) and the config's keys), "drop" (trained - pruned
     Average), "metrics"}], by run name and stage."""
     stages = []
     for name in sorted(os.listdir(runs_dir)):
@@ -106,7 +106,7 @@ def read_stages(runs_dir, group="{method} stage {k}"):
             pruned, trained = (disk.read_json(os.path.join(stage, f))["scores"]["total"]["mean"]
                                for f in ("eval_pruned.json", "eval.json"))
             stages.append({"run": name, "k": k, "last": k == ks[-1], "method": config["method"],
-                           "group": group.format(k=k, **{key: f"{v:g}" if isinstance(v, float) else v
+                           "group": group.format(k=k, variant=name.rsplit("-s", 1)[0], **{key: f"{v:g}" if isinstance(v, float) else v
                                                          for key, v in config.items()}),
                            "drop": trained - pruned,
                            "metrics": disk.read_jsonl(os.path.join(stage, "train", "metrics.jsonl"))})
@@ -128,10 +128,44 @@ def selection_lines(stages):
     return lines + ["", f"Chosen: window {window}, ratio {ratio:g}."]
 
 
-def write_page(runs_dir, sweep_dir, out):
-    """docs/shapes/alarm.md: the rule, the selection table it was chosen on, and its score."""
+def score_lines(stages):
+    """The score on the held-out stages: per method, the collapsed stages flagged (and at which step)
+    and the false alarms; then every held-out stage."""
+    for s in stages:
+        s["collapsed"] = s["drop"] < -COLLAPSE_DROP
+        s["fired"] = fired_at(s["metrics"])
+        s["steps"] = max(r["step"] for r in s["metrics"])
+    groups = {}
+    for s in stages:
+        groups.setdefault(s["group"], []).append(s)
+    collapsed, healthy = [s for s in stages if s["collapsed"]], [s for s in stages if not s["collapsed"]]
+    lines = [f"**{sum(s['fired'] is not None for s in collapsed)} of {len(collapsed)} collapsed stages flagged** "
+             f"(at steps {', '.join(str(s['fired']) for s in collapsed if s['fired'] is not None)} of their "
+             f"{', '.join(str(s['steps']) for s in collapsed if s['fired'] is not None)}); "
+             f"**{sum(s['fired'] is not None for s in healthy)} false alarms** on the {len(healthy)} stages that did not "
+             f"collapse ({sum(s['method'] in ('redpo', 'sft') for s in healthy)} of them ReDPO or SFT).", "",
+             "| stages | n | collapsed | collapsed and flagged (step / steps) | flagged, not collapsed (false alarms) |",
+             "|---|---|---|---|---|"]
+    for name, group in groups.items():
+        hits = [s for s in group if s["collapsed"] and s["fired"] is not None]
+        false = [s for s in group if not s["collapsed"] and s["fired"] is not None]
+        collapsed = sum(s["collapsed"] for s in group)
+        flagged = ", ".join(f"{s['run']}: {s['fired']} / {s['steps']}" for s in hits)
+        cells = [name, str(len(group)), str(collapsed), f"{len(hits)} of {collapsed}" + (f" ({flagged})" if hits else ""),
+                 f"{len(false)} of {len(group) - collapsed}" + (f" ({', '.join(s['run'] for s in false)})" if false else "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| run | stage | Average change (trained - pruned) | collapsed | alarm at step | steps |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {s['run']} | {s['k']} | {s['drop']:+.3f} | {'yes' if s['collapsed'] else 'no'} | "
+              f"{'-' if s['fired'] is None else s['fired']} | {s['steps']} |" for s in stages]
+    return lines
+
+
+def page(runs_dir, sweep_dir, out):
+    """docs/shapes/alarm.md's text (links relative to `out`): the rule, the selection table it was
+    chosen on, and its score."""
     shipped = read_stages(runs_dir)
-    selection = [s for s in shipped if not s["last"]] + (read_stages(sweep_dir, "sweep: {method}, w_sft {w_sft}") if sweep_dir else [])
+    selection = [s for s in shipped if not s["last"]] + (read_stages(sweep_dir, "sweep: {variant} ({method}, w_sft {w_sft})") if sweep_dir else [])
     rel = lambda p: os.path.relpath(os.path.abspath(p), os.path.dirname(os.path.abspath(out)))   # noqa: E731
     lines = ["# The collapse alarm", "",
              "Made by `python -m analysis.alarm` (analysis/alarm.py, which states the rule) from "
@@ -151,11 +185,13 @@ def write_page(runs_dir, sweep_dir, out):
               "alone's included: none of them collapsed, so the alarm must stay silent on all of them.", "",
               "Seen before the rule was fixed: every stage's Average change (the labels it is scored against, "
               "below), and the first two training steps of one held-out stage (dpo-s0's stage 3, which did not "
-              "collapse) while reading the file's format; no other metric of a held-out stage."]
-    text = "\n".join(lines) + "\n"
-    with disk.atomic_file(out) as tmp, open(tmp, "w") as f:
-        f.write(text)
-    return text
+              "collapse) while reading the file's format; no other metric of a held-out stage.",
+              "", "## Its score on the stages it did not see", "",
+              f"The last stage of every shipped run: stage 3 of the online runs, the one-shot runs' only stage. "
+              f"Collapsed: the trained row's Average more than {COLLAPSE_DROP:g} below the pruned row's (eval.json, "
+              "eval_pruned.json). Flagged: the alarm fired during the stage's training.", ""]
+    lines += score_lines([s for s in shipped if s["last"]])
+    return "\n".join(lines) + "\n"
 
 
 def parse_args(argv=None):
@@ -175,7 +211,9 @@ def main(argv=None):
     for path in (args.runs,) + ((args.sweep,) if args.sweep != "none" else ()):
         if not os.path.isdir(path):
             raise cli.UserError(f"no folder {path}: pass the run folders with --runs / --sweep")
-    write_page(args.runs, None if args.sweep == "none" else args.sweep, args.out)
+    text = page(args.runs, None if args.sweep == "none" else args.sweep, args.out)
+    with disk.atomic_file(args.out) as tmp, open(tmp, "w") as f:
+        f.write(text)
     print(f"wrote {args.out}")
 
 

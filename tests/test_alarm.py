@@ -57,3 +57,11 @@ def test_the_shipped_selection_stages_choose_the_rule_the_code_holds():
     selection = [s for s in alarm.read_stages(runs) if not s["last"]] + alarm.read_stages(sweep)
     assert len(selection) == 125 and all(s["drop"] > -alarm.COLLAPSE_DROP for s in selection)
     assert alarm.choose_rule(selection) == (alarm.WINDOW, alarm.RATIO)
+
+
+def test_the_shipped_page_is_what_the_command_writes():
+    out = os.path.join(ROOT, "docs/shapes/alarm.md")
+    text = alarm.page(os.path.join(ROOT, "docs/shapes/runs"), os.path.join(ROOT, "docs/shapes/sweep/runs"), out)
+    with open(out) as f:
+        assert f.read() == text
+    assert "**3 of 4 collapsed stages flagged**" in text and "**0 false alarms**" in text
