@@ -170,3 +170,17 @@ def test_holm_within_each_table():
              {"table": "Table 1", "verdict": "holds", "p": 0.02}]
     claims.adjust(found)                      # 0.02 x 3 = 0.06: neither holds after the correction
     assert [c["verdict_holm"] for c in found] == ["cannot tell"] * 3
+
+
+def test_the_training_figure_plots_the_gaps_student_minus_teacher_and_marks_the_alarm():
+    def row(step, err_w, ref_err_w):
+        return {"step": step, "loss": 1.0, "dpo": 0.5, "sft": 0.01, "implicit_acc": 0.25, "reward_margin": -2.0,
+                "err_w": err_w, "ref_err_w": ref_err_w, "err_l": 0.03, "ref_err_l": 0.05}
+    metrics = [{"step": 0, "w_sft": 1e4}] + [row(1, 0.01, 0.01), row(2, 0.03, 0.01), row(3, 0.04, 0.01),
+                                              row(4, 0.05, 0.01), row(5, 0.01, 0.01)]
+    steps, curves, fired = report.training_curves(metrics)
+    assert steps == [1, 2, 3, 4, 5] and fired == 4          # 3x, 4x, 5x the teacher's on steps 2-4 (analysis/alarm.py)
+    assert curves["err_w_gap"] == pytest.approx([0.0, 0.02, 0.03, 0.04, 0.0])
+    assert curves["err_l_gap"] == pytest.approx([-0.02] * 5) and curves["reward_margin"] == [-2.0] * 5
+    assert [t for t, _ in report.TRAINING_TERMS] == ["dpo", "sft", "implicit_acc", "reward_margin", "err_w_gap", "err_l_gap"]
+    assert report.training_curves(metrics[:4])[2] is None
