@@ -389,16 +389,18 @@ def plot_scores(key, runs, path):
 TRAINING_TERMS = (("dpo", "DPO term (Eq. 1)"), ("sft", "SFT term (Eq. 2)"), ("implicit_acc", "implicit accuracy"),
                   ("reward_margin", "reward margin"), ("err_w_gap", "winners: student - teacher error"),
                   ("err_l_gap", "losers: student - teacher error"))
+ALARM_TERM = ("err_w_ratio", "winners: student / teacher error")   # what the collapse alarm reads
 
 
 def training_curves(metrics):
-    """One stage's metrics.jsonl rows -> (steps, {term: values} for TRAINING_TERMS, the step at which
-    the collapse alarm fired or None). The gaps: err - ref_err (student minus teacher), so above 0
-    the student does worse than the teacher on those videos."""
+    """One stage's metrics.jsonl rows -> (steps, {term: values} for TRAINING_TERMS and ALARM_TERM, the
+    step at which the collapse alarm fired or None). The gaps: err - ref_err (student minus teacher),
+    so above 0 the student does worse than the teacher on those videos."""
     rows = [m for m in metrics if "loss" in m]
     curves = {term: [m.get(term, float("nan")) for m in rows] for term, _ in TRAINING_TERMS[:4]}
     curves["err_w_gap"] = [m["err_w"] - m["ref_err_w"] for m in rows]
     curves["err_l_gap"] = [m["err_l"] - m["ref_err_l"] for m in rows]
+    curves["err_w_ratio"] = [m["err_w"] / m["ref_err_w"] for m in rows]
     return [m["step"] for m in rows], curves, alarm.fired_at(metrics)
 
 
@@ -410,33 +412,44 @@ def plot_training(key, runs, path):
     n = max(len(r["stages"]) for r in runs)
     if not any(s["metrics"] for r in runs for s in r["stages"]):
         return False
+    columns = [(f"stage {i + 1}", [(f"seed {r['seed']}", r["stages"][i]["metrics"]) for r in runs if i < len(r["stages"])])
+               for i in range(n)]
+    plot_curves(columns, TRAINING_TERMS, f"{key[1]} training ({key[0]}); dashed: the collapse alarm fired", path)
+    return True
+
+
+def plot_curves(columns, terms, title, path, sharey=False):
+    """columns: [(title, [(label, metrics.jsonl rows)])], one panel per column and term (rows), one
+    line per label, a dashed line in its colour where the collapse alarm fired; sharey="row": one
+    scale across a row."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(TRAINING_TERMS), n, figsize=(3.2 * n, 12.0), squeeze=False)
-    for r in runs:
-        for i, s in enumerate(r["stages"]):
-            steps, curves, fired = training_curves(s["metrics"])
-            for j, (term, _) in enumerate(TRAINING_TERMS):
-                line, = axes[j][i].plot(steps, curves[term], lw=1, label=f"seed {r['seed']}")
+    fig, axes = plt.subplots(len(terms), len(columns), figsize=(3.2 * len(columns), 2.0 * len(terms)),
+                             squeeze=False, sharey=sharey)
+    for i, (column, lines) in enumerate(columns):
+        axes[0][i].set_title(column)
+        axes[-1][i].set_xlabel("step")
+        for label, metrics in lines:
+            steps, curves, fired = training_curves(metrics)
+            for j, (term, _) in enumerate(terms):
+                line, = axes[j][i].plot(steps, curves[term], lw=1, label=label)
                 if fired is not None:
                     axes[j][i].axvline(fired, color=line.get_color(), ls="--", lw=1)
-    for i in range(n):
-        axes[0][i].set_title(f"stage {i + 1}")
-        axes[-1][i].set_xlabel("step")
-        for j, (term, name) in enumerate(TRAINING_TERMS):
+        for j, (term, name) in enumerate(terms):
             axes[j][0].set_ylabel(name, fontsize=8)
             if term == "sft":
                 axes[j][i].set_yscale("log")
             if term in ("reward_margin", "err_w_gap", "err_l_gap"):
                 axes[j][i].axhline(0, color="grey", lw=0.5)
+            if term == "err_w_ratio":
+                axes[j][i].axhline(alarm.RATIO, color="grey", lw=0.5, ls=":")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{key[1]} training ({key[0]}); dashed: the collapse alarm fired", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with disk.atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    return True
 
 
 # ---------------------------------------------------------------------------------------------
