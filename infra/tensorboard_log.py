@@ -30,17 +30,17 @@ import os
 
 import numpy as np
 
-from infra import disk
+from infra import disk, ranks
 
 REPORT_TO = ("none", "tensorboard")
 CLIP_SCALE = 8      # the clips' pixels, scaled up (nearest neighbour) so that a 16x16 world can be seen
 
 
 def open_board(report_to, log_dir):
-    """The run's log: a Board writing to log_dir, or OFF for "none"."""
+    """The run's log: a Board writing to log_dir on rank 0, or OFF (for "none", and on other ranks)."""
     if report_to not in REPORT_TO:
         raise ValueError(f"unknown --report_to {report_to!r}: choose one of {', '.join(REPORT_TO)}")
-    return Board(log_dir) if report_to == "tensorboard" else OFF
+    return Board(log_dir) if report_to == "tensorboard" and ranks.rank_world()[0] == 0 else OFF
 
 
 def sft_weight(method, w_sft):
@@ -52,7 +52,10 @@ def sft_weight(method, w_sft):
 class Off:
     """--report_to none: every call does nothing."""
 
-    def training(self, k, rows, method, w_sft):
+    def for_stage(self, k):
+        return self
+
+    def training(self, *args):
         pass
 
     def stage(self, k, stage_dir, method, w_sft):
@@ -79,6 +82,10 @@ class Board:
         self.start = {1: 0}       # stage -> the global step before its first training step
         self.last = {}            # stage -> its last training step written
         self.finished = set()     # stages whose rows, cost and clip are written
+
+    def for_stage(self, k):
+        """What redpo's training of stage k writes to: `.training(rows, method, w_sft)`."""
+        return StageLog(self, k)
 
     def training(self, k, rows, method, w_sft):
         """Stage k's metrics.jsonl rows past the last one written, each at global step start + step.
@@ -135,6 +142,16 @@ class Board:
 
     def close(self):
         self.writer.close()
+
+
+class StageLog:
+    """One stage of a Board, for redpo.train: `training(rows, method, w_sft)` as Board.training."""
+
+    def __init__(self, board, k):
+        self.board, self.k = board, k
+
+    def training(self, rows, method, w_sft):
+        self.board.training(self.k, rows, method, w_sft)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -138,3 +138,61 @@ def test_off_writes_nothing_and_never_imports_tensorboard(tmp_path):
     assert not (tmp_path / "tb").exists()
     with pytest.raises(ValueError, match="none, tensorboard"):
         tensorboard_log.open_board("wandb", str(tmp_path))
+
+
+# --- redpo.py and vip_loop.py with --report_to tensorboard -------------------------------------
+
+from test_redpo import stage  # noqa: E402,F401  (the fixture: a tiny teacher, a pruned student, 4 pairs)
+
+
+def train_tiny(stage, out, board, **kw):
+    import models
+    import redpo
+    teacher = models.load("tiny")
+    student = models.load("tiny", path=str(stage / "student"))
+    settings = redpo.Settings(**{"lr": 1e-3, "batch": 2, "max_steps": 4, "ckpt_every": 2, "log_every": 1, **kw})
+    return redpo.train(student, teacher, str(stage / "pairs"), str(out), settings, board.for_stage(1))
+
+
+def test_redpo_logs_each_step_once_across_a_kill_and_resume(stage, tmp_path):
+    out = tmp_path / "train"
+    board = tensorboard_log.open_board("tensorboard", str(out / "tensorboard"))
+    train_tiny(stage, out, board)
+    board.close()
+    shutil.rmtree(out / "checkpoint-000004")           # killed after step 4's log line, before its checkpoint
+    board = tensorboard_log.open_board("tensorboard", str(out / "tensorboard"))
+    train_tiny(stage, out, board)                      # resumes at step 2: steps 1-2 from metrics.jsonl, 3-4 trained
+    board.close()
+    rows = [r for r in disk.read_jsonl(out / "metrics.jsonl") if "loss" in r]
+    acc = read_back(out / "tensorboard")
+    for tag, key in (("train/loss", "loss"), ("train/implicit_acc", "implicit_acc"), ("train/grad_norm", "grad_norm")):
+        got = points(acc, tag)
+        assert [s for s, _ in got] == [1, 2, 3, 4] == [r["step"] for r in rows], tag
+        assert [v for _, v in got] == pytest.approx([r[key] for r in rows], rel=1e-6), tag
+    assert [v for _, v in points(acc, "train/w_sft_x_sft_term")] == pytest.approx([1e4 * r["sft"] for r in rows], rel=1e-6)
+
+
+def test_the_collapse_alarm_prints_one_line_and_the_run_goes_on(stage, tmp_path, monkeypatch, capsys):
+    import functools
+
+    import redpo
+    from analysis import alarm
+    # The rule at a ratio every step passes (0: any error above none), over 2 steps: it fires at step 2.
+    monkeypatch.setattr(redpo, "CollapseAlarm", functools.partial(alarm.CollapseAlarm, window=2, ratio=0.0))
+    summary = train_tiny(stage, tmp_path / "train", tensorboard_log.OFF)
+    assert summary["steps"] == 4
+    lines = [line for line in capsys.readouterr().err.splitlines() if "collapse alarm" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: collapse alarm at step 2:"), lines
+
+
+def test_vip_loop_reports_a_finished_run_to_tensorboard(tmp_path):
+    """The shipped default run, re-run with --report_to tensorboard: every stage is done, so the log
+    is written from its files alone: the three stages' steps on one axis, their rows and clips."""
+    import vip_loop
+    run = tmp_path / "redpo-s0"
+    shutil.copytree(RUN, run)
+    vip_loop.main(["--out", str(run), "--report_to", "tensorboard"])
+    acc = read_back(run / "tensorboard")
+    assert [s for s, _ in points(acc, "train/loss")] == list(range(1, 85))
+    assert [s for s, _ in points(acc, "trained/total")] == [12, 48, 84]
+    assert [c.step for c in acc.Images("clips")] == [12, 48, 84]
