@@ -18,10 +18,11 @@ other. The tags:
 
 The log is a view of the run folder, written only from what its files hold: a training step when
 metrics.jsonl gets it, a stage's rows once its eval.json is written. Opening the log removes the
-folder's earlier event files and writes again what the finished stages hold, so a resumed run never
-shows a point twice (its unfinished stage's steps past the last checkpoint are dropped from
-metrics.jsonl and trained again); the first event is a START at step 0, which tells a TensorBoard
-that had read the old files to drop their points.
+folder's earlier event files; the run then writes again what its finished stages and its resumed
+stage's metrics.jsonl hold (vip_loop.py walks every stage; redpo.py's loop catches up on resuming).
+So a resumed run never shows a point twice: the steps past the last checkpoint, logged before the
+kill, are dropped from metrics.jsonl and trained again. The first event is a START at step 0, which
+tells a TensorBoard that had read the old files to drop their points.
 """
 import glob
 import io
