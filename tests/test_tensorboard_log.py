@@ -10,6 +10,7 @@ import sys
 import pytest
 from conftest import ROOT
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_redpo import stage  # noqa: F401  (the fixture: a tiny teacher, a pruned student, 4 pairs)
 
 from infra import disk, tensorboard_log
 
@@ -141,8 +142,6 @@ def test_off_writes_nothing_and_never_imports_tensorboard(tmp_path):
 
 
 # --- redpo.py and vip_loop.py with --report_to tensorboard -------------------------------------
-
-from test_redpo import stage  # noqa: E402,F401  (the fixture: a tiny teacher, a pruned student, 4 pairs)
 
 
 def train_tiny(stage, out, board, **kw):
