@@ -30,7 +30,7 @@ import math
 import os
 import time
 
-from infra import cli, disk, ranks
+from infra import cli, disk, ranks, tensorboard_log
 from infra.cli import UserError
 from infra.prompt_files import make_eval_set, make_search_set, read_prompts
 from infra.run_folder import check_config, done, drop_damaged_pairs, redo_hint, stage_done, with_provenance
@@ -58,6 +58,7 @@ class Run:
     full_scores: dict
     pool: list
     search_set: dict = None   # --search_prompts' videos, with "full": M0's eval json on them (None: the eval set)
+    board: object = tensorboard_log.OFF   # --report_to tensorboard: the run's TensorBoard log (rank 0)
 
     @property
     def gen_kw(self):
@@ -94,8 +95,10 @@ def run(cfg, device):
                 print(f"stage {k}: done, skipped")
         else:
             run_stage(r, k, n_blocks, stage_dir, student_path, student_eval)
+        r.board.stage(k, stage_dir, cfg["method"], cfg["w_sft"])   # TensorBoard: its steps, rows, cost and clip
         student_path, student_eval = os.path.join(stage_dir, "student"), os.path.join(stage_dir, "eval.json")
 
+    r.board.close()
     if rank == 0:
         text = report.write_report([out], os.path.join(out, "report.md"))
         print("\n\n".join(part for part in text.split("\n\n## ") if part.startswith("Table 1")))
@@ -114,7 +117,7 @@ def run_stage(r, k, n_blocks, stage_dir, student_path, student_eval):
     with timer("curate"):   # 2. Sec. 3.3: teacher winners, student losers, for the target properties
         curate_step(r, k, stage_dir, student, curation_targets(record))
     with timer("train"):    # 3. Sec. 3.4.1: ReDPO (or a baseline), resuming from the last checkpoint
-        student = train_step(r, stage_dir, student)
+        student = train_step(r, k, stage_dir, student)
     with timer("evaluate"):  # the trained row of Table 1
         evaluate_once(r, student, os.path.join(stage_dir, "eval.json"))
     if ranks.rank_world()[0] == 0:
@@ -143,7 +146,8 @@ def setup(cfg, device):
         if not os.path.isfile(os.path.join(cfg["out"], "config.json")):
             disk.write_json(os.path.join(cfg["out"], "config.json"), with_provenance(cfg))
     ranks.barrier()
-    return Run(cfg, teacher, reward, make_eval_set(eval_items, cfg["eval_seeds"]), None, pool)
+    board = tensorboard_log.open_board(cfg["report_to"], os.path.join(cfg["out"], "tensorboard"))
+    return Run(cfg, teacher, reward, make_eval_set(eval_items, cfg["eval_seeds"]), None, pool, board=board)
 
 
 def prune_step(r, k, n_blocks, stage_dir, student_path, student_eval):
@@ -224,7 +228,7 @@ def curate_step(r, k, stage_dir, student, targets):
               + ", ".join(f"{p} {c['kept']}" for p, c in summary["per_property"].items()) + ")")
 
 
-def train_step(r, stage_dir, student):
+def train_step(r, k, stage_dir, student):
     """redpo.train on the stage's pairs, then student/ written; or the trained student read back."""
     student_dir = os.path.join(stage_dir, "student")
     if done(os.path.join(student_dir, models.STUDENT_FILE)):
@@ -234,7 +238,8 @@ def train_step(r, stage_dir, student):
                               batch=cfg["batch"], epochs=cfg["epochs"], grad_accum=cfg["grad_accum"],
                               seed=cfg["seed"], gradient_checkpointing=cfg["gradient_checkpointing"],
                               log_w_sft_rule=True)   # a numeric w_sft: log what the paper's rule would choose
-    redpo.train(student, r.teacher, os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train"), settings)
+    redpo.train(student, r.teacher, os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train"), settings,
+                r.board.for_stage(k))
     if ranks.rank_world()[0] == 0:
         student.save(student_dir)
     ranks.barrier()
@@ -365,6 +370,8 @@ def parse_args(argv=None):
                    "eval set does not depend on it, so runs with other seeds compare video by video")
     p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<method>, "
                    "-oneshot added with --oneshot)")
+    p.add_argument("--report_to", default="none", choices=tensorboard_log.REPORT_TO,
+                   help="tensorboard: also log the run to OUT/tensorboard, one step axis for all stages (default: none)")
     return p.parse_args(argv)
 
 

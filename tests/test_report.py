@@ -234,3 +234,17 @@ def test_notes_say_what_holds_for_the_runs_own_model_and_reward(tmp_path):
     note = next(line for line in text.splitlines() if line.startswith("Average: "))
     assert "three dimensions the pixel proxy measures" in note and "AnimateDiff's motion modules" in note
     assert "tiny random-weight animatediff" in note and "labelled static score dynamic degree 0" in note
+
+
+def test_the_training_figure_plots_the_gaps_student_minus_teacher_and_marks_the_alarm():
+    def row(step, err_w, ref_err_w):
+        return {"step": step, "loss": 1.0, "dpo": 0.5, "sft": 0.01, "implicit_acc": 0.25, "reward_margin": -2.0,
+                "err_w": err_w, "ref_err_w": ref_err_w, "err_l": 0.03, "ref_err_l": 0.05}
+    metrics = [{"step": 0, "w_sft": 1e4}] + [row(1, 0.01, 0.01), row(2, 0.03, 0.01), row(3, 0.04, 0.01),
+                                              row(4, 0.05, 0.01), row(5, 0.01, 0.01)]
+    steps, curves, fired = report.training_curves(metrics)
+    assert steps == [1, 2, 3, 4, 5] and fired == 4          # 3x, 4x, 5x the teacher's on steps 2-4 (analysis/alarm.py)
+    assert curves["err_w_gap"] == pytest.approx([0.0, 0.02, 0.03, 0.04, 0.0])
+    assert curves["err_l_gap"] == pytest.approx([-0.02] * 5) and curves["reward_margin"] == [-2.0] * 5
+    assert [t for t, _ in report.TRAINING_TERMS] == ["dpo", "sft", "implicit_acc", "reward_margin", "err_w_gap", "err_l_gap"]
+    assert report.training_curves(metrics[:4])[2] is None
