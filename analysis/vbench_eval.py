@@ -388,7 +388,8 @@ def run_vbench(venv, videos_dir, suite_json, dimension, results_dir, gpus=0):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="VBench's Table 2 for a model: generate VBench's prompt suite, "
-                                            "score it with VBench in its own environment, write OUT/vbench.json.")
+                                            "score it with VBench in its own environment, write OUT/vbench.json.",
+                                allow_abbrev=False)
     p.add_argument("--model", default=defaults.DEFAULT_MODEL,
                    help=f"a model of models.LOADERS (default: {defaults.DEFAULT_MODEL})")
     p.add_argument("--path", default=None, help="hub id or directory of the base model (default: the model's)")

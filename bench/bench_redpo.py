@@ -121,7 +121,7 @@ def bench(name, device, repeats, checkpointing):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", default=["tiny", "medium"], choices=list(CONFIGS))
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--checkpointing", action="store_true", help="also time with gradient checkpointing")

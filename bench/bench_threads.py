@@ -138,7 +138,7 @@ def cell_text(one, times, limit):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--repeats", type=int, default=3, help="units timed per process (their median)")
     p.add_argument("--rounds", type=int, default=3, help="processes per cell, 1 thread and N taking turns")

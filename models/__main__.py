@@ -17,15 +17,16 @@ from infra.prompt_files import eval_seeds, read_prompts
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m models",
-                                description="Generate videos with a V.I.P. model (uint8 mp4 + gif).")
+    p = argparse.ArgumentParser(prog="python -m models", allow_abbrev=False,
+                                description="Generate videos with a V.I.P. model (uint8 mp4 + gif), at the "
+                                "model's own sampler settings (models.DEFAULTS).")
     p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
     p.add_argument("--path", default=None, help="a saved student folder, or the " + defaults.PATH_HELP)
     p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
     p.add_argument("--prompt", action="append", help="a prompt (repeat the flag for more; default: the "
                    "first of the model's eval prompts, defaults.py)")
-    p.add_argument("--seeds", type=int, default=1, help="videos per prompt: prompt i at seed index j has seed "
-                   "1000 j + i, as every eval set (default: 1)")
+    p.add_argument("--eval_seeds", type=int, default=1, help="videos per prompt: prompt i at seed index j has seed "
+                   "1000 j + i, as every eval set (default: 1, one video a prompt)")
     p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
     p.add_argument("--out", default="samples", help="output folder, one .mp4 and .gif per video (default: samples)")
     return p.parse_args(argv)
@@ -34,8 +35,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     prompts = args.prompt or [read_prompts(defaults.for_model(args.model)["prompts"])[0]["prompt"]]
-    seeds = eval_seeds(len(prompts), args.seeds)
-    prompts = prompts * args.seeds                       # seed index first, as eval_seeds
+    seeds = eval_seeds(len(prompts), args.eval_seeds)
+    prompts = prompts * args.eval_seeds                  # seed index first, as eval_seeds
     model = models.load(args.model, path=args.path, adapter=args.adapter)
     n = model.num_parameters()
     print(f"{args.model}: {n['total']:,} parameters, {len(model.blocks())} prunable blocks "
