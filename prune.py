@@ -418,33 +418,40 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def resolve(args):
+    """Flags over the model's preset: the settings of vip_loop.py's first stage (defaults.fill), with
+    --blocks the stage's count, --out a folder and --student None for M0."""
     preset = defaults.fill(args)
-    blocks = defaults.blocks_per_stage(preset["stages"], args.blocks)[0]   # unset: the preset's first stage
-    out = args.out or os.path.join("runs", f"{args.model}-prune")
-    student = None if args.student in (None, "", "none", "None") else args.student
-    if student is not None and not os.path.isfile(os.path.join(student, models.STUDENT_FILE)):
-        raise UserError(f"{student} is not a student folder (no {models.STUDENT_FILE}); "
+    args.blocks = defaults.blocks_per_stage(preset["stages"], args.blocks)[0]   # unset: the preset's first stage
+    args.out = args.out or os.path.join("runs", f"{args.model}-prune")
+    args.student = None if args.student in ("", "none", "None") else args.student
+    if args.student is not None and not os.path.isfile(os.path.join(args.student, models.STUDENT_FILE)):
+        raise UserError(f"{args.student} is not a student folder (no {models.STUDENT_FILE}); "
                         "pass a model folder of an earlier stage, or none for M0")
+    return args
+
+
+def main(argv=None):
+    args = resolve(parse_args(argv))
     rank, world, device = ranks.dist_setup()
-    model = models.load(args.model, path=student or args.path, adapter=args.adapter, device=device)
-    check_k(blocks, len(model.blocks()))  # before any generation
+    model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
+    check_k(args.blocks, len(model.blocks()))  # before any generation
     reward = load_reward(args.reward, device=device, dtype=args.reward_dtype,
                          **({"path": args.reward_path} if args.reward_path else {}))
     search = stage_search(args, reward)
-    if student is not None or search.target_set is not None:   # M0's scores where the targets are chosen
-        full = model if student is None else models.load(args.model, path=args.path, adapter=args.adapter, device=device)
+    if args.student is not None or search.target_set is not None:   # M0's scores where the targets are chosen
+        full = model if args.student is None else models.load(args.model, path=args.path, adapter=args.adapter,
+                                                              device=device)
         search.full_scores = full_model_scores(full, search)
         del full
     if rank == 0:
         print(f"prune: {args.model} with {len(model.blocks())} blocks, the search on {len(search.prompts)} videos "
               f"({'--search_prompts' if args.search_prompts else 'of the eval set'}), reward {args.reward}, "
-              f"{world} rank(s), removing {blocks}{' greedily' if args.greedy else ''}")
-    record = prune_stage(model, search, blocks, out, args.greedy)
+              f"{world} rank(s), removing {args.blocks}{' greedily' if args.greedy else ''}")
+    record = prune_stage(model, search, args.blocks, args.out, args.greedy)
     if rank == 0:
         print("\n".join(summary_lines(record)))
-        print(f"wrote {os.path.join(out, 'prune.json')}, eval_pruned.json and {os.path.join(out, 'pruned')}")
+        print(f"wrote {os.path.join(args.out, 'prune.json')}, eval_pruned.json and {os.path.join(args.out, 'pruned')}")
 
 
 def stage_search(args, reward):

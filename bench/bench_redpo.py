@@ -18,6 +18,7 @@ from infra import ranks
 
 import torch  # noqa: E402
 
+import defaults  # noqa: E402
 import models  # noqa: E402
 import redpo  # noqa: E402
 from models import animatediff  # noqa: E402
@@ -92,7 +93,7 @@ def bench(name, device, repeats, checkpointing):
 
     def ours():
         with autocast:
-            l, _ = redpo.batch_loss(S.noise_pred, T, batch, "redpo", 5000.0, 1e4)
+            l, _ = redpo.batch_loss(S.noise_pred, T, batch, "redpo", defaults.PAPER["beta"], defaults.PAPER["w_sft"])
         l.backward()
 
     def naive():

@@ -51,6 +51,7 @@ def work(name):
         return (lambda: model.generate(prompts, list(range(n)))), model.num_parameters()["total"]
     import bench_redpo
     from models import animatediff
+    import defaults
     import redpo
     from diffusers import DDIMScheduler
     unet_cfg, adapter_cfg, frames, size, B = bench_redpo.CONFIGS["medium"]
@@ -80,7 +81,7 @@ def work(name):
              "t": torch.randint(0, 1000, (B,)), "prompts": ["p"] * B}
 
     def step():
-        loss, _ = redpo.batch_loss(S.noise_pred, T, batch, "redpo", 5000.0, 1e4)
+        loss, _ = redpo.batch_loss(S.noise_pred, T, batch, "redpo", defaults.PAPER["beta"], defaults.PAPER["w_sft"])
         loss.backward()
     return step, params
 

@@ -107,7 +107,7 @@ def step_trace(student, teacher, batch, checkpointing, run_optimizer):
     teacher.noise_pred = teacher_pred
     with LiveBytes() as live:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss, _ = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", 5000.0, 1e4)
+            loss, _ = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", defaults.PAPER["beta"], defaults.PAPER["w_sft"])
         backward_at = len(live.trace)
         loss.backward()
         trace = list(live.trace)
