@@ -269,9 +269,10 @@ def fill(args):
     """Set each unset (None) flag of a parsed command line to the value of its --model's preset, the
     value vip_loop.py uses; refuse a count below 1 in one line. Returns the preset."""
     settings = preset(args.model)
-    for key, value in vars(args).items():
-        if value is None and key in settings:
-            setattr(args, key, value := settings[key])
+    for key in vars(args):
+        if getattr(args, key) is None and key in settings:
+            setattr(args, key, settings[key])
+        value = getattr(args, key)
         if key in COUNTS and value is not None and value < 1:
             raise UserError(f"--{key} must be at least 1 (got {value})")
     if getattr(args, "search_prompts", None) in ("none", ""):   # the eval set, as the paper does
