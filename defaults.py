@@ -36,8 +36,9 @@ DEFAULT_MODEL = "toy"
 # Sec. 4.1, "Training details": "Both models were trained with beta = 5000 and learning rate = 6e-6
 # ... we set the SFT weight to 1e4 for AnimateDiff and 1e6 for VideoCrafter. All experiments were
 # conducted with a 2k prompt subset, batch size 2, and 2 training epochs per stage." With ReDPO's loss
-# (Eq. 3) and no gradient accumulation. The one place these numbers are written: the presets below,
-# every flag and redpo.Settings read them.
+# (Eq. 3) and no gradient accumulation; w_sft is AnimateDiff's (VideoCrafter2's 1e6 is in its preset).
+# The one place these numbers are written: the presets below, every flag and redpo.Settings read them
+# (tests/test_defaults.py checks that no other file writes them).
 PAPER = dict(method="redpo", beta=5000.0, w_sft=1e4, lr=6e-6, batch=2, grad_accum=1, epochs=2, pool_prompts=2000)
 
 CAPTIONS = dict(prompts=EVAL_PROMPTS, pool=POOL, filter_prompts=True)
