@@ -98,7 +98,7 @@ TRAINING["tiny-wan"] = dict(TRAINING["tiny-videocrafter2"], gradient_checkpointi
 TRAINING["toy"] = dict(PAPER, stages=3, blocks=[2, 2, 1], w_sft="auto", lr=1e-4, batch=4, tau=0.0, pool_prompts=None)
 # What a model's entry does not say: every eval prompt, one video per curation prompt (seed 0), no
 # gradient checkpointing.
-UNLESS_SAID = dict(eval_prompts=None, seeds=1, gradient_checkpointing=False)
+COMMON = dict(eval_prompts=None, seeds=1, gradient_checkpointing=False)
 # The eval set is eval_prompts x eval_seeds videos (prompt i, seed index j: seed 1000 j + i), the
 # same for every run of a model whatever its --seed (the training seed), so that rows and runs
 # compare paired, video by video. The block search may use the first search_seeds of them (None:
@@ -116,7 +116,7 @@ EVALUATION = {name: dict(eval_seeds=1, search_seeds=None, search_prompts=None, s
 # true by construction.
 EVALUATION["toy"] = dict(eval_seeds=4, search_seeds=1, steps=10, gen_batch=8,
                          search_prompts=os.path.join(ROOT, "toy", "search_prompts.txt"))
-PRESETS = {name: {**for_model(name), **UNLESS_SAID, **training, **EVALUATION[name]}
+PRESETS = {name: {**for_model(name), **COMMON, **training, **EVALUATION[name]}
            for name, training in TRAINING.items()}
 
 
