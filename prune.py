@@ -36,7 +36,7 @@ import os
 
 from infra import cli, disk, parallel, ranks
 from infra.cli import UserError
-from infra.prompt_files import make_eval_set, read_prompts
+from infra.prompt_files import make_eval_set, make_search_set, read_prompts
 
 import numpy as np
 from tqdm import tqdm
@@ -44,7 +44,7 @@ from tqdm import tqdm
 import defaults
 import evaluate
 import models
-from rewards import DIMENSIONS, load_reward
+from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward
 
 BASE = "(none)"  # the candidate that skips nothing: the current student as it is
 KEEP_VIDEOS = 4  # videos of the pruned row kept for the report's grids (evaluate_model's default)
@@ -400,69 +400,87 @@ def summary_lines(record):
 # CLI
 # ---------------------------------------------------------------------------------------------
 
-def pick(items, n):
-    """n items spread evenly over the list (deterministic), or all of them."""
-    if n is None or n >= len(items):
-        return list(items)
-    return [items[i * len(items) // n] for i in range(n)]
+# The flags prune.py shares with vip_loop.py (defaults.FLAGS), besides --blocks, --student and --out.
+FLAGS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "greedy", "prompts", "eval_prompts",
+         "eval_seeds", "search_seeds", "search_prompts", "steps", "gen_batch")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="V.I.P. Sec. 3.2: reward-guided block pruning and target properties.")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
-    p.add_argument("--path", default=None, help=defaults.PATH_HELP)
-    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
+    p = argparse.ArgumentParser(description="V.I.P. Sec. 3.2: reward-guided block pruning and target properties, "
+                                "one stage; unset flags follow the model's preset, as vip_loop.py's stage 1.",
+                                allow_abbrev=False)
+    defaults.add_flags(p, FLAGS, models.DEFAULTS, reward_dtype={"choices": sorted(VIDEOSCORE_DTYPES)})
     p.add_argument("--student", default=None, help="the current student, a saved model folder (e.g. the "
                    "trained runs/x/stage_1/student; default, or 'none': M0 itself, stage 1)")
-    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
-    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
-    p.add_argument("--blocks", type=int, default=4, help="blocks to remove in this stage (default: 4, the paper's)")
-    p.add_argument("--greedy", action="store_true",
-                   help="re-score after each removal, k searches (default: off, one search)")
-    p.add_argument("--prompts", default=None, help="eval prompts, .txt, .csv or .json with static labels (default: "
-                   + defaults.run_default("prompts") + ")")
-    p.add_argument("--num_prompts", type=int, default=32,
-                   help="eval prompts used, spread evenly over the file (default: 32)")
-    p.add_argument("--eval_seeds", type=int, default=1, help="videos per eval prompt: prompt i at seed index j has "
-                   "seed 1000 j + i, as in vip_loop.py and evaluate.py (default: 1)")
-    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
-    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
-    p.add_argument("--out", required=True, help="stage folder: writes prune.json, eval_pruned.json and pruned/")
+    p.add_argument("--blocks", type=int, default=None, help="blocks to remove in this stage (default: the loop's "
+                   f"first stage: {defaults.per_model({m: defaults.first_stage_blocks(m) for m in defaults.PRESETS})})")
+    p.add_argument("--out", default=None, help="stage folder: writes prune.json, eval_pruned.json and pruned/ "
+                   "(default: runs/<model>-prune)")
     return p.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    disk.check_out(args.out)   # before any work
-    defaults.fill(args)
-    student = None if args.student in (None, "", "none", "None") else args.student
-    if student is not None and not os.path.isfile(os.path.join(student, models.STUDENT_FILE)):
-        raise UserError(f"{student} is not a student folder (no {models.STUDENT_FILE}); "
+def resolve(args):
+    """Flags over the model's preset: the settings of vip_loop.py's first stage (defaults.fill), with
+    --blocks the stage's count, --out a folder and --student None for M0."""
+    preset = defaults.fill(args)
+    args.blocks = defaults.blocks_per_stage(preset["stages"], args.blocks)[0]   # unset: the preset's first stage
+    args.out = args.out or os.path.join("runs", f"{args.model}-prune")
+    args.student = None if args.student in ("", "none", "None") else args.student
+    if args.student is not None and not os.path.isfile(os.path.join(args.student, models.STUDENT_FILE)):
+        raise UserError(f"{args.student} is not a student folder (no {models.STUDENT_FILE}); "
                         "pass a model folder of an earlier stage, or none for M0")
-    items = pick(read_prompts(args.prompts), args.num_prompts)
-    if not items:
-        raise UserError(f"no eval prompts in {args.prompts}: pass a file with at least one prompt")
-    eval_set = make_eval_set(items, args.eval_seeds)
-    prompts, seeds, static = eval_set["prompts"], eval_set["seeds"], eval_set["static"]  # static: True / False / None
-    gen_kw = {"steps": args.steps} if args.steps else {}
+    return args
 
+
+def main(argv=None):
+    args = resolve(parse_args(argv))
+    disk.check_out(args.out)   # before any work
     rank, world, device = ranks.dist_setup()
-    model = models.load(args.model, path=student or args.path, adapter=args.adapter, device=device)
+    model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     check_k(args.blocks, len(model.blocks()))  # before any generation
-    reward = load_reward(args.reward, device=device, **({"path": args.reward_path} if args.reward_path else {}))
-    search = Search(reward, prompts, seeds, static, gen_kw=gen_kw, batch_size=args.batch_size)
-    if student is not None:  # M0's scores on the same prompts and seeds, then free it
-        full = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
-        search.full_scores = score_candidates(full, search, blocks=[])["base"]
+    reward = load_reward(args.reward, device=device, dtype=args.reward_dtype,
+                         **({"path": args.reward_path} if args.reward_path else {}))
+    search = stage_search(args, reward)
+    if args.student is not None or search.target_set is not None:   # M0's scores where the targets are chosen
+        full = model if args.student is None else models.load(args.model, path=args.path, adapter=args.adapter,
+                                                              device=device)
+        search.full_scores = full_model_scores(full, search)
         del full
     if rank == 0:
-        print(f"prune: {args.model} with {len(model.blocks())} blocks, {len(items)} eval prompts x {args.eval_seeds} "
-              f"seed{'s' if args.eval_seeds > 1 else ''}, "
-              f"reward {args.reward}, {world} rank(s), removing {args.blocks}{' greedily' if args.greedy else ''}")
+        print(f"prune: {args.model} with {len(model.blocks())} blocks, the search on {len(search.prompts)} videos "
+              f"({'--search_prompts' if args.search_prompts else 'of the eval set'}), reward {args.reward}, "
+              f"{world} rank(s), removing {args.blocks}{' greedily' if args.greedy else ''}")
     record = prune_stage(model, search, args.blocks, args.out, args.greedy)
     if rank == 0:
         print("\n".join(summary_lines(record)))
         print(f"wrote {os.path.join(args.out, 'prune.json')}, eval_pruned.json and {os.path.join(args.out, 'pruned')}")
+
+
+def stage_search(args, reward):
+    """The stage's videos, as vip_loop.py chooses them: with --search_prompts the search and the targets
+    on those prompts (search seeds) and the pruned row on the eval set; else the search on the first
+    --search_seeds seed indices of the eval set, the row and the targets on all of it."""
+    items = read_prompts(args.prompts)[:args.eval_prompts]
+    if not items:
+        raise UserError(f"no eval prompts in {args.prompts}: pass a file with at least one prompt")
+    eval_set = make_eval_set(items, args.eval_seeds)
+    whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])
+    common = {"gen_kw": {"steps": args.steps} if args.steps else {}, "batch_size": args.gen_batch}
+    if args.search_prompts:
+        s = make_search_set(read_prompts(args.search_prompts), args.search_seeds or 1)
+        return Search(reward, s["prompts"], s["seeds"], s["static"], row_set=whole, **common)
+    n = args.search_seeds * eval_set["per_seed"] if args.search_seeds else len(eval_set["prompts"])
+    prompts, seeds, static = (v[:n] for v in whole)
+    return Search(reward, prompts, seeds, static, target_set=whole if n < len(whole[0]) else None, **common)
+
+
+def full_model_scores(full, search):
+    """M0's mean scores on the videos whose drop names the target properties: the target set, or the
+    search set."""
+    if search.target_set is not None:
+        return evaluate.evaluate_model(full, search.reward, search.target_set, batch_size=search.batch_size,
+                                       **search.gen_kw)["scores"]
+    return score_candidates(full, search, blocks=[])["base"]
 
 
 if __name__ == "__main__":

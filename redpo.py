@@ -29,9 +29,10 @@ is `TrainingRun`, below the loop, called from it one line each.
 
     python redpo.py --model tiny --student runs/x/stage_1/student --pairs runs/x/stage_1/pairs --out runs/x/stage_1/train
     torchrun --nproc_per_node 8 redpo.py --model animatediff --student ... --pairs ... --out ...
-    torchrun --nproc_per_node 8 redpo.py --model animatediff --teacher SD15_DIR --adapter ADAPTER_DIR --student ...
+    torchrun --nproc_per_node 8 redpo.py --model animatediff --path SD15_DIR --adapter ADAPTER_DIR --student ...
 
-Paper settings are the defaults (Sec. 4.1): AdamW, lr 6e-6, batch 2, 2 epochs, beta 5000,
+A flag left unset follows --model's preset (defaults.PRESETS), as in vip_loop.py; the real models'
+are the paper's (Sec. 4.1, defaults.PAPER): AdamW, lr 6e-6, 2 pairs a step, 2 epochs, beta 5000,
 w_sft 1e4 (AnimateDiff; 1e6 for VideoCrafter2).
 """
 import argparse
@@ -59,7 +60,7 @@ from analysis.alarm import CollapseAlarm
 METHODS = ("redpo", "dpo", "sft")
 
 
-def loss(pred, ref_pred, target, method="redpo", beta=5000.0, w_sft=1e4):
+def loss(pred, ref_pred, target, method="redpo", beta=defaults.PAPER["beta"], w_sft=defaults.PAPER["w_sft"]):
     """The ReDPO loss and its two baselines on one batch of pairs.
 
     pred:     student eps_theta on [x^w_t; x^l_t], (2B, ...), winners first (a flow model: v_theta)
@@ -500,13 +501,13 @@ class TrainingRun:
 class Settings:
     """How a student is trained; the defaults are the paper's (Sec. 4.1, AnimateDiff). Under torchrun
     each rank takes `batch` pairs per micro-step, so the global batch is batch * grad_accum * world."""
-    method: str = "redpo"            # METHODS: "redpo" (Eq. 3), "dpo" (Eq. 1 alone), "sft" (Eq. 2 alone)
-    beta: float = 5000.0             # Eq. 1's beta (T w(lambda_t) folded in)
-    w_sft: float = 1e4               # Eq. 3's w_SFT (1e6 for VideoCrafter2), or "auto" (settle_w_sft)
-    lr: float = 6e-6                 # AdamW
-    batch: int = 2                   # pairs per rank per micro-step
-    epochs: int = 2
-    grad_accum: int = 1
+    method: str = defaults.PAPER["method"]   # METHODS: "redpo" (Eq. 3), "dpo" (Eq. 1 alone), "sft" (Eq. 2 alone)
+    beta: float = defaults.PAPER["beta"]       # Eq. 1's beta (T w(lambda_t) folded in)
+    w_sft: float = defaults.PAPER["w_sft"]     # Eq. 3's w_SFT, or "auto" (settle_w_sft)
+    lr: float = defaults.PAPER["lr"]           # AdamW
+    batch: int = defaults.PAPER["batch"]       # pairs per rank per micro-step
+    epochs: int = defaults.PAPER["epochs"]
+    grad_accum: int = defaults.PAPER["grad_accum"]
     max_grad_norm: float = 1.0
     seed: int = 0                    # pair order, t and eps
     max_steps: int = None            # stop after this many steps (overrides epochs)
@@ -527,34 +528,22 @@ class Settings:
 # CLI
 # ---------------------------------------------------------------------------------------------
 
+# The flags redpo.py shares with vip_loop.py (defaults.FLAGS): --path is the teacher M0, as the loop's.
+FLAGS = ("model", "path", "adapter", "method", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum",
+         "gradient_checkpointing", "seed")
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train a pruned student with ReDPO (or the SFT / DPO baselines).")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
-    p.add_argument("--teacher", default=None, help=defaults.PATH_HELP)
-    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
+    p = argparse.ArgumentParser(description="Train a pruned student with ReDPO (or the SFT / DPO baselines); unset "
+                                "flags follow the model's preset, as in vip_loop.py.", allow_abbrev=False)
+    defaults.add_flags(p, FLAGS, method={"choices": METHODS}, w_sft={"type": parse_w_sft})
     p.add_argument("--student", default=None, help="a saved student folder (prune.py's pruned/; default: a copy of M0)")
     p.add_argument("--pairs", required=True, help="pairs folder from curate.py")
     p.add_argument("--out", required=True, help="output folder: checkpoints, metrics.jsonl, student/")
-    p.add_argument("--method", default="redpo", choices=METHODS,
-                   help="the loss: redpo (ReDPO, Eq. 3), sft (the SFT baseline of Table 3) or dpo (ReDPO without "
-                        "its SFT term, Table 4) (default: redpo)")
-    p.add_argument("--beta", type=float, default=5000.0,
-                   help="beta of the DPO term, Eq. 1, with T w(lambda_t) folded in (default: 5000, the paper's)")
-    p.add_argument("--w_sft", type=parse_w_sft, default=1e4,
-                   help="weight of the SFT term, Eq. 3: a number (the paper: 1e4 for AnimateDiff, 1e6 for "
-                   f"VideoCrafter2) or auto: mean(DPO) / mean(SFT) at the initial student on the first {W_SFT_BATCHES} "
-                   "steps' batches (the paper's rule, matching the DPO loss in scale), fixed before training "
-                   "(default: 1e4)")
-    p.add_argument("--lr", type=float, default=6e-6, help="AdamW learning rate (default: 6e-6, the paper's)")
-    p.add_argument("--batch", type=int, default=2, help="pairs per process per micro-step (default: 2, the paper's)")
-    p.add_argument("--epochs", type=int, default=2, help="passes over the pairs (default: 2, the paper's)")
-    p.add_argument("--grad_accum", type=int, default=1, help="micro-steps per optimizer step (default: 1)")
     p.add_argument("--max_steps", type=int, default=None,
                    help="stop after this many steps, overriding --epochs (default: none, the epochs' steps)")
-    p.add_argument("--ckpt_every", type=int, default=100, help="steps between checkpoints (default: 100)")
-    p.add_argument("--gradient_checkpointing", action="store_true",
-                   help="trade compute for memory in training (default: off)")
-    p.add_argument("--seed", type=int, default=0, help="the training seed: pair order, t, eps (default: 0)")
+    p.add_argument("--ckpt_every", type=int, default=Settings.ckpt_every,
+                   help=f"steps between checkpoints (default: {Settings.ckpt_every})")
     p.add_argument("--report_to", default="none", choices=tensorboard_log.REPORT_TO,
                    help="tensorboard: also log the training to OUT/tensorboard (default: none)")
     return p.parse_args(argv)
@@ -571,7 +560,7 @@ def check_student_source(student_dir, teacher):
         def name(src):
             return " + adapter ".join(str(v) for v in (src["path"], src["adapter"]) if v) or "the built-in model"
         raise UserError(f"{student_dir} was pruned from {name(source)}, but the teacher is "
-                        f"{name(teacher.source)}; pass the --teacher and --adapter it was pruned from")
+                        f"{name(teacher.source)}; pass the --path and --adapter it was pruned from")
 
 
 def check_pairs_source(pairs_dir, model):
@@ -587,12 +576,13 @@ def check_pairs_source(pairs_dir, model):
 def main(argv=None):
     args = parse_args(argv)
     disk.check_out(args.out)   # before any work
+    defaults.fill(args)
     check_pairs_source(args.pairs, args.model)
     rank, world, device = ranks.dist_setup()
-    teacher = models.load(args.model, path=args.teacher, adapter=args.adapter, device=device)
+    teacher = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
     if args.student:
         check_student_source(args.student, teacher)
-    student = models.load(args.model, path=args.student or args.teacher, adapter=args.adapter, device=device)
+    student = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
         disk.write_json(os.path.join(args.out, "config.json"), vars(args))

@@ -18,7 +18,7 @@ Rewards (REWARDS):
 
 Which reward a CLI uses when not told follows the model (defaults.py):
 
-    python evaluate.py --model tiny --out runs/demo/full --limit 8             # pixel
+    python evaluate.py --model tiny --out runs/demo/full --eval_prompts 8      # pixel
     python evaluate.py --model animatediff --out runs/NAME/full                 # videoscore
     python evaluate.py --model tiny --reward videoscore --reward_path DIR --out runs/demo/full
 """

@@ -297,77 +297,22 @@ def time_spent(total):
 # CLI
 # ---------------------------------------------------------------------------------------------
 
-def preset_default(key, none="all"):
-    """'default: ...' for a flag whose default is the model's preset (PRESETS), per model; unset
-    sampler steps are the model's own (models.DEFAULTS)."""
-    values = {name: preset[key] for name, preset in PRESETS.items()}
-    if key == "steps":
-        values = {name: v or models.DEFAULTS[name]["steps"] for name, v in values.items()}
-    return "default: " + defaults.per_model(values, none)
+# The flags vip_loop.py takes besides --oneshot and --out, each the same in every script (defaults.FLAGS).
+FLAGS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks", "greedy",
+         "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "gradient_checkpointing", "tau", "prompts", "pool",
+         "eval_prompts", "pool_prompts", "seeds", "eval_seeds", "search_seeds", "search_prompts", "steps", "gen_batch",
+         "seed")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="V.I.P. (Sec. 3.4.2): prune -> curate -> ReDPO -> evaluate, stage after stage.",
         epilog="Unset flags take the model's preset (defaults.PRESETS): the paper's settings for "
-               "animatediff / videocrafter2, small fast ones for tiny / toy.")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=defaults.MODEL_HELP)
-    p.add_argument("--path", default=None, help=defaults.PATH_HELP)
-    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
-    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
-    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
-    p.add_argument("--reward_dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
-                   help="VideoScore's dtype (default: bf16, as the official inference on every device)")
-    p.add_argument("--method", default="redpo", choices=redpo.METHODS,
-                   help="the training loss: redpo (ReDPO, Eq. 3), sft (the SFT baseline of Table 3) or dpo "
-                        "(ReDPO without its SFT term, Table 4) (default: redpo for every model)")
-    p.add_argument("--stages", type=int, default=None, help=f"pruning stages K ({preset_default('stages')})")
-    p.add_argument("--blocks", type=int, nargs="+", default=None,
-                   help="blocks removed per stage: one count for every stage, or one per stage "
-                        f"({preset_default('blocks')})")
+               "animatediff / videocrafter2, small fast ones for tiny / toy.", allow_abbrev=False)
+    defaults.add_flags(p, FLAGS, models.DEFAULTS, method={"choices": redpo.METHODS}, w_sft={"type": redpo.parse_w_sft},
+                       reward_dtype={"choices": sorted(VIDEOSCORE_DTYPES)})
     p.add_argument("--oneshot", action="store_true",
                    help="remove every stage's blocks at once, train once (Table 4's 'w/o online'; default: off)")
-    p.add_argument("--greedy", action="store_true",
-                   help="re-score after each block removed (prune.py; default: off, one search per stage)")
-    p.add_argument("--beta", type=float, default=None,
-                   help=f"beta of the DPO term, Eq. 1, with T w(lambda_t) folded in (redpo.py) ({preset_default('beta')})")
-    p.add_argument("--w_sft", type=redpo.parse_w_sft, default=None,
-                   help="weight of the SFT term, Eq. 3: a number, or auto (each stage: mean DPO / mean SFT on its "
-                   f"first {redpo.W_SFT_BATCHES} batches at the initial student, the paper's rule; logged in "
-                   f"train/w_sft.json and metrics.jsonl) ({preset_default('w_sft')})")
-    p.add_argument("--lr", type=float, default=None, help=f"AdamW learning rate ({preset_default('lr')})")
-    p.add_argument("--batch", type=int, default=None,
-                   help=f"pairs per process per micro-step ({preset_default('batch')})")
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"passes over each stage's pairs ({preset_default('epochs')})")
-    p.add_argument("--grad_accum", type=int, default=None,
-                   help=f"micro-steps per optimizer step, each of --batch pairs ({preset_default('grad_accum')})")
-    p.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
-                   help="trade compute for memory in training; --no-gradient_checkpointing turns it off (default: on for "
-                        + ", ".join(n for n, p in PRESETS.items() if p.get("gradient_checkpointing")) + ", off for the others)")
-    p.add_argument("--tau", type=float, default=None, help="minimum loser score tau_p: a pair is kept only when "
-                   f"the pruned model's video scores above it (curate.py) ({preset_default('tau')})")
-    p.add_argument("--prompts", default=None, help=f"eval prompt file ({preset_default('prompts')})")
-    p.add_argument("--pool", default=None, help=f"prompt pool for curation ({preset_default('pool')})")
-    p.add_argument("--eval_prompts", type=int, default=None,
-                   help=f"use the first N eval prompts ({preset_default('eval_prompts')})")
-    p.add_argument("--pool_prompts", type=int, default=None,
-                   help=f"curate at most N filtered prompts of the pool ({preset_default('pool_prompts')})")
-    p.add_argument("--seeds", type=int, default=None,
-                   help=f"videos per curation prompt, seeds 0..N-1 ({preset_default('seeds')})")
-    p.add_argument("--eval_seeds", type=int, default=None, help="videos per eval prompt: prompt i at seed index j "
-                   f"has seed 1000 j + i ({preset_default('eval_seeds')})")
-    p.add_argument("--search_seeds", type=int, default=None, help="of those, how many seed indices the block "
-                   f"search generates ({preset_default('search_seeds')})")
-    p.add_argument("--search_prompts", default=None,
-                   help="prompt file for the block search and the target properties, apart from the eval set; "
-                   f"none: the eval set, the paper's way ({preset_default('search_prompts', none='none')})")
-    p.add_argument("--steps", type=int, default=None,
-                   help=f"sampler steps in the loop ({preset_default('steps')})")
-    p.add_argument("--gen_batch", type=int, default=None,
-                   help=f"videos per generate call, a speed setting ({preset_default('gen_batch')})")
-    p.add_argument("--seed", type=int, default=0, help="the training seed: pair order, t, eps (default: 0); the "
-                   "eval set does not depend on it, so runs with other seeds compare video by video")
     p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<method>, "
                    "-oneshot added with --oneshot)")
     p.add_argument("--report_to", default="none", choices=tensorboard_log.REPORT_TO,
@@ -377,26 +322,16 @@ def parse_args(argv=None):
 
 def resolve(args, world):
     """Flags over the model's preset -> the run's configuration (echoed to config.json)."""
-    if args.model not in PRESETS:
-        raise UserError(f"unknown model {args.model!r}: choose one of {', '.join(PRESETS)}")
-    cfg = dict(PRESETS[args.model])
-    cfg.update({k: v for k, v in vars(args).items() if v is not None or k not in cfg})
-    cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world
-    cfg["gradient_checkpointing"] = (PRESETS[args.model].get("gradient_checkpointing", False)
-                                     if args.gradient_checkpointing is None else args.gradient_checkpointing)
+    blocks_given = args.blocks is not None
+    cfg = defaults.fill(args)
+    cfg.update(vars(args), world=world)
     cfg["out"] = args.out or os.path.join("runs", f"{args.model}-{args.method}" + ("-oneshot" if args.oneshot else ""))
-    for key in ("stages", "batch", "grad_accum", "epochs", "seeds", "eval_seeds", "gen_batch") + (
-            ("search_seeds",) if cfg["search_seeds"] is not None else ()):
-        if cfg[key] < 1:
-            raise UserError(f"--{key} must be at least 1 (got {cfg[key]})")
-    if args.blocks is None and isinstance(cfg["blocks"], list) and len(cfg["blocks"]) != cfg["stages"]:
+    if not blocks_given and isinstance(cfg["blocks"], list) and len(cfg["blocks"]) != cfg["stages"]:
         first = (cfg["blocks"] + cfg["blocks"][-1:] * cfg["stages"])[:cfg["stages"]]   # the preset's first stages
         raise UserError(f"the {args.model} preset removes {' '.join(map(str, cfg['blocks']))} blocks in its "
                         f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too, e.g. "
                         f"--blocks {' '.join(map(str, first))} (one count for every stage, or one per stage)")
     cfg["blocks"] = defaults.blocks_per_stage(cfg["stages"], cfg["blocks"])
-    if cfg["search_prompts"] in ("none", ""):   # the eval set, as the paper does
-        cfg["search_prompts"] = None
     return cfg
 
 

@@ -465,27 +465,31 @@ def plot_ranking(result, path, title):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m analysis.user_study", description=__doc__.split("\n")[0],
+                                allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("make", help="a study folder from run folders (the full model's, and each run's, kept videos)")
+    m = sub.add_parser("make", allow_abbrev=False,
+                       help="a study folder from run folders (the full model's, and each run's, kept videos)")
     m.add_argument("--runs", nargs="+", required=True, help="run folders of vip_loop.py, one per method; the full model comes from the first")
     m.add_argument("--stage", type=int, default=None, help="the stage whose trained students are compared (default: the last stage every run finished)")
     m.add_argument("--out", required=True, help="the study folder to write (must not exist or be empty)")
     m.add_argument("--seed", type=int, default=0, help="picks the repeated item and the degraded clip (default: 0)")
     m.add_argument("--raters", type=int, default=20, help="how many rater codes to write to raters.txt (default: 20)")
     m.add_argument("--fps", type=float, default=None, help="frames per second on the page (default: the runs' own fps)")
-    s = sub.add_parser("serve", help="serve the page and append each answer to responses.jsonl")
+    s = sub.add_parser("serve", allow_abbrev=False, help="serve the page and append each answer to responses.jsonl")
     s.add_argument("--study", required=True, help="the study folder (from make)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 opens it to the network (default: 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    r = sub.add_parser("simulate", help="synthetic raters who rank by a reward plus Gaussian noise")
+    r = sub.add_parser("simulate", allow_abbrev=False,
+                       help="synthetic raters who rank by a reward plus Gaussian noise")
     r.add_argument("--study", required=True, help="the study folder (from make)")
     r.add_argument("--by", default="shapes", choices=["shapes"], help="the reward the raters rank by: the toy world's exact reward (default: shapes)")
     r.add_argument("--raters", type=int, default=30, help="how many raters (default: 30)")
     r.add_argument("--noise", type=float, default=0.05, help="std of the Gaussian noise added to each clip's reward (default: 0.05)")
     r.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
     r.add_argument("--out", default=None, help="the responses file to write (default: STUDY/responses.jsonl; must not exist)")
-    c = sub.add_parser("score", help="Fig. 4 from responses.jsonl and the key: score.md, score.json, ranking.png")
+    c = sub.add_parser("score", allow_abbrev=False,
+                       help="Fig. 4 from responses.jsonl and the key: score.md, score.json, ranking.png")
     c.add_argument("--study", required=True, help="the study folder (from make)")
     c.add_argument("--responses", default=None, help="the answers (default: STUDY/responses.jsonl)")
     c.add_argument("--out", default=None, help="where score.md, score.json and ranking.png go (default: the study folder)")

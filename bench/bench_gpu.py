@@ -35,6 +35,7 @@ from infra import disk
 
 import torch  # noqa: E402
 
+import defaults  # noqa: E402
 import evaluate  # noqa: E402
 import models  # noqa: E402
 import redpo  # noqa: E402
@@ -191,12 +192,12 @@ def train_figures(student, teacher, name, record, save, repeats, pairs=2):
     params = student.trainable_parameters()
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=6e-6)
+    preset = defaults.PRESETS[name]   # the paper's lr, beta and w_sft for this model
+    optimizer = torch.optim.AdamW(params, lr=preset["lr"])
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16)
     x_t = torch.randn((2 * pairs,) + shape[1:], device=dev)
     t2 = torch.cat([batch["t"], batch["t"]])
     embeds = torch.cat([teacher.encode(batch["prompts"])] * 2)
-    w_sft = 1e6 if name == "videocrafter2" else 1e4
 
     def unavoidable():
         with autocast:
@@ -208,14 +209,14 @@ def train_figures(student, teacher, name, record, save, repeats, pairs=2):
 
     def ours():
         with autocast:
-            loss, stats = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", 5000.0, w_sft)
+            loss, stats = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", preset["beta"], preset["w_sft"])
         loss.backward()
         optimizer.zero_grad(set_to_none=True)
         assert all(map(lambda v: v == v, stats.values())), stats     # finite (not NaN) in bf16
 
     def step():
         with autocast:
-            loss, _ = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", 5000.0, w_sft)
+            loss, _ = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", preset["beta"], preset["w_sft"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -255,7 +256,7 @@ def train_figures(student, teacher, name, record, save, repeats, pairs=2):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--sections", nargs="+", default=["animatediff", "videocrafter2"], choices=list(BUILDERS))
     p.add_argument("--parts", nargs="+", default=["generation", "training"], choices=["generation", "training"])
     p.add_argument("--repeats", type=int, default=3, help="timed training steps per variant (median)")

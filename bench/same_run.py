@@ -91,7 +91,7 @@ def compare(a, b):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="The largest difference between two runs' scores, pairs and "
-                                            "training logs, file by file (0: the same run).")
+                                            "training logs, file by file (0: the same run).", allow_abbrev=False)
     p.add_argument("a", help="a run folder (vip_loop.py --out)")
     p.add_argument("b", help="another run folder of the same settings")
     args = p.parse_args(argv)

@@ -30,15 +30,16 @@ def upscale(frames, scale=None):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m models",
-                                description="Generate videos with a V.I.P. model (uint8 mp4 + gif).")
+    p = argparse.ArgumentParser(prog="python -m models", allow_abbrev=False,
+                                description="Generate videos with a V.I.P. model (uint8 mp4 + gif), at the "
+                                "model's own sampler settings (models.DEFAULTS).")
     p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
     p.add_argument("--path", default=None, help="a saved student folder, or the " + defaults.PATH_HELP)
     p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
     p.add_argument("--prompt", action="append", help="a prompt (repeat the flag for more; default: the "
                    "first of the model's eval prompts, defaults.py)")
-    p.add_argument("--seeds", type=int, default=1, help="videos per prompt: prompt i at seed index j has seed "
-                   "1000 j + i, as every eval set (default: 1)")
+    p.add_argument("--eval_seeds", type=int, default=1, help="videos per prompt: prompt i at seed index j has seed "
+                   "1000 j + i, as every eval set (default: 1, one video a prompt)")
     p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
     p.add_argument("--out", default="samples", help="output folder, one .mp4 and .gif per video (default: samples)")
     p.add_argument("--scale", type=int, default=None, help="scale the written clips up by this whole factor, "
@@ -52,8 +53,8 @@ def main(argv=None):
     if args.scale is not None and args.scale < 1:
         raise UserError(f"--scale must be a whole factor of at least 1 (got {args.scale})")
     prompts = args.prompt or [read_prompts(defaults.for_model(args.model)["prompts"])[0]["prompt"]]
-    seeds = eval_seeds(len(prompts), args.seeds)
-    prompts = prompts * args.seeds                       # seed index first, as eval_seeds
+    seeds = eval_seeds(len(prompts), args.eval_seeds)
+    prompts = prompts * args.eval_seeds                  # seed index first, as eval_seeds
     model = models.load(args.model, path=args.path, adapter=args.adapter)
     n = model.num_parameters()
     print(f"{args.model}: {n['total']:,} parameters, {len(model.blocks())} prunable blocks "

@@ -320,7 +320,7 @@ def test_cli_runs_filter_and_curation(student, tmp_path, capsys):
     student_dir = tmp_path / "stage_1" / "pruned"
     student.save(str(student_dir))
     out = tmp_path / "stage_1" / "pairs"
-    args = ["--model", "tiny", "--student", str(student_dir), "--prompts", str(pool), "--steps", "2",
+    args = ["--model", "tiny", "--student", str(student_dir), "--pool", str(pool), "--steps", "2",
             "--property", "dynamic_degree,visual_quality,temporal_consistency", "--reward", "pixel",
             "--tau", "-1", "--out", str(out)]
     try:

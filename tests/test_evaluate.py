@@ -145,7 +145,7 @@ def test_cli_evaluates_tiny_and_writes_report(tmp_path):
                                    {"prompt": "a quiet stone church", "static": True},
                                    {"prompt": "not used", "static": False}]))
     run = tmp_path / "run"
-    proc = run_cli("--model", "tiny", "--reward", "pixel", "--prompts", str(prompts), "--limit", "2",
+    proc = run_cli("--model", "tiny", "--reward", "pixel", "--prompts", str(prompts), "--eval_prompts", "2",
                    "--eval_seeds", "2", "--out", str(run / "full"))
     assert proc.returncode == 0, proc.stderr
     result = json.loads((run / "full" / "eval.json").read_text())

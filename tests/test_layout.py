@@ -193,7 +193,7 @@ def test_every_flag_has_one_spelling_with_underscores(monkeypatch):
     for names, _ in flags:
         assert len(names) == 1 and "-" not in names[0][2:], f"{names}: one spelling, with underscores"
     with pytest.raises(SystemExit):                     # the dashed spelling is not a second name
-        prune.parse_args(["--num-prompts", "3", "--out", "x"])
+        prune.parse_args(["--eval-prompts", "3", "--out", "x"])
 
 
 def test_every_flag_says_what_it_means_and_its_default(monkeypatch):
@@ -217,9 +217,9 @@ def test_per_model_defaults_in_help_follow_the_presets():
     assert defaults.show(1e6) == "1e6" and defaults.show(6e-6) == "6e-6" and defaults.show([4, 4, 2]) == "4 4 2"
     assert defaults.per_model({"a": 1.0, "b": 1.0}) == "1 for every model"
     assert defaults.per_model({"a": [2, 1], "b": 7, "c": [2, 1], "d": None}, "all") == "2 1 for a, c; 7 for b; all for d"
-    assert vip_loop.preset_default("blocks") == ("default: 4 4 2 for animatediff; 7 for videocrafter2; "
+    assert defaults.preset_default("blocks") == ("4 4 2 for animatediff; 7 for videocrafter2; "
                                                  "2 for tiny, tiny-videocrafter2, tiny-wan; 5 6 for wan; 2 2 1 for toy")
-    steps = vip_loop.preset_default("steps")        # unset in a preset: the model's own sampler steps
+    steps = defaults.preset_default("steps", model_steps=models.DEFAULTS)   # unset in a preset: the model's own
     assert "25 for animatediff" in steps and "50 for videocrafter2" in steps
 
 
@@ -234,15 +234,15 @@ def test_every_cli_defaults_to_the_toy_world_and_the_reward_follows_the_model():
         assert defaults.for_model(name)["reward"] == vip_loop.PRESETS[name]["reward"] == reward
 
 
-@pytest.mark.parametrize("model", [[], ["--model", "tiny"]], ids=["toy", "tiny"])
+@pytest.mark.parametrize("model", [["--search_prompts", "none"], ["--model", "tiny"]], ids=["toy", "tiny"])
 def test_prune_runs_offline_with_the_defaults(model, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    r = subprocess.run([sys.executable, "prune.py", *model, "--num_prompts", "2", "--blocks", "1", "--steps", "2",
+    r = subprocess.run([sys.executable, "prune.py", *model, "--eval_prompts", "2", "--blocks", "1", "--steps", "2",
                         "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "pruned").is_dir()
     assert disk.read_json(str(tmp_path / "prune.json"))["eval"]["seeds"] == [0, 1]   # prompt i: seed i (j = 0)
-    assert f"reward {'pixel' if model else 'shapes'}" in r.stdout
+    assert f"reward {'pixel' if 'tiny' in model else 'shapes'}" in r.stdout
 
 
 # --- what lives where -----------------------------------------------------------------------------

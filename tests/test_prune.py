@@ -220,7 +220,7 @@ def test_bad_input_fails_before_writing(tiny, tmp_path):
     empty.write_text("\n")
     with pytest.raises(cli.UserError, match="holds no prompts"):
         prune.main(["--model", "tiny", "--prompts", str(empty), "--out", str(out)])
-    with pytest.raises(cli.UserError, match="at least one seed per prompt"):
+    with pytest.raises(cli.UserError, match="--eval_seeds must be at least 1"):
         prune.main(["--model", "tiny", "--eval_seeds", "0", "--out", str(out)])
     assert not out.exists()
     r = subprocess.run([sys.executable, "prune.py", "--model", "tiny", "--reward", "pixel", "--blocks", "99",

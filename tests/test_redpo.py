@@ -222,6 +222,8 @@ def test_torchrun_two_processes_equal_one_process(stage, tmp_path):
     one = subprocess.run([sys.executable, *common, "--batch", "2", "--out", str(tmp_path / "one")],
                          cwd=ROOT, capture_output=True, text=True, env=env)
     assert one.returncode == 0, one.stderr[-2000:]
+    config = json.loads((tmp_path / "one" / "config.json").read_text())   # unset flags: tiny's preset, as the loop's
+    assert (config["epochs"], config["w_sft"], config["grad_accum"], config["lr"]) == (1, 1e4, 1, 1e-3)
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           *common, "--batch", "1", "--out", str(tmp_path / "two")],
                          cwd=ROOT, capture_output=True, text=True, env=env)

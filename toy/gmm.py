@@ -327,7 +327,7 @@ SWEEP = dict(betas=(1.0, 10.0, 100.0, 1000.0), w_sfts=(0.0, 1.0, 10.0, 100.0), r
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--out", required=True, help="output folder: fig2.png, samples.npz, metrics.json")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
