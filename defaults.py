@@ -26,6 +26,7 @@ import argparse
 import os
 
 from infra.cli import UserError
+from infra.tensorboard_log import REPORT_TO
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 EVAL_PROMPTS = os.path.join(ROOT, "prompts", "eval_prompts.csv")   # captions with static labels
@@ -247,6 +248,8 @@ FLAGS = {
     "gen_batch": dict(type=int, means="videos per generate call, a speed setting"),
     "seed": dict(type=int, default=0, help="the training seed: pair order, t, eps (default: 0); the eval set does "
                  "not depend on it, so runs with other seeds compare video by video"),
+    "report_to": dict(default="none", choices=REPORT_TO, help="tensorboard: also log the run to OUT/tensorboard, one "
+                      "step axis for all its stages (default: none)"),
 }
 # Settings that count something: fill refuses a value below 1.
 COUNTS = ("stages", "batch", "grad_accum", "epochs", "seeds", "eval_seeds", "search_seeds", "gen_batch",

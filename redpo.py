@@ -530,7 +530,7 @@ class Settings:
 
 # The flags redpo.py shares with vip_loop.py (defaults.FLAGS): --path is the teacher M0, as the loop's.
 FLAGS = ("model", "path", "adapter", "method", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum",
-         "gradient_checkpointing", "seed")
+         "gradient_checkpointing", "seed", "report_to")
 
 
 def parse_args(argv=None):
@@ -544,8 +544,6 @@ def parse_args(argv=None):
                    help="stop after this many steps, overriding --epochs (default: none, the epochs' steps)")
     p.add_argument("--ckpt_every", type=int, default=Settings.ckpt_every,
                    help=f"steps between checkpoints (default: {Settings.ckpt_every})")
-    p.add_argument("--report_to", default="none", choices=tensorboard_log.REPORT_TO,
-                   help="tensorboard: also log the training to OUT/tensorboard (default: none)")
     return p.parse_args(argv)
 
 

@@ -301,7 +301,7 @@ def time_spent(total):
 FLAGS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks", "greedy",
          "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "gradient_checkpointing", "tau", "prompts", "pool",
          "eval_prompts", "pool_prompts", "seeds", "eval_seeds", "search_seeds", "search_prompts", "steps", "gen_batch",
-         "seed")
+         "seed", "report_to")
 
 
 def parse_args(argv=None):
@@ -315,8 +315,6 @@ def parse_args(argv=None):
                    help="remove every stage's blocks at once, train once (Table 4's 'w/o online'; default: off)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<method>, "
                    "-oneshot added with --oneshot)")
-    p.add_argument("--report_to", default="none", choices=tensorboard_log.REPORT_TO,
-                   help="tensorboard: also log the run to OUT/tensorboard, one step axis for all stages (default: none)")
     return p.parse_args(argv)
 
 

@@ -16,7 +16,7 @@ run but its last (stages 1-2 of the shapes world's runs) and the w_sft sweep's s
 scored on the last stage of each shipped run (`score`): stage 3 of the online runs, where DPO
 alone collapses, and the one-shot runs' single stage. docs/shapes/alarm.md holds both:
 
-    python -m analysis.alarm       # docs/shapes/alarm.md, and the figure of docs/shapes/reading-the-curves.md
+    python -m analysis.alarm       # docs/shapes/alarm.md (the figure of reading-the-curves.md: python -m analysis.curves)
 """
 import argparse
 import math
@@ -194,22 +194,8 @@ def page(runs_dir, sweep_dir, out):
     return "\n".join(lines) + "\n"
 
 
-HEALTHY, COLLAPSING = ("redpo-s1", 3), ("dpo-s1", 3)   # the figure: the same seed's last stage, ReDPO and DPO alone
-
-
-def plot_pair(runs_dir, path):
-    """A healthy ReDPO stage beside a collapsing DPO-alone one: their training curves and what the
-    alarm reads (report.plot_curves)."""
-    from analysis import report    # the figure's only: the training loop imports this module without it
-    columns = [(f"{title}: {name}, stage {k}",
-                [(name, disk.read_jsonl(os.path.join(runs_dir, name, f"stage_{k}", "train", "metrics.jsonl")))])
-               for title, (name, k) in (("ReDPO", HEALTHY), ("DPO alone", COLLAPSING))]
-    report.plot_curves(columns, report.TRAINING_TERMS + (report.ALARM_TERM,),
-                       "healthy and collapsing; dashed: the collapse alarm fired, dotted: its ratio", path, sharey="row")
-
-
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="The collapse alarm's rule, how it was chosen, and its score on the "
+    p = argparse.ArgumentParser(allow_abbrev=False, description="The collapse alarm's rule, how it was chosen, and its score on the "
                                             "shipped runs it did not see: writes docs/shapes/alarm.md.")
     p.add_argument("--runs", default="docs/shapes/runs",
                    help="the runs: each one's last stage scores the rule, the stages before it choose it "
@@ -217,9 +203,6 @@ def parse_args(argv=None):
     p.add_argument("--sweep", default="docs/shapes/sweep/runs",
                    help="more runs to choose the rule on, every stage; none: no sweep (default: docs/shapes/sweep/runs)")
     p.add_argument("--out", default="docs/shapes/alarm.md", help="the page to write (default: docs/shapes/alarm.md)")
-    p.add_argument("--figure", default="docs/shapes/reading-the-curves.png",
-                   help=f"the figure of a healthy and a collapsing stage ({HEALTHY[0]} and {COLLAPSING[0]}, stage "
-                        f"{HEALTHY[1]}, from --runs); none: no figure (default: docs/shapes/reading-the-curves.png)")
     return p.parse_args(argv)
 
 
@@ -232,9 +215,6 @@ def main(argv=None):
     with disk.atomic_file(args.out) as tmp, open(tmp, "w") as f:
         f.write(text)
     print(f"wrote {args.out}")
-    if args.figure != "none":
-        plot_pair(args.runs, args.figure)
-        print(f"wrote {args.figure}")
 
 
 if __name__ == "__main__":

@@ -36,10 +36,10 @@ from infra.cli import UserError
 
 import numpy as np
 
-from analysis import alarm
 from analysis import claims
 from analysis import stats
 from analysis import vbench_eval
+from analysis.curves import plot_training
 from analysis.dimensions import DIMENSIONS
 
 METHOD_NAMES = {"redpo": "ReDPO", "sft": "SFT", "dpo": "DPO"}
@@ -432,72 +432,6 @@ def plot_scores(key, runs, path):
     fig.tight_layout()
     with disk.atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-
-
-TRAINING_TERMS = (("dpo", "DPO term (Eq. 1)"), ("sft", "SFT term (Eq. 2)"), ("implicit_acc", "implicit accuracy"),
-                  ("reward_margin", "reward margin"), ("err_w_gap", "winners: student - teacher error"),
-                  ("err_l_gap", "losers: student - teacher error"))
-ALARM_TERM = ("err_w_ratio", "winners: student / teacher error")   # what the collapse alarm reads
-
-
-def training_curves(metrics):
-    """One stage's metrics.jsonl rows -> (steps, {term: values} for TRAINING_TERMS and ALARM_TERM, the
-    step at which the collapse alarm fired or None). The gaps: err - ref_err (student minus teacher),
-    so above 0 the student does worse than the teacher on those videos."""
-    rows = [m for m in metrics if "loss" in m]
-    curves = {term: [m.get(term, float("nan")) for m in rows] for term, _ in TRAINING_TERMS[:4]}
-    curves["err_w_gap"] = [m["err_w"] - m["ref_err_w"] for m in rows]
-    curves["err_l_gap"] = [m["err_l"] - m["ref_err_l"] for m in rows]
-    curves["err_w_ratio"] = [m["err_w"] / m["ref_err_w"] for m in rows]
-    return [m["step"] for m in rows], curves, alarm.fired_at(metrics)
-
-
-def plot_training(key, runs, path):
-    """Per stage (columns), against the training step, one line per seed (metrics.jsonl): the DPO
-    term, the SFT term, the implicit accuracy, the reward margin, and the student's error minus the
-    teacher's on the winners and on the losers (rows); a dashed line where the collapse alarm fired
-    (analysis/alarm.py). Returns False when no run has metrics."""
-    n = max(len(r["stages"]) for r in runs)
-    if not any(s["metrics"] for r in runs for s in r["stages"]):
-        return False
-    columns = [(f"stage {i + 1}", [(f"seed {r['seed']}", r["stages"][i]["metrics"]) for r in runs if i < len(r["stages"])])
-               for i in range(n)]
-    plot_curves(columns, TRAINING_TERMS, f"{key[1]} training ({key[0]}); dashed: the collapse alarm fired", path)
-    return True
-
-
-def plot_curves(columns, terms, title, path, sharey=False):
-    """columns: [(title, [(label, metrics.jsonl rows)])], one panel per column and term (rows), one
-    line per label, a dashed line in its colour where the collapse alarm fired; sharey="row": one
-    scale across a row."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(terms), len(columns), figsize=(3.2 * len(columns), 2.0 * len(terms)),
-                             squeeze=False, sharey=sharey)
-    for i, (column, lines) in enumerate(columns):
-        axes[0][i].set_title(column)
-        axes[-1][i].set_xlabel("step")
-        for label, metrics in lines:
-            steps, curves, fired = training_curves(metrics)
-            for j, (term, _) in enumerate(terms):
-                line, = axes[j][i].plot(steps, curves[term], lw=1, label=label)
-                if fired is not None:
-                    axes[j][i].axvline(fired, color=line.get_color(), ls="--", lw=1)
-        for j, (term, name) in enumerate(terms):
-            axes[j][0].set_ylabel(name, fontsize=8)
-            if term == "sft":
-                axes[j][i].set_yscale("log")
-            if term in ("reward_margin", "err_w_gap", "err_l_gap"):
-                axes[j][i].axhline(0, color="grey", lw=0.5)
-            if term == "err_w_ratio":
-                axes[j][i].axhline(alarm.RATIO, color="grey", lw=0.5, ls=":")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with disk.atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 

@@ -19,7 +19,7 @@ import redpo
 import vip_loop
 from infra.cli import UserError
 from infra.prompt_files import read_prompts, search_seeds
-from infra.run_folder import check_config, with_provenance
+from infra.run_folder import CONFIG_KEYS, check_config, with_provenance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"prune": prune, "curate": curate, "evaluate": evaluate, "redpo": redpo, "vip_loop": vip_loop}
@@ -103,10 +103,12 @@ def test_redpo_trains_each_model_at_its_preset():
 
 
 def test_the_default_loop_keeps_its_settings():
-    """config.json of `python vip_loop.py` is the shipped run's, key for key, and resuming it is allowed."""
+    """config.json of `python vip_loop.py` is the shipped run's, key for key (but for --report_to, how the
+    run is watched, which the shipped runs predate), and resuming it is allowed."""
     cfg = loop("--out", "runs/shapes/redpo-s0")
     shipped = json.load(open(os.path.join(ROOT, "docs", "shapes", "runs", "redpo-s0", "config.json")))
     ours = with_provenance(cfg)
+    assert ours.pop("report_to") == "none" and "report_to" not in CONFIG_KEYS
     assert {k: v for k, v in ours.items() if k != "code"} == {k: v for k, v in shipped.items() if k != "code"}
     check_config(os.path.join(ROOT, "docs", "shapes", "runs", "redpo-s0"), cfg)
 

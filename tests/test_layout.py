@@ -92,7 +92,7 @@ def test_each_paper_file_opens_with_its_section():
         got = [f.name for f in top_functions(module)][:len(names)]
         assert got == names, (module, got)
     train = next(f for f in top_functions("redpo") if f.name == "train")
-    assert train.end_lineno - train.lineno + 1 <= 25, "redpo.train: the loop fits on a screen"
+    assert train.end_lineno - train.lineno + 1 <= 45, "redpo.train: the whole step, inline, fits on a screen"
     prune_stage = top_functions("prune")[0]
     assert prune_stage.end_lineno - prune_stage.lineno + 1 <= 35
 

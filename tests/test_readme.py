@@ -21,7 +21,7 @@ SHORTER = {   # the script as the README calls it -> the flags added to shorten 
     "python vip_loop.py": SHORT_LOOP,
     "torchrun vip_loop.py": SHORT_LOOP,
     "python -m models": ["--steps", "2"],
-    "python prune.py": ["--num_prompts", "2", "--steps", "2"],
+    "python prune.py": ["--eval_prompts", "2", "--steps", "2", "--search_prompts", "none"],
     "python evaluate.py": [],
     "python toy/compare.py": ["--list"],                                      # the plan's queue, nothing run
     "python toy/gmm.py": ["--seeds", "0", "--teacher_steps", "50", "--distil_steps", "10"],

@@ -6,6 +6,7 @@ import math
 import pytest
 
 from analysis import claims
+from analysis import curves
 from analysis import report
 from infra import disk
 from rewards import DIMENSIONS
@@ -242,9 +243,9 @@ def test_the_training_figure_plots_the_gaps_student_minus_teacher_and_marks_the_
                 "err_w": err_w, "ref_err_w": ref_err_w, "err_l": 0.03, "ref_err_l": 0.05}
     metrics = [{"step": 0, "w_sft": 1e4}] + [row(1, 0.01, 0.01), row(2, 0.03, 0.01), row(3, 0.04, 0.01),
                                               row(4, 0.05, 0.01), row(5, 0.01, 0.01)]
-    steps, curves, fired = report.training_curves(metrics)
+    steps, values, fired = curves.training_curves(metrics)
     assert steps == [1, 2, 3, 4, 5] and fired == 4          # 3x, 4x, 5x the teacher's on steps 2-4 (analysis/alarm.py)
-    assert curves["err_w_gap"] == pytest.approx([0.0, 0.02, 0.03, 0.04, 0.0])
-    assert curves["err_l_gap"] == pytest.approx([-0.02] * 5) and curves["reward_margin"] == [-2.0] * 5
-    assert [t for t, _ in report.TRAINING_TERMS] == ["dpo", "sft", "implicit_acc", "reward_margin", "err_w_gap", "err_l_gap"]
-    assert report.training_curves(metrics[:4])[2] is None
+    assert values["err_w_gap"] == pytest.approx([0.0, 0.02, 0.03, 0.04, 0.0])
+    assert values["err_l_gap"] == pytest.approx([-0.02] * 5) and values["reward_margin"] == [-2.0] * 5
+    assert [t for t, _ in curves.TRAINING_TERMS] == ["dpo", "sft", "implicit_acc", "reward_margin", "err_w_gap", "err_l_gap"]
+    assert curves.training_curves(metrics[:4])[2] is None
