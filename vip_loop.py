@@ -162,7 +162,7 @@ def prune_step(r, k, n_blocks, stage_dir, student_path, student_eval):
 
 
 def stage_search(r, student_path, student_eval):
-    """The stage's block search (prune.Search): with --search_prompts, the search and the targets on
+    """The stage's block search (prune.SearchSet): with --search_prompts, the search and the targets on
     prompts apart from the eval set, the pruned row on the eval set; else the search on the preset's
     subset of the eval set, the pruned row and its targets on all of it. The student's eval.json
     (or M0's on the search prompts) stands in for generating the student as it is."""
@@ -171,12 +171,12 @@ def stage_search(r, student_path, student_eval):
     common = {"gen_kw": r.gen_kw, "batch_size": cfg["gen_batch"]}
     if r.search_set is not None:
         full_search, ss = disk.read_json(r.search_set["full"]), r.search_set
-        return prune.Search(r.reward, ss["prompts"], ss["seeds"], ss["static"], full_search["scores"],
-                            base_eval=full_search if student_path is None else None, row_set=whole, **common)
+        return prune.SearchSet(r.reward, ss["prompts"], ss["seeds"], ss["static"], full_search["scores"],
+                               base_eval=full_search if student_path is None else None, row_set=whole, **common)
     search = subset(eval_set, cfg["search_seeds"] and cfg["search_seeds"] * eval_set["per_seed"])
-    return prune.Search(r.reward, search["prompts"], search["seeds"], search["static"], r.full_scores,
-                        base_eval=disk.read_json(student_eval),
-                        target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None, **common)
+    return prune.SearchSet(r.reward, search["prompts"], search["seeds"], search["static"], r.full_scores,
+                           base_eval=disk.read_json(student_eval),
+                           target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None, **common)
 
 
 def report_targets(k, record):
