@@ -216,8 +216,8 @@ def curate_step(r, k, stage_dir, student, targets):
         raise UserError(f"the prompt filter kept no prompt of {cfg['pool']} for {', '.join(targets)}; "
                         "pass a larger --pool")
     kept = kept[:cfg["pool_prompts"]] if cfg["pool_prompts"] else kept
-    videos = curate.Videos(r.teacher, student, r.reward, list(range(cfg["seeds"])),
-                           os.path.join(cfg["out"], "teacher_cache"), r.gen_kw, cfg["gen_batch"])
+    videos = curate.PairVideos(r.teacher, student, r.reward, list(range(cfg["seeds"])),
+                               os.path.join(cfg["out"], "teacher_cache"), r.gen_kw, cfg["gen_batch"])
     curate.curate(videos, kept, targets, cfg["tau"], pairs_dir, config=cfg)
 
 
