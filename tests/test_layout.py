@@ -87,8 +87,8 @@ def test_the_top_level_holds_the_papers_files_and_what_they_act_on():
 
 def test_each_paper_file_opens_with_its_section():
     """After the docstring and constants, the first function is the paper's step as a loop."""
-    first = {"prune": ["prune_stage"], "curate": ["filter_prompts", "curate"], "redpo": ["loss", "train"],
-             "vip_loop": ["run", "run_stage"]}
+    first = {"prune": ["prune_stage"], "curate": ["filter_prompts", "curate"], "evaluate": ["evaluate_model"],
+             "redpo": ["loss", "train"], "vip_loop": ["run", "run_stage"]}
     for module, names in first.items():
         got = [f.name for f in top_functions(module)][:len(names)]
         assert got == names, (module, got)

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 
-from infra import disk
+from infra import cost, disk
 
 import numpy as np
 import pytest
@@ -72,7 +72,7 @@ def count_generations(patch, label=tuple):
     for cls in (models.VideoModel, ToyModel, VideoCrafter2):
         if "generate" in vars(cls):
             patch(cls, "generate", counting(cls.generate))
-    patch(evaluate, "measure_latency", timed(evaluate.measure_latency))
+    patch(cost, "measure_latency", timed(cost.measure_latency))
     return counts
 
 
