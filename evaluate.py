@@ -23,13 +23,14 @@ import os
 from infra import cli, cost, disk, generation, ranks
 from infra.cli import UserError
 from infra.prompt_files import make_eval_set, read_prompts
+from infra.run_folder import videos_path
 
 import numpy as np
 
 import defaults
 import models
 from analysis import vbench_eval
-from analysis.report import fmt, videos_path, write_report
+from analysis.report import fmt, write_report
 from analysis.stats import mean_ci
 from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DTYPES, load_reward, per_video
 

@@ -206,7 +206,8 @@ def curate_step(r, k, stage_dir, student, targets):
     """curate.curate's pairs for the targets, unless the stage has them. Pairs that an earlier
     process left for a training that has not finished are read back first; damaged, they are made again."""
     pairs_dir, cfg = os.path.join(stage_dir, "pairs"), r.cfg
-    drop_damaged_pairs(k, stage_dir)
+    if not done(os.path.join(stage_dir, "student", models.STUDENT_FILE)):   # its training has not finished
+        drop_damaged_pairs(k, pairs_dir, redpo.read_pairs)                   # damaged pairs are curated again
     if done(os.path.join(pairs_dir, "pairs.jsonl")):
         return
     kept, counts = curate.select_prompts(r.pool, targets, cfg["filter_prompts"])
