@@ -88,6 +88,16 @@ class Reward:
         return scores
 
 
+def per_video(scores, n):
+    """A reward's result {key: (B,) array} for n videos -> n dicts {key: float}, one per video;
+    a ValueError when the reward did not return n scores of a key (a custom score function)."""
+    arrays = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in scores.items()}
+    for k, v in arrays.items():
+        if len(v) != n:
+            raise ValueError(f"reward returned {len(v)} {k!r} scores for {n} videos")
+    return [{k: float(v[i]) for k, v in arrays.items()} for i in range(n)]
+
+
 # ---------------------------------------------------------------------------------------------
 # The pixel proxy (smoke runs only)
 # ---------------------------------------------------------------------------------------------

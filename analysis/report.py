@@ -33,6 +33,7 @@ import re
 
 from infra import disk
 from infra.cli import UserError
+from infra.run_folder import videos_path  # also read as report.videos_path
 
 import numpy as np
 
@@ -46,13 +47,6 @@ METHOD_NAMES = {"redpo": "ReDPO", "sft": "SFT", "dpo": "DPO"}
 COLUMN_NAMES = {"visual_quality": "Visual Quality", "temporal_consistency": "Temporal Consistency",
                 "dynamic_degree": "Dynamic Degree", "text_alignment": "Text Alignment", "total": "Average"}
 KEYS = tuple(DIMENSIONS) + ("total",)
-
-
-def videos_path(json_path):
-    """Where the kept videos of an eval json live: eval.json -> videos.npz, eval_pruned.json -> videos_pruned.npz."""
-    d, stem = os.path.split(os.path.splitext(json_path)[0])
-    name = "videos" + stem[len("eval"):] if stem.startswith("eval") else stem + "_videos"
-    return os.path.join(d, name + ".npz")
 
 
 def fmt(x, digits=3, sign=False):

@@ -8,7 +8,7 @@ Not yet run on a GPU: its logic was smoke-run on a CPU with the tiny models stan
 Random weights at the real architectures' sizes, built from configs directly on the GPU (no download):
   animatediff:   SD 1.5 UNet + VAE + CLIP ViT-L/14 text encoder + the v1-5-2 motion adapter (21 modules)
   videocrafter2: its 1.413B UNet + SD 2.1's VAE + OpenCLIP ViT-H/14 text encoder (23 layers)
-and run through the project's own code (models.VideoModel.generate, redpo.batch_loss, evaluate.measure_tflops).
+and run through the project's own code (models.VideoModel.generate, redpo.batch_loss, infra/cost.py's measure_tflops).
 
 Per family:
   generation  seconds per video at the paper's sampler, batch 1, in the dtype `models.load` uses (fp32)
@@ -31,12 +31,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from infra import disk
+from infra import cost, disk
 
 import torch  # noqa: E402
 
 import defaults  # noqa: E402
-import evaluate  # noqa: E402
 import models  # noqa: E402
 import redpo  # noqa: E402
 from models import animatediff as ad  # noqa: E402
@@ -137,7 +136,7 @@ def gen_figures(model, name, record, save, compare_diffusers):
         print(f"{name} diffusers AnimateDiffPipeline directly: {t_d:.1f} s/video; ours / diffusers = {t / t_d:.3f}",
               flush=True)
         save()
-    record["tflops_per_video"] = evaluate.measure_tflops(model, d["num_frames"], d["height"], d["width"], steps,
+    record["tflops_per_video"] = cost.measure_tflops(model, d["num_frames"], d["height"], d["width"], steps,
                                                          d["guidance"])
     save()
     for half in (torch.float16, torch.bfloat16):

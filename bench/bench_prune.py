@@ -103,14 +103,14 @@ def main(argv=None):
     items = pick(prompt_files.read_prompts(defaults.EVAL_PROMPTS), args.prompts)
     prompts, seeds = [it["prompt"] for it in items], list(range(len(items)))
     gen_kw = {"steps": args.steps} if args.steps else {}
-    search = prune.Search(reward, prompts, seeds, gen_kw=gen_kw, batch_size=args.gen_batch, progress=False)
-    one_set = lambda: prune.score_candidates(model, search, blocks=[])
+    search = prune.SearchSet(reward, prompts, seeds, gen_kw=gen_kw, batch_size=args.gen_batch, progress=False)
+    one_set = lambda: prune.block_importance(model, prune.SearchVideos(model, search), blocks=[])
     one_set()  # warm-up
     with PeakMemory(device) as mem_one:
         t_one, _ = timed(one_set, device)
     n = len(model.blocks())
     with PeakMemory(device) as mem_search:
-        t_search, _ = timed(lambda: prune.score_candidates(model, search), device)
+        t_search, _ = timed(lambda: prune.block_importance(model, prune.SearchVideos(model, search)), device)
     size = model_bytes(model)
     mib = 2 ** 20
     print(f"{args.model} on {device}: {n} candidate blocks, {len(prompts)} eval prompts, "

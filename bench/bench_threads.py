@@ -5,7 +5,7 @@
 
 For each config, one unit of work (a generation, or a ReDPO step) is timed in a fresh process with
 1 thread, with torch's default (one per core) waiting asleep (OMP_WAIT_POLICY=PASSIVE, what the
-scripts set: runtime.py) and with the default threads spinning (ACTIVE, OpenMP's own default), (a)
+scripts set: infra/__init__.py) and with the default threads spinning (ACTIVE, OpenMP's own default), (a)
 with nothing of ours beside it and (b) beside another CPU-bound torch process (big matmuls in a
 loop, default threads, spinning). It prints the median seconds of each and the ratios to 1 thread.
 A process that runs past --limit seconds (load, warm-up and the timed units) is stopped; its cell

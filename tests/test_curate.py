@@ -218,7 +218,7 @@ def expected_pairs(teacher, student, reward):
 def stage_one(teacher, student, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     reward = rewards.load_reward("pixel")
-    summary = curate.curate(curate.Videos(teacher, student, reward, SEEDS, str(run / "teacher_cache"),
+    summary = curate.curate(curate.PairVideos(teacher, student, reward, SEEDS, str(run / "teacher_cache"),
                                           GEN, BATCH, False), ITEMS, PROPS, TAU, str(run / "stage_1" / "pairs"))
     return run, summary, expected_pairs(teacher, student, reward)
 
@@ -279,7 +279,7 @@ def test_second_stage_generates_no_teacher_video(stage_one, teacher, student, mo
     monkeypatch.setattr(teacher, "decode", counting_decode)
     student2 = copy.deepcopy(student)
     student2.remove(["up_blocks.1.motion_modules.1"])
-    summary = curate.curate(curate.Videos(teacher, student2, rewards.load_reward("pixel"), SEEDS, str(run / "teacher_cache"),
+    summary = curate.curate(curate.PairVideos(teacher, student2, rewards.load_reward("pixel"), SEEDS, str(run / "teacher_cache"),
                                           GEN, BATCH, False), ITEMS, PROPS, -1.0, str(run / "stage_2" / "pairs"))
     assert calls == {"generate": 0, "decode": 0}
     assert summary["teacher_cached"] == 6 and summary["teacher_generated"] == 0
@@ -292,7 +292,7 @@ def test_second_stage_generates_no_teacher_video(stage_one, teacher, student, mo
             assert p["winner_scores"] == old["winner_scores"]
     # Another reward: the cached latents are decoded and scored again, still without generating.
     other = rewards.Reward("pixel-again", rewards.pixel_scores)
-    curate.curate(curate.Videos(teacher, student2, other, SEEDS, str(run / "teacher_cache"),
+    curate.curate(curate.PairVideos(teacher, student2, other, SEEDS, str(run / "teacher_cache"),
                                           GEN, BATCH, False), ITEMS, PROPS, -1.0, str(run / "stage_2b" / "pairs"))
     assert calls["generate"] == 0 and calls["decode"] == 2    # one per batch
     for path in (run / "teacher_cache").iterdir():
@@ -305,7 +305,7 @@ def test_no_surviving_pair_writes_nothing_and_says_why(stage_one, teacher, stude
     run, _, _ = stage_one
     out = run / "stage_x" / "pairs"
     with pytest.raises(cli.UserError) as e:
-        curate.curate(curate.Videos(teacher, student, rewards.load_reward("pixel"), SEEDS, str(run / "teacher_cache"),
+        curate.curate(curate.PairVideos(teacher, student, rewards.load_reward("pixel"), SEEDS, str(run / "teacher_cache"),
                                           GEN, BATCH, False), ITEMS, PROPS, 10.0, str(out))
     msg = str(e.value)
     assert "generated 6 prompt/seed items" in msg and "lower --tau" in msg and "\n" not in msg
@@ -348,7 +348,7 @@ ranks.dist_setup()
 teacher = models.load("tiny")
 student = models.load("tiny")
 student.remove(REMOVED)
-curate.curate(curate.Videos(teacher, student, rewards.load_reward("pixel"), SEEDS, sys.argv[1] + "/teacher_cache",
+curate.curate(curate.PairVideos(teacher, student, rewards.load_reward("pixel"), SEEDS, sys.argv[1] + "/teacher_cache",
                                           GEN, BATCH, False), ITEMS, PROPS, TAU, sys.argv[1] + "/pairs")
 """
 

@@ -201,6 +201,7 @@ def test_distil_moves_the_student_and_never_the_teacher():
     before_t = [p.clone() for p in teacher.parameters()]
     before_s = [p.clone() for p in student.parameters()]
     x_w = gmm_model.sample_mixture(64, torch.Generator().manual_seed(0))
+    assert gmm.METHODS == ("sft", "dpo", "redpo") and set(gmm.METHODS) == set(redpo.METHODS)   # the table's row order
     for method in gmm.METHODS:
         opt = torch.optim.Adam(student.parameters(), lr=1e-2)
         gmm.distil(student, teacher, x_w, x_w + 0.3, method, 10.0, 1.0, 3, 16, opt, torch.Generator().manual_seed(0))

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from infra import cli, disk, ranks
+from infra import cli, cost, disk, ranks
 
 import numpy as np
 import pytest
@@ -98,7 +98,8 @@ def test_search_ranks_exactly_and_leaves_the_model_unchanged(tiny):
     state = {k: v.clone() for k, v in model.unet.state_dict().items()}
     y0 = outputs(model)
 
-    scores = prune.score_candidates(model, prune.Search(reward, PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False))
+    search = prune.SearchSet(reward, PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
+    scores = prune.block_importance(model, prune.SearchVideos(model, search))
 
     totals = {b: s["total"] for b, s in scores["candidates"].items()}
     assert list(totals) == list(blocks)
@@ -125,9 +126,9 @@ def test_search_ranks_exactly_and_leaves_the_model_unchanged(tiny):
 def stage_one(tiny, tmp_path_factory):
     """prune_stage on a copy of M0 with the pixel reward, k = 2."""
     model = copy.deepcopy(tiny)
-    before = {"sizes": prune.block_sizes(model), "params": model.num_parameters(), "outputs": outputs(model)}
+    before = {"sizes": cost.block_sizes(model), "params": model.num_parameters(), "outputs": outputs(model)}
     out = str(tmp_path_factory.mktemp("prune") / "stage_1")
-    search = prune.Search(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
+    search = prune.SearchSet(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
     record = prune.prune_stage(model, search, 2, out)
     return model, record, out, before
 
@@ -159,7 +160,7 @@ def test_prune_json_reloads_with_consistent_targets(stage_one):
     model, record, out, _ = stage_one
     saved = json.load(open(os.path.join(out, "prune.json")))
     assert saved["removed"] == record["removed"] and saved["model"] == "tiny"
-    assert [c["block"] for c in saved["candidates"]] == list(prune.block_sizes(models.load("tiny")))
+    assert [c["block"] for c in saved["candidates"]] == list(cost.block_sizes(models.load("tiny")))
     for c in saved["candidates"]:
         assert set(c["scores"]) == set(rewards.DIMENSIONS) | {"total"}
         assert c["drop"] == pytest.approx(saved["base_scores"]["total"] - c["scores"]["total"])
@@ -185,12 +186,12 @@ def test_prune_json_reloads_with_consistent_targets(stage_one):
 def test_greedy_rescores_after_each_removal(tiny, tmp_path):
     model = copy.deepcopy(tiny)
     reward = rewards.load_reward("pixel")
-    record = prune.prune_stage(model, prune.Search(reward, PROMPTS[:1], SEEDS[:1], gen_kw=GEN, progress=False), 2,
+    record = prune.prune_stage(model, prune.SearchSet(reward, PROMPTS[:1], SEEDS[:1], gen_kw=GEN, progress=False), 2,
                                str(tmp_path / "g"), greedy=True)
     first, second = record["rounds"]
     best = lambda rnd: max(rnd["candidates"], key=lambda c: c["scores"]["total"])["block"]
     assert first["chosen"] == [best(first)] and second["chosen"] == [best(second)]
-    assert [c["block"] for c in second["candidates"]] == [b for b in prune.block_sizes(tiny) if b != best(first)]
+    assert [c["block"] for c in second["candidates"]] == [b for b in cost.block_sizes(tiny) if b != best(first)]
     assert second["base"] == pytest.approx(  # skipping == removing: round 2 starts where round 1's choice was
         next(c["scores"] for c in first["candidates"] if c["block"] == best(first)), nan_ok=True)
     assert record["removed"] == [best(first), best(second)] == model.removed
@@ -204,9 +205,9 @@ def test_bad_input_fails_before_writing(tiny, tmp_path):
     reward = rewards.load_reward("pixel")
     out = tmp_path / "stage"
     with pytest.raises(cli.UserError, match="cannot remove 8 blocks: the model has 7"):
-        prune.prune_stage(tiny, prune.Search(reward, PROMPTS, SEEDS, gen_kw=GEN), 8, str(out))
+        prune.prune_stage(tiny, prune.SearchSet(reward, PROMPTS, SEEDS, gen_kw=GEN), 8, str(out))
     with pytest.raises(cli.UserError, match="no eval prompts"):
-        prune.prune_stage(tiny, prune.Search(reward, [], [], gen_kw=GEN), 2, str(out))
+        prune.prune_stage(tiny, prune.SearchSet(reward, [], [], gen_kw=GEN), 2, str(out))
     # A student folder of another model family.
     other = tmp_path / "other"
     tiny.save(str(other))
@@ -235,14 +236,13 @@ def test_bad_input_fails_before_writing(tiny, tmp_path):
 TORCHRUN_SCRIPT = """
 import json, os, sys
 sys.path[:0] = [{root!r}, {tests!r}]
-from infra import ranks
 import torch
 torch.set_num_threads(1)
 import models, prune, rewards
 from test_prune import PROMPTS, SEEDS, GEN
 rank, world, _ = ranks.dist_setup()
 model = models.load("tiny")
-search = prune.Search(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
+search = prune.SearchSet(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
 record = prune.prune_stage(model, search, 2, sys.argv[1])
 with open(os.path.join(sys.argv[1], f"rank{{rank}}.json"), "w") as f:
     json.dump({{"world": world, "model_removed": model.removed, "removed": record["removed"],

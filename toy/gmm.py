@@ -44,7 +44,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)  # so that `python toy/gmm.py` finds the top-level redpo.py and runtime.py
+    sys.path.insert(0, ROOT)  # so that `python toy/gmm.py` finds the top-level redpo.py and infra/
 
 from infra.cli import UserError, run_cli  # noqa: E402
 from infra.disk import write_json  # noqa: E402
@@ -56,7 +56,7 @@ import redpo  # noqa: E402
 from toy.gmm_model import (MODES, SIGMA, T, WEIGHTS, Denoiser, add_noise, mixture_log_prob,  # noqa: E402
                            num_parameters, prune, sample, sample_mixture, train_teacher)
 
-METHODS = ("sft", "dpo", "redpo")
+METHODS = tuple(reversed(redpo.METHODS))   # redpo.py's losses, the baselines first as the table's rows: sft, dpo, redpo
 
 # ---------------------------------------------------------------------------------------------
 # Distillation with redpo.loss (Eq. 1-3), the same function the video models use
@@ -427,7 +427,7 @@ def main(argv=None):
                {"config": cfg, "removed_blocks": removed, "parameters": sizes,
                 "metrics": summary, "per_seed": per_seed})
     plot_fig2(os.path.join(args.out, "fig2.png"), first, summary, args.seeds,
-              ("teacher", "pruned", "sft", "dpo", "redpo") + tuple(f"{m}_iterative" for m in iterative))
+              ("teacher", "pruned") + METHODS + tuple(f"{m}_iterative" for m in iterative))
     print(format_table(summary))
     print(f"wrote {args.out}/fig2.png, samples.npz, metrics.json in {time.time() - start:.0f} s")
 
