@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from infra import cli, cost, disk, ranks
+from infra import cli, cost, disk
 
 import numpy as np
 import pytest
