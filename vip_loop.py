@@ -30,7 +30,7 @@ import math
 import os
 import time
 
-from infra import cli, disk, ranks
+from infra import cli, disk, ranks, tensorboard_log
 from infra.cli import UserError
 from infra.prompt_files import make_eval_set, make_search_set, read_prompts
 from infra.run_folder import check_config, done, drop_damaged_pairs, redo_hint, stage_done, with_provenance
@@ -48,8 +48,8 @@ DEFAULT_MODEL = defaults.DEFAULT_MODEL
 
 
 @dataclasses.dataclass
-class Run:
-    """What every stage of one run shares: its settings (`cfg`, as in config.json), the frozen
+class StageInputs:
+    """What every stage of one run takes: its settings (`cfg`, as in config.json), the frozen
     teacher M0 and the reward, the eval set and its M0 scores, the curation pool."""
     cfg: dict
     teacher: object
@@ -58,6 +58,7 @@ class Run:
     full_scores: dict
     pool: list
     search_set: dict = None   # --search_prompts' videos, with "full": M0's eval json on them (None: the eval set)
+    board: object = tensorboard_log.OFF   # --report_to tensorboard: the run's TensorBoard log (rank 0)
 
     @property
     def gen_kw(self):
@@ -77,14 +78,14 @@ def run(cfg, device):
     rank, _ = ranks.rank_world()
     out, start = cfg["out"], time.perf_counter()
     check_config(out, cfg)
-    r = setup(cfg, device)
+    inputs = setup(cfg, device)
     # The full model's row, and the scores every stage's target properties are measured against.
     with timer("evaluate"):
-        r.full_scores = evaluate_once(r, r.teacher, os.path.join(out, "full", "eval.json"))
+        inputs.full_scores = evaluate_once(inputs, inputs.teacher, os.path.join(out, "full", "eval.json"))
         if cfg["search_prompts"]:   # M0 on the block search's own prompts, apart from the eval set
-            r.search_set = dict(make_search_set(read_prompts(cfg["search_prompts"]), cfg["search_seeds"] or 1),
-                                full=os.path.join(out, "full", "eval_search.json"))
-            evaluate_once(r, r.teacher, r.search_set["full"], r.search_set)
+            inputs.search_set = dict(make_search_set(read_prompts(cfg["search_prompts"]), cfg["search_seeds"] or 1),
+                                     full=os.path.join(out, "full", "eval_search.json"))
+            evaluate_once(inputs, inputs.teacher, inputs.search_set["full"], inputs.search_set)
 
     student_path, student_eval = None, os.path.join(out, "full", "eval.json")   # stage 1 starts from M0
     for k, n_blocks in enumerate(stage_plan(cfg["stages"], cfg["blocks"], cfg["oneshot"]), start=1):
@@ -93,9 +94,11 @@ def run(cfg, device):
             if rank == 0:
                 print(f"stage {k}: done, skipped")
         else:
-            run_stage(r, k, n_blocks, stage_dir, student_path, student_eval)
+            run_stage(inputs, k, n_blocks, stage_dir, student_path, student_eval)
+        inputs.board.stage(k, stage_dir, cfg["method"], cfg["w_sft"])   # TensorBoard: its steps, rows, cost and clip
         student_path, student_eval = os.path.join(stage_dir, "student"), os.path.join(stage_dir, "eval.json")
 
+    inputs.board.close()
     if rank == 0:
         text = report.write_report([out], os.path.join(out, "report.md"))
         print("\n\n".join(part for part in text.split("\n\n## ") if part.startswith("Table 1")))
@@ -104,19 +107,19 @@ def run(cfg, device):
     ranks.barrier()
 
 
-def run_stage(r, k, n_blocks, stage_dir, student_path, student_eval):
+def run_stage(inputs, k, n_blocks, stage_dir, student_path, student_eval):
     """One stage of Fig. 3 on the student saved at `student_path` (None: M0 itself), whose eval.json
     (the report's previous row) is `student_eval`. Each step is skipped when its output exists."""
     with timer("prune"):    # 1. Sec. 3.2: cut the n_blocks least harmful blocks, find the target properties
-        student, record = prune_step(r, k, n_blocks, stage_dir, student_path, student_eval)
+        student, record = prune_step(inputs, k, n_blocks, stage_dir, student_path, student_eval)
     with timer("evaluate"):  # the pruned row of Table 1 (prune_step writes it; made again here if deleted)
-        evaluate_once(r, student, os.path.join(stage_dir, "eval_pruned.json"))
+        evaluate_once(inputs, student, os.path.join(stage_dir, "eval_pruned.json"))
     with timer("curate"):   # 2. Sec. 3.3: teacher winners, student losers, for the target properties
-        curate_step(r, k, stage_dir, student, curation_targets(record))
+        curate_step(inputs, k, stage_dir, student, curation_targets(record))
     with timer("train"):    # 3. Sec. 3.4.1: ReDPO (or a baseline), resuming from the last checkpoint
-        student = train_step(r, stage_dir, student)
+        student = train_step(inputs, k, stage_dir, student)
     with timer("evaluate"):  # the trained row of Table 1
-        evaluate_once(r, student, os.path.join(stage_dir, "eval.json"))
+        evaluate_once(inputs, student, os.path.join(stage_dir, "eval.json"))
     if ranks.rank_world()[0] == 0:
         w_sft_json = os.path.join(stage_dir, "train", "w_sft.json")   # the w_sft it trained with, and the rule's
         disk.write_json(os.path.join(stage_dir, "DONE"), {"stage": k, "removed": record["removed"], "w_sft": (
@@ -143,40 +146,42 @@ def setup(cfg, device):
         if not os.path.isfile(os.path.join(cfg["out"], "config.json")):
             disk.write_json(os.path.join(cfg["out"], "config.json"), with_provenance(cfg))
     ranks.barrier()
-    return Run(cfg, teacher, reward, make_eval_set(eval_items, cfg["eval_seeds"]), None, pool)
+    board = tensorboard_log.open_board(cfg["report_to"], os.path.join(cfg["out"], "tensorboard"))
+    return StageInputs(cfg, teacher, reward, make_eval_set(eval_items, cfg["eval_seeds"]), None, pool, board=board)
 
 
-def prune_step(r, k, n_blocks, stage_dir, student_path, student_eval):
+def prune_step(inputs, k, n_blocks, stage_dir, student_path, student_eval):
     """prune.prune_stage on the student (the block search on the preset's subset of the eval set,
     the pruned row and its target properties on all of it), or prune.json read back. Returns the
     pruned student and prune.json's record."""
     prune_json, pruned_dir = os.path.join(stage_dir, "prune.json"), os.path.join(stage_dir, "pruned")
     if done(prune_json):
-        record, student = disk.read_json(prune_json), r.load(pruned_dir)
+        record, student = disk.read_json(prune_json), inputs.load(pruned_dir)
     else:
-        cfg = r.cfg
-        student = r.load(student_path or cfg["path"], cfg["adapter"])
-        record = prune.prune_stage(student, stage_search(r, student_path, student_eval), n_blocks, stage_dir,
+        cfg = inputs.cfg
+        student = inputs.load(student_path or cfg["path"], cfg["adapter"])
+        record = prune.prune_stage(student, stage_search(inputs, student_path, student_eval), n_blocks, stage_dir,
                                    greedy=cfg["greedy"], student_dir=pruned_dir)
     return student, report_targets(k, record)
 
 
-def stage_search(r, student_path, student_eval):
-    """The stage's block search (prune.Search): with --search_prompts, the search and the targets on
+def stage_search(inputs, student_path, student_eval):
+    """The stage's block search (prune.SearchSet): with --search_prompts, the search and the targets on
     prompts apart from the eval set, the pruned row on the eval set; else the search on the preset's
     subset of the eval set, the pruned row and its targets on all of it. The student's eval.json
     (or M0's on the search prompts) stands in for generating the student as it is."""
-    cfg, eval_set = r.cfg, r.eval_set
+    cfg, eval_set = inputs.cfg, inputs.eval_set
     whole = (eval_set["prompts"], eval_set["seeds"], eval_set["static"])
-    common = {"gen_kw": r.gen_kw, "batch_size": cfg["gen_batch"]}
-    if r.search_set is not None:
-        full_search, ss = disk.read_json(r.search_set["full"]), r.search_set
-        return prune.Search(r.reward, ss["prompts"], ss["seeds"], ss["static"], full_search["scores"],
-                            base_eval=full_search if student_path is None else None, row_set=whole, **common)
+    common = {"gen_kw": inputs.gen_kw, "batch_size": cfg["gen_batch"]}
+    if inputs.search_set is not None:
+        full_search, search_set = disk.read_json(inputs.search_set["full"]), inputs.search_set
+        return prune.SearchSet(inputs.reward, search_set["prompts"], search_set["seeds"], search_set["static"],
+                               full_search["scores"], base_eval=full_search if student_path is None else None,
+                               row_set=whole, **common)
     search = subset(eval_set, cfg["search_seeds"] and cfg["search_seeds"] * eval_set["per_seed"])
-    return prune.Search(r.reward, search["prompts"], search["seeds"], search["static"], r.full_scores,
-                        base_eval=disk.read_json(student_eval),
-                        target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None, **common)
+    return prune.SearchSet(inputs.reward, search["prompts"], search["seeds"], search["static"], inputs.full_scores,
+                           base_eval=disk.read_json(student_eval),
+                           target_set=whole if len(search["prompts"]) < len(eval_set["prompts"]) else None, **common)
 
 
 def report_targets(k, record):
@@ -202,51 +207,56 @@ def curation_targets(record):
     return sorted(measured, key=lambda d: pruned[d] - full[d])
 
 
-def curate_step(r, k, stage_dir, student, targets):
+def curate_step(inputs, k, stage_dir, student, targets):
     """curate.curate's pairs for the targets, unless the stage has them. Pairs that an earlier
     process left for a training that has not finished are read back first; damaged, they are made again."""
-    pairs_dir, cfg = os.path.join(stage_dir, "pairs"), r.cfg
-    drop_damaged_pairs(k, stage_dir)
+    pairs_dir, cfg = os.path.join(stage_dir, "pairs"), inputs.cfg
+    if not done(os.path.join(stage_dir, "student", models.STUDENT_FILE)):   # its training has not finished
+        drop_damaged_pairs(k, pairs_dir, redpo.read_pairs)                   # damaged pairs are curated again
     if done(os.path.join(pairs_dir, "pairs.jsonl")):
         return
-    kept, counts = curate.select_prompts(r.pool, targets, cfg["filter_prompts"])
+    kept, counts = curate.select_prompts(inputs.pool, targets, cfg["filter_prompts"])
     if ranks.rank_world()[0] == 0:
         print(f"stage {k}: prompt filter " + " -> ".join(f"{name} {n}" for name, n in counts.items()))
     if not kept:
         raise UserError(f"the prompt filter kept no prompt of {cfg['pool']} for {', '.join(targets)}; "
                         "pass a larger --pool")
     kept = kept[:cfg["pool_prompts"]] if cfg["pool_prompts"] else kept
-    videos = curate.Videos(r.teacher, student, r.reward, list(range(cfg["seeds"])),
-                           os.path.join(cfg["out"], "teacher_cache"), r.gen_kw, cfg["gen_batch"])
-    curate.curate(videos, kept, targets, cfg["tau"], pairs_dir, config=cfg)
+    videos = curate.PairVideos(inputs.teacher, student, inputs.reward, list(range(cfg["seeds"])),
+                               os.path.join(cfg["out"], "teacher_cache"), inputs.gen_kw, cfg["gen_batch"])
+    summary = curate.curate(videos, kept, targets, cfg["tau"], pairs_dir, config=cfg)
+    if ranks.rank_world()[0] == 0:
+        print(f"stage {k}: curation kept {summary['pairs']} pairs of {summary['items']} prompt/seed items ("
+              + ", ".join(f"{p} {c['kept']}" for p, c in summary["per_property"].items()) + ")")
 
 
-def train_step(r, stage_dir, student):
+def train_step(inputs, k, stage_dir, student):
     """redpo.train on the stage's pairs, then student/ written; or the trained student read back."""
     student_dir = os.path.join(stage_dir, "student")
     if done(os.path.join(student_dir, models.STUDENT_FILE)):
-        return r.load(student_dir)
-    cfg = r.cfg
+        return inputs.load(student_dir)
+    cfg = inputs.cfg
     settings = redpo.Settings(method=cfg["method"], beta=cfg["beta"], w_sft=cfg["w_sft"], lr=cfg["lr"],
                               batch=cfg["batch"], epochs=cfg["epochs"], grad_accum=cfg["grad_accum"],
                               seed=cfg["seed"], gradient_checkpointing=cfg["gradient_checkpointing"],
                               log_w_sft_rule=True)   # a numeric w_sft: log what the paper's rule would choose
-    redpo.train(student, r.teacher, os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train"), settings)
+    redpo.train(student, inputs.teacher, os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train"), settings,
+                inputs.board.for_stage(k))
     if ranks.rank_world()[0] == 0:
         student.save(student_dir)
     ranks.barrier()
     return student
 
 
-def evaluate_once(r, model, json_path, videos=None):
+def evaluate_once(inputs, model, json_path, videos=None):
     """evaluate.py's eval.json of `model` on the run's eval set (or `videos`, a set of the same
     shape), unless it is already there. Returns its scores."""
     if done(json_path):
         return disk.read_json(json_path)["scores"]
-    es = videos or r.eval_set
-    result = evaluate.evaluate_model(model, r.reward, (es["prompts"], es["seeds"], es["static"]),
-                                     batch_size=r.cfg["gen_batch"], **r.gen_kw)
-    result = evaluate.with_cost(result, model, **r.gen_kw)
+    videos = videos or inputs.eval_set
+    result = evaluate.evaluate_model(model, inputs.reward, (videos["prompts"], videos["seeds"], videos["static"]),
+                                     batch_size=inputs.cfg["gen_batch"], **inputs.gen_kw)
+    result = evaluate.with_cost(result, model, **inputs.gen_kw)
     evaluate.save_eval(result, json_path)
     ranks.barrier()
     return result["scores"]
@@ -289,77 +299,22 @@ def time_spent(total):
 # CLI
 # ---------------------------------------------------------------------------------------------
 
-def preset_default(key, none="all"):
-    """'default: ...' for a flag whose default is the model's preset (PRESETS), per model; unset
-    sampler steps are the model's own (models.DEFAULTS)."""
-    values = {name: preset[key] for name, preset in PRESETS.items()}
-    if key == "steps":
-        values = {name: v or models.DEFAULTS[name]["steps"] for name, v in values.items()}
-    return "default: " + defaults.per_model(values, none)
+# The flags vip_loop.py takes besides --oneshot and --out, each the same in every script (defaults.FLAGS).
+FLAGS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks", "greedy",
+         "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "gradient_checkpointing", "tau", "prompts", "pool",
+         "eval_prompts", "pool_prompts", "seeds", "eval_seeds", "search_seeds", "search_prompts", "steps", "gen_batch",
+         "seed", "report_to")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="V.I.P. (Sec. 3.4.2): prune -> curate -> ReDPO -> evaluate, stage after stage.",
         epilog="Unset flags take the model's preset (defaults.PRESETS): the paper's settings for "
-               "animatediff / videocrafter2, small fast ones for tiny / toy.")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=defaults.MODEL_HELP)
-    p.add_argument("--path", default=None, help=defaults.PATH_HELP)
-    p.add_argument("--adapter", default=None, help=defaults.ADAPTER_HELP)
-    p.add_argument("--reward", default=None, help=defaults.REWARD_HELP)
-    p.add_argument("--reward_path", default=None, help=defaults.REWARD_PATH_HELP)
-    p.add_argument("--reward_dtype", default="bf16", choices=sorted(VIDEOSCORE_DTYPES),
-                   help="VideoScore's dtype (default: bf16, as the official inference on every device)")
-    p.add_argument("--method", default="redpo", choices=redpo.METHODS,
-                   help="the training loss: redpo (ReDPO, Eq. 3), sft (the SFT baseline of Table 3) or dpo "
-                        "(ReDPO without its SFT term, Table 4) (default: redpo for every model)")
-    p.add_argument("--stages", type=int, default=None, help=f"pruning stages K ({preset_default('stages')})")
-    p.add_argument("--blocks", type=int, nargs="+", default=None,
-                   help="blocks removed per stage: one count for every stage, or one per stage "
-                        f"({preset_default('blocks')})")
+               "animatediff / videocrafter2, small fast ones for tiny / toy.", allow_abbrev=False)
+    defaults.add_flags(p, FLAGS, models.DEFAULTS, method={"choices": redpo.METHODS}, w_sft={"type": redpo.parse_w_sft},
+                       reward_dtype={"choices": sorted(VIDEOSCORE_DTYPES)})
     p.add_argument("--oneshot", action="store_true",
                    help="remove every stage's blocks at once, train once (Table 4's 'w/o online'; default: off)")
-    p.add_argument("--greedy", action="store_true",
-                   help="re-score after each block removed (prune.py; default: off, one search per stage)")
-    p.add_argument("--beta", type=float, default=None,
-                   help=f"beta of the DPO term, Eq. 1, with T w(lambda_t) folded in (redpo.py) ({preset_default('beta')})")
-    p.add_argument("--w_sft", type=redpo.parse_w_sft, default=None,
-                   help="weight of the SFT term, Eq. 3: a number, or auto (each stage: mean DPO / mean SFT on its "
-                   f"first {redpo.W_SFT_BATCHES} batches at the initial student, the paper's rule; logged in "
-                   f"train/w_sft.json and metrics.jsonl) ({preset_default('w_sft')})")
-    p.add_argument("--lr", type=float, default=None, help=f"AdamW learning rate ({preset_default('lr')})")
-    p.add_argument("--batch", type=int, default=None,
-                   help=f"pairs per process per micro-step ({preset_default('batch')})")
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"passes over each stage's pairs ({preset_default('epochs')})")
-    p.add_argument("--grad_accum", type=int, default=None,
-                   help=f"micro-steps per optimizer step, each of --batch pairs ({preset_default('grad_accum')})")
-    p.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
-                   help="trade compute for memory in training; --no-gradient_checkpointing turns it off (default: on for "
-                        + ", ".join(n for n, p in PRESETS.items() if p.get("gradient_checkpointing")) + ", off for the others)")
-    p.add_argument("--tau", type=float, default=None, help="minimum loser score tau_p: a pair is kept only when "
-                   f"the pruned model's video scores above it (curate.py) ({preset_default('tau')})")
-    p.add_argument("--prompts", default=None, help=f"eval prompt file ({preset_default('prompts')})")
-    p.add_argument("--pool", default=None, help=f"prompt pool for curation ({preset_default('pool')})")
-    p.add_argument("--eval_prompts", type=int, default=None,
-                   help=f"use the first N eval prompts ({preset_default('eval_prompts')})")
-    p.add_argument("--pool_prompts", type=int, default=None,
-                   help=f"curate at most N filtered prompts of the pool ({preset_default('pool_prompts')})")
-    p.add_argument("--seeds", type=int, default=None,
-                   help=f"videos per curation prompt, seeds 0..N-1 ({preset_default('seeds')})")
-    p.add_argument("--eval_seeds", type=int, default=None, help="videos per eval prompt: prompt i at seed index j "
-                   f"has seed 1000 j + i ({preset_default('eval_seeds')})")
-    p.add_argument("--search_seeds", type=int, default=None, help="of those, how many seed indices the block "
-                   f"search generates ({preset_default('search_seeds')})")
-    p.add_argument("--search_prompts", default=None,
-                   help="prompt file for the block search and the target properties, apart from the eval set; "
-                   f"none: the eval set, the paper's way ({preset_default('search_prompts', none='none')})")
-    p.add_argument("--steps", type=int, default=None,
-                   help=f"sampler steps in the loop ({preset_default('steps')})")
-    p.add_argument("--gen_batch", type=int, default=None,
-                   help=f"videos per generate call, a speed setting ({preset_default('gen_batch')})")
-    p.add_argument("--seed", type=int, default=0, help="the training seed: pair order, t, eps (default: 0); the "
-                   "eval set does not depend on it, so runs with other seeds compare video by video")
     p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<method>, "
                    "-oneshot added with --oneshot)")
     return p.parse_args(argv)
@@ -367,25 +322,16 @@ def parse_args(argv=None):
 
 def resolve(args, world):
     """Flags over the model's preset -> the run's configuration (echoed to config.json)."""
-    if args.model not in PRESETS:
-        raise UserError(f"unknown model {args.model!r}: choose one of {', '.join(PRESETS)}")
-    cfg = dict(PRESETS[args.model])
-    cfg.update({k: v for k, v in vars(args).items() if v is not None or k not in cfg})
-    cfg["oneshot"], cfg["greedy"], cfg["world"] = args.oneshot, args.greedy, world
-    cfg["gradient_checkpointing"] = (PRESETS[args.model].get("gradient_checkpointing", False)
-                                     if args.gradient_checkpointing is None else args.gradient_checkpointing)
+    blocks_given = args.blocks is not None
+    cfg = defaults.fill(args)
+    cfg.update(vars(args), world=world)
     cfg["out"] = args.out or os.path.join("runs", f"{args.model}-{args.method}" + ("-oneshot" if args.oneshot else ""))
-    for key in ("stages", "batch", "grad_accum", "epochs", "seeds", "eval_seeds", "gen_batch") + (
-            ("search_seeds",) if cfg["search_seeds"] is not None else ()):
-        if cfg[key] < 1:
-            raise UserError(f"--{key} must be at least 1 (got {cfg[key]})")
-    if args.blocks is None and isinstance(cfg["blocks"], list) and len(cfg["blocks"]) != cfg["stages"]:
+    if not blocks_given and isinstance(cfg["blocks"], list) and len(cfg["blocks"]) != cfg["stages"]:
+        first = (cfg["blocks"] + cfg["blocks"][-1:] * cfg["stages"])[:cfg["stages"]]   # the preset's first stages
         raise UserError(f"the {args.model} preset removes {' '.join(map(str, cfg['blocks']))} blocks in its "
-                        f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too "
-                        "(one count for every stage, or one per stage)")
+                        f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too, e.g. "
+                        f"--blocks {' '.join(map(str, first))} (one count for every stage, or one per stage)")
     cfg["blocks"] = defaults.blocks_per_stage(cfg["stages"], cfg["blocks"])
-    if cfg["search_prompts"] in ("none", ""):   # the eval set, as the paper does
-        cfg["search_prompts"] = None
     return cfg
 
 
@@ -393,6 +339,7 @@ def main(argv=None):
     args = parse_args(argv)
     _, world, device = ranks.dist_setup()
     cfg = resolve(args, world)
+    disk.check_out(cfg["out"])   # before any work
     try:
         run(cfg, device)
     except disk.Unreadable as e:  # a damaged file of the run: name what to delete to redo it

@@ -192,6 +192,15 @@ def read_responses(path, key):
     return answers, counts
 
 
+def no_answers(path, counts, study):
+    """Why there is nothing to score when `path` holds no answer of this study (read_responses' counts)."""
+    serve = f"python -m analysis.user_study serve --study {study}"
+    if not os.path.isfile(path):
+        return f"no responses yet: {path} does not exist (raters' answers go there while `{serve}` runs)"
+    return (f"no answers of this study in {path}: {counts['lines']} lines, {counts['damaged']} damaged, "
+            f"{counts['foreign']} of another study (pass --responses, or collect answers with `{serve}`)")
+
+
 def score_study(answers, key, draws=2000, seed=0):
     """Fig. 4 from the answers: the attention checks, then on the kept raters' main items the scores,
     win rates, their crossed-bootstrap 95% intervals and Kendall's W."""
@@ -199,17 +208,19 @@ def score_study(answers, key, draws=2000, seed=0):
     main = set(key["main_items"])
     kept = [{**a, "item": key["items"][a["item"]]["index"]}          # items in make's order: the bootstrap
             for a in answers if verdict[a["rater"]][0] is None and a["item"] in main]   # repeats for every make
+    dropped = {}
+    for why, _ in verdict.values():
+        if why:
+            dropped[why] = dropped.get(why, 0) + 1
     if not kept:
-        raise UserError("no answers left after the attention checks: nothing to score")
+        said = ", ".join(f"{n} {why}" for why, n in dropped.items()) or "none of them answered a main item"
+        raise UserError(f"no answers left after the attention checks: of the {len(verdict)} raters who answered, "
+                        f"{said}; nothing to score")
     methods = key["methods"]
     raters, items, ranks = rank_table(kept, methods)
     point = summarise(ranks)
     boot = crossed_bootstrap(ranks, draws, seed)
     interval = {k: np.nanpercentile(boot[k], [2.5, 97.5], axis=0) for k in ("score", "wins")}   # 95%, percentile
-    dropped = {}
-    for why, _ in verdict.values():
-        if why:
-            dropped[why] = dropped.get(why, 0) + 1
     return {"methods": methods, "raters": len(raters), "items": len(items), "answers": len(kept),
             "raters_total": len(verdict), "dropped": dropped,
             "flagged": sum(flag for why, flag in verdict.values() if why is None),
@@ -391,7 +402,10 @@ def score_markdown(result, counts):
     lo, hi = result["score_ci"]
     out = [f"Ranking score = sum over answers of (K - rank) / (answers x K (K - 1) / 2), K = {K} methods: "
            f"the scores sum to 1 and raters who cannot tell the videos apart give each 1/K = {1 / K:.3f}. "
-           f"95% intervals: a crossed bootstrap over raters and prompts ({result['bootstrap']['draws']} draws).", "",
+           f"95% intervals: a crossed bootstrap over raters and prompts ({result['bootstrap']['draws']} draws)."
+           + ("" if K == 3 else f" The paper's scores beside them rank 3 methods, where no preference gives 1/3 = 0.333; "
+              f"this study ranks {K}, where it gives {1 / K:.3f}: read each score against its own chance level."),
+           "",
            "| Method | Ranking score [95%] | Mean rank | Ranked first | Paper: AnimateDiff | Paper: VideoCrafter2 |",
            "|---|---|---|---|---|---|"]
     for k, m in enumerate(methods):
@@ -450,27 +464,32 @@ def plot_ranking(result, path, title):
 # ---------------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m analysis.user_study", description=__doc__.split("\n")[0],
+                                allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("make", help="a study folder from run folders (the full model's, and each run's, kept videos)")
+    m = sub.add_parser("make", allow_abbrev=False,
+                       help="a study folder from run folders (the full model's, and each run's, kept videos)")
     m.add_argument("--runs", nargs="+", required=True, help="run folders of vip_loop.py, one per method; the full model comes from the first")
     m.add_argument("--stage", type=int, default=None, help="the stage whose trained students are compared (default: the last stage every run finished)")
     m.add_argument("--out", required=True, help="the study folder to write (must not exist or be empty)")
     m.add_argument("--seed", type=int, default=0, help="picks the repeated item and the degraded clip (default: 0)")
     m.add_argument("--raters", type=int, default=20, help="how many rater codes to write to raters.txt (default: 20)")
     m.add_argument("--fps", type=float, default=None, help="frames per second on the page (default: the runs' own fps)")
-    s = sub.add_parser("serve", help="serve the page and append each answer to responses.jsonl")
+    s = sub.add_parser("serve", allow_abbrev=False, help="serve the page and append each answer to responses.jsonl")
     s.add_argument("--study", required=True, help="the study folder (from make)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 opens it to the network (default: 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    r = sub.add_parser("simulate", help="synthetic raters who rank by a reward plus Gaussian noise")
+    r = sub.add_parser("simulate", allow_abbrev=False,
+                       help="synthetic raters who rank by a reward plus Gaussian noise")
     r.add_argument("--study", required=True, help="the study folder (from make)")
     r.add_argument("--by", default="shapes", choices=["shapes"], help="the reward the raters rank by: the toy world's exact reward (default: shapes)")
     r.add_argument("--raters", type=int, default=30, help="how many raters (default: 30)")
     r.add_argument("--noise", type=float, default=0.05, help="std of the Gaussian noise added to each clip's reward (default: 0.05)")
     r.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
     r.add_argument("--out", default=None, help="the responses file to write (default: STUDY/responses.jsonl; must not exist)")
-    c = sub.add_parser("score", help="Fig. 4 from responses.jsonl and the key: score.md, score.json, ranking.png")
+    c = sub.add_parser("score", allow_abbrev=False,
+                       help="Fig. 4 from responses.jsonl and the key: score.md, score.json, ranking.png")
     c.add_argument("--study", required=True, help="the study folder (from make)")
     c.add_argument("--responses", default=None, help="the answers (default: STUDY/responses.jsonl)")
     c.add_argument("--out", default=None, help="where score.md, score.json and ranking.png go (default: the study folder)")
@@ -503,7 +522,10 @@ def main(argv=None):
         print(f"{out}: {len(lines)} answers from {args.raters} simulated raters (reward {args.by}, noise {args.noise})")
     else:
         study, key = read_study(args.study)
-        answers, counts = read_responses(args.responses or os.path.join(args.study, "responses.jsonl"), key)
+        path = args.responses or os.path.join(args.study, "responses.jsonl")
+        answers, counts = read_responses(path, key)
+        if not answers:
+            raise UserError(no_answers(path, counts, args.study))
         result = score_study(answers, key, args.draws, args.seed)
         out = args.out or args.study
         os.makedirs(out, exist_ok=True)
@@ -512,8 +534,11 @@ def main(argv=None):
         with disk.atomic_file(os.path.join(out, "score.md")) as tmp, open(tmp, "w") as f:
             f.write(text)
         plot_ranking(result, os.path.join(out, "ranking.png"), f"Ranking score, {result['raters']} raters x "
-                     f"{result['items']} prompts, stage {key['stage']}\n95% intervals: raters and prompts resampled")
+                     f"{result['items']} prompts, stage {key['stage']}\n95% intervals: raters and prompts resampled"
+                     + ("" if len(result["methods"]) == 3 else f"; no preference: 1/{len(result['methods'])} here, "
+                        "1/3 in the paper"))
         print(text)
+        print(f"wrote {os.path.join(out, 'score.md')}, score.json and ranking.png")
 
 
 if __name__ == "__main__":

@@ -388,7 +388,8 @@ def run_vbench(venv, videos_dir, suite_json, dimension, results_dir, gpus=0):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="VBench's Table 2 for a model: generate VBench's prompt suite, "
-                                            "score it with VBench in its own environment, write OUT/vbench.json.")
+                                            "score it with VBench in its own environment, write OUT/vbench.json.",
+                                allow_abbrev=False)
     p.add_argument("--model", default=defaults.DEFAULT_MODEL,
                    help=f"a model of models.LOADERS (default: {defaults.DEFAULT_MODEL})")
     p.add_argument("--path", default=None, help="hub id or directory of the base model (default: the model's)")
@@ -401,7 +402,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds_per_prompt", type=int, default=SEEDS_PER_PROMPT,
                    help=f"videos per prompt (default: {SEEDS_PER_PROMPT}, as VBench)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call (default: 4)")
+    p.add_argument("--gen_batch", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
     p.add_argument("--out", default=None, help="output folder: vbench.json, vbench/ (videos, results, logs) "
                    "(default: none; required unless --results)")
     p.add_argument("--vbench_env",
@@ -457,7 +458,7 @@ def main(argv=None):
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     generation = dict(model.defaults, steps=args.steps or model.defaults["steps"])
     if todo:
-        generate_videos(model, todo, videos_dir, args.batch_size, args.steps)
+        generate_videos(model, todo, videos_dir, args.gen_batch, args.steps)
     del model
     ranks.barrier()
     if rank != 0:

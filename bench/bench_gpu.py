@@ -8,7 +8,7 @@ Not yet run on a GPU: its logic was smoke-run on a CPU with the tiny models stan
 Random weights at the real architectures' sizes, built from configs directly on the GPU (no download):
   animatediff:   SD 1.5 UNet + VAE + CLIP ViT-L/14 text encoder + the v1-5-2 motion adapter (21 modules)
   videocrafter2: its 1.413B UNet + SD 2.1's VAE + OpenCLIP ViT-H/14 text encoder (23 layers)
-and run through the project's own code (models.VideoModel.generate, redpo.batch_loss, evaluate.measure_tflops).
+and run through the project's own code (models.VideoModel.generate, redpo.batch_loss, infra/cost.py's measure_tflops).
 
 Per family:
   generation  seconds per video at the paper's sampler, batch 1, in the dtype `models.load` uses (fp32)
@@ -31,11 +31,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from infra import disk
+from infra import cost, disk
 
 import torch  # noqa: E402
 
-import evaluate  # noqa: E402
+import defaults  # noqa: E402
 import models  # noqa: E402
 import redpo  # noqa: E402
 from models import animatediff as ad  # noqa: E402
@@ -136,7 +136,7 @@ def gen_figures(model, name, record, save, compare_diffusers):
         print(f"{name} diffusers AnimateDiffPipeline directly: {t_d:.1f} s/video; ours / diffusers = {t / t_d:.3f}",
               flush=True)
         save()
-    record["tflops_per_video"] = evaluate.measure_tflops(model, d["num_frames"], d["height"], d["width"], steps,
+    record["tflops_per_video"] = cost.measure_tflops(model, d["num_frames"], d["height"], d["width"], steps,
                                                          d["guidance"])
     save()
     for half in (torch.float16, torch.bfloat16):
@@ -191,12 +191,12 @@ def train_figures(student, teacher, name, record, save, repeats, pairs=2):
     params = student.trainable_parameters()
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=6e-6)
+    preset = defaults.PRESETS[name]   # the paper's lr, beta and w_sft for this model
+    optimizer = torch.optim.AdamW(params, lr=preset["lr"])
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16)
     x_t = torch.randn((2 * pairs,) + shape[1:], device=dev)
     t2 = torch.cat([batch["t"], batch["t"]])
     embeds = torch.cat([teacher.encode(batch["prompts"])] * 2)
-    w_sft = 1e6 if name == "videocrafter2" else 1e4
 
     def unavoidable():
         with autocast:
@@ -208,14 +208,14 @@ def train_figures(student, teacher, name, record, save, repeats, pairs=2):
 
     def ours():
         with autocast:
-            loss, stats = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", 5000.0, w_sft)
+            loss, stats = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", preset["beta"], preset["w_sft"])
         loss.backward()
         optimizer.zero_grad(set_to_none=True)
         assert all(map(lambda v: v == v, stats.values())), stats     # finite (not NaN) in bf16
 
     def step():
         with autocast:
-            loss, _ = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", 5000.0, w_sft)
+            loss, _ = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", preset["beta"], preset["w_sft"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -255,7 +255,7 @@ def train_figures(student, teacher, name, record, save, repeats, pairs=2):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--sections", nargs="+", default=["animatediff", "videocrafter2"], choices=list(BUILDERS))
     p.add_argument("--parts", nargs="+", default=["generation", "training"], choices=["generation", "training"])
     p.add_argument("--repeats", type=int, default=3, help="timed training steps per variant (median)")

@@ -87,7 +87,7 @@ def per_stage(rows):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--runs", nargs="+", default=["alone", "beside"], choices=["alone", "beside"],
                    help="(a) alone, (b) beside a busy process, or both (default: alone beside)")
     p.add_argument("--root", default=os.path.dirname(HERE), help="the checkout whose vip_loop.py runs (default: this one)")

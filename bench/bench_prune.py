@@ -80,29 +80,37 @@ def timed(fn, device):
     return time.perf_counter() - t0, out
 
 
+def pick(items, n):
+    """n items spread evenly over the list (deterministic), or all of them."""
+    if n is None or n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Cost of prune.py's candidate search versus plain generation.")
+    p = argparse.ArgumentParser(description="Cost of prune.py's candidate search versus plain generation.",
+                                allow_abbrev=False)
     p.add_argument("--model", default="tiny")
     p.add_argument("--path", default=None, help="base model (hub id or directory)")
     p.add_argument("--reward", default="pixel")
     p.add_argument("--prompts", type=int, default=8, help="eval prompts")
     p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch_size", type=int, default=4, help="videos per generate call (default: 4)")
+    p.add_argument("--gen_batch", type=int, default=4, help="videos per generate call (default: 4)")
     args = p.parse_args(argv)
     device = ranks.default_device()
     model = models.load(args.model, path=args.path, device=device)
     reward = rewards.load_reward(args.reward, device=device)
-    items = prune.pick(prompt_files.read_prompts(defaults.EVAL_PROMPTS), args.prompts)
+    items = pick(prompt_files.read_prompts(defaults.EVAL_PROMPTS), args.prompts)
     prompts, seeds = [it["prompt"] for it in items], list(range(len(items)))
     gen_kw = {"steps": args.steps} if args.steps else {}
-    search = prune.Search(reward, prompts, seeds, gen_kw=gen_kw, batch_size=args.batch_size, progress=False)
-    one_set = lambda: prune.score_candidates(model, search, blocks=[])
+    search = prune.SearchSet(reward, prompts, seeds, gen_kw=gen_kw, batch_size=args.gen_batch, progress=False)
+    one_set = lambda: prune.block_importance(model, prune.SearchVideos(model, search), blocks=[])
     one_set()  # warm-up
     with PeakMemory(device) as mem_one:
         t_one, _ = timed(one_set, device)
     n = len(model.blocks())
     with PeakMemory(device) as mem_search:
-        t_search, _ = timed(lambda: prune.score_candidates(model, search), device)
+        t_search, _ = timed(lambda: prune.block_importance(model, prune.SearchVideos(model, search)), device)
     size = model_bytes(model)
     mib = 2 ** 20
     print(f"{args.model} on {device}: {n} candidate blocks, {len(prompts)} eval prompts, "

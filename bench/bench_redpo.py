@@ -18,6 +18,7 @@ from infra import ranks
 
 import torch  # noqa: E402
 
+import defaults  # noqa: E402
 import models  # noqa: E402
 import redpo  # noqa: E402
 from models import animatediff  # noqa: E402
@@ -92,7 +93,7 @@ def bench(name, device, repeats, checkpointing):
 
     def ours():
         with autocast:
-            l, _ = redpo.batch_loss(S.noise_pred, T, batch, "redpo", 5000.0, 1e4)
+            l, _ = redpo.batch_loss(S.noise_pred, T, batch, "redpo", defaults.PAPER["beta"], defaults.PAPER["w_sft"])
         l.backward()
 
     def naive():
@@ -121,7 +122,7 @@ def bench(name, device, repeats, checkpointing):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", default=["tiny", "medium"], choices=list(CONFIGS))
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--checkpointing", action="store_true", help="also time with gradient checkpointing")

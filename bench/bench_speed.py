@@ -145,7 +145,7 @@ def table(rows, old_name):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Clips per second and the default run's wall time: an older "
-                                            "commit against this checkout, timed alternately.")
+                                            "commit against this checkout, timed alternately.", allow_abbrev=False)
     p.add_argument("--old", default="757418c", help="the commit to compare with (default: 757418c)")
     p.add_argument("--pairs", type=int, default=5, help="old/new pairs of the clip benchmark (default: 5)")
     p.add_argument("--clips", type=int, default=32, help="clips per clip benchmark (default: 32)")

@@ -5,7 +5,7 @@
 
 For each config, one unit of work (a generation, or a ReDPO step) is timed in a fresh process with
 1 thread, with torch's default (one per core) waiting asleep (OMP_WAIT_POLICY=PASSIVE, what the
-scripts set: runtime.py) and with the default threads spinning (ACTIVE, OpenMP's own default), (a)
+scripts set: infra/__init__.py) and with the default threads spinning (ACTIVE, OpenMP's own default), (a)
 with nothing of ours beside it and (b) beside another CPU-bound torch process (big matmuls in a
 loop, default threads, spinning). It prints the median seconds of each and the ratios to 1 thread.
 A process that runs past --limit seconds (load, warm-up and the timed units) is stopped; its cell
@@ -51,6 +51,7 @@ def work(name):
         return (lambda: model.generate(prompts, list(range(n)))), model.num_parameters()["total"]
     import bench_redpo
     from models import animatediff
+    import defaults
     import redpo
     from diffusers import DDIMScheduler
     unet_cfg, adapter_cfg, frames, size, B = bench_redpo.CONFIGS["medium"]
@@ -80,7 +81,7 @@ def work(name):
              "t": torch.randint(0, 1000, (B,)), "prompts": ["p"] * B}
 
     def step():
-        loss, _ = redpo.batch_loss(S.noise_pred, T, batch, "redpo", 5000.0, 1e4)
+        loss, _ = redpo.batch_loss(S.noise_pred, T, batch, "redpo", defaults.PAPER["beta"], defaults.PAPER["w_sft"])
         loss.backward()
     return step, params
 
@@ -138,7 +139,7 @@ def cell_text(one, times, limit):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--repeats", type=int, default=3, help="units timed per process (their median)")
     p.add_argument("--rounds", type=int, default=3, help="processes per cell, 1 thread and N taking turns")

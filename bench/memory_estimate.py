@@ -90,13 +90,14 @@ def step_trace(student, teacher, batch, checkpointing, run_optimizer):
     """One ReDPO step as redpo.train runs it (redpo.batch_loss under bf16 autocast, backward, AdamW
     foreach) under LiveBytes. Returns {"trace": live bytes after each op of the loss and backward,
     "backward_at": the op where the backward starts, "optimizer": the AdamW step's peak or None}."""
+    import defaults
     import redpo
     params = student.trainable_parameters()
     for p in params:
         p.requires_grad_(True)
     if checkpointing:
         student.unet.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW(params, lr=6e-6, foreach=True)
+    optimizer = torch.optim.AdamW(params, lr=defaults.PAPER["lr"], foreach=True)
     marks = {}
     pred = teacher.noise_pred
 
@@ -106,7 +107,7 @@ def step_trace(student, teacher, batch, checkpointing, run_optimizer):
     teacher.noise_pred = teacher_pred
     with LiveBytes() as live:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss, _ = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", 5000.0, 1e4)
+            loss, _ = redpo.batch_loss(student.noise_pred, teacher, batch, "redpo", defaults.PAPER["beta"], defaults.PAPER["w_sft"])
         backward_at = len(live.trace)
         loss.backward()
         trace = list(live.trace)
@@ -263,7 +264,8 @@ def merged(path, rows):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Estimate the GPU memory of one ReDPO step per preset, measured on a CPU.")
+    p = argparse.ArgumentParser(description="Estimate the GPU memory of one ReDPO step per preset, measured on a CPU.",
+                                allow_abbrev=False)
     p.add_argument("--model", default="wan", choices=["wan", "animatediff", "videocrafter2", "all"],
                    help="which preset to estimate (default: wan)")
     p.add_argument("--pairs", type=int, default=2, help="pairs per GPU per step (default: 2, the paper's batch)")

@@ -1,15 +1,20 @@
 """The machinery under the paper's scripts: no paper section lives here.
 
-  cli.py         bad input is one line: `UserError`, and `run_cli(main)` prints it and exits 2
-  ranks.py       torchrun's process group: rank 0 of 1 without it; shard, gather, broadcast, barrier
-  disk.py        atomic writes (a crash never leaves half a file), one set of readers that turn a
-                 damaged file into one line, the run folder's lock
-  infra/run_folder.py  a run folder of vip_loop.py: which config may resume it, what is finished
-  infra/checkpoint.py  a training run's checkpoints and its metrics log
-  infra/parallel.py    a rank's generation batches on worker threads
-  infra/prompt_files.py  prompt files (.txt, .csv, .json) with their static labels, and the eval set's seeds
-  videos.py      the videos a pruning stage generates: sharded over ranks, each (model, prompt, seed) once
-  teacher_cache.py  the teacher's scored videos, kept across stages and runs
+  cli.py           bad input is one line: `UserError`, and `run_cli(main)` prints it and exits 2
+  ranks.py         torchrun's process group: rank 0 of 1 without it; shard, gather, broadcast, barrier
+  disk.py          atomic writes (a crash never leaves half a file), one set of readers that turn a
+                   damaged file into one line, the run folder's lock
+  run_folder.py    a run folder of vip_loop.py: which config may resume it, what is finished
+  checkpoint.py    a training run's checkpoints and its metrics log
+  generation.py    the sets of videos the steps generate: sampler settings, fixed batches over the ranks
+  parallel.py      a rank's generation batches on worker threads
+  cost.py          what one generation costs: parameters, TFLOPs, latency
+  prompt_files.py  prompt files (.txt, .csv, .json) with their static labels, and the eval set's seeds
+  teacher_cache.py the teacher's scored videos, kept across stages and runs
+  tensorboard_log.py  --report_to tensorboard: a run's training steps, stage rows and clips on one step axis
+
+Nothing here imports a paper file, a model or a reward (tests/test_layout.py): the paper's scripts
+call down into it, and hand it what it must call back (run_folder.pairs_damage takes redpo's reader).
 
 Importing this package sets how torch's CPU threads wait, below; it is the one place that does.
 The project's scripts and the `models` package import from it before numpy and torch

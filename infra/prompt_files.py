@@ -18,7 +18,7 @@ A prompt labelled static scores 0 dynamic degree (the paper's revised dynamic sc
 apply_static_rule); unlabelled prompts are scored as they are. The files that ship are in prompts/
 (captions) and toy/ (the shapes world's split); defaults.py says which one a model reads.
 
-    python evaluate.py --model tiny --prompts prompts/eval_prompts.csv --limit 8 --out runs/demo/full
+    python evaluate.py --model tiny --prompts prompts/eval_prompts.csv --eval_prompts 8 --out runs/demo/full
     torchrun --nproc_per_node 8 vip_loop.py --model animatediff --pool webvid.csv   # WebVid-10M's csv as the pool
 """
 import csv

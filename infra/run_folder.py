@@ -6,6 +6,7 @@
     runs/NAME/teacher_cache/                teacher latents and scores, shared by every stage
     runs/NAME/stage_k/prune.json, pruned/, eval_pruned.json, pairs/, train/, student/, eval.json, DONE
     runs/NAME/report.md
+    runs/NAME/tensorboard/                  --report_to tensorboard's log, rebuilt from the files above (tensorboard_log.py)
 
 Every file is written atomically and last, so "is it there" is "is it finished": re-running the
 same command skips what exists and resumes training from its last checkpoint. A damaged file
@@ -17,9 +18,6 @@ import shutil
 import subprocess
 import sys
 
-import evaluate
-import models
-import redpo
 from infra import disk, ranks
 from infra.cli import UserError
 from infra.prompt_files import read_prompts, search_seeds
@@ -110,17 +108,24 @@ def done(path):
     return os.path.exists(path)
 
 
+def videos_path(json_path):
+    """Where the kept videos of an eval json live: eval.json -> videos.npz, eval_pruned.json -> videos_pruned.npz."""
+    folder, stem = os.path.split(os.path.splitext(json_path)[0])
+    name = "videos" + stem[len("eval"):] if stem.startswith("eval") else stem + "_videos"
+    return os.path.join(folder, name + ".npz")
+
+
 def stage_done(stage_dir):
     """DONE is written last; a stage whose eval files were deleted (to redo them) is entered again."""
     return all(done(os.path.join(stage_dir, f)) for f in ("DONE", "eval_pruned.json", "eval.json"))
 
 
-def pairs_damage(pairs_dir):
-    """Read back a pairs folder written before this process (pairs.jsonl, as many pairs as
-    summary.json counts, then every latent, shared over the ranks): "<file> <what is wrong>" for the
-    first that does not read, or None."""
+def pairs_damage(pairs_dir, read_pairs):
+    """Read back a pairs folder written before this process (pairs.jsonl with `read_pairs`, redpo's
+    reader; as many pairs as summary.json counts; then every latent, shared over the ranks):
+    "<file> <what is wrong>" for the first that does not read, or None."""
     try:
-        pairs = redpo.read_pairs(pairs_dir)
+        pairs = read_pairs(pairs_dir)
         count = disk.read_json(os.path.join(pairs_dir, "summary.json"))["pairs"]
     except disk.Unreadable as e:
         return f"{e.path} {e.problem}"
@@ -137,12 +142,12 @@ def pairs_damage(pairs_dir):
     return bad[0] if bad else None
 
 
-def drop_damaged_pairs(k, stage_dir):
-    """Pairs that an earlier process left for a training that has not finished are read back
-    first (pairs_damage); damaged, the folder is deleted so that stage k curates them again."""
-    pairs_dir = os.path.join(stage_dir, "pairs")
-    if done(os.path.join(pairs_dir, "pairs.jsonl")) and not done(os.path.join(stage_dir, "student", models.STUDENT_FILE)):
-        damage = pairs_damage(pairs_dir)
+def drop_damaged_pairs(k, pairs_dir, read_pairs):
+    """Pairs that an earlier process left (pairs_dir/pairs.jsonl) are read back first (pairs_damage);
+    damaged, the folder is deleted so that stage k curates them again. The caller passes the pairs
+    of a training that has not finished."""
+    if done(os.path.join(pairs_dir, "pairs.jsonl")):
+        damage = pairs_damage(pairs_dir, read_pairs)
         if damage and ranks.rank_world()[0] == 0:
             print(f"stage {k}: {damage}; curating the pairs again", file=sys.stderr)
             shutil.rmtree(pairs_dir)
@@ -163,7 +168,7 @@ def redo_hint(out, path):
     stage_dir, name = os.path.join(out, rel[0]), rel[-1]
     if len(rel) == 2 and name.startswith(("eval", "videos")):   # an eval json and its videos go together
         json_name = "eval" + os.path.splitext(name)[0][len("videos"):] + ".json" if name.startswith("videos") else name
-        files = [os.path.join(stage_dir, json_name), evaluate.videos_path(os.path.join(stage_dir, json_name))]
+        files = [os.path.join(stage_dir, json_name), videos_path(os.path.join(stage_dir, json_name))]
         return f"delete {' and '.join(files)} {again}: that model is evaluated again"
     stages = sorted(int(d[6:]) for d in os.listdir(out) if d.startswith("stage_") and d[6:].isdigit())
     later = [os.path.join(out, f"stage_{j}") for j in stages if j >= int(rel[0][6:])]   # they build on it

@@ -302,9 +302,9 @@ class VideoModel:
 # The registry
 # ---------------------------------------------------------------------------------------------
 
-# name -> "module:function(name, path, adapter, dtype)" that builds the model. The module is imported
-# on first use: `import models` stays free of diffusers, and no family file (or the toy world, which
-# imports this one) is imported from here.
+# name -> "module:function(name, path, adapter, dtype)" that builds the model, imported on first use.
+# Why a string: each family (and the toy world) subclasses VideoModel, so it imports this package;
+# naming it here lazily is the one arrow back up, and `import models` stays free of diffusers.
 LOADERS = {
     "animatediff": "models.animatediff:load_animatediff",
     "tiny": "models.animatediff:load_tiny",

@@ -230,7 +230,7 @@ def agent_only(run, nproc, rng, watch, log):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--out", default=os.path.join("runs", "kill_resume"))
     p.add_argument("--nproc", type=int, default=1, help="1: python vip_loop.py; 2+: torchrun")
     p.add_argument("--kills", type=int, default=6)

@@ -52,7 +52,7 @@ def with_table(readme, table):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     p.add_argument("--readme", default=os.path.join(ROOT, "README.md"),
                    help="the file to write into (default: README.md)")
     p.add_argument("--check", action="store_true",

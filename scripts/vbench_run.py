@@ -82,7 +82,8 @@ def download_failure(dimension, error):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="One VBench dimension over a folder of videos (VBench's Python API).")
+    p = argparse.ArgumentParser(description="One VBench dimension over a folder of videos (VBench's Python API).",
+                                allow_abbrev=False)
     p.add_argument("--videos", required=True, help="folder of `{prompt}-{i}.mp4` videos")
     p.add_argument("--full_info", "--full-info", required=True,
                    help="the prompt suite to read (VBench_full_info.json or a part of it)")

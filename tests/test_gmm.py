@@ -201,6 +201,7 @@ def test_distil_moves_the_student_and_never_the_teacher():
     before_t = [p.clone() for p in teacher.parameters()]
     before_s = [p.clone() for p in student.parameters()]
     x_w = gmm_model.sample_mixture(64, torch.Generator().manual_seed(0))
+    assert gmm.METHODS == ("sft", "dpo", "redpo") and set(gmm.METHODS) == set(redpo.METHODS)   # the table's row order
     for method in gmm.METHODS:
         opt = torch.optim.Adam(student.parameters(), lr=1e-2)
         gmm.distil(student, teacher, x_w, x_w + 0.3, method, 10.0, 1.0, 3, 16, opt, torch.Generator().manual_seed(0))
@@ -280,3 +281,13 @@ def test_cli_help_and_bad_input():
     assert run_cli("--help").returncode == 0
     r = run_cli("--out", "/tmp/unused", "--rounds", "0")
     assert r.returncode == 2 and "rounds" in r.stderr
+
+
+def test_fig2_shows_the_tables_numbers_and_says_whose_samples():
+    """The panels give the table's numbers (the mean over seeds), not the first seed's; the heading
+    says which seed's samples are drawn."""
+    per_seed = [{"sft": {"precision": 0.40, "recall": 0.5, "nll": 10.0}},
+                {"sft": {"precision": 0.50, "recall": 0.7, "nll": 14.0}}]
+    titles, heading = gmm.fig2_titles(gmm.summarise(per_seed), [3, 4], ["sft"])
+    assert titles == ["sft\nprec 0.45  rec 0.60  nll 12"]
+    assert heading == "samples of seed 3; numbers: mean over seeds 3, 4, as in the table"

@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -22,8 +23,6 @@ from infra import disk
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"prune", "curate", "redpo", "vip_loop", "evaluate"}          # the paper's files (the design card)
 TOP = SCRIPTS | {"rewards", "defaults"}                                  # + what they act on, + the configuration
-INFRA_OWN = {"infra", "infra.cli", "infra.ranks", "infra.disk", "infra.parallel", "infra.prompt_files",
-             "infra.checkpoint", "infra.teacher_cache"}                  # generic machinery: infra only
 
 
 def python_files():
@@ -87,14 +86,45 @@ def test_the_top_level_holds_the_papers_files_and_what_they_act_on():
 
 def test_each_paper_file_opens_with_its_section():
     """After the docstring and constants, the first function is the paper's step as a loop."""
-    first = {"prune": ["prune_stage"], "curate": ["curate"], "redpo": ["loss", "train"], "vip_loop": ["run", "run_stage"]}
+    first = {"prune": ["prune_stage", "block_importance"], "curate": ["filter_prompts", "curate", "both_videos"],
+             "evaluate": ["evaluate_model"], "redpo": ["loss", "train"], "vip_loop": ["run", "run_stage"]}
     for module, names in first.items():
         got = [f.name for f in top_functions(module)][:len(names)]
         assert got == names, (module, got)
     train = next(f for f in top_functions("redpo") if f.name == "train")
-    assert train.end_lineno - train.lineno + 1 <= 25, "redpo.train: the loop fits on a screen"
+    assert train.end_lineno - train.lineno + 1 <= 45, "redpo.train: the whole step, inline, fits on a screen"
     prune_stage = top_functions("prune")[0]
     assert prune_stage.end_lineno - prune_stage.lineno + 1 <= 35
+
+
+def calls(function):
+    """The dotted names a function calls ('model.generate', 'videos.reward', 'per_video'), nested functions included."""
+    def dotted(node):
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Attribute):
+            inner = dotted(node.value)
+            return inner and f"{inner}.{node.attr}"
+        return None
+    return {dotted(n.func) for n in ast.walk(function) if isinstance(n, ast.Call)} - {None}
+
+
+# Each step the section names, in the function that opens the file or one call below it.
+STEPS = {
+    "prune": {"prune_stage": {"block_importance", "choose_blocks", "model.remove", "target_properties"},
+              "block_importance": {"model.skip", "model.generate", "videos.reward"}},    # skip, generate, score
+    "curate": {"filter_prompts": {"clean_prompts", "describes", "llm_margins"},
+               "curate": {"videos.each_batch", "pair_property"},                        # both videos, the rule
+               "both_videos": {"videos.teacher_videos", "videos.student.generate", "videos.reward"}},
+    "evaluate": {"evaluate_model": {"model.generate", "reward", "eval_result"}},
+}
+
+
+def test_the_papers_steps_are_one_call_deep():
+    for module, steps in STEPS.items():
+        by_name = {f.name: f for f in top_functions(module)}
+        for name, wanted in steps.items():
+            assert wanted <= calls(by_name[name]), (module, name, wanted - calls(by_name[name]))
 
 
 def test_no_function_of_the_papers_files_takes_more_than_six_parameters():
@@ -105,11 +135,12 @@ def test_no_function_of_the_papers_files_takes_more_than_six_parameters():
 
 
 def test_which_package_may_import_which():
-    """infra's generic machinery imports only infra; infra.run_folder knows the paper's outputs; the
-    models and rewards import no paper file and not each other; analysis reads run folders and loads
-    no model or reward (but VBench's suite, which a model generates); infra imports no analysis."""
-    for m in INFRA_OWN:
-        assert GRAPH[m] <= INFRA_OWN, (m, GRAPH[m])
+    """The arrows point down: infra imports only infra (no paper file, model, reward or analysis);
+    the models and rewards import no paper file and not each other; analysis reads run folders and
+    loads no model or reward (but VBench's suite, which a model generates); evaluate.py calls no
+    other paper file, so prune.py's calls into it go one way."""
+    for m in [m for m in GRAPH if m.startswith("infra")]:
+        assert all(n.startswith("infra") for n in GRAPH[m]), (m, GRAPH[m])
     family = [m for m in GRAPH if m == "models" or m.startswith("models.")]
     assert len(family) >= 4
     for m in family:
@@ -121,10 +152,38 @@ def test_which_package_may_import_which():
         if m != "analysis.vbench_eval":   # it generates VBench's suite with a model; the rest reads run folders
             assert not GRAPH[m] & ({"rewards", "models"} | set(family)), (m, GRAPH[m])
     assert GRAPH["analysis.dimensions"] == set()
-    for m in [m for m in GRAPH if m.startswith("infra")]:
-        assert not any(n.startswith("analysis") for n in GRAPH[m]), (m, GRAPH[m])
+    assert not GRAPH["evaluate"] & (SCRIPTS - {"evaluate"}), GRAPH["evaluate"]
     for m in ("defaults", "toy.shapes_world", "toy.gmm_model"):
         assert all(n.startswith(("infra", "analysis.dimensions")) for n in GRAPH[m]), (m, GRAPH[m])
+
+
+def string_imports(path):
+    """Project modules a file names in a 'module:function' string (the model registry's form), and
+    whether it calls importlib.import_module or __import__ at all."""
+    named, dynamic = set(), False
+    for node in ast.walk(ast.parse(open(os.path.join(ROOT, path)).read())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            match = re.fullmatch(r"([a-z_][a-z0-9_.]*):[a-z_][a-z0-9_]*", node.value)
+            if match and match.group(1) in PROJECT:
+                named.add(match.group(1))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in (
+                "import_module", "__import__"):
+            dynamic = True
+    return named, dynamic
+
+
+def test_only_the_model_registry_imports_by_a_string_and_it_says_why():
+    """The registry names each family's loader in a string and imports it on first load: the
+    families subclass models.VideoModel, so this is the one arrow that points back up. Nothing
+    else imports by a string, and the registry's comment says why it must."""
+    found = {m: string_imports(p) for m, p in PROJECT.items()}
+    assert {m for m, (named, dynamic) in found.items() if named or dynamic} == {"models"}, found
+    assert found["models"][0] == {target.split(":")[0] for target in models.LOADERS.values()}
+    for module in found["models"][0]:
+        assert "models" in GRAPH[module], module                 # each family imports VideoModel back
+    source = open(os.path.join(ROOT, "models", "__init__.py")).read()
+    comment = source[:source.index("LOADERS = {")].rstrip().rsplit("\n\n", 1)[-1]
+    assert comment.startswith("#") and "string" in comment and "VideoModel" in comment, comment
 
 
 def test_no_import_cycles():
@@ -193,7 +252,7 @@ def test_every_flag_has_one_spelling_with_underscores(monkeypatch):
     for names, _ in flags:
         assert len(names) == 1 and "-" not in names[0][2:], f"{names}: one spelling, with underscores"
     with pytest.raises(SystemExit):                     # the dashed spelling is not a second name
-        prune.parse_args(["--num-prompts", "3", "--out", "x"])
+        prune.parse_args(["--eval-prompts", "3", "--out", "x"])
 
 
 def test_every_flag_says_what_it_means_and_its_default(monkeypatch):
@@ -217,9 +276,9 @@ def test_per_model_defaults_in_help_follow_the_presets():
     assert defaults.show(1e6) == "1e6" and defaults.show(6e-6) == "6e-6" and defaults.show([4, 4, 2]) == "4 4 2"
     assert defaults.per_model({"a": 1.0, "b": 1.0}) == "1 for every model"
     assert defaults.per_model({"a": [2, 1], "b": 7, "c": [2, 1], "d": None}, "all") == "2 1 for a, c; 7 for b; all for d"
-    assert vip_loop.preset_default("blocks") == ("default: 4 4 2 for animatediff; 7 for videocrafter2; "
+    assert defaults.preset_default("blocks") == ("4 4 2 for animatediff; 7 for videocrafter2; "
                                                  "2 for tiny, tiny-videocrafter2, tiny-wan; 5 6 for wan; 2 2 1 for toy")
-    steps = vip_loop.preset_default("steps")        # unset in a preset: the model's own sampler steps
+    steps = defaults.preset_default("steps", model_steps=models.DEFAULTS)   # unset in a preset: the model's own
     assert "25 for animatediff" in steps and "50 for videocrafter2" in steps
 
 
@@ -234,15 +293,15 @@ def test_every_cli_defaults_to_the_toy_world_and_the_reward_follows_the_model():
         assert defaults.for_model(name)["reward"] == vip_loop.PRESETS[name]["reward"] == reward
 
 
-@pytest.mark.parametrize("model", [[], ["--model", "tiny"]], ids=["toy", "tiny"])
+@pytest.mark.parametrize("model", [["--search_prompts", "none"], ["--model", "tiny"]], ids=["toy", "tiny"])
 def test_prune_runs_offline_with_the_defaults(model, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    r = subprocess.run([sys.executable, "prune.py", *model, "--num_prompts", "2", "--blocks", "1", "--steps", "2",
+    r = subprocess.run([sys.executable, "prune.py", *model, "--eval_prompts", "2", "--blocks", "1", "--steps", "2",
                         "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "pruned").is_dir()
     assert disk.read_json(str(tmp_path / "prune.json"))["eval"]["seeds"] == [0, 1]   # prompt i: seed i (j = 0)
-    assert f"reward {'pixel' if model else 'shapes'}" in r.stdout
+    assert f"reward {'pixel' if 'tiny' in model else 'shapes'}" in r.stdout
 
 
 # --- what lives where -----------------------------------------------------------------------------

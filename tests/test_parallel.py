@@ -142,8 +142,10 @@ def test_the_block_search_scores_the_same_with_candidates_side_by_side(two_threa
     model = models.load("toy", device="cpu")
     prompts = ["a red circle moving left", "a blue square moving up", "a green triangle staying still"]
     blocks = list(model.blocks())[:3]
-    videos = prune.Search(load_reward("shapes"), prompts, [0, 1, 2], gen_kw={"steps": 2}, batch_size=2, progress=False)
-    search = lambda: prune.score_candidates(model, videos, blocks=blocks, keep_videos=2)  # noqa: E731
+    search_set = prune.SearchSet(load_reward("shapes"), prompts, [0, 1, 2], gen_kw={"steps": 2}, batch_size=2, progress=False)
+    videos = prune.SearchVideos(model, search_set)
+    videos.keep_videos = 2
+    search = lambda: prune.block_importance(model, videos, blocks=blocks)  # noqa: E731
     both = search()
     torch.set_num_threads(1)
     serial = search()

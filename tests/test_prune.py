@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from infra import cli, disk
+from infra import cli, cost, disk
 
 import numpy as np
 import pytest
@@ -98,7 +98,8 @@ def test_search_ranks_exactly_and_leaves_the_model_unchanged(tiny):
     state = {k: v.clone() for k, v in model.unet.state_dict().items()}
     y0 = outputs(model)
 
-    scores = prune.score_candidates(model, prune.Search(reward, PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False))
+    search = prune.SearchSet(reward, PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
+    scores = prune.block_importance(model, prune.SearchVideos(model, search))
 
     totals = {b: s["total"] for b, s in scores["candidates"].items()}
     assert list(totals) == list(blocks)
@@ -125,9 +126,9 @@ def test_search_ranks_exactly_and_leaves_the_model_unchanged(tiny):
 def stage_one(tiny, tmp_path_factory):
     """prune_stage on a copy of M0 with the pixel reward, k = 2."""
     model = copy.deepcopy(tiny)
-    before = {"sizes": prune.block_sizes(model), "params": model.num_parameters(), "outputs": outputs(model)}
+    before = {"sizes": cost.block_sizes(model), "params": model.num_parameters(), "outputs": outputs(model)}
     out = str(tmp_path_factory.mktemp("prune") / "stage_1")
-    search = prune.Search(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
+    search = prune.SearchSet(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
     record = prune.prune_stage(model, search, 2, out)
     return model, record, out, before
 
@@ -146,6 +147,8 @@ def test_prune_stage_removes_the_chosen_blocks_for_real(stage_one):
     assert record["removed_parameters"] == size
     assert record["tflops_per_step"]["after"] < record["tflops_per_step"]["before"]
     assert all(v > 0 for v in record["latency_s"].values())
+    said = next(line for line in prune.summary_lines(record) if line.startswith("latency of one video"))
+    assert said.endswith("(one timing each: on a shared CPU it varies by tens of percent; TFLOPs is the steady cost)")
     # The saved student is the pruned model: same blocks gone, same function.
     student = models.load("tiny", path=os.path.join(out, "pruned"))
     assert student.removed == expected
@@ -157,7 +160,7 @@ def test_prune_json_reloads_with_consistent_targets(stage_one):
     model, record, out, _ = stage_one
     saved = json.load(open(os.path.join(out, "prune.json")))
     assert saved["removed"] == record["removed"] and saved["model"] == "tiny"
-    assert [c["block"] for c in saved["candidates"]] == list(prune.block_sizes(models.load("tiny")))
+    assert [c["block"] for c in saved["candidates"]] == list(cost.block_sizes(models.load("tiny")))
     for c in saved["candidates"]:
         assert set(c["scores"]) == set(rewards.DIMENSIONS) | {"total"}
         assert c["drop"] == pytest.approx(saved["base_scores"]["total"] - c["scores"]["total"])
@@ -183,12 +186,12 @@ def test_prune_json_reloads_with_consistent_targets(stage_one):
 def test_greedy_rescores_after_each_removal(tiny, tmp_path):
     model = copy.deepcopy(tiny)
     reward = rewards.load_reward("pixel")
-    record = prune.prune_stage(model, prune.Search(reward, PROMPTS[:1], SEEDS[:1], gen_kw=GEN, progress=False), 2,
+    record = prune.prune_stage(model, prune.SearchSet(reward, PROMPTS[:1], SEEDS[:1], gen_kw=GEN, progress=False), 2,
                                str(tmp_path / "g"), greedy=True)
     first, second = record["rounds"]
     best = lambda rnd: max(rnd["candidates"], key=lambda c: c["scores"]["total"])["block"]
     assert first["chosen"] == [best(first)] and second["chosen"] == [best(second)]
-    assert [c["block"] for c in second["candidates"]] == [b for b in prune.block_sizes(tiny) if b != best(first)]
+    assert [c["block"] for c in second["candidates"]] == [b for b in cost.block_sizes(tiny) if b != best(first)]
     assert second["base"] == pytest.approx(  # skipping == removing: round 2 starts where round 1's choice was
         next(c["scores"] for c in first["candidates"] if c["block"] == best(first)), nan_ok=True)
     assert record["removed"] == [best(first), best(second)] == model.removed
@@ -202,9 +205,9 @@ def test_bad_input_fails_before_writing(tiny, tmp_path):
     reward = rewards.load_reward("pixel")
     out = tmp_path / "stage"
     with pytest.raises(cli.UserError, match="cannot remove 8 blocks: the model has 7"):
-        prune.prune_stage(tiny, prune.Search(reward, PROMPTS, SEEDS, gen_kw=GEN), 8, str(out))
+        prune.prune_stage(tiny, prune.SearchSet(reward, PROMPTS, SEEDS, gen_kw=GEN), 8, str(out))
     with pytest.raises(cli.UserError, match="no eval prompts"):
-        prune.prune_stage(tiny, prune.Search(reward, [], [], gen_kw=GEN), 2, str(out))
+        prune.prune_stage(tiny, prune.SearchSet(reward, [], [], gen_kw=GEN), 2, str(out))
     # A student folder of another model family.
     other = tmp_path / "other"
     tiny.save(str(other))
@@ -218,7 +221,7 @@ def test_bad_input_fails_before_writing(tiny, tmp_path):
     empty.write_text("\n")
     with pytest.raises(cli.UserError, match="holds no prompts"):
         prune.main(["--model", "tiny", "--prompts", str(empty), "--out", str(out)])
-    with pytest.raises(cli.UserError, match="at least one seed per prompt"):
+    with pytest.raises(cli.UserError, match="--eval_seeds must be at least 1"):
         prune.main(["--model", "tiny", "--eval_seeds", "0", "--out", str(out)])
     assert not out.exists()
     r = subprocess.run([sys.executable, "prune.py", "--model", "tiny", "--reward", "pixel", "--blocks", "99",

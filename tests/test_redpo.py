@@ -228,12 +228,25 @@ def test_torchrun_two_processes_equal_one_process(redpo_stage_32, torchrun_run, 
     """Two processes of batch 1 (conftest.torchrun_run: redpo.main on 2 ranks) equal one of batch 2."""
     stage = redpo_stage_32
     redpo.main(torchrun_args(stage) + ["--batch", "2", "--out", str(tmp_path / "one")])
+    config = json.loads((tmp_path / "one" / "config.json").read_text())   # unset flags: tiny's preset, as the loop's
+    assert (config["epochs"], config["w_sft"], config["grad_accum"], config["lr"]) == (1, 1e4, 1, 1e-3)
     a = models.load("tiny", path=str(tmp_path / "one" / "student"))
     b = models.load("tiny", path=str(torchrun_run / "redpo" / "student"))
     sa, sb = trainable_state(a), trainable_state(b)
     moved = models.load("tiny", path=str(stage / "student"))
     assert any(not torch.equal(sa[k], v) for k, v in trainable_state(moved).items())
     assert_same_run(sa, sb)
+
+
+def test_pairs_made_by_another_model_are_refused_naming_both(stage, tmp_path):
+    """The stage's pairs are tiny's latents; redpo.py --model toy on them is one line, not a conv2d error."""
+    import shutil
+    pairs = tmp_path / "pairs"
+    shutil.copytree(stage / "pairs", pairs)
+    disk.write_json(pairs / "config.json", {"model": "tiny", "reward": "pixel"})   # as curate.py writes it
+    with pytest.raises(cli.UserError, match=r"pairs made by the tiny model, but --model is toy; pass --model tiny"):
+        redpo.main(["--model", "toy", "--pairs", str(pairs), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
 
 
 # --- w_sft "auto": the paper's rule, matching the DPO loss in scale -----------------------------
@@ -282,7 +295,7 @@ def test_a_resumed_stage_reuses_the_logged_w_sft(stage, tmp_path, monkeypatch):
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("a resumed stage measured w_sft again")
-    monkeypatch.setattr(redpo.Training, "measure_w_sft", no_measuring)
+    monkeypatch.setattr(redpo.TrainingRun, "measure_w_sft", no_measuring)
     _, resumed, summary = run_train(stage, tmp_path / "b", w_sft="auto", max_steps=4, ckpt_every=2)
     assert summary["w_sft"] == first["w_sft"]
     a, b = trainable_state(straight), trainable_state(resumed)
@@ -298,3 +311,30 @@ def test_auto_is_in_the_help(capsys):
     with pytest.raises(SystemExit):
         redpo.parse_args(["--help"])
     assert "auto" in capsys.readouterr().out
+
+
+# --- the loop as the paper writes it ---------------------------------------------------------
+
+def test_the_training_step_is_one_loop_on_one_screen():
+    """Sec. 3.4.1's step is readable in `train` itself: each paper step named there, not a call away."""
+    import inspect
+    source = inspect.getsource(redpo.train)
+    assert len(source.splitlines()) <= 45
+    for step in ("epoch, micro_batches", "x_0 = torch.cat", "eps = torch.cat", "t = torch.cat", "teacher.add_noise",
+                 "torch.no_grad()", "teacher.noise_pred", "student.noise_pred", "loss(pred, ref_pred, target",
+                 ".backward()", "clip_grad_norm_", "optimizer.step()", "run.log("):
+        assert step in source, step
+
+
+def test_the_loops_first_step_equals_batch_loss_on_its_batch(stage, tmp_path):
+    """The loop's inline step and batch_loss (the w_sft rule's, the benchmarks') compute the same numbers."""
+    teacher = models.load("tiny")
+    initial = models.load("tiny", path=str(stage / "student"))
+    pairs = redpo.read_pairs(str(stage / "pairs"))
+    order = redpo.epoch_order(len(pairs), 2, 0, 0)
+    _, expected = redpo.batch_loss(initial.noise_pred, teacher, redpo.make_batch(pairs, order[:2], 0, 0, 1000),
+                                   "redpo", 5000.0, 1e4)
+    run_train(stage, tmp_path / "one", max_steps=1)
+    row = json.loads(open(tmp_path / "one" / "metrics.jsonl").readline())
+    for key in ("loss", "dpo", "sft", "implicit_acc", "reward_margin", "err_w", "err_l", "ref_err_w", "ref_err_l"):
+        assert row[key] == expected[key], key

@@ -44,8 +44,9 @@ def hub(tmp_path_factory):
 
 
 def redpo_args(d, base, adapter, out):
-    return ["--model", "animatediff", "--teacher", base, "--adapter", adapter, "--student", str(d / "student"),
-            "--pairs", str(d / "pairs"), "--out", str(d / out), "--max_steps", "1", "--batch", "2", "--lr", "1e-3"]
+    return ["--model", "animatediff", "--path", base, "--adapter", adapter, "--student", str(d / "student"),
+            "--pairs", str(d / "pairs"), "--out", str(d / out), "--max_steps", "1", "--batch", "2",
+            "--grad_accum", "1", "--no-gradient_checkpointing", "--lr", "1e-3"]
 
 
 def redpo_cli(d, base, adapter, out):
@@ -99,12 +100,12 @@ def test_prune_and_curate_take_the_local_adapter_and_reward_path(hub, tmp_path, 
     local = ["--model", "animatediff", "--path", base, "--adapter", adapter, "--reward", "videoscore",
              "--reward_path", vs, "--steps", "2"]
     stage = tmp_path / "stage_1"
-    prune.main(local + ["--num_prompts", "1", "--blocks", "1", "--out", str(stage)])
+    prune.main(local + ["--eval_prompts", "1", "--blocks", "1", "--out", str(stage)])
     assert (stage / "prune.json").is_file() and loads == [(base, adapter)] and reward_kw == [vs]
     pool = tmp_path / "pool.txt"
     pool.write_text("A red car driving fast on a mountain road at night\n")
     try:
-        curate.main(local + ["--student", str(stage / "pruned"), "--prompts", str(pool), "--tau", "-100",
+        curate.main(local + ["--student", str(stage / "pruned"), "--pool", str(pool), "--tau", "-100",
                              "--property", "dynamic_degree,visual_quality,temporal_consistency",
                              "--out", str(stage / "pairs")])
     except UserError as e:   # random weights: the teacher may win on no prompt; then nothing is written

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 
-from infra import disk
+from infra import cost, disk
 
 import numpy as np
 import pytest
@@ -72,7 +72,7 @@ def count_generations(patch, label=tuple):
     for cls in (models.VideoModel, ToyModel, VideoCrafter2):
         if "generate" in vars(cls):
             patch(cls, "generate", counting(cls.generate))
-    patch(evaluate, "measure_latency", timed(evaluate.measure_latency))
+    patch(cost, "measure_latency", timed(cost.measure_latency))
     return counts
 
 
@@ -124,12 +124,12 @@ def test_prune_stage_generates_each_state_once_and_scores_as_before(tiny, tmp_pa
     base_eval = disk.read_json(str(tmp_path / "base.json"))             # as vip_loop reads it
     old = copy.deepcopy(tiny)
     search = dict(gen_kw=GEN, batch_size=2, progress=False)
-    old_record = prune.prune_stage(old, prune.Search(reward, PROMPTS, SEEDS, **search), k, str(tmp_path / "old"),
+    old_record = prune.prune_stage(old, prune.SearchSet(reward, PROMPTS, SEEDS, **search), k, str(tmp_path / "old"),
                                    greedy=greedy)
 
     counts = count_generations(monkeypatch.setattr)
     new = copy.deepcopy(tiny)
-    record = prune.prune_stage(new, prune.Search(reward, PROMPTS, SEEDS, base_eval=base_eval, **search), k,
+    record = prune.prune_stage(new, prune.SearchSet(reward, PROMPTS, SEEDS, base_eval=base_eval, **search), k,
                                str(tmp_path / "new"), greedy=greedy)
 
     assert set(counts.values()) == {1}                       # nothing twice, within the stage ...
@@ -156,7 +156,7 @@ def test_prune_stage_on_a_larger_target_set_generates_the_search_videos_once(tin
     full = evaluate.evaluate_model(tiny, reward, target, **GEN)
     counts = count_generations(monkeypatch.setattr)
     model = copy.deepcopy(tiny)
-    search = prune.Search(reward, PROMPTS, SEEDS, full_scores=full["scores"], gen_kw=GEN, batch_size=2, progress=False,
+    search = prune.SearchSet(reward, PROMPTS, SEEDS, full_scores=full["scores"], gen_kw=GEN, batch_size=2, progress=False,
                           target_set=target)
     record = prune.prune_stage(model, search, k, str(tmp_path / "p"), greedy=greedy)
     assert set(counts.values()) == {1}
@@ -174,17 +174,17 @@ def test_reusable_scores_only_for_the_same_prompts_seeds_settings_reward_and_mod
     reward = rewards.load_reward("pixel")
     result = json.loads(json.dumps(disk.json_safe(
         evaluate.evaluate_model(tiny, reward, (PROMPTS, SEEDS, None), keep_videos=0, **GEN))))
-    got = prune.reusable_scores(result, tiny, prune.Search(reward, PROMPTS[::-1], SEEDS[::-1], gen_kw=GEN))
+    got = prune.reusable_scores(result, tiny, prune.SearchSet(reward, PROMPTS[::-1], SEEDS[::-1], gen_kw=GEN))
     assert got["total"] == [v["scores"]["total"] for v in result["per_video"][::-1]]
     assert np.isnan(got["text_alignment"]).all()                 # null in the json: not measured
-    assert prune.reusable_scores(None, tiny, prune.Search(reward, PROMPTS, SEEDS, gen_kw=GEN)) is None
-    assert prune.reusable_scores(result, tiny, prune.Search(reward, PROMPTS, [3, 5], gen_kw=GEN)) is None
-    assert prune.reusable_scores(result, tiny, prune.Search(reward, PROMPTS, SEEDS, gen_kw={"steps": 3})) is None
-    assert prune.reusable_scores(result, tiny, prune.Search(reward, PROMPTS, SEEDS, static=[True, False], gen_kw=GEN)) is None
-    assert prune.reusable_scores(result, tiny, prune.Search(rewards.load_reward("shapes"), PROMPTS, SEEDS, gen_kw=GEN)) is None
+    assert prune.reusable_scores(None, tiny, prune.SearchSet(reward, PROMPTS, SEEDS, gen_kw=GEN)) is None
+    assert prune.reusable_scores(result, tiny, prune.SearchSet(reward, PROMPTS, [3, 5], gen_kw=GEN)) is None
+    assert prune.reusable_scores(result, tiny, prune.SearchSet(reward, PROMPTS, SEEDS, gen_kw={"steps": 3})) is None
+    assert prune.reusable_scores(result, tiny, prune.SearchSet(reward, PROMPTS, SEEDS, static=[True, False], gen_kw=GEN)) is None
+    assert prune.reusable_scores(result, tiny, prune.SearchSet(rewards.load_reward("shapes"), PROMPTS, SEEDS, gen_kw=GEN)) is None
     cut = copy.deepcopy(tiny)
     cut.remove([next(iter(cut.blocks()))])
-    assert prune.reusable_scores(result, cut, prune.Search(reward, PROMPTS, SEEDS, gen_kw=GEN)) is None
+    assert prune.reusable_scores(result, cut, prune.SearchSet(reward, PROMPTS, SEEDS, gen_kw=GEN)) is None
 
 
 # --- redpo.py: the text encoder once per prompt -----------------------------------------------

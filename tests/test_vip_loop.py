@@ -11,6 +11,7 @@ import time
 import pytest
 
 import models
+import prune
 from infra import disk, run_folder
 from infra.cli import UserError
 import vip_loop
@@ -73,6 +74,18 @@ def test_two_stages_shrink_the_model_and_report_every_row(straight):
     final = models.load("tiny", path=os.path.join(straight, "stage_2", "student"))
     first = disk.read_json(os.path.join(straight, "stage_1", "prune.json"))["removed"]
     assert final.removed[:2] == first and len(final.removed) == 4
+
+
+def test_prune_py_alone_is_the_loops_first_stage(straight, tmp_path):
+    """prune.py, given the loop's own flags (one name a setting; --stages and --pool_prompts are the
+    loop's alone), makes the loop's stage 1 number for number: candidates, blocks, targets, pruned row."""
+    flags = [f for i, f in enumerate(TINY_LOOP) if not {f, TINY_LOOP[i - 1]} & {"--stages", "--pool_prompts"}]
+    assert len(flags) == len(TINY_LOOP) - 4
+    prune.main(flags + ["--out", str(tmp_path)])
+    for name, measured in (("prune.json", "latency_s"), ("eval_pruned.json", "latency")):
+        alone, loop = (disk.read_json(os.path.join(d, name)) for d in (tmp_path, os.path.join(straight, "stage_1")))
+        assert alone.pop(measured) and loop.pop(measured)      # timed once each: not the same number
+        assert alone == loop, name
 
 
 def test_killed_in_stage_2_resumes_without_redoing_stage_1(straight, tmp_path, capsys):

@@ -27,7 +27,7 @@ def prune_part(out):
     from test_prune import GEN, PROMPTS, SEEDS
     rank, world, _ = ranks.dist_setup()
     model = models.load("tiny")
-    search = prune.Search(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
+    search = prune.SearchSet(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
     record = prune.prune_stage(model, search, 2, out)
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump({"world": world, "model_removed": model.removed, "removed": record["removed"],
@@ -43,7 +43,7 @@ def curate_part(out):
     teacher = models.load("tiny")
     student = models.load("tiny")
     student.remove(REMOVED)
-    curate.curate(curate.Videos(teacher, student, rewards.load_reward("pixel"), SEEDS, out + "/teacher_cache",
+    curate.curate(curate.PairVideos(teacher, student, rewards.load_reward("pixel"), SEEDS, out + "/teacher_cache",
                                 GEN, BATCH, False), ITEMS, PROPS, TAU, out + "/pairs")
 
 

@@ -218,7 +218,7 @@ def write_reports(docs):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="training seeds (default: 0 1 2 3 4)")
     p.add_argument("--only", nargs="+", default=None,
                    help="run names without the seed (s1-auto, redpo, ...; default: the whole queue)")

@@ -50,7 +50,7 @@ def cells(runs, a, b, rel_a, rel_b, seeds, key):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--runs", required=True, help="folder of <variant>-s<seed>/ runs")
     p.add_argument("--a", default="redpo", help="variant of the minuend (default: redpo)")
     p.add_argument("--b", default="sft", help="variant of the subtrahend (default: sft)")

@@ -191,9 +191,9 @@ def format_table(table, caption):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="The shapes world: train its teacher, sample, evaluate.")
+    p = argparse.ArgumentParser(description="The shapes world: train its teacher, sample, evaluate.", allow_abbrev=False)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train the teacher on rendered clips; writes toy/teacher/")
+    t = sub.add_parser("train", allow_abbrev=False, help="train the teacher on rendered clips; writes toy/teacher/")
     t.add_argument("--steps", type=int, default=6000, help="optimizer steps (default: 6000)")
     t.add_argument("--minutes", type=float, default=75, help="stop after this wall time (default: 75)")
     t.add_argument("--batch", type=int, default=8, help="clips per step (default: 8)")
@@ -208,14 +208,15 @@ def parse_args(argv=None):
     t.add_argument("--resume", action="store_true", help="continue from WORK/state.pt (default: off, start over)")
     t.add_argument("--out", default=TEACHER_DIR, help="where the teacher goes (default: toy/teacher)")
     t.add_argument("--work", default=TRAIN_DIR, help=f"resume state and sample strips (default: {TRAIN_DIR})")
-    e = sub.add_parser("evaluate", help="reward table: ground truth vs teacher vs untrained on eval prompts")
+    e = sub.add_parser("evaluate", allow_abbrev=False,
+                       help="reward table: ground truth vs teacher vs untrained on eval prompts")
     e.add_argument("--path", default=None, help="teacher directory (default: toy/teacher)")
     e.add_argument("--seeds", type=int, default=4, help="clips per prompt: prompt i at seed index j has seed "
                    "1000 j + i, as every eval set (default: 4)")
     e.add_argument("--split", default="eval", choices=["eval", "train"],
                    help="the 18 held-out prompts or the 72 training prompts (default: eval)")
     e.add_argument("--out", default=None, help="also write the table as JSON here (default: print it only)")
-    s = sub.add_parser("sample", help="teacher clips beside ground truth: a gif and a png strip")
+    s = sub.add_parser("sample", allow_abbrev=False, help="teacher clips beside ground truth: a gif and a png strip")
     s.add_argument("--path", default=None, help="teacher directory (default: toy/teacher)")
     s.add_argument("--out", default="docs/shapes", help="output folder (default: docs/shapes)")
     s.add_argument("--num", type=int, default=6, help="eval prompts to show (default: 6)")

@@ -139,7 +139,7 @@ def write(runs_dir, out_dir):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--runs", default=os.path.join(ROOT, "docs", "shapes", "sweep", "runs"),
                    help="the shipped sweep runs (default: docs/shapes/sweep/runs)")
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "shapes", "sweep"), help="where w_sft.png and w_sft.md go")
