@@ -387,9 +387,16 @@ class TrainingRun:
         epoch, pos = divmod(step, self.steps_per_epoch)
         order = epoch_order(len(self.pairs), s.batch * s.grad_accum * self.world, epoch, s.seed)
         starts = [((pos * s.grad_accum + micro) * self.world + self.rank) * s.batch for micro in range(s.grad_accum)]
-        return epoch, [to_device(make_batch(self.pairs, order[i:i + s.batch], epoch, s.seed,
-                                            self.teacher.sample_timesteps, self.text), self.student.device)
-                       for i in starts]
+        return epoch, [self.batch(order[i:i + s.batch], epoch) for i in starts]
+
+    def batch(self, indices, epoch):
+        """make_batch on the run's device, with the prompts' text embeddings (encoded here when there is
+        no text cache)."""
+        batch = make_batch(self.pairs, indices, epoch, self.s.seed, self.teacher.sample_timesteps, self.text)
+        if "embeds" not in batch:
+            with self.autocast():
+                batch["embeds"] = self.teacher.encode(batch["prompts"])
+        return to_device(batch, self.student.device)
 
     def remaining_steps(self):
         """(step, epoch, micro-batches) for each step not yet trained. The teacher is frozen, so on a
