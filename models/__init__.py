@@ -19,6 +19,10 @@ blocks into identity without copying the model (Sec. 3.2's importance search); `
 which deletes them structurally; `save(dir)`, which `load(name, path=dir)` reads back; and
 `trainable_parameters()` (AnimateDiff: the motion modules; the spatial SD 1.5 UNet stays frozen;
 VideoCrafter2: the whole UNet).
+
+With `add_lora(rank)` the model is a LoRA student over the teacher's weights (models/lora.py): `remove`
+skips blocks instead of deleting them, the trainable parameters are the adapter's, `save` writes the
+adapter and the removed blocks, and `teacher()` is M0 on the same weights (every block, the adapter off).
 """
 import contextlib
 import importlib
@@ -32,6 +36,8 @@ from infra.ranks import default_device
 
 import torch
 from torch import nn
+
+from models import lora
 
 
 # What `generate` does when not told otherwise, per model.
@@ -103,6 +109,7 @@ class VideoModel:
         self.trainable = trainable        # predicate on a UNet parameter name
         self.defaults = dict(defaults)
         self.removed = []
+        self.lora = None                  # the adapter's rank once add_lora (models/lora.py) put one in
         for p in self.unet.parameters():
             p.requires_grad_(False)       # redpo.py turns on trainable_parameters() of the student
         for m in (self.pipe.vae, self.pipe.text_encoder):
@@ -246,23 +253,73 @@ class VideoModel:
                         block.forward = own
 
     def remove(self, names):
-        """Delete blocks structurally: their parameters leave the model for good."""
-        self._check_names(names)
+        """Delete blocks structurally: their parameters leave the model for good. A LoRA student
+        skips them instead (identity, except for its teacher): the teacher still runs them."""
+        blocks = self._check_names(names)
         for n in names:
-            parent_path, _, child = n.rpartition(".")   # "down_blocks.0.attentions", "1" (or "", "transformer_in")
-            setattr(self.unet.get_submodule(parent_path), child, RemovedBlock())
+            if self.lora:
+                blocks[n].forward = lora.removed_forward(blocks[n])
+                for p in blocks[n].parameters():
+                    p.requires_grad_(False)
+            else:
+                parent_path, _, child = n.rpartition(".")   # "down_blocks.0.attentions", "1" (or "", "transformer_in")
+                setattr(self.unet.get_submodule(parent_path), child, RemovedBlock())
             self.removed.append(n)
+
+    # --- the LoRA student (models/lora.py) ---------------------------------------------------
+    def add_lora(self, rank):
+        """Make this model a LoRA student of itself: a rank-`rank` adapter (zero: nothing changes yet) on
+        the layers a full-weight run trains; from now on `teacher()` is the model before it."""
+        if self.lora or self.removed:
+            raise UserError("add a LoRA adapter to the full model M0, once (the run's one adapter)")
+        lora.add_lora(self.unet, rank, self.trainable)
+        self.lora = rank
+        return self
+
+    @contextlib.contextmanager
+    def as_teacher(self):
+        """Inside, on this thread: the shared weights as M0, every block on and the adapter off."""
+        with lora.teacher_mode():
+            yield self
+
+    def teacher(self):
+        """M0 on this LoRA student's weights (TeacherView: its generate and noise_pred run as_teacher)."""
+        return TeacherView(self)
+
+    def merge_lora(self):
+        """The adapter merged into the weights and the removed blocks deleted: a full-weight student."""
+        lora.merge(self.unet)
+        removed, self.lora, self.removed = self.removed, None, []
+        for n in removed:
+            del self.unet.get_submodule(n).forward        # lora.removed_forward's
+        self.remove(removed)
+        return self
 
     # --- training -------------------------------------------------------------------------
     def trainable_named_parameters(self):
+        """What training updates: the trainable part; a LoRA student's adapter in the blocks it keeps."""
+        if self.lora:
+            dropped = tuple(n + "." for n in self.removed)
+            return [(n, p) for n, p in self.unet.named_parameters() if lora.is_lora_param(n) and not n.startswith(dropped)]
         return [(n, p) for n, p in self.unet.named_parameters() if self.trainable(n)]
 
     def trainable_parameters(self):
         return [p for _, p in self.trainable_named_parameters()]
 
     def num_parameters(self):
-        """Parameter counts: the whole pipeline, the denoiser, and its trainable (prunable) part."""
+        """Parameter counts: the whole pipeline, the denoiser, and its trainable (prunable) part. A LoRA
+        student counts as its export (models/lora.py): the removed blocks out, the adapter merged
+        ("adapter": its own size); inside as_teacher, as M0."""
         count = lambda ps: sum(p.numel() for p in ps)
+        if self.lora:
+            dropped = () if lora.teacher_on() else tuple(n + "." for n in self.removed)
+            unet = [(n, p) for n, p in self.unet.named_parameters()
+                    if not lora.is_lora_param(n) and not n.startswith(dropped)]
+            others = count(p for m in (self.pipe.vae, self.pipe.text_encoder) if m is not None for p in m.parameters())
+            base = lambda n: n.replace(".base_layer.", ".")     # a parameter's name before the adapter came
+            return {"total": count(p for _, p in unet) + others, "unet": count(p for _, p in unet),
+                    "trainable": count(p for n, p in unet if self.trainable(base(n))),
+                    **({} if lora.teacher_on() else {"adapter": count(self.trainable_parameters())})}
         parts = [self.unet, self.pipe.vae, self.pipe.text_encoder]
         return {"total": sum(count(m.parameters()) for m in parts if m is not None),
                 "unet": count(self.unet.parameters()),
@@ -273,13 +330,15 @@ class VideoModel:
         weights (the frozen rest comes from the source). Atomic: a temp folder, then rename."""
         from safetensors.torch import save_file
         meta = {"model": self.name, "source": self.source, "removed": self.removed,
-                "num_parameters": self.num_parameters()}
+                "num_parameters": self.num_parameters(), **({"lora": {"rank": self.lora}} if self.lora else {})}
         with atomic_dir(out_dir) as tmp:
             state = {n: p.detach().float().cpu().contiguous() for n, p in self.trainable_named_parameters()}
             save_file(state, os.path.join(tmp, STUDENT_WEIGHTS))
             write_json(os.path.join(tmp, STUDENT_FILE), meta)
 
     def load_saved(self, path, meta):
+        if meta.get("lora"):
+            self.add_lora(meta["lora"]["rank"])
         self.remove(meta["removed"])
         return self.load_weights(path)
 
@@ -296,6 +355,34 @@ class VideoModel:
             for n, v in state.items():
                 params[n].copy_(v)
         return self
+
+
+class TeacherView:
+    """M0 on a LoRA student's weights (VideoModel.teacher): every call that runs the shared module
+    (generate, noise_pred, the counts) runs inside as_teacher, on the calling thread; nothing is removed
+    and nothing trains. Everything else is the student's (its device, source, sampler, text encoder)."""
+
+    RUNS_THE_MODULE = ("generate", "noise_pred", "guided_noise_pred", "num_parameters")
+
+    def __init__(self, student):
+        self.student = student
+
+    @property
+    def removed(self):
+        return []
+
+    def blocks(self):
+        return OrderedDict((p, self.student.unet.get_submodule(p)) for p in self.student.block_paths)
+
+    def __getattr__(self, name):
+        value = getattr(self.student, name)
+        if name not in self.RUNS_THE_MODULE:
+            return value
+
+        def as_teacher(*args, **kwargs):
+            with lora.teacher_mode():
+                return value(*args, **kwargs)
+        return as_teacher
 
 
 # ---------------------------------------------------------------------------------------------

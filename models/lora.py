@@ -1,0 +1,162 @@
+"""The LoRA student (`--lora RANK`): the teacher's weights, its removed blocks skipped, a low-rank adapter on.
+
+V.I.P.'s student M_k is its teacher M0 with blocks removed (Sec. 3.2), trained by ReDPO against M0
+(Sec. 3.4.1). With a LoRA adapter (Hu et al. 2022: W x + B A x, B zero at the start), the two share one
+copy of the weights:
+  - the student: the shared module with the removed blocks skipped (identity, nothing copied) and the
+    adapter on; ReDPO trains only the adapter of the blocks it keeps;
+  - the teacher: the same module with every block and the adapter off (`as_teacher`), exactly M0.
+One adapter serves the whole run, trained on through the stages and never merged into the base:
+merging would change the teacher. `export` merges it into the pruned weights at the end and writes the
+student folder a full-weight run writes.
+
+Both modes are per thread, as `VideoModel.skip` is: on a CPU the loop runs the teacher's forwards on
+worker threads while the student trains (infra/parallel.py), so diffusers' `disable_adapters`, which
+switches the adapter for every thread, cannot be used. A thread is the student unless it is inside
+`teacher_mode()`: a backward's recomputation on an autograd worker thread (checkpointing on a GPU) is
+the student's. The adapter is put in with diffusers' `add_adapter` where the class has it
+(UNetMotionModel, WanTransformer3DModel) and with peft directly where it does not (VideoCrafter2's
+UNet3D); its weights are float32 whatever the base's dtype (bf16 on a GPU), as AdamW needs.
+
+    python -m models.lora --model tiny --student runs/x/stage_2/student --out runs/x/stage_2/student_merged
+"""
+import argparse
+import contextlib
+import threading
+
+import torch
+from torch import nn
+
+ADAPTER = "default"      # the one adapter's name (peft's and diffusers' default)
+LORA_SEED = 0            # A's random init: the same adapter whenever it is rebuilt (B starts at 0)
+
+_MODE = threading.local()   # .teacher: this thread runs the shared module as M0
+
+
+def teacher_on():
+    return getattr(_MODE, "teacher", False)
+
+
+@contextlib.contextmanager
+def teacher_mode():
+    """Inside: on this thread, every removed block runs and the adapter is off (the module is M0)."""
+    outer = teacher_on()
+    _MODE.teacher = True
+    try:
+        yield
+    finally:
+        _MODE.teacher = outer
+
+
+def is_lora_param(name):
+    return ".lora_A." in name or ".lora_B." in name
+
+
+def lora_targets(unet, trainable):
+    """The layers that get an adapter: every Linear of the part a full-weight run trains
+    (`trainable`, a predicate on parameter names: AnimateDiff's motion modules, every layer of
+    VideoCrafter2's UNet and Wan's transformer)."""
+    return [n for n, m in unet.named_modules() if type(m) is nn.Linear and trainable(n + ".weight")]
+
+
+def add_lora(unet, rank, trainable):
+    """Put a rank-`rank` adapter (alpha = rank: scale 1) on lora_targets(unet, trainable), A seeded and
+    B zero, so that the adapter adds exactly 0 until trained. Each adapted layer then runs the adapter
+    only outside teacher_mode()."""
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=lora_targets(unet, trainable),
+                        init_lora_weights=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(LORA_SEED)
+        if hasattr(unet, "add_adapter"):
+            unet.add_adapter(config, ADAPTER)          # diffusers' PeftAdapterMixin
+        else:
+            inject_adapter_in_model(config, unet, ADAPTER)
+    for name, p in unet.named_parameters():
+        if is_lora_param(name):
+            p.data = p.data.float()                    # trained in float32 over a bf16 base
+            p.requires_grad_(False)                    # VideoModel turns on those of the kept blocks
+    for layer in unet.modules():
+        if isinstance(layer, BaseTunerLayer):
+            layer.forward = _adapter_switch(layer)
+
+
+def _adapter_switch(layer):
+    """The forward of an adapted layer: the base layer alone in teacher_mode(), peft's LoRA forward
+    (base + B A x) otherwise."""
+    lora_forward = type(layer).forward.__get__(layer)
+
+    def forward(*args, **kwargs):     # diffusers calls some layers with input=
+        if teacher_on():
+            return layer.base_layer(*args, **kwargs)
+        if "input" in kwargs:
+            args = (kwargs.pop("input"), *args)
+        return lora_forward(*args, **kwargs)
+    return forward
+
+
+def removed_forward(block):
+    """The forward of a block the LoRA student removed: identity, except in teacher_mode()."""
+    from models import _identity
+    forward = type(block).forward.__get__(block)
+
+    def dispatch(*args, **kwargs):
+        if teacher_on():
+            return forward(*args, **kwargs)
+        return _identity(*args, **kwargs)
+    return dispatch
+
+
+def merge(unet):
+    """W <- W + B A (scale 1) in every adapted layer, which becomes its base layer again: the student's
+    weights as a full-weight model holds them (for `export`; the teacher is gone after this)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    layers = [(n, m) for n, m in unet.named_modules() if isinstance(m, BaseTunerLayer)]
+    for name, layer in layers:
+        del layer.forward                              # _adapter_switch's: merge is the student's view
+        with torch.no_grad():
+            layer.merge(safe_merge=True)
+        parent, _, child = name.rpartition(".")
+        setattr(unet.get_submodule(parent), child, layer.get_base_layer())
+    if hasattr(unet, "peft_config"):
+        unet.peft_config.clear()
+        unet._hf_peft_config_loaded = False
+
+
+def export(model_name, student_dir, out_dir):
+    """A LoRA student folder -> the full-weight student folder: the base loaded in float32 on the CPU, the
+    adapter merged into it, the removed blocks deleted, `VideoModel.save` (source, removed blocks,
+    trained weights); models.load reads it as any student."""
+    import models
+    model = models.load(model_name, path=student_dir, device="cpu", dtype=torch.float32)
+    if not model.lora:
+        from infra.cli import UserError
+        raise UserError(f"{student_dir} holds no LoRA adapter: it already is a full-weight student")
+    model.merge_lora()
+    model.save(out_dir)
+    return model
+
+
+def parse_args(argv=None):
+    import defaults
+    p = argparse.ArgumentParser(prog="python -m models.lora",
+                                description="Merge a LoRA student's adapter into its pruned weights and write the "
+                                            "full-weight student folder (what `models.load` reads as any student).")
+    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
+    p.add_argument("--student", required=True, help="a LoRA student folder (vip_loop.py --lora's stage_k/student)")
+    p.add_argument("--out", required=True, help="the full-weight student folder to write")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    model = export(args.model, args.student, args.out)
+    n = model.num_parameters()
+    print(f"wrote {args.out}: {args.model} with {len(model.removed)} blocks removed, "
+          f"{n['unet']:,} denoiser parameters ({n['trainable']:,} trained)")
+
+
+if __name__ == "__main__":
+    from infra.cli import run_cli
+    run_cli(main)
