@@ -1,0 +1,144 @@
+"""The LoRA student (models/lora.py): the teacher's weights, its removed blocks skipped, an adapter on.
+
+Parity: at the adapter's initial zero the student is the pruned full-weight model bit for bit, and the
+teacher on the student's weights (every block, the adapter off) is a separately loaded M0 bit for bit,
+for every family; a trained adapter moves the student and not the teacher; the folder reads back; the
+export is the adapter form as a full-weight student."""
+import os
+import threading
+
+from infra.cli import UserError
+
+import pytest
+import torch
+
+import models
+from models import lora
+
+FAMILIES = ["toy", "tiny", "tiny-videocrafter2", "tiny-wan"]
+
+
+def batch(model, seed=0):
+    """A fixed noise_pred input at the model's own latent size: x_t (2, C, F, h, w), t (2,), 2 prompts."""
+    d = models.DEFAULTS[model.name]
+    g = torch.Generator().manual_seed(seed)
+    x_t = torch.randn(2, *model.latent_shape(d["num_frames"], d["height"], d["width"]), generator=g)
+    return x_t, torch.tensor([700, 300]), ["a red circle moving left", "a blue square moving up"]
+
+
+def pred(model, seed=0):
+    with torch.no_grad():
+        return model.noise_pred(*batch(model, seed))
+
+
+def train_adapter(student, seed=0):
+    """Stand-in for training: every adapter weight moved (B is no longer zero)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in student.trainable_parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+
+
+def lora_student(name, removed, rank=4):
+    student = models.load(name, device="cpu").add_lora(rank)
+    student.remove(removed)
+    return student
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_zero_adapter_student_is_the_pruned_model_and_its_teacher_is_m0(name):
+    teacher = models.load(name, device="cpu")
+    removed = list(teacher.blocks())[1:3]
+    pruned = models.load(name, device="cpu")
+    pruned.remove(removed)
+    student = lora_student(name, removed)
+    assert torch.equal(pred(student), pred(pruned))                # bit for bit
+    assert torch.equal(pred(student.teacher()), pred(teacher))     # bit for bit
+    assert not torch.equal(pred(student), pred(teacher))           # the removed blocks matter
+    # The counts are the pruned model's and M0's; the adapter trains only in the kept blocks.
+    assert {k: v for k, v in student.num_parameters().items() if k != "adapter"} == pruned.num_parameters()
+    assert student.teacher().num_parameters() == teacher.num_parameters()
+    assert student.teacher().removed == [] and len(student.teacher().blocks()) == len(teacher.blocks())
+    trained = {id(p) for p in student.trainable_parameters()}
+    in_removed = {id(p) for n in removed for p in student.unet.get_submodule(n).parameters()}
+    assert trained and not trained & in_removed
+    assert all(lora.is_lora_param(n) for n, _ in student.trainable_named_parameters())
+    assert not any(p.requires_grad for p in student.unet.parameters())   # frozen until redpo.py trains
+
+
+def test_a_trained_adapter_moves_the_student_not_the_teacher_and_generates_as_its_parts():
+    teacher = models.load("tiny", device="cpu")
+    removed = list(teacher.blocks())[:2]
+    student = lora_student("tiny", removed)
+    before = pred(student)
+    train_adapter(student)
+    assert not torch.equal(pred(student), before)
+    assert torch.equal(pred(student.teacher()), pred(teacher))
+    # generate runs the same modes: the teacher's videos are M0's, bit for bit.
+    _, latents = student.teacher().generate(["a red car"], [3], steps=2)
+    assert torch.equal(latents, teacher.generate(["a red car"], [3], steps=2)[1])
+
+
+def test_teacher_mode_is_per_thread():
+    # On a CPU the loop runs the teacher's forwards on worker threads while the student trains.
+    teacher = models.load("tiny", device="cpu")
+    student = lora_student("tiny", list(teacher.blocks())[:2])
+    train_adapter(student)
+    expected_student, expected_teacher = pred(student), pred(teacher)
+    inside, outside = threading.Event(), threading.Event()
+    results = {}
+
+    def as_teacher():
+        with student.as_teacher():
+            inside.set()
+            outside.wait(60)                     # the main thread runs the student meanwhile
+            results["teacher"] = pred(student)
+
+    worker = threading.Thread(target=as_teacher)
+    worker.start()
+    inside.wait(60)
+    results["student"] = pred(student)
+    outside.set()
+    worker.join()
+    assert torch.equal(results["student"], expected_student)
+    assert torch.equal(results["teacher"], expected_teacher)
+
+
+def test_the_folder_holds_the_adapter_and_the_removed_blocks_and_reads_back(tmp_path):
+    student = lora_student("tiny", ["up_blocks.0.motion_modules.1"])
+    train_adapter(student)
+    student.save(tmp_path / "student")
+    back = models.load("tiny", path=str(tmp_path / "student"))
+    assert back.lora == 4 and back.removed == student.removed
+    assert torch.equal(pred(back), pred(student))
+    assert torch.equal(pred(back.teacher()), pred(models.load("tiny")))
+    # Megabytes, not gigabytes: the folder holds the adapter, not the motion modules.
+    full = models.load("tiny")
+    full.save(tmp_path / "full")
+    size = lambda d: os.path.getsize(d / models.STUDENT_WEIGHTS)
+    assert size(tmp_path / "student") < size(tmp_path / "full") / 5
+
+
+def test_export_loads_as_a_full_weight_student_and_generates_the_same_video(tmp_path):
+    student = lora_student("tiny", ["down_blocks.0.motion_modules.0", "up_blocks.1.motion_modules.1"])
+    train_adapter(student)
+    student.save(tmp_path / "lora")
+    lora.main(["--model", "tiny", "--student", str(tmp_path / "lora"), "--out", str(tmp_path / "merged")])
+    merged = models.load("tiny", path=str(tmp_path / "merged"))
+    assert merged.lora is None and merged.removed == student.removed
+    assert merged.num_parameters() == {k: v for k, v in student.num_parameters().items() if k != "adapter"}
+    # The same video to float32 rounding: W x + B A x against (W + B A) x.
+    frames_a, latents_a = student.generate(["a red car"], [5], steps=3)
+    frames_b, latents_b = merged.generate(["a red car"], [5], steps=3)
+    relative = lambda a, b: float((a - b).abs().max() / a.abs().max())
+    assert relative(latents_a, latents_b) < 1e-5
+    assert (abs(frames_a.astype(int) - frames_b.astype(int)) <= 1).all()
+    assert relative(latents_a, models.load("tiny").generate(["a red car"], [5], steps=3)[1]) > 1e-3
+    with pytest.raises(UserError, match="no LoRA adapter"):
+        lora.export("tiny", str(tmp_path / "merged"), str(tmp_path / "again"))
+
+
+def test_an_adapter_goes_on_m0_once():
+    student = lora_student("tiny", ["up_blocks.0.motion_modules.1"])
+    with pytest.raises(UserError, match="once"):
+        student.add_lora(4)
