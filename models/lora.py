@@ -16,7 +16,7 @@ switches the adapter for every thread, cannot be used. A thread is the student u
 `teacher_mode()`: a backward's recomputation on an autograd worker thread (checkpointing on a GPU) is
 the student's. The adapter is put in with diffusers' `add_adapter` where the class has it
 (UNetMotionModel, WanTransformer3DModel) and with peft directly where it does not (VideoCrafter2's
-UNet3D); its weights are float32 whatever the base's dtype (bf16 on a GPU), as AdamW needs.
+UNet3D); its weights are float32 over a bf16 or fp16 base (bf16 on a GPU), as AdamW needs.
 
     python -m models.lora --model tiny --student runs/x/stage_2/student --out runs/x/stage_2/student_merged
 """
@@ -75,7 +75,8 @@ def add_lora(unet, rank, trainable):
             inject_adapter_in_model(config, unet, ADAPTER)
     for name, p in unet.named_parameters():
         if is_lora_param(name):
-            p.data = p.data.float()                    # trained in float32 over a bf16 base
+            if p.dtype in (torch.bfloat16, torch.float16):
+                p.data = p.data.float()                # trained in float32 over a bf16 base
             p.requires_grad_(False)                    # VideoModel turns on those of the kept blocks
     for layer in unet.modules():
         if isinstance(layer, BaseTunerLayer):
