@@ -25,6 +25,7 @@ skips blocks instead of deleting them, the trainable parameters are the adapter'
 adapter and the removed blocks, and `teacher()` is M0 on the same weights (every block, the adapter off).
 """
 import contextlib
+import functools
 import importlib
 import os
 import threading
@@ -92,6 +93,25 @@ def _skippable(block, forward):
             return _identity(*args, **kwargs)
         return forward(*args, **kwargs)
     return dispatch
+
+
+def checkpoint_whole_blocks(blocks, enable):
+    """Gradient checkpointing block by block: each of `blocks` (a U-Net's down, mid and up blocks) keeps
+    only its inputs in the forward and runs again in the backward (enable=False: its own forward back)."""
+    for block in blocks:
+        block.__dict__.pop("forward", None)
+        if enable:
+            block.forward = functools.partial(_checkpointed, block)
+
+
+def _checkpointed(block, *args, **kwargs):
+    """`block`'s own forward under activation checkpointing while gradients are on (torch's
+    non-reentrant checkpoint, which passes keyword arguments on)."""
+    from torch.utils.checkpoint import checkpoint
+    forward = type(block).forward.__get__(block)
+    if torch.is_grad_enabled():
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return forward(*args, **kwargs)
 
 
 class VideoModel:

@@ -23,6 +23,7 @@ UNet3D); its weights are float32 over a bf16 or fp16 base (bf16 on a GPU), as Ad
 import argparse
 import contextlib
 import threading
+import types
 
 import torch
 from torch import nn
@@ -80,33 +81,29 @@ def add_lora(unet, rank, trainable):
             p.requires_grad_(False)                    # VideoModel turns on those of the kept blocks
     for layer in unet.modules():
         if isinstance(layer, BaseTunerLayer):
-            layer.forward = _adapter_switch(layer)
+            layer.forward = types.MethodType(_adapter_switch, layer)   # bound: a copy.deepcopy rebinds it
 
 
-def _adapter_switch(layer):
+def _adapter_switch(layer, *args, **kwargs):
     """The forward of an adapted layer: the base layer alone in teacher_mode(), peft's LoRA forward
     (base + B A x) otherwise."""
-    lora_forward = type(layer).forward.__get__(layer)
-
-    def forward(*args, **kwargs):     # diffusers calls some layers with input=
-        if teacher_on():
-            return layer.base_layer(*args, **kwargs)
-        if "input" in kwargs:
-            args = (kwargs.pop("input"), *args)
-        return lora_forward(*args, **kwargs)
-    return forward
+    if teacher_on():
+        return layer.base_layer(*args, **kwargs)
+    if "input" in kwargs:                 # diffusers calls some layers with input=
+        args = (kwargs.pop("input"), *args)
+    return type(layer).forward(layer, *args, **kwargs)
 
 
 def removed_forward(block):
     """The forward of a block the LoRA student removed: identity, except in teacher_mode()."""
-    from models import _identity
-    forward = type(block).forward.__get__(block)
+    return types.MethodType(_removed, block)
 
-    def dispatch(*args, **kwargs):
-        if teacher_on():
-            return forward(*args, **kwargs)
-        return _identity(*args, **kwargs)
-    return dispatch
+
+def _removed(block, *args, **kwargs):
+    from models import _identity
+    if teacher_on():
+        return type(block).forward(block, *args, **kwargs)
+    return _identity(*args, **kwargs)
 
 
 def merge(unet):
