@@ -20,10 +20,12 @@ avoids over-optimising the high-noise steps; so `loss` is the same function for 
 each model's own target (`training_target`: eps for the U-Nets, eps - x_0 for Wan), with t drawn as
 the model was trained (`sample_timesteps`) and the weight folded into beta as below.
 
-Training (the loop V.I.P. runs for every stage, Sec. 3.4.2): read the pairs that curate.py wrote,
-draw one t and one eps per pair, one student forward on the 2B batch [x^w_t; x^l_t], one teacher
-forward on the same batch under no_grad, the loss, backward, step. The teacher is frozen, so on a
-CPU its forwards run ahead on the other core (infra/parallel.py) while the student trains on one thread.
+Training (`train`, the loop V.I.P. runs for every stage, Sec. 3.4.2), on one screen: read the pairs
+that curate.py wrote, draw one t and one eps per pair, noise winners and losers alike, the teacher's
+eps_ref under no_grad and the student's eps_theta on the same 2B batch [x^w_t; x^l_t], the loss,
+backward, clipping, the optimizer step, the log. What is not the paper (resume, checkpoints, the w_sft
+rule, DDP's gradient sync, the teacher's forwards run ahead on the other CPU core: infra/parallel.py)
+is `TrainingRun`, below the loop, called from it one line each.
 
     python redpo.py --model tiny --student runs/x/stage_1/student --pairs runs/x/stage_1/pairs --out runs/x/stage_1/train
     torchrun --nproc_per_node 8 redpo.py --model animatediff --student ... --pairs ... --out ...
@@ -141,31 +143,35 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
     """Sec. 3.4.1's training: the student (in place) on the pairs in `pairs_dir` against the frozen
     teacher, with `settings` (Settings; None: the paper's). Resumes from the latest checkpoint in
     out_dir. Returns {"steps", "skipped", "w_sft": the weight used, "last": stats of the last step}."""
-    run = Training(student, teacher, pairs_dir, out_dir, settings or Settings())  # pairs, AdamW, resume, w_sft
-    with run.steps() as steps:   # each step's micro-batches: pairs, t, eps, and the teacher's eps_ref
-        for epoch, batches in steps:
+    settings = settings or Settings()
+    with TrainingRun(student, teacher, pairs_dir, out_dir, settings) as run:   # the pairs, AdamW (DDP under torchrun), resume
+        w_sft = run.settle_w_sft()   # a number as given; "auto": the paper's rule on the first batches (below)
+        for step, epoch, micro_batches in run.remaining_steps():   # B pairs a micro-step, each with its own t and eps
             run.optimizer.zero_grad(set_to_none=True)
-            stats = accumulate_gradients(student, teacher, run.unet, batches, run.s, run.autocast)  # Eq. 3, backward
+            micro_stats = []
+            for micro, batch in enumerate(micro_batches):
+                with run.grad_sync(micro, len(micro_batches)):   # DDP all-reduces on the last micro-step only
+                    with run.autocast():                         # bf16 on a GPU, off on a CPU
+                        x_0 = torch.cat([batch["x_w"], batch["x_l"]])   # (2B, C, F, h, w): winners x^w, then losers x^l
+                        eps = torch.cat([batch["eps"], batch["eps"]])   # a pair shares eps ...
+                        t = torch.cat([batch["t"], batch["t"]])         # ... and t, (2B,)
+                        embeds = torch.cat([batch["embeds"], batch["embeds"]])   # the frozen text encoder's, (2B, L, D)
+                        x_t = teacher.add_noise(x_0, eps, t)            # q(x_t | x_0) of the model's own training
+                        with torch.no_grad():   # eps_ref(x_t, t): the frozen M0 (a CPU runs it ahead, remaining_steps)
+                            ref_pred = batch["ref_pred"] if "ref_pred" in batch else teacher.noise_pred(x_t, t, embeds)
+                        pred = student.noise_pred(x_t, t, embeds, unet=run.ddp_unet)   # eps_theta(x_t, t)
+                        target = teacher.training_target(x_0, eps, t)   # eps (a flow model: eps - x_0)
+                        total, stats = loss(pred, ref_pred, target, settings.method, settings.beta, w_sft)   # Eq. 3
+                    (total / len(micro_batches)).backward()      # averaged over the micro-steps
+                micro_stats.append(stats)
+            stats = all_mean(mean_of(micro_stats))   # the step's numbers, over micro-steps and ranks
             if math.isfinite(stats["loss"]):
-                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(run.params, run.s.max_grad_norm))
+                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(run.params, settings.max_grad_norm))
                 run.optimizer.step()
-            run.log(epoch, stats)   # metrics.jsonl, checkpoints, and a stop after too many non-finite losses
-    return run.finish()
-
-
-def accumulate_gradients(student, teacher, unet, batches, s, autocast):
-    """Forward and backward over the micro-steps (`batches`: one each); DDP all-reduces the gradients
-    on the last micro-step only. Returns the step's stats, averaged over micro-steps and ranks."""
-    micro_stats = []
-    for micro, b in enumerate(batches):
-        last_micro = micro == len(batches) - 1
-        with unet.no_sync() if unet is not None and not last_micro else contextlib.nullcontext():
-            with autocast():
-                student_pred = functools.partial(student.noise_pred, unet=unet)   # DDP's wrapper under torchrun
-                l, stats = batch_loss(student_pred, teacher, b, s.method, s.beta, s.w_sft)
-            (l / len(batches)).backward()
-        micro_stats.append(stats)
-    return all_mean({k: sum(m[k] for m in micro_stats) / len(batches) for k in micro_stats[0]})
+            run.skip_or_stop(stats)         # a non-finite loss skips the step; max_nonfinite in a row: a one-line stop
+            run.log(step, epoch, stats)     # the progress bar; metrics.jsonl every log_every steps
+            run.checkpoint_if_due(step)     # checkpoint-N every ckpt_every steps and at the last: where resume starts
+    return run.summary()
 
 
 def per_sample_mse(a, b):
@@ -173,10 +179,28 @@ def per_sample_mse(a, b):
     return ((a.float() - b.float()) ** 2).reshape(a.shape[0], -1).mean(dim=1)
 
 
-# The paper sets w_sft "to match the scale of the DPO loss" (Sec. 4.1). Stated exactly: before any
-# update, on the batches the first W_SFT_BATCHES steps of the stage will train on (epoch 0's order,
-# each pair's own t and eps), the DPO term (Eq. 1) and the SFT term (Eq. 2) at the initial student;
-# w_sft = mean(DPO) / mean(SFT), so that w_sft * SFT equals DPO on average over those batches.
+def mean_of(stats):
+    """A list of dicts of floats -> their mean, key by key (equal batches)."""
+    return {k: sum(st[k] for st in stats) / len(stats) for k in stats[0]}
+
+
+def all_mean(stats):
+    """Average a dict of floats over the torchrun ranks (the numbers rank 0 logs are global)."""
+    if not dist.is_initialized():
+        return stats
+    keys = sorted(stats)
+    v = torch.tensor([stats[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(v)
+    return {k: float(x) / dist.get_world_size() for k, x in zip(keys, v)}
+
+
+# ---------------------------------------------------------------------------------------------
+# w_sft. The paper sets it "to match the scale of the DPO loss" (Sec. 4.1). Stated exactly: before
+# any update, on the batches the first W_SFT_BATCHES steps of the stage will train on (epoch 0's
+# order, each pair's own t and eps), the DPO term (Eq. 1) and the SFT term (Eq. 2) at the initial
+# student; w_sft = mean(DPO) / mean(SFT), so that w_sft * SFT equals DPO on average over those batches.
+# ---------------------------------------------------------------------------------------------
+
 W_SFT_BATCHES = 8
 
 
@@ -199,8 +223,40 @@ def w_sft_rule(dpo_terms, sft_terms):
     return None if sft <= 0 else (sum(dpo_terms) / len(dpo_terms)) / sft
 
 
+def settle_w_sft(out_dir, w_sft, step, measure, log_rule):
+    """The w_sft this stage trains with: a number as given, or for "auto" the rule's value. The rule
+    is measured once, before the first update (and for a number too with log_rule, to log what it
+    would have chosen), and kept in out_dir/w_sft.json and as a line of its own (step 0) in
+    metrics.jsonl; a resumed stage reads it back instead of measuring the trained student."""
+    path = os.path.join(out_dir, "w_sft.json")
+    if os.path.isfile(path) and disk.read_json(path)["setting"] == w_sft:
+        return disk.read_json(path)["w_sft"]
+    if w_sft != "auto" and not log_rule:
+        return w_sft
+    if step > 0 and w_sft != "auto":
+        return w_sft   # the steps used the given number; only the rule's log is missing
+    if step > 0:
+        raise UserError(f"{out_dir} holds training steps but not the w_sft they used ({path}); "
+                        "delete the folder to train the stage again")
+    rule = measure()
+    if w_sft == "auto" and rule["w_sft"] is None:
+        raise UserError("the SFT term is 0 on the first batches (the student is the teacher), so no w_sft "
+                        "matches the DPO loss; pass a number for --w_sft")
+    used = rule["w_sft"] if w_sft == "auto" else w_sft
+    if ranks.rank_world()[0] == 0:
+        metrics_path = os.path.join(out_dir, "metrics.jsonl")
+        append_metrics(metrics_path, [], upto=-1)   # its only line: no step has run
+        append_metrics(metrics_path,
+                       [{"step": 0, "w_sft": used, "w_sft_rule": rule["w_sft"], "rule_dpo": rule["dpo"],
+                         "rule_sft": rule["sft"], "rule_steps": rule["steps"], "rule_pairs": rule["pairs"]}])
+        disk.write_json(path, {"w_sft": used, "setting": w_sft, "rule": rule})   # last: what resuming reads
+    ranks.barrier()
+    return used
+
+
 # ---------------------------------------------------------------------------------------------
-# The pairs (written by curate.py: pairs.jsonl + one latent file per winner and per loser)
+# The pairs (written by curate.py: pairs.jsonl + one latent file per winner and per loser), and
+# the batches `train` reads: each pair with its own t and eps
 # ---------------------------------------------------------------------------------------------
 
 PAIRS_FIX = "make the pairs again: delete that pairs folder and re-run curate.py (vip_loop.py does it by itself)"
@@ -267,14 +323,24 @@ def to_device(batch, device):
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def batch_loss(student_pred, teacher, batch, method, beta, w_sft):
+    """`train`'s micro-step as one function, for the w_sft rule, the benchmarks and the tests: the 2B
+    noised batch, the student's eps_theta (student_pred: its noise_pred), the teacher's eps_ref
+    (batch["ref_pred"] when computed ahead), `loss` (Eq. 3). Returns (loss, stats)."""
+    x_0, eps, t, x_t, embeds = noised(teacher, batch)
+    pred = student_pred(x_t, t, embeds)
+    ref_pred = batch["ref_pred"] if "ref_pred" in batch else teacher_pred(teacher, batch)
+    return loss(pred, ref_pred, teacher.training_target(x_0, eps, t), method, beta, w_sft)
+
+
 def noised(teacher, batch):
-    """Both halves of each pair noised with the pair's t and eps: x_0, eps, t, x_t (2B, ...), winners
-    first, and the frozen text embeddings (2B, L, D), kept in the batch once encoded."""
-    x_0 = torch.cat([batch["x_w"], batch["x_l"]])   # (2B, C, F, h, w), winners first
-    eps = torch.cat([batch["eps"], batch["eps"]])    # a pair shares eps ...
-    t = torch.cat([batch["t"], batch["t"]])          # ... and t
-    x_t = teacher.add_noise(x_0, eps, t)             # q(x_t | x_0) of the model's own training
-    if "embeds" not in batch:                        # frozen and shared: encoded once per batch
+    """As `train` writes it: x_0, eps, t, x_t (2B, ...), winners first, and the text embeddings
+    (2B, L, D) (encoded here, and kept in the batch, when the batch has none)."""
+    x_0 = torch.cat([batch["x_w"], batch["x_l"]])
+    eps = torch.cat([batch["eps"], batch["eps"]])
+    t = torch.cat([batch["t"], batch["t"]])
+    x_t = teacher.add_noise(x_0, eps, t)
+    if "embeds" not in batch:
         batch["embeds"] = teacher.encode(batch["prompts"])
     return x_0, eps, t, x_t, torch.cat([batch["embeds"], batch["embeds"]])
 
@@ -286,40 +352,32 @@ def teacher_pred(teacher, batch):
         return teacher.noise_pred(x_t, t, embeds)
 
 
-def batch_loss(student_pred, teacher, batch, method, beta, w_sft):
-    """One student forward (student_pred: the student's noise_pred, or its DDP form) on the 2B noised
-    batch, the teacher's eps_ref on the same batch (computed here, or ahead by train:
-    batch["ref_pred"]), then `loss` (Eq. 3)."""
-    x_0, eps, t, x_t, embeds = noised(teacher, batch)
-    pred = student_pred(x_t, t, embeds)
-    ref_pred = batch["ref_pred"] if "ref_pred" in batch else teacher_pred(teacher, batch)
-    return loss(pred, ref_pred, teacher.training_target(x_0, eps, t), method, beta, w_sft)
-
-
 # ---------------------------------------------------------------------------------------------
-# The training run around the loop: setup, resume, the teacher ahead, logs and checkpoints
+# What `train`'s loop calls: the run around the step
 # ---------------------------------------------------------------------------------------------
 
-class Training:
-    """What `train`'s loop calls: the pairs and the order of their batches, AdamW and DDP, resume from
-    the latest checkpoint, the w_sft rule, metrics.jsonl, checkpoints and the non-finite stop."""
+class TrainingRun:
+    """The pairs and the order of their batches, AdamW and DDP, resume from the latest checkpoint,
+    the w_sft rule, the teacher's forwards ahead on a CPU, metrics.jsonl, checkpoints and the
+    non-finite stop. A context manager: leaving it stops the teacher's threads and freezes the student."""
 
     def __init__(self, student, teacher, pairs_dir, out_dir, s):
         if s.method not in METHODS:
             raise ValueError(f"unknown method {s.method!r}: choose one of {', '.join(METHODS)}")
-        self.student, self.teacher, self.out_dir = student, teacher, out_dir
-        self.rank, world = ranks.rank_world()
+        self.student, self.teacher, self.out_dir, self.s = student, teacher, out_dir, s
+        self.rank, self.world = ranks.rank_world()
         device = student.device
-        self.config = s.resumable(world, student.removed)
+        self.config = s.resumable(self.world, student.removed)
         self.pairs = read_pairs(pairs_dir)
-        self.steps_per_epoch = math.ceil(len(self.pairs) / (s.batch * s.grad_accum * world))
+        self.steps_per_epoch = math.ceil(len(self.pairs) / (s.batch * s.grad_accum * self.world))
         self.total = s.max_steps or s.epochs * self.steps_per_epoch
         self.params = student.trainable_parameters()
         for p in self.params:
             p.requires_grad_(True)
         if s.gradient_checkpointing:
             student.unet.enable_gradient_checkpointing()
-        self.unet = DDP(student.unet, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else None
+        self.ddp_unet = (DDP(student.unet, device_ids=[device.index] if device.type == "cuda" else None)
+                         if self.world > 1 else None)   # None: noise_pred calls the student's own U-Net
         self.optimizer = torch.optim.AdamW(self.params, lr=s.lr)
         os.makedirs(out_dir, exist_ok=True)
         state = resume(out_dir, student, self.optimizer, self.config)
@@ -329,40 +387,65 @@ class Training:
             append_metrics(self.metrics_path, [], upto=self.step)
         self.autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16,
                                           enabled=device.type == "cuda")
-        with self.autocast():  # as batch_loss would encode them
+        with self.autocast():  # as noised would encode them
             self.text = encode_prompts(teacher, self.pairs)
-        self.s = s   # measure_w_sft reads it; w_sft is settled next
-        n_rule = min(W_SFT_BATCHES, self.steps_per_epoch, self.total)
-        self.s = dataclasses.replace(s, w_sft=settle_w_sft(out_dir, s.w_sft, self.step,
-                                                           lambda: self.measure_w_sft(n_rule), s.log_w_sft_rule))
         self.bar = tqdm(total=self.total, initial=self.step, desc=f"{s.method} training", disable=self.rank != 0)
+        self.batches = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.batches is not None:
+            self.batches.close()   # stops the teacher's threads
+        self.bar.close()
+        for p in self.params:
+            p.requires_grad_(False)
+        if self.s.gradient_checkpointing:
+            self.student.unet.disable_gradient_checkpointing()
 
     def step_batches(self, step):
         """Training step `step` (from 0): its epoch and this rank's batch for each micro-step (epoch's
         order, each pair's own t and eps)."""
-        s, (rank, world) = self.s, ranks.rank_world()
+        s = self.s
         epoch, pos = divmod(step, self.steps_per_epoch)
-        order = epoch_order(len(self.pairs), s.batch * s.grad_accum * world, epoch, s.seed)
-        starts = [((pos * s.grad_accum + micro) * world + rank) * s.batch for micro in range(s.grad_accum)]
+        order = epoch_order(len(self.pairs), s.batch * s.grad_accum * self.world, epoch, s.seed)
+        starts = [((pos * s.grad_accum + micro) * self.world + self.rank) * s.batch for micro in range(s.grad_accum)]
         return epoch, [to_device(make_batch(self.pairs, order[i:i + s.batch], epoch, s.seed,
                                             self.teacher.sample_timesteps, self.text), self.student.device)
                        for i in starts]
 
-    @contextlib.contextmanager
-    def steps(self):
-        """The remaining steps' (epoch, micro-batches), each batch with the teacher's eps_ref. The
-        teacher is frozen, so on a CPU its forwards of the next steps run on worker threads while the
-        student trains on one thread (infra/parallel.py: the same numbers); elsewhere each step's
-        just before it."""
-        def with_teacher(step):
-            epoch, batches = self.step_batches(step)
-            with self.autocast():
-                for b in batches:
-                    b["ref_pred"] = teacher_pred(self.teacher, b)
-            return epoch, batches
+    def remaining_steps(self):
+        """(step, epoch, micro-batches) for each step not yet trained. The teacher is frozen, so on a
+        CPU its forwards of the next steps run on worker threads (batch["ref_pred"]) while the
+        student trains on one thread (infra/parallel.py: the same numbers); elsewhere the loop runs
+        the teacher itself, just before the student's backward."""
+        steps = range(self.step, self.total)
+        ahead = parallel.workers([self.teacher], len(steps)) > 1
 
-        with contextlib.closing(parallel.map_batches(with_teacher, range(self.step, self.total), self.teacher)) as it:
-            yield it
+        def batches(step):
+            epoch, micro_batches = self.step_batches(step)
+            if ahead:
+                with self.autocast():
+                    for b in micro_batches:
+                        b["ref_pred"] = teacher_pred(self.teacher, b)
+            return step, epoch, micro_batches
+
+        self.batches = parallel.map_batches(batches, steps, self.teacher)
+        return self.batches
+
+    def grad_sync(self, micro, n_micro):
+        """DDP's no_sync on every micro-step but the last (nothing to sync in one process)."""
+        if self.ddp_unet is None or micro == n_micro - 1:
+            return contextlib.nullcontext()
+        return self.ddp_unet.no_sync()
+
+    def settle_w_sft(self):
+        """The w_sft this stage trains with (settle_w_sft; measured before the first update)."""
+        n_rule = min(W_SFT_BATCHES, self.steps_per_epoch, self.total)
+        self.w_sft = settle_w_sft(self.out_dir, self.s.w_sft, self.step, lambda: self.measure_w_sft(n_rule),
+                                  self.s.log_w_sft_rule)
+        return self.w_sft
 
     def measure_w_sft(self, n_steps):
         """w_sft_rule at the student as it is, on the batches of the first n_steps training steps (what
@@ -376,75 +459,47 @@ class Training:
                 return [batch_loss(self.student.noise_pred, self.teacher, b, "redpo", s.beta, 0.0)[1] for b in batches]
         stats = [st for step_stats in parallel.map_batches(terms, range(n_steps), self.student, self.teacher)
                  for st in step_stats]
-        means = all_mean({k: sum(st[k] for st in stats) / len(stats) for k in ("dpo", "sft")})  # equal batches
+        means = all_mean(mean_of([{k: st[k] for k in ("dpo", "sft")} for st in stats]))
         return {"w_sft": w_sft_rule([means["dpo"]], [means["sft"]]), "dpo": means["dpo"], "sft": means["sft"],
-                "steps": n_steps, "pairs": n_steps * s.batch * s.grad_accum * ranks.rank_world()[1]}
+                "steps": n_steps, "pairs": n_steps * s.batch * s.grad_accum * self.world}
 
-    def log(self, epoch, stats):
-        """After a step: count it (a non-finite loss is skipped, and too many in a row stop the run),
-        the progress bar, metrics.jsonl every log_every steps, a checkpoint every ckpt_every."""
-        s = self.s
-        self.step += 1
+    def skip_or_stop(self, stats):
+        """Count a non-finite loss (its step was skipped); too many in a row stop the run."""
         if math.isfinite(stats["loss"]):
             self.nonfinite_in_a_row = 0
-        else:
-            self.skipped += 1
-            self.nonfinite_in_a_row += 1
-            if self.nonfinite_in_a_row >= s.max_nonfinite:
-                raise UserError(f"the loss was not finite for {s.max_nonfinite} steps in a row "
-                                f"(step {self.step}); lower --beta (now {s.beta}) or --lr (now {s.lr})")
-        self.last = dict(step=self.step, epoch=epoch, skipped=self.skipped, lr=s.lr, **stats)
+            return
+        self.skipped += 1
+        self.nonfinite_in_a_row += 1
+        if self.nonfinite_in_a_row >= self.s.max_nonfinite:
+            raise UserError(f"the loss was not finite for {self.s.max_nonfinite} steps in a row "
+                            f"(step {self.step + 1}); lower --beta (now {self.s.beta}) or --lr (now {self.s.lr})")
+
+    def checkpoint_due(self, step):
+        return (step + 1) % self.s.ckpt_every == 0 or step + 1 == self.total
+
+    def log(self, step, epoch, stats):
+        """After step `step` (from 0): the progress bar, and metrics.jsonl every log_every steps and
+        before each checkpoint."""
+        self.step = step + 1
+        self.last = dict(step=self.step, epoch=epoch, skipped=self.skipped, lr=self.s.lr, **stats)
         self.rows.append(self.last)
         self.bar.update(1)
         self.bar.set_postfix(dpo=f"{stats['dpo']:.4f}", sft=f"{stats['sft']:.2e}", acc=f"{stats['implicit_acc']:.2f}")
-        checkpoint_now = self.step % s.ckpt_every == 0 or self.step == self.total
-        if self.rank == 0 and (checkpoint_now or self.step % s.log_every == 0):   # the log first, then its checkpoint
+        if self.rank == 0 and (self.checkpoint_due(step) or self.step % self.s.log_every == 0):
             append_metrics(self.metrics_path, self.rows)
             self.rows = []
-        if checkpoint_now:
-            if self.rank == 0:
-                save_checkpoint(self.out_dir, self.student, self.optimizer,
-                                {"step": self.step, "skipped": self.skipped, "config": self.config}, s.keep)
-            ranks.barrier()
 
-    def finish(self):
-        self.bar.close()
-        for p in self.params:
-            p.requires_grad_(False)
-        if self.s.gradient_checkpointing:
-            self.student.unet.disable_gradient_checkpointing()
-        return {"steps": self.step, "skipped": self.skipped, "w_sft": self.s.w_sft, "last": self.last}
+    def checkpoint_if_due(self, step):
+        """checkpoint-N (the student, AdamW, the step) every ckpt_every steps and after the last."""
+        if not self.checkpoint_due(step):
+            return
+        if self.rank == 0:
+            save_checkpoint(self.out_dir, self.student, self.optimizer,
+                            {"step": self.step, "skipped": self.skipped, "config": self.config}, self.s.keep)
+        ranks.barrier()
 
-
-def settle_w_sft(out_dir, w_sft, step, measure, log_rule):
-    """The w_sft this stage trains with: a number as given, or for "auto" the rule's value. The rule
-    is measured once, before the first update (and for a number too with log_rule, to log what it
-    would have chosen), and kept in out_dir/w_sft.json and as a line of its own (step 0) in
-    metrics.jsonl; a resumed stage reads it back instead of measuring the trained student."""
-    path = os.path.join(out_dir, "w_sft.json")
-    if os.path.isfile(path) and disk.read_json(path)["setting"] == w_sft:
-        return disk.read_json(path)["w_sft"]
-    if w_sft != "auto" and not log_rule:
-        return w_sft
-    if step > 0 and w_sft != "auto":
-        return w_sft   # the steps used the given number; only the rule's log is missing
-    if step > 0:
-        raise UserError(f"{out_dir} holds training steps but not the w_sft they used ({path}); "
-                        "delete the folder to train the stage again")
-    rule = measure()
-    if w_sft == "auto" and rule["w_sft"] is None:
-        raise UserError("the SFT term is 0 on the first batches (the student is the teacher), so no w_sft "
-                        "matches the DPO loss; pass a number for --w_sft")
-    used = rule["w_sft"] if w_sft == "auto" else w_sft
-    if ranks.rank_world()[0] == 0:
-        metrics_path = os.path.join(out_dir, "metrics.jsonl")
-        append_metrics(metrics_path, [], upto=-1)   # its only line: no step has run
-        append_metrics(metrics_path,
-                       [{"step": 0, "w_sft": used, "w_sft_rule": rule["w_sft"], "rule_dpo": rule["dpo"],
-                         "rule_sft": rule["sft"], "rule_steps": rule["steps"], "rule_pairs": rule["pairs"]}])
-        disk.write_json(path, {"w_sft": used, "setting": w_sft, "rule": rule})   # last: what resuming reads
-    ranks.barrier()
-    return used
+    def summary(self):
+        return {"steps": self.step, "skipped": self.skipped, "w_sft": self.w_sft, "last": self.last}
 
 
 @dataclasses.dataclass
@@ -472,16 +527,6 @@ class Settings:
         """What a checkpoint must share with the run that resumes it."""
         keys = ("method", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "max_grad_norm", "seed", "max_steps")
         return dict({k: getattr(self, k) for k in keys}, world=world, removed=removed)
-
-
-def all_mean(stats):
-    """Average a dict of floats over the torchrun ranks (the numbers rank 0 logs are global)."""
-    if not dist.is_initialized():
-        return stats
-    keys = sorted(stats)
-    v = torch.tensor([stats[k] for k in keys], dtype=torch.float64)
-    dist.all_reduce(v)
-    return {k: float(x) / dist.get_world_size() for k, x in zip(keys, v)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -280,7 +280,7 @@ def test_a_resumed_stage_reuses_the_logged_w_sft(stage, tmp_path, monkeypatch):
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("a resumed stage measured w_sft again")
-    monkeypatch.setattr(redpo.Training, "measure_w_sft", no_measuring)
+    monkeypatch.setattr(redpo.TrainingRun, "measure_w_sft", no_measuring)
     _, resumed, summary = run_train(stage, tmp_path / "b", w_sft="auto", max_steps=4, ckpt_every=2)
     assert summary["w_sft"] == first["w_sft"]
     a, b = trainable_state(straight), trainable_state(resumed)
@@ -296,3 +296,30 @@ def test_auto_is_in_the_help(capsys):
     with pytest.raises(SystemExit):
         redpo.parse_args(["--help"])
     assert "auto" in capsys.readouterr().out
+
+
+# --- the loop as the paper writes it ---------------------------------------------------------
+
+def test_the_training_step_is_one_loop_on_one_screen():
+    """Sec. 3.4.1's step is readable in `train` itself: each paper step named there, not a call away."""
+    import inspect
+    source = inspect.getsource(redpo.train)
+    assert len(source.splitlines()) <= 45
+    for step in ("epoch, micro_batches", "x_0 = torch.cat", "eps = torch.cat", "t = torch.cat", "teacher.add_noise",
+                 "torch.no_grad()", "teacher.noise_pred", "student.noise_pred", "loss(pred, ref_pred, target",
+                 ".backward()", "clip_grad_norm_", "optimizer.step()", "run.log("):
+        assert step in source, step
+
+
+def test_the_loops_first_step_equals_batch_loss_on_its_batch(stage, tmp_path):
+    """The loop's inline step and batch_loss (the w_sft rule's, the benchmarks') compute the same numbers."""
+    teacher = models.load("tiny")
+    initial = models.load("tiny", path=str(stage / "student"))
+    pairs = redpo.read_pairs(str(stage / "pairs"))
+    order = redpo.epoch_order(len(pairs), 2, 0, 0)
+    _, expected = redpo.batch_loss(initial.noise_pred, teacher, redpo.make_batch(pairs, order[:2], 0, 0, 1000),
+                                   "redpo", 5000.0, 1e4)
+    run_train(stage, tmp_path / "one", max_steps=1)
+    row = json.loads(open(tmp_path / "one" / "metrics.jsonl").readline())
+    for key in ("loss", "dpo", "sft", "implicit_acc", "reward_margin", "err_w", "err_l", "ref_err_w", "ref_err_l"):
+        assert row[key] == expected[key], key
