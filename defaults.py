@@ -49,6 +49,10 @@ PATH_HELP = ("hub id or directory of the full model M0 (default: the model's own
              "weights from a config for tiny and tiny-videocrafter2; videocrafter2 needs one)")
 ADAPTER_HELP = ("AnimateDiff's motion adapter, hub id or directory (default: "
                 "guoyww/animatediff-motion-adapter-v1-5-2 for animatediff; no other model takes one)")
+LORA_HELP = ("train a LoRA adapter of this rank instead of the weights: the student and the teacher share one copy "
+             "of M0's weights, in bf16 on a GPU (the student skips its removed blocks; the teacher runs every block "
+             "with the adapter off); a LoRA student folder holds the adapter; `python -m models.lora` merges it "
+             "(default: off, every trainable weight, as the paper)")
 
 
 def show(value, none="none"):

@@ -59,8 +59,8 @@ def measure_tflops(model, num_frames, height, width, steps, guidance):
                       device=model.device, dtype=model.unet.dtype)            # (1, C, F, h, w)
     embeds = model.encode([""])
     t = torch.tensor([model.num_train_timesteps // 2], device=model.device)
-    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
-        model.noise_pred(x_t, t, embeds)
+    with torch.no_grad(), model.as_exported(), FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
+        model.noise_pred(x_t, t, embeds)   # a LoRA student: as merged
     forward = counter.get_total_flops() / 1e12
     cfg = 2 if guidance > 1 else 1
     return {"tflops": forward * steps * cfg, "unet_forward_tflops": forward, "steps": steps, "cfg_factor": cfg,
@@ -92,7 +92,7 @@ def parameter_counts(model):
     part (the paper's Param column: AnimateDiff's motion modules, VideoCrafter2's whole UNet), and
     how many blocks were removed."""
     counts = model.num_parameters()
-    prunable = sum(p.numel() for block in model.blocks().values() for p in block.parameters())
+    prunable = sum(models.count_parameters(block) for block in model.blocks().values())   # a LoRA student: as merged
     return {"total": counts["total"], "unet": counts["unet"], "prunable": prunable,
             "trainable": counts["trainable"], "removed_blocks": len(model.removed)}
 

@@ -359,7 +359,7 @@ def measure_latency(model, prompt, seed, gen_kw=None):
 
 def block_sizes(model):
     """Parameters of each prunable block still in the model."""
-    return {n: sum(p.numel() for p in b.parameters()) for n, b in model.blocks().items()}
+    return {n: models.count_parameters(b) for n, b in model.blocks().items()}   # a LoRA student: as merged
 
 
 def flat_means(scores):
@@ -426,6 +426,7 @@ def parse_args(argv=None):
                    "seed 1000 j + i, as in vip_loop.py and evaluate.py (default: 1)")
     p.add_argument("--steps", type=int, default=None, help=defaults.steps_help(models.DEFAULTS))
     p.add_argument("--batch_size", type=int, default=4, help="videos per generate call, a speed setting (default: 4)")
+    p.add_argument("--lora", type=int, default=None, metavar="RANK", help=defaults.LORA_HELP)
     p.add_argument("--out", required=True, help="stage folder: writes prune.json, eval_pruned.json and pruned/")
     return p.parse_args(argv)
 
@@ -445,12 +446,12 @@ def main(argv=None):
     gen_kw = {"steps": args.steps} if args.steps else {}
 
     rank, world, device = ranks.dist_setup()
-    model = models.load(args.model, path=student or args.path, adapter=args.adapter, device=device)
+    model = models.load(args.model, path=student or args.path, adapter=args.adapter, device=device, lora=args.lora)
     check_k(args.blocks, len(model.blocks()))  # before any generation
     reward = load_reward(args.reward, device=device, **({"path": args.reward_path} if args.reward_path else {}))
     search = Search(reward, prompts, seeds, static, gen_kw=gen_kw, batch_size=args.batch_size)
-    if student is not None:  # M0's scores on the same prompts and seeds, then free it
-        full = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
+    if student is not None:  # M0's scores on the same prompts and seeds, then free it (a LoRA student's: its own weights)
+        full = model.teacher() if model.lora else models.load(args.model, path=args.path, adapter=args.adapter, device=device)
         search.full_scores = score_candidates(full, search, blocks=[])["base"]
         del full
     if rank == 0:

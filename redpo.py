@@ -159,10 +159,15 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
                         x_t = teacher.add_noise(x_0, eps, t)            # q(x_t | x_0) of the model's own training
                         with torch.no_grad():   # eps_ref(x_t, t): the frozen M0 (a CPU runs it ahead, remaining_steps)
                             ref_pred = batch["ref_pred"] if "ref_pred" in batch else teacher.noise_pred(x_t, t, embeds)
-                        pred = student.noise_pred(x_t, t, embeds, unet=run.ddp_unet)   # eps_theta(x_t, t)
                         target = teacher.training_target(x_0, eps, t)   # eps (a flow model: eps - x_0)
-                        total, stats = loss(pred, ref_pred, target, settings.method, settings.beta, w_sft)   # Eq. 3
-                    (total / len(micro_batches)).backward()      # averaged over the micro-steps
+                        if not settings.split_backward:
+                            pred = student.noise_pred(x_t, t, embeds, unet=run.ddp_unet)   # eps_theta(x_t, t)
+                            total, stats = loss(pred, ref_pred, target, settings.method, settings.beta, w_sft)   # Eq. 3
+                    if settings.split_backward:   # --lora: the same gradient, the winners' activations then the losers'
+                        stats = split_backward(run.student_pred, x_t, t, embeds, target, ref_pred, settings.method,
+                                               settings.beta, w_sft, 1 / len(micro_batches))
+                    else:
+                        (total / len(micro_batches)).backward()  # averaged over the micro-steps
                 micro_stats.append(stats)
             stats = all_mean(mean_of(micro_stats))   # the step's numbers, over micro-steps and ranks
             if math.isfinite(stats["loss"]):
@@ -367,7 +372,7 @@ class TrainingRun:
         self.student, self.teacher, self.out_dir, self.s = student, teacher, out_dir, s
         self.rank, self.world = ranks.rank_world()
         device = student.device
-        self.config = s.resumable(self.world, student.removed)
+        self.config = dict(s.resumable(self.world, student.removed), **({"lora": student.lora} if student.lora else {}))
         self.pairs = read_pairs(pairs_dir)
         self.steps_per_epoch = math.ceil(len(self.pairs) / (s.batch * s.grad_accum * self.world))
         self.total = s.max_steps or s.epochs * self.steps_per_epoch
@@ -433,6 +438,11 @@ class TrainingRun:
 
         self.batches = parallel.map_batches(batches, steps, self.teacher)
         return self.batches
+
+    def student_pred(self, x_t, t, embeds):
+        """eps_theta(x_t, t) under the step's autocast, through DDP under torchrun (for split_backward)."""
+        with self.autocast():
+            return self.student.noise_pred(x_t, t, embeds, unet=self.ddp_unet)
 
     def grad_sync(self, micro, n_micro):
         """DDP's no_sync on every micro-step but the last (nothing to sync in one process)."""
@@ -522,6 +532,7 @@ class Settings:
     gradient_checkpointing: bool = False
     max_nonfinite: int = 5           # non-finite losses in a row before giving up
     log_w_sft_rule: bool = False     # with a numeric w_sft, also log what the "auto" rule would choose
+    split_backward: bool = False     # the gradient one half of each batch at a time (split_backward; --lora)
 
     def resumable(self, world, removed):
         """What a checkpoint must share with the run that resumes it."""
@@ -561,6 +572,7 @@ def parse_args(argv=None):
     p.add_argument("--gradient_checkpointing", action="store_true",
                    help="trade compute for memory in training (default: off)")
     p.add_argument("--seed", type=int, default=0, help="the training seed: pair order, t, eps (default: 0)")
+    p.add_argument("--lora", type=int, default=None, metavar="RANK", help=defaults.LORA_HELP)
     return p.parse_args(argv)
 
 
@@ -581,16 +593,23 @@ def check_student_source(student_dir, teacher):
 def main(argv=None):
     args = parse_args(argv)
     rank, world, device = ranks.dist_setup()
-    teacher = models.load(args.model, path=args.teacher, adapter=args.adapter, device=device)
-    if args.student:
-        check_student_source(args.student, teacher)
-    student = models.load(args.model, path=args.student or args.teacher, adapter=args.adapter, device=device)
+    student = models.load(args.model, path=args.student or args.teacher, adapter=args.adapter, device=device,
+                          lora=args.lora)
+    if student.lora:   # one copy of the weights: the teacher is the student's, every block on and the adapter off
+        if args.student and (args.teacher or args.adapter):
+            raise UserError(f"{args.student} is a LoRA student: its teacher is its own base; drop --teacher and --adapter")
+        teacher = student.teacher()
+    else:
+        teacher = models.load(args.model, path=args.teacher, adapter=args.adapter, device=device)
+        if args.student:
+            check_student_source(args.student, teacher)
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
         disk.write_json(os.path.join(args.out, "config.json"), vars(args))
     settings = Settings(method=args.method, beta=args.beta, w_sft=args.w_sft, lr=args.lr, batch=args.batch,
                         epochs=args.epochs, grad_accum=args.grad_accum, seed=args.seed, max_steps=args.max_steps,
-                        ckpt_every=args.ckpt_every, gradient_checkpointing=args.gradient_checkpointing)
+                        ckpt_every=args.ckpt_every, gradient_checkpointing=args.gradient_checkpointing,
+                        split_backward=bool(student.lora))
     summary = train(student, teacher, args.pairs, args.out, settings)
     if rank == 0:
         disk.write_json(os.path.join(args.out, "config.json"), dict(vars(args), w_sft_used=summary["w_sft"]))

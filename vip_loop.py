@@ -64,7 +64,10 @@ class Run:
         return {"steps": self.cfg["steps"]} if self.cfg["steps"] else {}
 
     def load(self, path, adapter=None):
-        """The model of this run saved at `path` (a student folder, or M0's hub id / directory)."""
+        """The model of this run saved at `path` (a student folder, or M0's hub id / directory). With
+        --lora, the run's one module set to it: the student and the teacher share its weights."""
+        if self.cfg["lora"]:
+            return self.teacher.student.restore_lora(path)
         return models.load(self.cfg["model"], path=path, adapter=adapter, device=self.teacher.device)
 
 
@@ -135,7 +138,9 @@ def setup(cfg, device):
     pool = read_prompts(cfg["pool"])
     if not eval_items:
         raise UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
-    teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
+    teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device, lora=cfg["lora"])
+    if cfg["lora"]:   # M0 is the LoRA student's module with every block on and the adapter off
+        teacher = teacher.teacher()
     reward = load_reward(cfg["reward"], device=device, dtype=cfg["reward_dtype"],
                          **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
     if ranks.rank_world()[0] == 0:
@@ -230,7 +235,8 @@ def train_step(r, stage_dir, student):
     settings = redpo.Settings(method=cfg["method"], beta=cfg["beta"], w_sft=cfg["w_sft"], lr=cfg["lr"],
                               batch=cfg["batch"], epochs=cfg["epochs"], grad_accum=cfg["grad_accum"],
                               seed=cfg["seed"], gradient_checkpointing=cfg["gradient_checkpointing"],
-                              log_w_sft_rule=True)   # a numeric w_sft: log what the paper's rule would choose
+                              log_w_sft_rule=True,   # a numeric w_sft: log what the paper's rule would choose
+                              split_backward=bool(cfg["lora"]))
     redpo.train(student, r.teacher, os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train"), settings)
     if ranks.rank_world()[0] == 0:
         student.save(student_dir)
@@ -358,6 +364,7 @@ def parse_args(argv=None):
                    help=f"sampler steps in the loop ({preset_default('steps')})")
     p.add_argument("--gen_batch", type=int, default=None,
                    help=f"videos per generate call, a speed setting ({preset_default('gen_batch')})")
+    p.add_argument("--lora", type=int, default=None, metavar="RANK", help=defaults.LORA_HELP)
     p.add_argument("--seed", type=int, default=0, help="the training seed: pair order, t, eps (default: 0); the "
                    "eval set does not depend on it, so runs with other seeds compare video by video")
     p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<method>, "

@@ -95,6 +95,11 @@ def _skippable(block, forward):
     return dispatch
 
 
+def count_parameters(module):
+    """The parameters of `module` (a block, a denoiser) but a LoRA adapter's: its size once merged."""
+    return sum(p.numel() for n, p in module.named_parameters() if not lora.is_lora_param(n))
+
+
 def checkpoint_whole_blocks(blocks, enable):
     """Gradient checkpointing block by block: each of `blocks` (a U-Net's down, mid and up blocks) keeps
     only its inputs in the forward and runs again in the backward (enable=False: its own forward back)."""
@@ -294,12 +299,38 @@ class VideoModel:
             raise UserError("add a LoRA adapter to the full model M0, once (the run's one adapter)")
         lora.add_lora(self.unet, rank, self.trainable)
         self.lora = rank
+        self.lora_start = {n: p.detach().clone() for n, p in self.unet.named_parameters() if lora.is_lora_param(n)}
         return self
+
+    def restore_lora(self, path=None):
+        """This LoRA student set to the one `save` wrote in `path` (None, or not a student folder: M0
+        with the adapter as add_lora made it). vip_loop.py --lora goes from stage to stage on one module."""
+        for n in self.removed:
+            del self.unet.get_submodule(n).forward        # lora.removed_forward's
+        self.removed = []
+        if path is None or not os.path.isfile(os.path.join(path, STUDENT_FILE)):
+            params = dict(self.unet.named_parameters())
+            with torch.no_grad():
+                for n, v in self.lora_start.items():
+                    params[n].copy_(v)
+            return self
+        meta = read_json(os.path.join(path, STUDENT_FILE))
+        if (meta.get("lora") or {}).get("rank") != self.lora:
+            raise UserError(f"{path} does not hold a rank-{self.lora} LoRA student of this model")
+        self.remove(meta["removed"])
+        return self.load_weights(path)
 
     @contextlib.contextmanager
     def as_teacher(self):
         """Inside, on this thread: the shared weights as M0, every block on and the adapter off."""
         with lora.teacher_mode():
+            yield self
+
+    @contextlib.contextmanager
+    def as_exported(self):
+        """Inside, on this thread: the adapter's own operations left out, the removed blocks still
+        skipped: what the merged student (`python -m models.lora`) costs to run. No-op without an adapter."""
+        with lora.adapter_off() if self.lora else contextlib.nullcontext():
             yield self
 
     def teacher(self):
@@ -428,26 +459,41 @@ def _loader(name):
     return getattr(importlib.import_module(module), function)
 
 
-def load(name, path=None, device=None, dtype=None, adapter=None):
+def load(name, path=None, device=None, dtype=None, adapter=None, lora=None):
     """Load model `name`. `path`: a hub id or local directory of the base model, or a directory
-    written by `VideoModel.save` (a pruned / trained student, rebuilt from its recorded source).
-    `adapter`: AnimateDiff's motion adapter (hub id or directory). `device`: default cuda if
-    available, else cpu. `dtype`: default float32."""
+    written by `VideoModel.save` (a pruned / trained student, rebuilt from its recorded source; a LoRA
+    student's folder rebuilds its adapter too). `adapter`: AnimateDiff's motion adapter (hub id or
+    directory). `lora`: a rank: M0 with a fresh adapter of that rank (a LoRA student of itself,
+    models/lora.py), or the rank a LoRA student folder must hold. `device`: default cuda if available,
+    else cpu. `dtype`: default float32; a LoRA student's frozen base bfloat16 on a GPU."""
     if name not in LOADERS:
         raise UserError(f"unknown model {name!r}: choose one of {', '.join(LOADERS)}")
     _quiet_libraries()
+    device = device or default_device()
+    meta = None
     if path is not None and os.path.isfile(os.path.join(path, STUDENT_FILE)):
         meta = read_json(os.path.join(path, STUDENT_FILE))
         if meta["model"] != name:
             raise UserError(f"{path} holds a {meta['model']} model, not {name}; "
                             f"pass --model {meta['model']} or another directory")
+        saved = (meta.get("lora") or {}).get("rank")
+        if lora and saved != lora:
+            fix = f"pass --lora {saved}" if saved else "drop --lora"
+            raise UserError(f"{path} holds a {f'rank-{saved} LoRA' if saved else 'full-weight'} student, not a "
+                            f"rank-{lora} LoRA one; {fix}")
+        lora = saved
+    elif path is not None and looks_local(path) and not os.path.isdir(path):
+        raise UserError(f"no such directory: {path}; pass a hub id or an existing directory")
+    if lora and dtype is None and torch.device(device).type == "cuda":
+        dtype = torch.bfloat16            # the frozen base: one copy, in bf16 (the adapter is float32)
+    if meta is not None:
         model = _loader(name)(name, meta["source"]["path"], meta["source"]["adapter"], dtype)
         model.load_saved(path, meta)
     else:
-        if path is not None and looks_local(path) and not os.path.isdir(path):
-            raise UserError(f"no such directory: {path}; pass a hub id or an existing directory")
         model = _loader(name)(name, path, adapter, dtype)
-    model.to(device or default_device())
+        if lora:
+            model.add_lora(lora)
+    model.to(device)
     return model
 
 

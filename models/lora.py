@@ -38,15 +38,33 @@ def teacher_on():
     return getattr(_MODE, "teacher", False)
 
 
+def adapter_on():
+    return not (teacher_on() or getattr(_MODE, "no_adapter", False))
+
+
 @contextlib.contextmanager
 def teacher_mode():
     """Inside: on this thread, every removed block runs and the adapter is off (the module is M0)."""
-    outer = teacher_on()
-    _MODE.teacher = True
+    with _set("teacher"):
+        yield
+
+
+@contextlib.contextmanager
+def adapter_off():
+    """Inside: on this thread, the adapter is off and the removed blocks stay skipped: the student as its
+    export costs to run (W' = W + B A takes W's operations), for counting FLOPs."""
+    with _set("no_adapter"):
+        yield
+
+
+@contextlib.contextmanager
+def _set(flag):
+    outer = getattr(_MODE, flag, False)
+    setattr(_MODE, flag, True)
     try:
         yield
     finally:
-        _MODE.teacher = outer
+        setattr(_MODE, flag, outer)
 
 
 def is_lora_param(name):
@@ -85,9 +103,9 @@ def add_lora(unet, rank, trainable):
 
 
 def _adapter_switch(layer, *args, **kwargs):
-    """The forward of an adapted layer: the base layer alone in teacher_mode(), peft's LoRA forward
-    (base + B A x) otherwise."""
-    if teacher_on():
+    """The forward of an adapted layer: the base layer alone in teacher_mode() or adapter_off(), peft's
+    LoRA forward (base + B A x) otherwise."""
+    if not adapter_on():
         return layer.base_layer(*args, **kwargs)
     if "input" in kwargs:                 # diffusers calls some layers with input=
         args = (kwargs.pop("input"), *args)
