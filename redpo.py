@@ -160,13 +160,13 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
                         with torch.no_grad():   # eps_ref(x_t, t): the frozen M0 (a CPU runs it ahead, remaining_steps)
                             ref_pred = batch["ref_pred"] if "ref_pred" in batch else teacher.noise_pred(x_t, t, embeds)
                         target = teacher.training_target(x_0, eps, t)   # eps (a flow model: eps - x_0)
-                        if not settings.split_backward:
-                            pred = student.noise_pred(x_t, t, embeds, unet=run.ddp_unet)   # eps_theta(x_t, t)
-                            total, stats = loss(pred, ref_pred, target, settings.method, settings.beta, w_sft)   # Eq. 3
-                    if settings.split_backward:   # --lora: the same gradient, the winners' activations then the losers'
+                    if settings.split_backward:   # --lora: Eq. 3's gradient, the winners' activations, then the losers'
                         stats = split_backward(run.student_pred, x_t, t, embeds, target, ref_pred, settings.method,
                                                settings.beta, w_sft, 1 / len(micro_batches))
                     else:
+                        with run.autocast():
+                            pred = student.noise_pred(x_t, t, embeds, unet=run.ddp_unet)   # eps_theta(x_t, t)
+                            total, stats = loss(pred, ref_pred, target, settings.method, settings.beta, w_sft)   # Eq. 3
                         (total / len(micro_batches)).backward()  # averaged over the micro-steps
                 micro_stats.append(stats)
             stats = all_mean(mean_of(micro_stats))   # the step's numbers, over micro-steps and ranks
