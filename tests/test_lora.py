@@ -5,15 +5,25 @@ teacher on the student's weights (every block, the adapter off) is a separately 
 for every family; a trained adapter moves the student and not the teacher; the folder reads back; the
 export is the adapter form as a full-weight student."""
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 
+from infra import disk
 from infra.cli import UserError
 
 import pytest
 import torch
 
+from conftest import ROOT
 import models
 from models import lora
+from test_reuse import TINY_LOOP
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 FAMILIES = ["toy", "tiny", "tiny-videocrafter2", "tiny-wan"]
 
@@ -177,3 +187,81 @@ def test_split_backward_is_the_joint_gradient(method):
         assert float((a - b).norm() / b.norm()) < 1e-6
     assert sum(float(b.norm()) for b in joint) > 0
     assert stats == pytest.approx(joint_stats, rel=1e-6, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# vip_loop.py --lora end to end: every family, killed in stage 2 and resumed; stage 1 as the full-weight run
+# ---------------------------------------------------------------------------------------------
+
+SMALL = ["--stages", "2", "--blocks", "2", "--eval_prompts", "2", "--pool_prompts", "4", "--steps", "2"]
+LOOPS = {"tiny": TINY_LOOP,
+         "toy": ["--model", "toy", *SMALL, "--eval_seeds", "1", "--search_prompts", "none", "--epochs", "1"],
+         "tiny-videocrafter2": ["--model", "tiny-videocrafter2", "--reward", "pixel", *SMALL],
+         "tiny-wan": ["--model", "tiny-wan", "--reward", "pixel", *SMALL]}
+_STRAIGHT = {}
+
+
+def loop(out, flags):
+    return subprocess.Popen([sys.executable, "vip_loop.py", *flags, "--lora", "4", "--out", str(out)], cwd=ROOT,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def straight_lora_run(name, tmp_path_factory):
+    """`vip_loop.py LOOPS[name] --lora 4` uninterrupted, once per session."""
+    if name not in _STRAIGHT:
+        out = tmp_path_factory.mktemp(f"lora_{name}") / "run"
+        finish(loop(out, LOOPS[name]))
+        _STRAIGHT[name] = out
+    return _STRAIGHT[name]
+
+
+def test_lora_loop_starts_as_the_full_weight_run(tiny_loop, tmp_path_factory):
+    """At the adapter's zero the student is the pruned model, so stage 1 prunes, curates and measures the
+    w_sft rule as the full-weight run does, and its first step's DPO and SFT terms are the same numbers."""
+    full, lora_run = tiny_loop[0], straight_lora_run("tiny", tmp_path_factory)
+    for path in ("full/eval.json", "stage_1/eval_pruned.json"):
+        assert disk.read_json(lora_run / path)["per_video"] == disk.read_json(full / path)["per_video"]
+        assert disk.read_json(lora_run / path)["params"] == disk.read_json(full / path)["params"]
+    assert disk.read_json(lora_run / "stage_1/prune.json")["removed"] == disk.read_json(full / "stage_1/prune.json")["removed"]
+    assert (lora_run / "stage_1/pairs/pairs.jsonl").read_text() == (full / "stage_1/pairs/pairs.jsonl").read_text()
+    assert disk.read_json(lora_run / "stage_1/train/w_sft.json") == disk.read_json(full / "stage_1/train/w_sft.json")
+    rule, first = (disk.read_jsonl(lora_run / "stage_1/train/metrics.jsonl")[:2])
+    full_rule, full_first = (disk.read_jsonl(full / "stage_1/train/metrics.jsonl")[:2])
+    assert rule == full_rule
+    assert {k: v for k, v in first.items() if k != "grad_norm"} == {k: v for k, v in full_first.items() if k != "grad_norm"}
+    assert first["grad_norm"] != full_first["grad_norm"]   # the adapter's gradient, not the weights'
+    # Then the adapter trains: the trained row is not the full-weight run's, and the folder holds an adapter.
+    assert disk.read_json(lora_run / "stage_1/eval.json")["per_video"] != disk.read_json(full / "stage_1/eval.json")["per_video"]
+    assert disk.read_json(lora_run / "stage_1/student" / models.STUDENT_FILE)["lora"] == {"rank": 4}
+
+
+@pytest.mark.parametrize("name", list(LOOPS))
+def test_lora_loop_killed_in_stage_2_resumes_to_the_same_run(name, tmp_path, tmp_path_factory):
+    straight = straight_lora_run(name, tmp_path_factory)
+    run = tmp_path / "killed"
+    run.mkdir()
+    for rel in ("config.json", "full", "teacher_cache", "stage_1"):
+        (shutil.copytree if (straight / rel).is_dir() else shutil.copyfile)(straight / rel, run / rel)
+    proc = loop(run, LOOPS[name])
+    marker = run / "stage_2" / "train" / "metrics.jsonl"     # stage 2 has pruned, curated and begun training
+    deadline = time.time() + 1200
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the run never reached stage 2's training"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "stage_2" / "DONE").exists()
+    out = finish(loop(run, LOOPS[name]))
+    assert "stage 1: done, skipped" in out
+    for path in ("stage_2/eval_pruned.json", "stage_2/eval.json"):
+        assert disk.read_json(run / path)["per_video"] == disk.read_json(straight / path)["per_video"]
+    assert disk.read_jsonl(run / "stage_2/train/metrics.jsonl") == disk.read_jsonl(straight / "stage_2/train/metrics.jsonl")
+    student = models.load(name, path=str(run / "stage_2" / "student"))
+    assert student.lora == 4 and len(student.removed) == 4
+    assert torch.equal(pred(student), pred(models.load(name, path=str(straight / "stage_2" / "student"))))
