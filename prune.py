@@ -446,7 +446,7 @@ def main(argv=None):
     gen_kw = {"steps": args.steps} if args.steps else {}
 
     rank, world, device = ranks.dist_setup()
-    model = models.load(args.model, path=student or args.path, adapter=args.adapter, device=device, lora=args.lora)
+    model = models.load(args.model, path=student or args.path, adapter=args.adapter, device=device, lora_rank=args.lora)
     check_k(args.blocks, len(model.blocks()))  # before any generation
     reward = load_reward(args.reward, device=device, **({"path": args.reward_path} if args.reward_path else {}))
     search = Search(reward, prompts, seeds, static, gen_kw=gen_kw, batch_size=args.batch_size)

@@ -594,7 +594,7 @@ def main(argv=None):
     args = parse_args(argv)
     rank, world, device = ranks.dist_setup()
     student = models.load(args.model, path=args.student or args.teacher, adapter=args.adapter, device=device,
-                          lora=args.lora)
+                          lora_rank=args.lora)
     if student.lora:   # one copy of the weights: the teacher is the student's, every block on and the adapter off
         if args.student and (args.teacher or args.adapter):
             raise UserError(f"{args.student} is a LoRA student: its teacher is its own base; drop --teacher and --adapter")

@@ -138,7 +138,7 @@ def setup(cfg, device):
     pool = read_prompts(cfg["pool"])
     if not eval_items:
         raise UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
-    teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device, lora=cfg["lora"])
+    teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device, lora_rank=cfg["lora"])
     if cfg["lora"]:   # M0 is the LoRA student's module with every block on and the adapter off
         teacher = teacher.teacher()
     reward = load_reward(cfg["reward"], device=device, dtype=cfg["reward_dtype"],

@@ -459,11 +459,11 @@ def _loader(name):
     return getattr(importlib.import_module(module), function)
 
 
-def load(name, path=None, device=None, dtype=None, adapter=None, lora=None):
+def load(name, path=None, device=None, dtype=None, adapter=None, lora_rank=None):
     """Load model `name`. `path`: a hub id or local directory of the base model, or a directory
     written by `VideoModel.save` (a pruned / trained student, rebuilt from its recorded source; a LoRA
     student's folder rebuilds its adapter too). `adapter`: AnimateDiff's motion adapter (hub id or
-    directory). `lora`: a rank: M0 with a fresh adapter of that rank (a LoRA student of itself,
+    directory). `lora_rank`: a rank: M0 with a fresh adapter of that rank (a LoRA student of itself,
     models/lora.py), or the rank a LoRA student folder must hold. `device`: default cuda if available,
     else cpu. `dtype`: default float32; a LoRA student's frozen base bfloat16 on a GPU."""
     if name not in LOADERS:
@@ -477,22 +477,22 @@ def load(name, path=None, device=None, dtype=None, adapter=None, lora=None):
             raise UserError(f"{path} holds a {meta['model']} model, not {name}; "
                             f"pass --model {meta['model']} or another directory")
         saved = (meta.get("lora") or {}).get("rank")
-        if lora and saved != lora:
+        if lora_rank and saved != lora_rank:
             fix = f"pass --lora {saved}" if saved else "drop --lora"
             raise UserError(f"{path} holds a {f'rank-{saved} LoRA' if saved else 'full-weight'} student, not a "
-                            f"rank-{lora} LoRA one; {fix}")
-        lora = saved
+                            f"rank-{lora_rank} LoRA one; {fix}")
+        lora_rank = saved
     elif path is not None and looks_local(path) and not os.path.isdir(path):
         raise UserError(f"no such directory: {path}; pass a hub id or an existing directory")
-    if lora and dtype is None and torch.device(device).type == "cuda":
+    if lora_rank and dtype is None and torch.device(device).type == "cuda":
         dtype = torch.bfloat16            # the frozen base: one copy, in bf16 (the adapter is float32)
     if meta is not None:
         model = _loader(name)(name, meta["source"]["path"], meta["source"]["adapter"], dtype)
         model.load_saved(path, meta)
     else:
         model = _loader(name)(name, path, adapter, dtype)
-        if lora:
-            model.add_lora(lora)
+        if lora_rank:
+            model.add_lora(lora_rank)
     model.to(device)
     return model
 
