@@ -316,8 +316,23 @@ def generation_trace(model, latent, text):
     return list(live.trace)
 
 
-def lora_phase(name, make_trace):
-    """make_trace(latent) at MODELS[name]'s three sizes -> the peak extrapolated to the full size, and the check."""
+# Frames per VAE decode call: AnimateDiffPipeline.decode_latents' decode_chunk_size (16: the whole video),
+# models/videocrafter2.py's VAE_CHUNK (8).
+DECODE_FRAMES = {"animatediff": 16, "videocrafter2": 8}
+
+
+def decode_trace(vae, latent):
+    """One VAE decode call of `latent`'s frames (C, F, h, w) as frames in a batch, no_grad, bf16, under LiveBytes."""
+    c, f, h, w = latent
+    z = torch.randn(f, c, h, w, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    with LiveBytes() as live, torch.no_grad():
+        vae.decode(z)
+    return list(live.trace)
+
+
+def lora_phase(name, make_trace, full=None, what="the denoiser"):
+    """make_trace(latent) at MODELS[name]'s three sizes -> the peak extrapolated to the full size (`full`: another
+    latent F x h x w), and the check."""
     spec, runs = MODELS[name], []
     for frames, height, width in spec["sizes"]:
         start = time.time()
@@ -325,9 +340,10 @@ def lora_phase(name, make_trace):
         runs.append({"trace": trace, "x": frames * height * width})
         print(f"  {name} {frames} x {height} x {width}: peak {max(trace) / MIB:.0f} MiB, {len(trace)} ops, "
               f"{time.time() - start:.0f} s", flush=True)
-    (a, b, check), full = runs, spec["full"][0] * spec["full"][1] * spec["full"][2]
+    full = full or spec["full"]
+    (a, b, check), full = runs, full[0] * full[1] * full[2]
     predicted = extrapolate(a["trace"], b["trace"], a["x"], b["x"], full)
-    return {"peak": max(predicted), "at": max(range(len(predicted)), key=predicted.__getitem__),
+    return {"peak": max(predicted), "at": max(range(len(predicted)), key=predicted.__getitem__), "in": what,
             "check_measured_mib": max(check["trace"]) / MIB,
             "check_predicted_mib": max(extrapolate(a["trace"], b["trace"], a["x"], b["x"], check["x"])) / MIB}
 
@@ -379,13 +395,19 @@ def estimate_lora(name, rank, checkpointing):
     s = lora_phase(name, step)
     phase = LORA_PHASES[max(i for i, m in enumerate(marks["marks"]) if m <= s["at"])]
     g = lora_phase(name, lambda latent: generation_trace(student, latent, spec["text"]))
+    if name in DECODE_FRAMES:   # the U-Nets' SD VAE, decoding DECODE_FRAMES frames a call (Wan's VAE: not measured here)
+        from diffusers import AutoencoderKL
+        vae = AutoencoderKL(**SD_VAE).to(torch.bfloat16).eval()
+        frames = min(DECODE_FRAMES[name], spec["full"][0])
+        d = lora_phase(name, lambda latent: decode_trace(vae, latent), (frames,) + tuple(spec["full"][1:]), "the VAE's decode")
+        g = max(g, d, key=lambda phase: phase["peak"])
     step_bytes = weights + s["peak"] + 8 * adapter             # + AdamW's exp_avg and exp_avg_sq of the adapter
     scoring_weights = 2 * count(videoscore_model(meta=True))
     return dict(model=name, lora=rank, pairs_per_gpu=1, gradient_checkpointing=checkpointing,
                 params=dict(n, adapter=adapter), weights_gib=weights / GIB,
                 step_gib=step_bytes / GIB, step_peak_at=phase,
                 step_check_measured_mib=s["check_measured_mib"], step_check_predicted_mib=s["check_predicted_mib"],
-                generation_gib=(weights + g["peak"]) / GIB,
+                generation_gib=(weights + g["peak"]) / GIB, generation_peak_in=g["in"],
                 generation_check_measured_mib=g["check_measured_mib"], generation_check_predicted_mib=g["check_predicted_mib"],
                 scoring_weights_gib=scoring_weights / GIB,
                 sizes=[list(x) for x in spec["sizes"]], full=list(spec["full"]))
