@@ -51,7 +51,7 @@ ADAPTER_HELP = ("AnimateDiff's motion adapter, hub id or directory (default: "
                 "guoyww/animatediff-motion-adapter-v1-5-2 for animatediff; no other model takes one)")
 LORA_HELP = ("train a LoRA adapter of this rank instead of the weights: the student and the teacher share one copy "
              "of M0's weights, in bf16 on a GPU (the student skips its removed blocks; the teacher runs every block "
-             "with the adapter off); a LoRA student folder holds the adapter; `python -m models.lora` merges it "
+             "with the adapter off); a LoRA student folder holds the adapter; `python -m models.export` merges it "
              "(default: off, every trainable weight, as the paper)")
 
 

@@ -109,36 +109,6 @@ def loss(pred, ref_pred, target, method="redpo", beta=5000.0, w_sft=1e4):
     return total, stats
 
 
-def split_backward(student_pred, x_t, t, embeds, target, ref_pred, method="redpo", beta=5000.0, w_sft=1e4, scale=1.0):
-    """`loss(student_pred(x_t, t, embeds), ref_pred, target, ...)`'s gradient, with the activations of one
-    half of the batch (the winners, then the losers) alive at a time instead of both.
-
-    Eq. 1 depends on the student's errors only through the sigmoid's argument z_b, one per pair, so
-        dL/dtheta = sum_b c_b (d err^w_b/dtheta - d err^l_b/dtheta) + w_SFT dL_SFT/dtheta,
-        c_b = dL_dpo/d err^w_b = 0.5 beta sigmoid(-z_b) / B      (d(-log sigmoid z)/dz = -sigmoid(-z); dz/d err^w = -0.5 beta)
-    A no-grad forward of the whole batch gives every c_b (and the step's stats, the numbers `loss` gives);
-    then the winners' forward and backward of sum_b c_b err^w_b + w_SFT L_SFT (Eq. 2 is the winners'),
-    then the losers' of -sum_b c_b err^l_b. The gradients add up to the joint one, to rounding
-    (tests/test_lora.py). `scale` multiplies the gradient (1 / micro-steps). Returns the stats."""
-    B = x_t.shape[0] // 2
-    with torch.no_grad():
-        pred = student_pred(x_t, t, embeds)
-        _, stats = loss(pred, ref_pred, target, method, beta, w_sft)
-        err, ref_err = per_sample_mse(target, pred), per_sample_mse(target, ref_pred)
-        z = -0.5 * beta * ((err[:B] - ref_err[:B]) - (err[B:] - ref_err[B:]))   # Eq. 1's argument, (B,)
-        c = 0.5 * beta * torch.sigmoid(-z) / B if method != "sft" else torch.zeros(B, device=z.device)
-        del pred
-    w = {"redpo": w_sft, "dpo": 0.0, "sft": 1.0}[method]                         # Eq. 2's weight in the loss
-    pred_w = student_pred(x_t[:B], t[:B], embeds[:B])
-    l_w = (c * per_sample_mse(target[:B], pred_w)).sum() + w * per_sample_mse(pred_w, ref_pred[:B].detach()).mean()
-    (scale * l_w).backward()
-    del pred_w, l_w
-    if method != "sft":
-        pred_l = student_pred(x_t[B:], t[B:], embeds[B:])
-        (scale * -(c * per_sample_mse(target[B:], pred_l)).sum()).backward()
-    return stats
-
-
 def train(student, teacher, pairs_dir, out_dir, settings=None):
     """Sec. 3.4.1's training: the student (in place) on the pairs in `pairs_dir` against the frozen
     teacher, with `settings` (Settings; None: the paper's). Resumes from the latest checkpoint in
@@ -161,8 +131,8 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
                             ref_pred = batch["ref_pred"] if "ref_pred" in batch else teacher.noise_pred(x_t, t, embeds)
                         target = teacher.training_target(x_0, eps, t)   # eps (a flow model: eps - x_0)
                     if settings.split_backward:   # --lora: Eq. 3's gradient, the winners' activations, then the losers'
-                        stats = split_backward(run.student_pred, x_t, t, embeds, target, ref_pred, settings.method,
-                                               settings.beta, w_sft, 1 / len(micro_batches))
+                        stats = split_backward(run.student_pred, (x_t, t, embeds), target, ref_pred,
+                                               (settings.method, settings.beta, w_sft), 1 / len(micro_batches))
                     else:
                         with run.autocast():
                             pred = student.noise_pred(x_t, t, embeds, unet=run.ddp_unet)   # eps_theta(x_t, t)
@@ -177,6 +147,38 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
             run.log(step, epoch, stats)     # the progress bar; metrics.jsonl every log_every steps
             run.checkpoint_if_due(step)     # checkpoint-N every ckpt_every steps and at the last: where resume starts
     return run.summary()
+
+
+def split_backward(student_pred, inputs, target, ref_pred, loss_args=("redpo", 5000.0, 1e4), scale=1.0):
+    """`loss(student_pred(x_t, t, embeds), ref_pred, target, *loss_args)`'s gradient (inputs: x_t, t, embeds;
+    loss_args: method, beta, w_sft), with the activations of one half of the batch (the winners, then the
+    losers) alive at a time instead of both.
+
+    Eq. 1 depends on the student's errors only through the sigmoid's argument z_b, one per pair, so
+        dL/dtheta = sum_b c_b (d err^w_b/dtheta - d err^l_b/dtheta) + w_SFT dL_SFT/dtheta,
+        c_b = dL_dpo/d err^w_b = 0.5 beta sigmoid(-z_b) / B      (d(-log sigmoid z)/dz = -sigmoid(-z); dz/d err^w = -0.5 beta)
+    A no-grad forward of the whole batch gives every c_b (and the step's stats, the numbers `loss` gives);
+    then the winners' forward and backward of sum_b c_b err^w_b + w_SFT L_SFT (Eq. 2 is the winners'),
+    then the losers' of -sum_b c_b err^l_b. The gradients add up to the joint one, to rounding
+    (tests/test_lora.py). `scale` multiplies the gradient (1 / micro-steps). Returns the stats."""
+    (x_t, t, embeds), (method, beta, w_sft) = inputs, loss_args
+    B = x_t.shape[0] // 2
+    with torch.no_grad():
+        pred = student_pred(x_t, t, embeds)
+        _, stats = loss(pred, ref_pred, target, method, beta, w_sft)
+        err, ref_err = per_sample_mse(target, pred), per_sample_mse(target, ref_pred)
+        z = -0.5 * beta * ((err[:B] - ref_err[:B]) - (err[B:] - ref_err[B:]))   # Eq. 1's argument, (B,)
+        c = 0.5 * beta * torch.sigmoid(-z) / B if method != "sft" else torch.zeros(B, device=z.device)
+        del pred
+    w = {"redpo": w_sft, "dpo": 0.0, "sft": 1.0}[method]                         # Eq. 2's weight in the loss
+    pred_w = student_pred(x_t[:B], t[:B], embeds[:B])
+    l_w = (c * per_sample_mse(target[:B], pred_w)).sum() + w * per_sample_mse(pred_w, ref_pred[:B].detach()).mean()
+    (scale * l_w).backward()
+    del pred_w, l_w
+    if method != "sft":
+        pred_l = student_pred(x_t[B:], t[B:], embeds[B:])
+        (scale * -(c * per_sample_mse(target[B:], pred_l)).sum()).backward()
+    return stats
 
 
 def per_sample_mse(a, b):

@@ -296,7 +296,7 @@ def lora_step_trace(student, batch, checkpointing):
         x_0, eps, t, x_t, embeds = redpo.noised(teacher, batch)
         with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
             ref_pred = teacher.noise_pred(x_t, t, embeds)
-        redpo.split_backward(student_pred, x_t, t, embeds, teacher.training_target(x_0, eps, t), ref_pred)
+        redpo.split_backward(student_pred, (x_t, t, embeds), teacher.training_target(x_0, eps, t), ref_pred)
         trace = list(live.trace)
     del student.noise_pred
     student.unet.zero_grad(set_to_none=True)

@@ -283,7 +283,7 @@ class VideoModel:
         blocks = self._check_names(names)
         for n in names:
             if self.lora:
-                blocks[n].forward = lora.removed_forward(blocks[n])
+                blocks[n].forward = lora.removed_forward(blocks[n], _identity)
                 for p in blocks[n].parameters():
                     p.requires_grad_(False)
             else:
@@ -329,7 +329,7 @@ class VideoModel:
     @contextlib.contextmanager
     def as_exported(self):
         """Inside, on this thread: the adapter's own operations left out, the removed blocks still
-        skipped: what the merged student (`python -m models.lora`) costs to run. No-op without an adapter."""
+        skipped: what the merged student (`python -m models.export`) costs to run. No-op without an adapter."""
         with lora.adapter_off() if self.lora else contextlib.nullcontext():
             yield self
 
@@ -338,7 +338,8 @@ class VideoModel:
         return TeacherView(self)
 
     def merge_lora(self):
-        """The adapter merged into the weights and the removed blocks deleted: a full-weight student."""
+        """The adapter merged into the weights and the removed blocks deleted: a full-weight student
+        (models/export.py writes it)."""
         lora.merge(self.unet)
         removed, self.lora, self.removed = self.removed, None, []
         for n in removed:

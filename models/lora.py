@@ -7,8 +7,8 @@ copy of the weights:
     adapter on; ReDPO trains only the adapter of the blocks it keeps;
   - the teacher: the same module with every block and the adapter off (`as_teacher`), exactly M0.
 One adapter serves the whole run, trained on through the stages and never merged into the base:
-merging would change the teacher. `export` merges it into the pruned weights at the end and writes the
-student folder a full-weight run writes.
+merging would change the teacher. `merge` folds it into the pruned weights at the end (models/export.py
+writes that as the student folder a full-weight run writes).
 
 Both modes are per thread, as `VideoModel.skip` is: on a CPU the loop runs the teacher's forwards on
 worker threads while the student trains (infra/parallel.py), so diffusers' `disable_adapters`, which
@@ -17,10 +17,7 @@ switches the adapter for every thread, cannot be used. A thread is the student u
 the student's. The adapter is put in with diffusers' `add_adapter` where the class has it
 (UNetMotionModel, WanTransformer3DModel) and with peft directly where it does not (VideoCrafter2's
 UNet3D); its weights are float32 over a bf16 or fp16 base (bf16 on a GPU), as AdamW needs.
-
-    python -m models.lora --model tiny --student runs/x/stage_2/student --out runs/x/stage_2/student_merged
 """
-import argparse
 import contextlib
 import threading
 import types
@@ -112,16 +109,17 @@ def _adapter_switch(layer, *args, **kwargs):
     return type(layer).forward(layer, *args, **kwargs)
 
 
-def removed_forward(block):
-    """The forward of a block the LoRA student removed: identity, except in teacher_mode()."""
+def removed_forward(block, identity):
+    """The forward of a block the LoRA student removed: `identity` (what a removed block computes),
+    except in teacher_mode()."""
+    block.removed_identity = identity
     return types.MethodType(_removed, block)
 
 
 def _removed(block, *args, **kwargs):
-    from models import _identity
     if teacher_on():
         return type(block).forward(block, *args, **kwargs)
-    return _identity(*args, **kwargs)
+    return block.removed_identity(*args, **kwargs)
 
 
 def merge(unet):
@@ -138,41 +136,3 @@ def merge(unet):
     if hasattr(unet, "peft_config"):
         unet.peft_config.clear()
         unet._hf_peft_config_loaded = False
-
-
-def export(model_name, student_dir, out_dir):
-    """A LoRA student folder -> the full-weight student folder: the base loaded in float32 on the CPU, the
-    adapter merged into it, the removed blocks deleted, `VideoModel.save` (source, removed blocks,
-    trained weights); models.load reads it as any student."""
-    import models
-    model = models.load(model_name, path=student_dir, device="cpu", dtype=torch.float32)
-    if not model.lora:
-        from infra.cli import UserError
-        raise UserError(f"{student_dir} holds no LoRA adapter: it already is a full-weight student")
-    model.merge_lora()
-    model.save(out_dir)
-    return model
-
-
-def parse_args(argv=None):
-    import defaults
-    p = argparse.ArgumentParser(prog="python -m models.lora",
-                                description="Merge a LoRA student's adapter into its pruned weights and write the "
-                                            "full-weight student folder (what `models.load` reads as any student).")
-    p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)
-    p.add_argument("--student", required=True, help="a LoRA student folder (vip_loop.py --lora's stage_k/student)")
-    p.add_argument("--out", required=True, help="the full-weight student folder to write")
-    return p.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    model = export(args.model, args.student, args.out)
-    n = model.num_parameters()
-    print(f"wrote {args.out}: {args.model} with {len(model.removed)} blocks removed, "
-          f"{n['unet']:,} denoiser parameters ({n['trainable']:,} trained)")
-
-
-if __name__ == "__main__":
-    from infra.cli import run_cli
-    run_cli(main)

@@ -20,7 +20,7 @@ import torch
 
 from conftest import ROOT
 import models
-from models import lora
+from models import export, lora
 from test_reuse import TINY_LOOP
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -133,7 +133,7 @@ def test_export_loads_as_a_full_weight_student_and_generates_the_same_video(tmp_
     student = lora_student("tiny", ["down_blocks.0.motion_modules.0", "up_blocks.1.motion_modules.1"])
     train_adapter(student)
     student.save(tmp_path / "lora")
-    lora.main(["--model", "tiny", "--student", str(tmp_path / "lora"), "--out", str(tmp_path / "merged")])
+    export.main(["--model", "tiny", "--student", str(tmp_path / "lora"), "--out", str(tmp_path / "merged")])
     merged = models.load("tiny", path=str(tmp_path / "merged"))
     assert merged.lora is None and merged.removed == student.removed
     assert merged.num_parameters() == {k: v for k, v in student.num_parameters().items() if k != "adapter"}
@@ -145,7 +145,7 @@ def test_export_loads_as_a_full_weight_student_and_generates_the_same_video(tmp_
     assert (abs(frames_a.astype(int) - frames_b.astype(int)) <= 1).all()
     assert relative(latents_a, models.load("tiny").generate(["a red car"], [5], steps=3)[1]) > 1e-3
     with pytest.raises(UserError, match="no LoRA adapter"):
-        lora.export("tiny", str(tmp_path / "merged"), str(tmp_path / "again"))
+        export.export("tiny", str(tmp_path / "merged"), str(tmp_path / "again"))
 
 
 def test_an_adapter_goes_on_m0_once():
@@ -181,7 +181,7 @@ def test_split_backward_is_the_joint_gradient(method):
     (0.5 * joint_loss).backward()
     joint = [p.grad.clone() for p in params]
     student.unet.zero_grad(set_to_none=True)
-    stats = redpo.split_backward(student.noise_pred, x_t, t, embeds, target, ref_pred, method, beta, 1e2, scale=0.5)
+    stats = redpo.split_backward(student.noise_pred, (x_t, t, embeds), target, ref_pred, (method, beta, 1e2), scale=0.5)
     split = [p.grad for p in params]
     for a, b in zip(split, joint):
         assert float((a - b).norm() / b.norm()) < 1e-6
