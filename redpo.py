@@ -40,8 +40,9 @@ import dataclasses
 import functools
 import math
 import os
+import sys
 
-from infra import cli, disk, parallel, ranks
+from infra import cli, disk, parallel, ranks, tensorboard_log
 from infra.checkpoint import append_metrics, resume, save_checkpoint
 from infra.cli import UserError
 
@@ -53,6 +54,7 @@ from tqdm import tqdm
 
 import defaults
 import models
+from analysis.alarm import CollapseAlarm
 
 METHODS = ("redpo", "dpo", "sft")
 
@@ -109,12 +111,13 @@ def loss(pred, ref_pred, target, method="redpo", beta=5000.0, w_sft=1e4):
     return total, stats
 
 
-def train(student, teacher, pairs_dir, out_dir, settings=None):
+def train(student, teacher, pairs_dir, out_dir, settings=None, board=tensorboard_log.OFF):
     """Sec. 3.4.1's training: the student (in place) on the pairs in `pairs_dir` against the frozen
     teacher, with `settings` (Settings; None: the paper's). Resumes from the latest checkpoint in
-    out_dir. Returns {"steps", "skipped", "w_sft": the weight used, "last": stats of the last step}."""
+    out_dir. `board`: where the logged steps also go (infra/tensorboard_log.py; default: nowhere).
+    Returns {"steps", "skipped", "w_sft": the weight used, "last": stats of the last step}."""
     settings = settings or Settings()
-    with TrainingRun(student, teacher, pairs_dir, out_dir, settings) as run:   # the pairs, AdamW (DDP under torchrun), resume
+    with TrainingRun(student, teacher, pairs_dir, out_dir, settings, board) as run:   # the pairs, AdamW (DDP under torchrun), resume
         w_sft = run.settle_w_sft()   # a number as given; "auto": the paper's rule on the first batches (below)
         for step, epoch, micro_batches in run.remaining_steps():   # B pairs a micro-step, each with its own t and eps
             run.optimizer.zero_grad(set_to_none=True)
@@ -144,7 +147,8 @@ def train(student, teacher, pairs_dir, out_dir, settings=None):
                 stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(run.params, settings.max_grad_norm))
                 run.optimizer.step()
             run.skip_or_stop(stats)         # a non-finite loss skips the step; max_nonfinite in a row: a one-line stop
-            run.log(step, epoch, stats)     # the progress bar; metrics.jsonl every log_every steps
+            run.log(step, epoch, stats)     # the progress bar; metrics.jsonl (and TensorBoard) every log_every steps
+            run.warn_if_collapsing()        # the collapse alarm: one warning line, never a stop (analysis/alarm.py)
             run.checkpoint_if_due(step)     # checkpoint-N every ckpt_every steps and at the last: where resume starts
     return run.summary()
 
@@ -368,7 +372,7 @@ class TrainingRun:
     the w_sft rule, the teacher's forwards ahead on a CPU, metrics.jsonl, checkpoints and the
     non-finite stop. A context manager: leaving it stops the teacher's threads and freezes the student."""
 
-    def __init__(self, student, teacher, pairs_dir, out_dir, s):
+    def __init__(self, student, teacher, pairs_dir, out_dir, s, board=tensorboard_log.OFF):
         if s.method not in METHODS:
             raise ValueError(f"unknown method {s.method!r}: choose one of {', '.join(METHODS)}")
         self.student, self.teacher, self.out_dir, self.s = student, teacher, out_dir, s
@@ -398,6 +402,7 @@ class TrainingRun:
             self.text = encode_prompts(teacher, self.pairs)
         self.bar = tqdm(total=self.total, initial=self.step, desc=f"{s.method} training", disable=self.rank != 0)
         self.batches = None
+        self.board, self.alarm = board, CollapseAlarm()
 
     def __enter__(self):
         return self
@@ -457,7 +462,18 @@ class TrainingRun:
         n_rule = min(W_SFT_BATCHES, self.steps_per_epoch, self.total)
         self.w_sft = settle_w_sft(self.out_dir, self.s.w_sft, self.step, lambda: self.measure_w_sft(n_rule),
                                   self.s.log_w_sft_rule)
+        self.catch_up_logs()
         return self.w_sft
+
+    def catch_up_logs(self):
+        """A resumed stage's steps already in metrics.jsonl: to the TensorBoard log, and through the
+        collapse alarm (its warning, if any, was printed when they trained)."""
+        if self.rank != 0 or not os.path.isfile(self.metrics_path):
+            return
+        rows = disk.read_jsonl(self.metrics_path, skip_damaged=True)
+        for row in rows:
+            self.alarm.update(row)
+        self.board.training(rows, self.s.method, self.w_sft)
 
     def measure_w_sft(self, n_steps):
         """w_sft_rule at the student as it is, on the batches of the first n_steps training steps (what
@@ -499,7 +515,15 @@ class TrainingRun:
         self.bar.set_postfix(dpo=f"{stats['dpo']:.4f}", sft=f"{stats['sft']:.2e}", acc=f"{stats['implicit_acc']:.2f}")
         if self.rank == 0 and (self.checkpoint_due(step) or self.step % self.s.log_every == 0):
             append_metrics(self.metrics_path, self.rows)
+            self.board.training(self.rows, self.s.method, self.w_sft)   # a point once metrics.jsonl has it
             self.rows = []
+
+    def warn_if_collapsing(self):
+        """The collapse alarm (analysis/alarm.py) on the step just logged: one warning line on the step
+        it fires; the run goes on."""
+        warning = self.alarm.update(self.last)
+        if warning and self.rank == 0:
+            tqdm.write(warning, file=sys.stderr)
 
     def checkpoint_if_due(self, step):
         """checkpoint-N (the student, AdamW, the step) every ckpt_every steps and after the last."""
@@ -574,6 +598,8 @@ def parse_args(argv=None):
     p.add_argument("--gradient_checkpointing", action="store_true",
                    help="trade compute for memory in training (default: off)")
     p.add_argument("--seed", type=int, default=0, help="the training seed: pair order, t, eps (default: 0)")
+    p.add_argument("--report_to", default="none", choices=tensorboard_log.REPORT_TO,
+                   help="tensorboard: also log the training to OUT/tensorboard (default: none)")
     p.add_argument("--lora", type=int, default=None, metavar="RANK", help=defaults.LORA_HELP)
     return p.parse_args(argv)
 
@@ -592,8 +618,20 @@ def check_student_source(student_dir, teacher):
                         f"{name(teacher.source)}; pass the --teacher and --adapter it was pruned from")
 
 
+def check_pairs_source(pairs_dir, model):
+    """Refuse pairs that another model made (their latents have that model's shape): the pairs
+    folder's config.json, written by curate.py or vip_loop.py, names the model."""
+    path = os.path.join(pairs_dir, "config.json")
+    made_by = disk.read_json(path).get("model") if os.path.isfile(path) else None
+    if made_by is not None and made_by != model:
+        raise UserError(f"{pairs_dir} holds pairs made by the {made_by} model, but --model is {model}; pass "
+                        f"--model {made_by}, or pairs curated with --model {model}")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    disk.check_out(args.out)   # before any work
+    check_pairs_source(args.pairs, args.model)
     rank, world, device = ranks.dist_setup()
     student = models.load(args.model, path=args.student or args.teacher, adapter=args.adapter, device=device,
                           lora_rank=args.lora)
@@ -612,7 +650,9 @@ def main(argv=None):
                         epochs=args.epochs, grad_accum=args.grad_accum, seed=args.seed, max_steps=args.max_steps,
                         ckpt_every=args.ckpt_every, gradient_checkpointing=args.gradient_checkpointing,
                         split_backward=bool(student.lora))
-    summary = train(student, teacher, args.pairs, args.out, settings)
+    board = tensorboard_log.open_board(args.report_to, os.path.join(args.out, "tensorboard"))
+    summary = train(student, teacher, args.pairs, args.out, settings, board.for_stage(1))
+    board.close()
     if rank == 0:
         disk.write_json(os.path.join(args.out, "config.json"), dict(vars(args), w_sft_used=summary["w_sft"]))
         student.save(os.path.join(args.out, "student"))

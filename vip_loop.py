@@ -30,7 +30,7 @@ import math
 import os
 import time
 
-from infra import cli, disk, ranks
+from infra import cli, disk, ranks, tensorboard_log
 from infra.cli import UserError
 from infra.prompt_files import make_eval_set, make_search_set, read_prompts
 from infra.run_folder import check_config, done, drop_damaged_pairs, redo_hint, stage_done, with_provenance
@@ -58,6 +58,7 @@ class Run:
     full_scores: dict
     pool: list
     search_set: dict = None   # --search_prompts' videos, with "full": M0's eval json on them (None: the eval set)
+    board: object = tensorboard_log.OFF   # --report_to tensorboard: the run's TensorBoard log (rank 0)
 
     @property
     def gen_kw(self):
@@ -97,8 +98,10 @@ def run(cfg, device):
                 print(f"stage {k}: done, skipped")
         else:
             run_stage(r, k, n_blocks, stage_dir, student_path, student_eval)
+        r.board.stage(k, stage_dir, cfg["method"], cfg["w_sft"])   # TensorBoard: its steps, rows, cost and clip
         student_path, student_eval = os.path.join(stage_dir, "student"), os.path.join(stage_dir, "eval.json")
 
+    r.board.close()
     if rank == 0:
         text = report.write_report([out], os.path.join(out, "report.md"))
         print("\n\n".join(part for part in text.split("\n\n## ") if part.startswith("Table 1")))
@@ -117,7 +120,7 @@ def run_stage(r, k, n_blocks, stage_dir, student_path, student_eval):
     with timer("curate"):   # 2. Sec. 3.3: teacher winners, student losers, for the target properties
         curate_step(r, k, stage_dir, student, curation_targets(record))
     with timer("train"):    # 3. Sec. 3.4.1: ReDPO (or a baseline), resuming from the last checkpoint
-        student = train_step(r, stage_dir, student)
+        student = train_step(r, k, stage_dir, student)
     with timer("evaluate"):  # the trained row of Table 1
         evaluate_once(r, student, os.path.join(stage_dir, "eval.json"))
     if ranks.rank_world()[0] == 0:
@@ -148,7 +151,8 @@ def setup(cfg, device):
         if not os.path.isfile(os.path.join(cfg["out"], "config.json")):
             disk.write_json(os.path.join(cfg["out"], "config.json"), with_provenance(cfg))
     ranks.barrier()
-    return Run(cfg, teacher, reward, make_eval_set(eval_items, cfg["eval_seeds"]), None, pool)
+    board = tensorboard_log.open_board(cfg["report_to"], os.path.join(cfg["out"], "tensorboard"))
+    return Run(cfg, teacher, reward, make_eval_set(eval_items, cfg["eval_seeds"]), None, pool, board=board)
 
 
 def prune_step(r, k, n_blocks, stage_dir, student_path, student_eval):
@@ -223,10 +227,13 @@ def curate_step(r, k, stage_dir, student, targets):
     kept = kept[:cfg["pool_prompts"]] if cfg["pool_prompts"] else kept
     videos = curate.Videos(r.teacher, student, r.reward, list(range(cfg["seeds"])),
                            os.path.join(cfg["out"], "teacher_cache"), r.gen_kw, cfg["gen_batch"])
-    curate.curate(videos, kept, targets, cfg["tau"], pairs_dir, config=cfg)
+    summary = curate.curate(videos, kept, targets, cfg["tau"], pairs_dir, config=cfg)
+    if ranks.rank_world()[0] == 0:
+        print(f"stage {k}: curation kept {summary['pairs']} pairs of {summary['items']} prompt/seed items ("
+              + ", ".join(f"{p} {c['kept']}" for p, c in summary["per_property"].items()) + ")")
 
 
-def train_step(r, stage_dir, student):
+def train_step(r, k, stage_dir, student):
     """redpo.train on the stage's pairs, then student/ written; or the trained student read back."""
     student_dir = os.path.join(stage_dir, "student")
     if done(os.path.join(student_dir, models.STUDENT_FILE)):
@@ -237,7 +244,8 @@ def train_step(r, stage_dir, student):
                               seed=cfg["seed"], gradient_checkpointing=cfg["gradient_checkpointing"],
                               log_w_sft_rule=True,   # a numeric w_sft: log what the paper's rule would choose
                               split_backward=bool(cfg["lora"]))
-    redpo.train(student, r.teacher, os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train"), settings)
+    redpo.train(student, r.teacher, os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train"), settings,
+                r.board.for_stage(k))
     if ranks.rank_world()[0] == 0:
         student.save(student_dir)
     ranks.barrier()
@@ -369,6 +377,8 @@ def parse_args(argv=None):
                    "eval set does not depend on it, so runs with other seeds compare video by video")
     p.add_argument("--out", default=None, help="run directory (default: runs/<model>-<method>, "
                    "-oneshot added with --oneshot)")
+    p.add_argument("--report_to", default="none", choices=tensorboard_log.REPORT_TO,
+                   help="tensorboard: also log the run to OUT/tensorboard, one step axis for all stages (default: none)")
     return p.parse_args(argv)
 
 
@@ -387,9 +397,10 @@ def resolve(args, world):
         if cfg[key] < 1:
             raise UserError(f"--{key} must be at least 1 (got {cfg[key]})")
     if args.blocks is None and isinstance(cfg["blocks"], list) and len(cfg["blocks"]) != cfg["stages"]:
+        first = (cfg["blocks"] + cfg["blocks"][-1:] * cfg["stages"])[:cfg["stages"]]   # the preset's first stages
         raise UserError(f"the {args.model} preset removes {' '.join(map(str, cfg['blocks']))} blocks in its "
-                        f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too "
-                        "(one count for every stage, or one per stage)")
+                        f"{len(cfg['blocks'])} stages; with --stages {cfg['stages']} pass --blocks too, e.g. "
+                        f"--blocks {' '.join(map(str, first))} (one count for every stage, or one per stage)")
     cfg["blocks"] = defaults.blocks_per_stage(cfg["stages"], cfg["blocks"])
     if cfg["search_prompts"] in ("none", ""):   # the eval set, as the paper does
         cfg["search_prompts"] = None
@@ -400,6 +411,7 @@ def main(argv=None):
     args = parse_args(argv)
     _, world, device = ranks.dist_setup()
     cfg = resolve(args, world)
+    disk.check_out(cfg["out"])   # before any work
     try:
         run(cfg, device)
     except disk.Unreadable as e:  # a damaged file of the run: name what to delete to redo it

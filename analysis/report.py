@@ -16,7 +16,8 @@ seeds the mean over seeds and their spread), the paired differences of each stag
 compared at each stage and at the end, the paper's claims as the paper words them with a verdict
 (analysis/claims.py), cost per row, and teacher | pruned | trained video grids. Beside it:
 scores_<group>.png (per-dimension bars with 95% intervals) and training_<group>.png (the DPO term,
-SFT term and implicit accuracy per stage, from metrics.jsonl).
+SFT term, implicit accuracy, reward margin and the winners' and losers' error gaps per stage, from
+metrics.jsonl, with where the collapse alarm fired).
 
 The verdict of a claim that a difference has a sign: **negligible** when its 95% interval lies
 inside (-margin, +margin), else **holds** when it lies wholly on that side of 0, **does not hold**
@@ -35,6 +36,7 @@ from infra.cli import UserError
 
 import numpy as np
 
+from analysis import alarm
 from analysis import claims
 from analysis import stats
 from analysis import vbench_eval
@@ -118,6 +120,55 @@ def search_change(prune_json):
         return {d: v for d, v in means.items() if v is not None and math.isfinite(v)}
     pruned, base = means(prune_json.get("pruned_scores")), means(prune_json.get("base_scores"))
     return {d: pruned[d] - base[d] for d in pruned if d in base}
+
+
+def check_comparable(runs):
+    """Refuse, in one line naming the runs and the setting, runs one report cannot compare: runs of
+    other models, rewards or eval sets (rows are paired video by video); other pruning schedules (the
+    same blocks per stage, a one-shot run the same blocks in all); two runs of one method at the same
+    training seed (a group's seeds would repeat); runs of one method with different numbers of
+    finished stages (its Final row would pair one run's stage 3 with another's stage 1)."""
+    def refuse(a, b, why):
+        raise UserError(f"{a['dir']} and {b['dir']} {why}")
+
+    def eval_set(r):
+        return [(v["prompt"], v["seed"]) for v in r["full"]["per_video"]]
+
+    def size(r):
+        return f"{len({p for p, _ in eval_set(r)})} prompts, {len(eval_set(r))} videos"
+
+    def blocks(r):
+        b = r["config"].get("blocks")
+        return b if isinstance(b, list) else None
+
+    first = runs[0]
+    online = next((r for r in runs if blocks(r) and not r["config"].get("oneshot")), None)
+    for r in runs[1:]:
+        for name, value in (("models", lambda x: x["model"]), ("rewards", lambda x: x["full"].get("reward", "?"))):
+            if value(r) != value(first):
+                refuse(first, r, f"have different {name} ({value(first)} vs {value(r)}): one report compares "
+                       "runs of one model and reward; report them apart")
+        if eval_set(r) != eval_set(first):
+            refuse(first, r, f"have different eval sets ({size(first)} vs {size(r)}"
+                   f"{', other prompts or seeds' if size(r) == size(first) else ''}): rows are compared video by "
+                   "video; report them apart")
+        if blocks(r) and blocks(first) and sum(blocks(r)) != sum(blocks(first)):
+            refuse(first, r, f"remove {sum(blocks(first))} and {sum(blocks(r))} blocks in all (--blocks "
+                   f"{' '.join(map(str, blocks(first)))} vs {' '.join(map(str, blocks(r)))}): report them apart")
+        if online and blocks(r) and not r["config"].get("oneshot") and blocks(r) != blocks(online):
+            refuse(online, r, f"prune on different schedules (--blocks {' '.join(map(str, blocks(online)))} vs "
+                   f"{' '.join(map(str, blocks(r)))}, blocks per stage): report them apart")
+    seen = {}
+    for r in runs:
+        if (r["label"], r["seed"]) in seen:
+            refuse(seen[r["label"], r["seed"]], r, f"are both {r['label']} at training seed {r['seed']}: a report "
+                   "takes one run per method and seed; pass one of them")
+        seen[r["label"], r["seed"]] = r
+        same = [x for x in runs if x["label"] == r["label"]]
+        finished = [sum(1 for s in x["stages"] if s["trained"]) for x in same]
+        if finished[0] != finished[same.index(r)]:
+            refuse(same[0], r, f"are both {r['label']} with {finished[0]} and {finished[same.index(r)]} finished "
+                   "stages: finish them (run the same command again) or report them apart")
 
 
 def group_runs(runs):
@@ -384,36 +435,70 @@ def plot_scores(key, runs, path):
     plt.close(fig)
 
 
+TRAINING_TERMS = (("dpo", "DPO term (Eq. 1)"), ("sft", "SFT term (Eq. 2)"), ("implicit_acc", "implicit accuracy"),
+                  ("reward_margin", "reward margin"), ("err_w_gap", "winners: student - teacher error"),
+                  ("err_l_gap", "losers: student - teacher error"))
+ALARM_TERM = ("err_w_ratio", "winners: student / teacher error")   # what the collapse alarm reads
+
+
+def training_curves(metrics):
+    """One stage's metrics.jsonl rows -> (steps, {term: values} for TRAINING_TERMS and ALARM_TERM, the
+    step at which the collapse alarm fired or None). The gaps: err - ref_err (student minus teacher),
+    so above 0 the student does worse than the teacher on those videos."""
+    rows = [m for m in metrics if "loss" in m]
+    curves = {term: [m.get(term, float("nan")) for m in rows] for term, _ in TRAINING_TERMS[:4]}
+    curves["err_w_gap"] = [m["err_w"] - m["ref_err_w"] for m in rows]
+    curves["err_l_gap"] = [m["err_l"] - m["ref_err_l"] for m in rows]
+    curves["err_w_ratio"] = [m["err_w"] / m["ref_err_w"] for m in rows]
+    return [m["step"] for m in rows], curves, alarm.fired_at(metrics)
+
+
 def plot_training(key, runs, path):
-    """Per stage (columns), the DPO term, the SFT term and the implicit accuracy (rows) against the
-    training step, one line per seed (metrics.jsonl). Returns False when no run has metrics."""
+    """Per stage (columns), against the training step, one line per seed (metrics.jsonl): the DPO
+    term, the SFT term, the implicit accuracy, the reward margin, and the student's error minus the
+    teacher's on the winners and on the losers (rows); a dashed line where the collapse alarm fired
+    (analysis/alarm.py). Returns False when no run has metrics."""
     n = max(len(r["stages"]) for r in runs)
     if not any(s["metrics"] for r in runs for s in r["stages"]):
         return False
+    columns = [(f"stage {i + 1}", [(f"seed {r['seed']}", r["stages"][i]["metrics"]) for r in runs if i < len(r["stages"])])
+               for i in range(n)]
+    plot_curves(columns, TRAINING_TERMS, f"{key[1]} training ({key[0]}); dashed: the collapse alarm fired", path)
+    return True
+
+
+def plot_curves(columns, terms, title, path, sharey=False):
+    """columns: [(title, [(label, metrics.jsonl rows)])], one panel per column and term (rows), one
+    line per label, a dashed line in its colour where the collapse alarm fired; sharey="row": one
+    scale across a row."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    terms = (("dpo", "DPO term (Eq. 1)"), ("sft", "SFT term (Eq. 2)"), ("implicit_acc", "implicit accuracy"))
-    fig, axes = plt.subplots(len(terms), n, figsize=(3.2 * n, 6.4), squeeze=False)
-    for r in runs:
-        for i, s in enumerate(r["stages"]):
-            steps = [m["step"] for m in s["metrics"]]
-            for j, (term, _) in enumerate(terms):
-                axes[j][i].plot(steps, [m.get(term, float("nan")) for m in s["metrics"]], lw=1, label=f"seed {r['seed']}")
-    for i in range(n):
-        axes[0][i].set_title(f"stage {i + 1}")
+    fig, axes = plt.subplots(len(terms), len(columns), figsize=(3.2 * len(columns), 2.0 * len(terms)),
+                             squeeze=False, sharey=sharey)
+    for i, (column, lines) in enumerate(columns):
+        axes[0][i].set_title(column)
         axes[-1][i].set_xlabel("step")
+        for label, metrics in lines:
+            steps, curves, fired = training_curves(metrics)
+            for j, (term, _) in enumerate(terms):
+                line, = axes[j][i].plot(steps, curves[term], lw=1, label=label)
+                if fired is not None:
+                    axes[j][i].axvline(fired, color=line.get_color(), ls="--", lw=1)
         for j, (term, name) in enumerate(terms):
             axes[j][0].set_ylabel(name, fontsize=8)
             if term == "sft":
                 axes[j][i].set_yscale("log")
+            if term in ("reward_margin", "err_w_gap", "err_l_gap"):
+                axes[j][i].axhline(0, color="grey", lw=0.5)
+            if term == "err_w_ratio":
+                axes[j][i].axhline(alarm.RATIO, color="grey", lw=0.5, ls=":")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{key[1]} training ({key[0]})", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with disk.atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,6 +536,60 @@ def what_was_run(groups):
     return lines
 
 
+AVERAGE = {"videoscore": "the mean of the four dimensions (VideoScore total)",
+           "shapes": "the mean of the four dimensions of the shapes world's exact reward (toy/shapes_world.py; "
+                     "not VideoScore)",
+           "pixel": "the mean of the three dimensions the pixel proxy measures (it cannot tell text alignment, "
+                    "n/a; not VideoScore)"}
+PARAM = {"toy": "the toy teacher's 10 motion modules (the rest of its 1.5M parameters stays frozen)",
+         "animatediff": "AnimateDiff's motion modules (the SD 1.5 UNet stays frozen)",
+         "videocrafter2": "the whole UNet", "wan": "the whole transformer"}
+
+
+def table1_notes(runs):
+    """The line under Table 1, true for the runs' own model and reward (check_comparable: one of each)."""
+    model, reward = runs[0]["model"], runs[0]["full"].get("reward")
+    base = "animatediff" if model == "tiny" else model.replace("tiny-", "")
+    notes = [f"Average: {AVERAGE.get(reward, f'the mean of the dimensions the {reward} reward measures')}.",
+             f"Param: the trained part, {PARAM.get(base, 'the denoiser')}"
+             + (f" (here a tiny random-weight {base})" if model.startswith("tiny") else "") + "."]
+    if any(v.get("static") for v in runs[0]["full"]["per_video"]):
+        notes.append("Prompts labelled static score dynamic degree 0 (the revised dynamic score, Sec. 4.1).")
+    return " ".join(notes + ["Paired: the same prompt and seed in both rows."])
+
+
+COST_NOTE = ("Latency: one generation at batch 1 after a one-step warm-up, timed once on the run's device: a single "
+             "timing, which on a shared CPU can differ by tens of percent from one call to the next, so a pruned row "
+             "may time slower than the model before it; TFLOPs (counted, not timed) is the cost that does not vary.")
+
+
+def training_note(runs):
+    """What the training plot's scales mean, and the run's own DPO term and implicit accuracy in the
+    first and last quarter of each stage's steps (mean over seeds)."""
+    lines = ["The DPO term is -log sigmoid(-beta/2 x D) with D = (err_w - ref_err_w) - (err_l - ref_err_l) (Eq. 1, "
+             "T w(lambda_t) folded into beta): ln 2 = 0.693 when the student predicts both videos as the teacher "
+             "does (D = 0), about beta/2 x D once that is above ~3. The reference is the full model, and "
+             "the winners are its own videos: a pruned student that predicts them worse than the full model does "
+             "has D > 0, so its implicit accuracy (the share of pairs where it prefers the winner more than the "
+             "full model does) sits near 0 and its DPO term is large, until training brings its error on the "
+             "winners down to the full model's. The SFT term is on a log scale (it spans decades). Here (first -> "
+             "last quarter of each stage's steps, mean over seeds):", ""]
+    for i in range(max(len(r["stages"]) for r in runs)):
+        quarters = [[], []]
+        for r in runs:
+            rows = [m for m in (r["stages"][i]["metrics"] if i < len(r["stages"]) else []) if "dpo" in m]
+            n = max(1, len(rows) // 4)
+            if rows:
+                quarters[0] += rows[:n]
+                quarters[1] += rows[-n:]
+        if quarters[0]:
+            mean = lambda rows, k: float(np.mean([m[k] for m in rows]))      # noqa: E731
+            lines.append(f"- Stage {i + 1}: DPO term {fmt(mean(quarters[0], 'dpo'), 2)} -> {fmt(mean(quarters[1], 'dpo'), 2)}, "
+                         f"implicit accuracy {fmt(mean(quarters[0], 'implicit_acc'), 2)} -> "
+                         f"{fmt(mean(quarters[1], 'implicit_acc'), 2)}")
+    return lines
+
+
 def write_report(run_dirs, out_path, grids=True):
     """Write report.md (and its plots and grids beside it) for one or more runs. Returns the text."""
     out_dir = os.path.dirname(os.path.abspath(out_path))
@@ -459,14 +598,13 @@ def write_report(run_dirs, out_path, grids=True):
     runs = [r for r in runs if r["full"]]
     if not runs:
         raise UserError(f"no full/eval.json under {', '.join(run_dirs)}; run evaluate.py (or vip_loop.py) first")
+    check_comparable(runs)
     groups = group_runs(runs)
     lines = ["# V.I.P. results", ""] + what_was_run(groups)
     lines += ["", "## Table 1", ""]
     for key, group in groups.items():
         lines += table1(key, group) + [""] + paired_table(key, group) + [""]
-    lines.append("Average: the mean of the four dimensions (VideoScore total). Param: the trained part "
-                 "(AnimateDiff: the motion modules; VideoCrafter2: the whole UNet). Static prompts score "
-                 "dynamic degree 0. Paired: the same prompt and seed in both rows.")
+    lines.append(table1_notes(runs))
     table2 = vbench_eval.report_lines(runs)          # VBench rows, where analysis/vbench_eval.py wrote vbench.json
     lines += [""] + table2 if table2 else []
     if len(groups) > 1:
@@ -475,7 +613,7 @@ def write_report(run_dirs, out_path, grids=True):
     found = claims.claims(groups)
     if found:
         lines += ["", "## The paper's claims", ""] + claims_table(found, *claims.scales(groups))
-    lines += ["", "## Cost", "", "| Run | Stage | Method | Average ± 95% CI | Videos | TFLOPs / video | Latency (s / video) |",
+    lines += ["", "## Cost", "", "| Run | Stage | Method | Average ± 95% CI | Videos | TFLOPs / video | Latency (s / video, one timing) |",
               "|---|---|---|---|---|---|---|"]
     for run in runs:
         for stage, label, result, _ in table_rows(run):
@@ -484,12 +622,13 @@ def write_report(run_dirs, out_path, grids=True):
             latency = result.get("latency", {}).get("seconds_per_video")
             lines.append(f"| {run['name']} | {stage} | {label} | {fmt(total['mean'])} ± {fmt(total['ci95'])} | "
                          f"{result['num_videos']} | {'n/a' if tflops is None else f'{tflops:.4g}'} | {fmt(latency, 2)} |")
+    lines += ["", COST_NOTE]
     pictures = []
     for key, group in groups.items():
         plot_scores(key, group, os.path.join(out_dir, f"scores_{_slug(key)}.png"))
         pictures.append(f"![scores, {key[1]}](scores_{_slug(key)}.png)")
         if plot_training(key, group, os.path.join(out_dir, f"training_{_slug(key)}.png")):
-            pictures.append(f"![training, {key[1]}](training_{_slug(key)}.png)")
+            pictures += [f"![training, {key[1]}](training_{_slug(key)}.png)", ""] + training_note(group) + [""]
     lines += ["", "## Plots", ""] + pictures
     made = [(g[0], grid) for g in groups.values() for grid in write_grids(g[0]["dir"], out_dir)] if grids else []
     if made:

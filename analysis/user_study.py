@@ -192,6 +192,15 @@ def read_responses(path, key):
     return answers, counts
 
 
+def no_answers(path, counts, study):
+    """Why there is nothing to score when `path` holds no answer of this study (read_responses' counts)."""
+    serve = f"python -m analysis.user_study serve --study {study}"
+    if not os.path.isfile(path):
+        return f"no responses yet: {path} does not exist (raters' answers go there while `{serve}` runs)"
+    return (f"no answers of this study in {path}: {counts['lines']} lines, {counts['damaged']} damaged, "
+            f"{counts['foreign']} of another study (pass --responses, or collect answers with `{serve}`)")
+
+
 def score_study(answers, key, draws=2000, seed=0):
     """Fig. 4 from the answers: the attention checks, then on the kept raters' main items the scores,
     win rates, their crossed-bootstrap 95% intervals and Kendall's W."""
@@ -199,17 +208,19 @@ def score_study(answers, key, draws=2000, seed=0):
     main = set(key["main_items"])
     kept = [{**a, "item": key["items"][a["item"]]["index"]}          # items in make's order: the bootstrap
             for a in answers if verdict[a["rater"]][0] is None and a["item"] in main]   # repeats for every make
+    dropped = {}
+    for why, _ in verdict.values():
+        if why:
+            dropped[why] = dropped.get(why, 0) + 1
     if not kept:
-        raise UserError("no answers left after the attention checks: nothing to score")
+        said = ", ".join(f"{n} {why}" for why, n in dropped.items()) or "none of them answered a main item"
+        raise UserError(f"no answers left after the attention checks: of the {len(verdict)} raters who answered, "
+                        f"{said}; nothing to score")
     methods = key["methods"]
     raters, items, ranks = rank_table(kept, methods)
     point = summarise(ranks)
     boot = crossed_bootstrap(ranks, draws, seed)
     interval = {k: np.nanpercentile(boot[k], [2.5, 97.5], axis=0) for k in ("score", "wins")}   # 95%, percentile
-    dropped = {}
-    for why, _ in verdict.values():
-        if why:
-            dropped[why] = dropped.get(why, 0) + 1
     return {"methods": methods, "raters": len(raters), "items": len(items), "answers": len(kept),
             "raters_total": len(verdict), "dropped": dropped,
             "flagged": sum(flag for why, flag in verdict.values() if why is None),
@@ -391,7 +402,10 @@ def score_markdown(result, counts):
     lo, hi = result["score_ci"]
     out = [f"Ranking score = sum over answers of (K - rank) / (answers x K (K - 1) / 2), K = {K} methods: "
            f"the scores sum to 1 and raters who cannot tell the videos apart give each 1/K = {1 / K:.3f}. "
-           f"95% intervals: a crossed bootstrap over raters and prompts ({result['bootstrap']['draws']} draws).", "",
+           f"95% intervals: a crossed bootstrap over raters and prompts ({result['bootstrap']['draws']} draws)."
+           + ("" if K == 3 else f" The paper's scores beside them rank 3 methods, where no preference gives 1/3 = 0.333; "
+              f"this study ranks {K}, where it gives {1 / K:.3f}: read each score against its own chance level."),
+           "",
            "| Method | Ranking score [95%] | Mean rank | Ranked first | Paper: AnimateDiff | Paper: VideoCrafter2 |",
            "|---|---|---|---|---|---|"]
     for k, m in enumerate(methods):
@@ -450,7 +464,8 @@ def plot_ranking(result, path, title):
 # ---------------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m analysis.user_study", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     m = sub.add_parser("make", help="a study folder from run folders (the full model's, and each run's, kept videos)")
     m.add_argument("--runs", nargs="+", required=True, help="run folders of vip_loop.py, one per method; the full model comes from the first")
@@ -503,7 +518,10 @@ def main(argv=None):
         print(f"{out}: {len(lines)} answers from {args.raters} simulated raters (reward {args.by}, noise {args.noise})")
     else:
         study, key = read_study(args.study)
-        answers, counts = read_responses(args.responses or os.path.join(args.study, "responses.jsonl"), key)
+        path = args.responses or os.path.join(args.study, "responses.jsonl")
+        answers, counts = read_responses(path, key)
+        if not answers:
+            raise UserError(no_answers(path, counts, args.study))
         result = score_study(answers, key, args.draws, args.seed)
         out = args.out or args.study
         os.makedirs(out, exist_ok=True)
@@ -512,8 +530,11 @@ def main(argv=None):
         with disk.atomic_file(os.path.join(out, "score.md")) as tmp, open(tmp, "w") as f:
             f.write(text)
         plot_ranking(result, os.path.join(out, "ranking.png"), f"Ranking score, {result['raters']} raters x "
-                     f"{result['items']} prompts, stage {key['stage']}\n95% intervals: raters and prompts resampled")
+                     f"{result['items']} prompts, stage {key['stage']}\n95% intervals: raters and prompts resampled"
+                     + ("" if len(result["methods"]) == 3 else f"; no preference: 1/{len(result['methods'])} here, "
+                        "1/3 in the paper"))
         print(text)
+        print(f"wrote {os.path.join(out, 'score.md')}, score.json and ranking.png")
 
 
 if __name__ == "__main__":

@@ -58,13 +58,20 @@ def largest_difference(a, b):
 
 
 def eval_rows(a, b, rel):
-    """Per dimension: max |difference| over the videos of one eval json (the same videos in both)."""
+    """Per dimension the reward measures: max |difference| over the videos of one eval json (the same
+    videos in both); inf where one run measured a video the other did not. A dimension no video has
+    (the pixel proxy's text alignment: null) is left out."""
     va, vb = read(os.path.join(a, rel))["per_video"], read(os.path.join(b, rel))["per_video"]
     if [(v["prompt"], v["seed"]) for v in va] != [(v["prompt"], v["seed"]) for v in vb]:
         return {"videos": math.inf}
-    return {d: max(abs(x["scores"][d] - y["scores"][d]) for x, y in zip(va, vb)
-                   if x["scores"][d] is not None and y["scores"][d] is not None)
-            for d in va[0]["scores"]}
+    rows = {}
+    for d in va[0]["scores"]:
+        pairs = [(x["scores"][d], y["scores"][d]) for x, y in zip(va, vb)]
+        if any((x is None) != (y is None) for x, y in pairs):
+            rows[d] = math.inf
+        elif any(x is not None for x, _ in pairs):
+            rows[d] = max(abs(x - y) for x, y in pairs if x is not None)
+    return rows
 
 
 def compare(a, b):

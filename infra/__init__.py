@@ -10,6 +10,7 @@
   infra/prompt_files.py  prompt files (.txt, .csv, .json) with their static labels, and the eval set's seeds
   videos.py      the videos a pruning stage generates: sharded over ranks, each (model, prompt, seed) once
   teacher_cache.py  the teacher's scored videos, kept across stages and runs
+  tensorboard_log.py  --report_to tensorboard: a run's training steps, stage rows and clips on one step axis
 
 Importing this package sets how torch's CPU threads wait, below; it is the one place that does.
 The project's scripts and the `models` package import from it before numpy and torch

@@ -153,6 +153,25 @@ def atomic_dir(path):
 _LOCKS = {}           # folder -> its open lock file, held until this process ends
 
 
+def check_out(path):
+    """Refuse, before any work, an output folder that cannot be made: a file on its path, or a place
+    where nothing can be written (/proc/..., a read-only or unwritable folder). None: nothing to check.
+    Tried, not guessed from permission bits (root passes those): a folder is made beside and removed."""
+    if path is None:
+        return
+    existing = os.path.abspath(path)
+    while not os.path.lexists(existing):          # the deepest part of the path that is there
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"--out {path}: {existing} is {'a file' if os.path.isfile(existing) else 'not a folder'}; "
+                        "pass a folder for --out")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=f"{TEMP}{os.getpid()}-"))
+    except OSError as e:
+        raise UserError(f"--out {path}: nothing can be written in {existing} ({e.strerror}); "
+                        "pass a folder you can write to for --out") from None
+
+
 def hold_lock(directory):
     """Make this process the only writer of `directory` until it ends: an flock on directory/.lock,
     which the kernel drops when the process dies, SIGKILL included. Refuses (UserError) while

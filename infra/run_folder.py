@@ -6,6 +6,7 @@
     runs/NAME/teacher_cache/                teacher latents and scores, shared by every stage
     runs/NAME/stage_k/prune.json, pruned/, eval_pruned.json, pairs/, train/, student/, eval.json, DONE
     runs/NAME/report.md
+    runs/NAME/tensorboard/                  --report_to tensorboard's log, rebuilt from the files above (tensorboard_log.py)
 
 Every file is written atomically and last, so "is it there" is "is it finished": re-running the
 same command skips what exists and resumes training from its last checkpoint. A damaged file

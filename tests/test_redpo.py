@@ -234,6 +234,17 @@ def test_torchrun_two_processes_equal_one_process(stage, tmp_path):
     assert_same_run(sa, sb)
 
 
+def test_pairs_made_by_another_model_are_refused_naming_both(stage, tmp_path):
+    """The stage's pairs are tiny's latents; redpo.py --model toy on them is one line, not a conv2d error."""
+    import shutil
+    pairs = tmp_path / "pairs"
+    shutil.copytree(stage / "pairs", pairs)
+    disk.write_json(pairs / "config.json", {"model": "tiny", "reward": "pixel"})   # as curate.py writes it
+    with pytest.raises(cli.UserError, match=r"pairs made by the tiny model, but --model is toy; pass --model tiny"):
+        redpo.main(["--model", "toy", "--pairs", str(pairs), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
 # --- w_sft "auto": the paper's rule, matching the DPO loss in scale -----------------------------
 
 def test_w_sft_rule_is_the_ratio_of_the_means():

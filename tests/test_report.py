@@ -170,3 +170,81 @@ def test_holm_within_each_table():
              {"table": "Table 1", "verdict": "holds", "p": 0.02}]
     claims.adjust(found)                      # 0.02 x 3 = 0.06: neither holds after the correction
     assert [c["verdict_holm"] for c in found] == ["cannot tell"] * 3
+
+
+def test_runs_a_report_cannot_compare_are_refused_in_one_line(tmp_path):
+    """Two runs of one method at one seed, another model, reward, eval set or pruning schedule, and a
+    method's runs with different numbers of finished stages: refused, naming both runs and the setting."""
+    full, stage = [0.8] * 4, ([0.6] * 4, [0.7] * 4)
+    base = fake_run(tmp_path, "redpo-s0", "redpo", 0, [full, stage, stage])
+
+    def variant(name, method="redpo", seed=1, rows=(full, stage, stage), config=None, full_eval=None):
+        run = fake_run(tmp_path, name, method, seed, list(rows))
+        if config:
+            disk.write_json(f"{run}/config.json", dict(disk.read_json(f"{run}/config.json"), **config))
+        if full_eval:
+            disk.write_json(f"{run}/full/eval.json", dict(disk.read_json(f"{run}/full/eval.json"), **full_eval))
+        return run
+
+    def refused(run, *words):
+        with pytest.raises(report.UserError) as e:
+            report.write_report([base, run], str(tmp_path / "report.md"))
+        assert base in str(e.value) and run in str(e.value) and "\n" not in str(e.value)
+        for w in words:
+            assert w in str(e.value)
+        assert not (tmp_path / "report.md").exists()
+
+    # The issue's case: seed 0 twice, 2 stages and 1.
+    refused(variant("redpo-1stage-s0", seed=0, rows=(full, stage)), "both ReDPO at training seed 0")
+    refused(variant("redpo-short-s1", rows=(full, stage)), "2 and 1 finished stages")
+    refused(variant("tiny-s1", config={"model": "tiny"}), "different models (toy vs tiny)")
+    refused(variant("pixel-s1", full_eval={"reward": "pixel"}), "different rewards (shapes vs pixel)")
+    other = [dict(v, prompt="q" + v["prompt"]) for v in disk.read_json(f"{base}/full/eval.json")["per_video"]]
+    refused(variant("prompts-s1", full_eval={"per_video": other}), "different eval sets", "other prompts or seeds")
+    refused(variant("blocks-s1", config={"blocks": [3]}), "remove 2 and 3 blocks in all")
+    refused(variant("schedule-s1", config={"blocks": [1, 1]}), "different schedules (--blocks 2 vs 1 1")
+    # What the report can compare: another seed, another method, a one-shot run of the same blocks.
+    text = report.write_report([base, variant("redpo-s1"), variant("sft-s0", method="sft", seed=0),
+                                variant("redpo-oneshot-s0", seed=0, rows=(full, stage),
+                                        config={"oneshot": True, "blocks": [1, 1]})], str(tmp_path / "report.md"))
+    assert "### ReDPO (toy, 2 seeds: 0, 1)" in text and "### ReDPO one-shot (toy, 1 seed: 0)" in text
+
+
+def test_notes_say_what_holds_for_the_runs_own_model_and_reward(tmp_path):
+    """Table 1's note names the run's reward and trained part; the cost table says its latency is one
+    timing; the training plot's scales are explained, with the run's own first and last quarters."""
+    run = fake_run(tmp_path, "redpo-s0", "redpo", 0, [[0.8] * 4, ([0.6] * 4, [0.7] * 4)])
+    with open(f"{run}/stage_1/train/metrics.jsonl", "w") as f:      # 4 steps: quarters of one step
+        for step, (dpo, acc) in enumerate([(20.0, 0.0), (10.0, 0.25), (5.0, 0.25), (2.0, 0.5)], start=1):
+            f.write(f'{{"step": {step}, "dpo": {dpo}, "sft": 0.01, "implicit_acc": {acc}}}\n')
+    text = report.write_report([run], str(tmp_path / "report.md"), grids=False)
+    note = next(line for line in text.splitlines() if line.startswith("Average: "))
+    assert "shapes world's exact reward" in note and "not VideoScore" in note and "10 motion modules" in note
+    assert "VideoScore total" not in note and "static" not in note           # no prompt here is labelled static
+    assert "| Latency (s / video, one timing) |" in text and report.COST_NOTE in text
+    assert "- Stage 1: DPO term 20.00 -> 2.00, implicit accuracy 0.00 -> 0.50" in text
+    assert "implicit accuracy (the share of pairs where it prefers the winner more than the full model does) sits near 0" in text
+
+    tiny = fake_run(tmp_path / "t", "redpo-s0", "redpo", 0, [[0.8] * 4, ([0.6] * 4, [0.7] * 4)])
+    row = disk.read_json(f"{tiny}/full/eval.json")
+    row["per_video"][0]["static"] = True
+    disk.write_json(f"{tiny}/full/eval.json", dict(row, reward="pixel"))
+    disk.write_json(f"{tiny}/config.json", dict(disk.read_json(f"{tiny}/config.json"), model="tiny"))
+    text = report.write_report([tiny], str(tmp_path / "t" / "report.md"), grids=False)
+    note = next(line for line in text.splitlines() if line.startswith("Average: "))
+    assert "three dimensions the pixel proxy measures" in note and "AnimateDiff's motion modules" in note
+    assert "tiny random-weight animatediff" in note and "labelled static score dynamic degree 0" in note
+
+
+def test_the_training_figure_plots_the_gaps_student_minus_teacher_and_marks_the_alarm():
+    def row(step, err_w, ref_err_w):
+        return {"step": step, "loss": 1.0, "dpo": 0.5, "sft": 0.01, "implicit_acc": 0.25, "reward_margin": -2.0,
+                "err_w": err_w, "ref_err_w": ref_err_w, "err_l": 0.03, "ref_err_l": 0.05}
+    metrics = [{"step": 0, "w_sft": 1e4}] + [row(1, 0.01, 0.01), row(2, 0.03, 0.01), row(3, 0.04, 0.01),
+                                              row(4, 0.05, 0.01), row(5, 0.01, 0.01)]
+    steps, curves, fired = report.training_curves(metrics)
+    assert steps == [1, 2, 3, 4, 5] and fired == 4          # 3x, 4x, 5x the teacher's on steps 2-4 (analysis/alarm.py)
+    assert curves["err_w_gap"] == pytest.approx([0.0, 0.02, 0.03, 0.04, 0.0])
+    assert curves["err_l_gap"] == pytest.approx([-0.02] * 5) and curves["reward_margin"] == [-2.0] * 5
+    assert [t for t, _ in report.TRAINING_TERMS] == ["dpo", "sft", "implicit_acc", "reward_margin", "err_w_gap", "err_l_gap"]
+    assert report.training_curves(metrics[:4])[2] is None

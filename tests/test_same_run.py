@@ -41,3 +41,21 @@ def test_other_blocks_removed_is_an_infinite_difference_and_a_non_run_is_named(t
     assert rows[("stage_1/prune.json", "every number")] == float("inf")
     assert same_run.main([str(tmp_path / "a"), str(tmp_path / "nothing")]) == 2
     assert "holds no full/eval.json" in capsys.readouterr().err
+
+
+def test_a_dimension_the_reward_does_not_measure_is_left_out(tmp_path):
+    """The pixel proxy scores no text alignment (null in every video): compared on the others."""
+    for name in ("a", "b"):
+        write_run(tmp_path / name, 0.75, 1.5, latency=1.0)
+        path = tmp_path / name / "full" / "eval.json"
+        row = json.loads(path.read_text())
+        for v in row["per_video"]:
+            v["scores"]["text_alignment"] = None
+        path.write_text(json.dumps(row))
+    rows = {(f, what): d for f, what, d in same_run.compare(str(tmp_path / "a"), str(tmp_path / "b"))}
+    assert rows[("full/eval.json", "total")] == 0.0 and ("full/eval.json", "text_alignment") not in rows
+    assert same_run.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    row["per_video"][0]["scores"]["text_alignment"] = 0.5                 # measured in b only
+    path.write_text(json.dumps(row))
+    assert dict(((f, w), d) for f, w, d in same_run.compare(str(tmp_path / "a"), str(tmp_path / "b")))[
+        ("full/eval.json", "text_alignment")] == float("inf")

@@ -357,3 +357,42 @@ def test_a_rater_ranks_every_item_in_chromium(served):
         driver.quit()
     rows = [json.loads(x) for x in open(os.path.join(out, "responses.jsonl"))]
     assert [(r["item"], r["shown"], r["ranking"]) for r in rows] == [(p["item"], p["shown"], ["C", "A", "B"]) for p in plan]
+
+
+def test_score_says_where_it_wrote_and_that_there_are_no_responses(study, tmp_path, capsys):
+    out, key, _ = study
+    with pytest.raises(cli.UserError, match=r"no responses yet: .*responses.jsonl does not exist \(raters' answers go "
+                                            r"there while `python -m analysis.user_study serve --study "):
+        us.main(["score", "--study", out])
+    (tmp_path / "empty.jsonl").write_text('{"not": "an answer"}\n')
+    with pytest.raises(cli.UserError, match="no answers of this study in .*empty.jsonl: 1 lines, 0 damaged, 1 of another"):
+        us.main(["score", "--study", out, "--responses", str(tmp_path / "empty.jsonl")])
+    us.main(["simulate", "--study", out, "--raters", "3", "--out", str(tmp_path / "r.jsonl")])
+    capsys.readouterr()
+    us.main(["score", "--study", out, "--responses", str(tmp_path / "r.jsonl"), "--draws", "20", "--out", str(tmp_path)])
+    said = capsys.readouterr().out.splitlines()
+    assert said[-1] == f"wrote {tmp_path / 'score.md'}, score.json and ranking.png"
+    assert (tmp_path / "score.md").is_file() and (tmp_path / "ranking.png").is_file()
+
+
+def test_help_names_the_program_as_it_is_run(capsys):
+    with pytest.raises(SystemExit):
+        us.parse_args(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m analysis.user_study ")
+
+
+def test_a_two_method_study_states_its_chance_level_beside_the_papers(study, tmp_path):
+    out, _, _ = study
+    key = us.make_study([os.path.join(os.path.dirname(out), "redpo")], None, str(tmp_path / "two"), seed=1, raters=3)
+    assert key["methods"] == ["Full", "ReDPO"]
+    public = json.load(open(tmp_path / "two" / "study.json"))
+    lines = us.simulate(public, key, us.clip_rewards(str(tmp_path / "two"), key), raters=3, noise=0.0)
+    result = us.score_study([us.parse_answer(x, key) for x in lines], key, draws=20)
+    text = us.score_markdown(result, {"file": "r.jsonl", "lines": 0, "damaged": 0, "foreign": 0, "duplicate": 0})
+    assert ("The paper's scores beside them rank 3 methods, where no preference gives 1/3 = 0.333; this study ranks 2, "
+            "where it gives 0.500") in text
+    full_key = json.load(open(os.path.join(out, "key.json")))                      # Full, ReDPO, SFT: the paper's 3
+    lines = us.simulate(json.load(open(os.path.join(out, "study.json"))), full_key, us.clip_rewards(out, full_key), 3, 0.0)
+    three = us.score_study([us.parse_answer(x, full_key) for x in lines], full_key, draws=20)
+    assert "this study ranks" not in us.score_markdown(three, {"file": "r.jsonl", "lines": 0, "damaged": 0,
+                                                               "foreign": 0, "duplicate": 0})

@@ -233,13 +233,25 @@ def density_grid(lim=3.0, n=200):
     return u.numpy(), p.numpy()
 
 
-def plot_fig2(path, samples, metrics, names=("teacher", "pruned", "sft", "dpo", "redpo")):
+def fig2_titles(summary, seeds, names):
+    """Fig. 2's panel titles and its heading: each method's precision, recall and nll as the table
+    gives them (mean over `seeds`, summarise's output); the samples drawn are the first seed's."""
+    titles = [f"{name}\nprec {summary[name]['precision']['mean']:.2f}  rec {summary[name]['recall']['mean']:.2f}  "
+              f"nll {summary[name]['nll']['mean']:.3g}" for name in names]
+    heading = (f"samples of seed {seeds[0]}; numbers: mean over seed{'s' if len(seeds) > 1 else ''} "
+               f"{', '.join(map(str, seeds))}, as in the table")
+    return titles, heading
+
+
+def plot_fig2(path, samples, summary, seeds, names=("teacher", "pruned", "sft", "dpo", "redpo")):
+    """The first seed's samples of each method over the true density, titled by fig2_titles."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     u, p = density_grid()
-    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.5))
-    for ax, name in zip(axes, names):
+    titles, heading = fig2_titles(summary, seeds, names)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.7))
+    for ax, name, title in zip(axes, names, titles):
         ax.contourf(u, u, p ** 0.25, levels=12, cmap="Greys", alpha=0.5)  # the true density
         x = samples[name].numpy()
         ax.scatter(x[:, 0], x[:, 1], s=2.0, c="tab:red" if name.startswith("redpo") else "tab:blue", alpha=0.5, lw=0)
@@ -247,14 +259,13 @@ def plot_fig2(path, samples, metrics, names=("teacher", "pruned", "sft", "dpo", 
         if out >= 0.01:
             ax.text(0.5, 0.5, f"{out:.0%} of samples\noutside this frame", transform=ax.transAxes,
                     ha="center", va="center", fontsize=9, color="tab:blue", bbox=dict(facecolor="white"))
-        m = metrics[name]
-        ax.set_title(f"{name}\nprec {m['precision']:.2f}  rec {m['recall']:.2f}  nll {m['nll']:.3g}",
-                     fontsize=9)
+        ax.set_title(title, fontsize=9)
         ax.set_xlim(u[0], u[-1])
         ax.set_ylim(u[0], u[-1])
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.suptitle(heading, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
@@ -415,7 +426,7 @@ def main(argv=None):
     write_json(os.path.join(args.out, "metrics.json"),
                {"config": cfg, "removed_blocks": removed, "parameters": sizes,
                 "metrics": summary, "per_seed": per_seed})
-    plot_fig2(os.path.join(args.out, "fig2.png"), first, per_seed[0],
+    plot_fig2(os.path.join(args.out, "fig2.png"), first, summary, args.seeds,
               ("teacher", "pruned", "sft", "dpo", "redpo") + tuple(f"{m}_iterative" for m in iterative))
     print(format_table(summary))
     print(f"wrote {args.out}/fig2.png, samples.npz, metrics.json in {time.time() - start:.0f} s")
