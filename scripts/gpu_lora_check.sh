@@ -6,7 +6,7 @@
 # SD15_DIR and ADAPTER_DIR: local copies of stable-diffusion-v1-5 and animatediff-motion-adapter-v1-5-2 (the
 # hub layout; the lent machines reach no network). VIDEOSCORE_DIR: a local VideoScore checkpoint (default:
 # none, the pixel reward, so the scoring phase holds no 8B model). Runs in this process
-#     vip_loop.py --model animatediff --lora 16 --stages 1 --blocks 4 --eval_prompts 2 --pool_prompts 2 --epochs 1
+#     vip_loop.py --model animatediff --lora 16 --stages 1 --blocks 4 --eval_prompts 2 --pool_prompts 2 --epochs 1 --gen_batch 1
 # (the preset's 16 x 512 x 512 videos, 1 pair x 2 micro-steps, checkpointing) and prints, per phase of the stage
 # (evaluate, prune, curate, train), torch.cuda.max_memory_allocated against the docs/memory/memory.json rows of
 # `bench/memory_estimate.py --lora 16` (the step for train; generation for evaluate, prune and curate), and
@@ -43,7 +43,7 @@ def measured(step):   # vip_loop's phases, each with its own peak
 vip_loop.timer = measured
 start = time.time()
 vip_loop.main(["--model", "animatediff", "--path", sd, "--adapter", adapter, *reward, "--lora", "16",
-               "--stages", "1", "--blocks", "4", "--eval_prompts", "2", "--pool_prompts", "2", "--epochs", "1",
+               "--stages", "1", "--blocks", "4", "--eval_prompts", "2", "--pool_prompts", "2", "--epochs", "1", "--gen_batch", "1",
                "--out", os.path.join(out, "run")])
 rows = [r for r in json.load(open("docs/memory/memory.json")) if r["model"] == "animatediff" and r.get("lora") == 16]
 estimate = {"train": rows[0]["step_gib"], "generate": rows[0]["generation_gib"]} if rows else {}
