@@ -25,9 +25,12 @@ that curate.py wrote, draw one t and one eps per pair, noise winners and losers 
 eps_ref under no_grad and the student's eps_theta on the same 2B batch [x^w_t; x^l_t], the loss,
 backward, clipping, the optimizer step, the log. What is not the paper (resume, checkpoints, the w_sft
 rule, DDP's gradient sync, the teacher's forwards run ahead on the other CPU core: infra/parallel.py)
-is `TrainingRun`, below the loop, called from it one line each.
+is `TrainingRun`, below the loop, called from it one line each. With --lora (one GPU, models/lora.py) the
+student is a LoRA adapter over the teacher's own weights, `teacher` is that module with every block and
+the adapter off, and the step's gradient runs one video at a time (`split_backward`, below the loop).
 
     python redpo.py --model tiny --student runs/x/stage_1/student --pairs runs/x/stage_1/pairs --out runs/x/stage_1/train
+    python redpo.py --model animatediff --lora 16 --batch 1 --grad_accum 2 --gradient_checkpointing --student ... --pairs ... --out ...
     torchrun --nproc_per_node 8 redpo.py --model animatediff --student ... --pairs ... --out ...
     torchrun --nproc_per_node 8 redpo.py --model animatediff --teacher SD15_DIR --adapter ADAPTER_DIR --student ...
 
