@@ -121,8 +121,8 @@ TRAINING = {
     # the adapter's 21 motion modules are 11 of 36.1M, 5 of 9.0M and 5 of 2.3M parameters, and
     # 4, 4, 2 modules (4 large; 2 large + 2 medium; 2 large) reach those numbers, while Sec. 4.1's
     # "4 per stage" cannot (no 12 modules leave 0.147B). tests/test_schedule.py checks both.
-    # The paper's batch of 2 pairs per step as 1 pair x 2 micro-steps, with gradient checkpointing: one
-    # step of 2 pairs at 16 x 512 x 512 needs 81 GiB even checkpointed, 1 pair fits 80 GB (docs/memory).
+    # The paper's batch of 2 pairs per step as 1 pair x 2 micro-steps (the same gradient), with gradient
+    # checkpointing: 33 GiB of an 80 GB GPU, where 2 pairs at once at 16 x 512 x 512 take 51 GiB (docs/memory).
     "animatediff": dict(stages=3, blocks=[4, 4, 2], beta=5000.0, w_sft=1e4, lr=6e-6, batch=1, grad_accum=2,
                         gradient_checkpointing=True, epochs=2, tau=2.0, eval_prompts=None, pool_prompts=2000, seeds=1),
     # VideoCrafter2's prunable blocks are single residual layers (models/videocrafter2.py), finer than the

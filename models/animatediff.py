@@ -73,8 +73,8 @@ def motion_block_paths(unet):
 def checkpoint_by_block(unet):
     """Make `unet.enable_gradient_checkpointing()` checkpoint each down, mid and up block whole.
     diffusers' UNetMotionModel checkpoints only its ResNets: the spatial attentions and the motion
-    modules keep every activation, and one step of 2 pairs at 16 x 512 x 512 then holds ~70 GiB of them
-    (docs/memory). Returns the unet."""
+    modules keep every activation: one step of 2 pairs at 16 x 512 x 512 then peaks at 81 GiB, by whole
+    blocks at 51 GiB (docs/memory). Returns the unet."""
     unet._set_gradient_checkpointing = types.MethodType(_by_block, unet)   # a copy.deepcopy rebinds it
     return unet
 
