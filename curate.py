@@ -587,8 +587,11 @@ def main(argv=None):
     gen_kw = {"steps": args.steps} if args.steps else {}
     reward = load_reward(args.reward, device=device, dtype=args.reward_dtype,
                          **({"path": args.reward_path} if args.reward_path else {}))
-    teacher = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
     student = models.load(args.model, path=args.student, device=device)
+    if student.lora and (args.path or args.adapter):
+        raise UserError(f"{args.student} is a LoRA student: its teacher is its own base; drop --path and --adapter")
+    teacher = student.teacher() if student.lora else models.load(args.model, path=args.path, adapter=args.adapter,
+                                                                 device=device)   # a LoRA student's: its own weights
     videos = PairVideos(teacher, student, reward, list(range(args.seeds)), cache, gen_kw, args.gen_batch)
     summary = curate(videos, kept, props, args.tau, args.out, config=vars(args))
     if rank == 0:

@@ -63,6 +63,12 @@ def for_model(name):
     return dict(RUN_DEFAULTS[name])
 
 
+LORA_HELP = ("train a LoRA adapter of this rank instead of the weights: the student and the teacher share one copy "
+             "of M0's weights, in bf16 on a GPU (the student skips its removed blocks; the teacher runs every block "
+             "with the adapter off); a LoRA student folder holds the adapter; `python -m models.export` merges it "
+             "(default: off, every trainable weight, as the paper)")
+
+
 # Per model: the settings a user of the paper expects, on top of the model's reward and prompt files
 # (RUN_DEFAULTS). The real models take the paper's (PAPER); tiny and toy are small and fast so the whole
 # loop runs on a CPU. `blocks`: one count for every stage, or a list with one per stage.
@@ -250,6 +256,7 @@ FLAGS = {
                  "not depend on it, so runs with other seeds compare video by video"),
     "report_to": dict(default="none", choices=REPORT_TO, help="tensorboard: also log the run to OUT/tensorboard, one "
                       "step axis for all its stages (default: none)"),
+    "lora": dict(type=int, default=None, metavar="RANK", help=LORA_HELP),
 }
 # Settings that count something: fill refuses a value below 1.
 COUNTS = ("stages", "batch", "grad_accum", "epochs", "seeds", "eval_seeds", "search_seeds", "gen_batch",

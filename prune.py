@@ -391,7 +391,7 @@ def summary_lines(record):
 
 # The flags prune.py shares with vip_loop.py (defaults.FLAGS), besides --blocks, --student and --out.
 FLAGS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "greedy", "prompts", "eval_prompts",
-         "eval_seeds", "search_seeds", "search_prompts", "steps", "gen_batch")
+         "eval_seeds", "search_seeds", "search_prompts", "steps", "gen_batch", "lora")
 
 
 def parse_args(argv=None):
@@ -425,14 +425,15 @@ def main(argv=None):
     args = resolve(parse_args(argv))
     disk.check_out(args.out)   # before any work
     rank, world, device = ranks.dist_setup()
-    model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
+    model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device,
+                         lora_rank=args.lora)
     check_k(args.blocks, len(model.blocks()))  # before any generation
     reward = load_reward(args.reward, device=device, dtype=args.reward_dtype,
                          **({"path": args.reward_path} if args.reward_path else {}))
     search = stage_search(args, reward)
     if args.student is not None or search.target_set is not None:   # M0's scores where the targets are chosen
-        full = model if args.student is None else models.load(args.model, path=args.path, adapter=args.adapter,
-                                                              device=device)
+        full = (model if args.student is None else model.teacher() if model.lora   # a LoRA student's: its own weights
+                else models.load(args.model, path=args.path, adapter=args.adapter, device=device))
         search.full_scores = full_model_scores(full, search)
         del full
     if rank == 0:

@@ -25,9 +25,12 @@ that curate.py wrote, draw one t and one eps per pair, noise winners and losers 
 eps_ref under no_grad and the student's eps_theta on the same 2B batch [x^w_t; x^l_t], the loss,
 backward, clipping, the optimizer step, the log. What is not the paper (resume, checkpoints, the w_sft
 rule, DDP's gradient sync, the teacher's forwards run ahead on the other CPU core: infra/parallel.py)
-is `TrainingRun`, below the loop, called from it one line each.
+is `TrainingRun`, below the loop, called from it one line each. With --lora (one GPU, models/lora.py) the
+student is a LoRA adapter over the teacher's own weights, `teacher` is that module with every block and
+the adapter off, and the step's gradient runs one video at a time (`split_backward`, below the loop).
 
     python redpo.py --model tiny --student runs/x/stage_1/student --pairs runs/x/stage_1/pairs --out runs/x/stage_1/train
+    python redpo.py --model animatediff --lora 16 --batch 1 --grad_accum 2 --gradient_checkpointing --student ... --pairs ... --out ...
     torchrun --nproc_per_node 8 redpo.py --model animatediff --student ... --pairs ... --out ...
     torchrun --nproc_per_node 8 redpo.py --model animatediff --path SD15_DIR --adapter ADAPTER_DIR --student ...
 
@@ -133,10 +136,15 @@ def train(student, teacher, pairs_dir, out_dir, settings=None, board=tensorboard
                         x_t = teacher.add_noise(x_0, eps, t)            # q(x_t | x_0) of the model's own training
                         with torch.no_grad():   # eps_ref(x_t, t): the frozen M0 (a CPU runs it ahead, remaining_steps)
                             ref_pred = batch["ref_pred"] if "ref_pred" in batch else teacher.noise_pred(x_t, t, embeds)
-                        pred = student.noise_pred(x_t, t, embeds, unet=run.ddp_unet)   # eps_theta(x_t, t)
                         target = teacher.training_target(x_0, eps, t)   # eps (a flow model: eps - x_0)
-                        total, stats = loss(pred, ref_pred, target, settings.method, settings.beta, w_sft)   # Eq. 3
-                    (total / len(micro_batches)).backward()      # averaged over the micro-steps
+                    if settings.split_backward:   # --lora: Eq. 3's gradient, the winners' activations, then the losers'
+                        stats = split_backward(run.student_pred, (x_t, t, embeds), target, ref_pred,
+                                               (settings.method, settings.beta, w_sft), 1 / len(micro_batches))
+                    else:
+                        with run.autocast():
+                            pred = student.noise_pred(x_t, t, embeds, unet=run.ddp_unet)   # eps_theta(x_t, t)
+                            total, stats = loss(pred, ref_pred, target, settings.method, settings.beta, w_sft)   # Eq. 3
+                        (total / len(micro_batches)).backward()  # averaged over the micro-steps
                 micro_stats.append(stats)
             stats = all_mean(mean_of(micro_stats))   # the step's numbers, over micro-steps and ranks
             if math.isfinite(stats["loss"]):
@@ -147,6 +155,38 @@ def train(student, teacher, pairs_dir, out_dir, settings=None, board=tensorboard
             run.warn_if_collapsing()        # the collapse alarm: one warning line, never a stop (analysis/alarm.py)
             run.checkpoint_if_due(step)     # checkpoint-N every ckpt_every steps and at the last: where resume starts
     return run.summary()
+
+
+def split_backward(student_pred, inputs, target, ref_pred, loss_args, scale=1.0):
+    """`loss(student_pred(x_t, t, embeds), ref_pred, target, *loss_args)`'s gradient (inputs: x_t, t, embeds;
+    loss_args: method, beta, w_sft), with the activations of one half of the batch (the winners, then the
+    losers) alive at a time instead of both.
+
+    Eq. 1 depends on the student's errors only through the sigmoid's argument z_b, one per pair, so
+        dL/dtheta = sum_b c_b (d err^w_b/dtheta - d err^l_b/dtheta) + w_SFT dL_SFT/dtheta,
+        c_b = dL_dpo/d err^w_b = 0.5 beta sigmoid(-z_b) / B      (d(-log sigmoid z)/dz = -sigmoid(-z); dz/d err^w = -0.5 beta)
+    A no-grad forward of the whole batch gives every c_b (and the step's stats, the numbers `loss` gives);
+    then the winners' forward and backward of sum_b c_b err^w_b + w_SFT L_SFT (Eq. 2 is the winners'),
+    then the losers' of -sum_b c_b err^l_b. The gradients add up to the joint one, to rounding
+    (tests/test_lora.py). `scale` multiplies the gradient (1 / micro-steps). Returns the stats."""
+    (x_t, t, embeds), (method, beta, w_sft) = inputs, loss_args
+    B = x_t.shape[0] // 2
+    with torch.no_grad():
+        pred = student_pred(x_t, t, embeds)
+        _, stats = loss(pred, ref_pred, target, method, beta, w_sft)
+        err, ref_err = per_sample_mse(target, pred), per_sample_mse(target, ref_pred)
+        z = -0.5 * beta * ((err[:B] - ref_err[:B]) - (err[B:] - ref_err[B:]))   # Eq. 1's argument, (B,)
+        c = 0.5 * beta * torch.sigmoid(-z) / B if method != "sft" else torch.zeros(B, device=z.device)
+        del pred
+    w = {"redpo": w_sft, "dpo": 0.0, "sft": 1.0}[method]                         # Eq. 2's weight in the loss
+    pred_w = student_pred(x_t[:B], t[:B], embeds[:B])
+    l_w = (c * per_sample_mse(target[:B], pred_w)).sum() + w * per_sample_mse(pred_w, ref_pred[:B].detach()).mean()
+    (scale * l_w).backward()
+    del pred_w, l_w
+    if method != "sft":
+        pred_l = student_pred(x_t[B:], t[B:], embeds[B:])
+        (scale * -(c * per_sample_mse(target[B:], pred_l)).sum()).backward()
+    return stats
 
 
 def per_sample_mse(a, b):
@@ -342,7 +382,7 @@ class TrainingRun:
         self.student, self.teacher, self.out_dir, self.s = student, teacher, out_dir, s
         self.rank, self.world = ranks.rank_world()
         device = student.device
-        self.config = s.resumable(self.world, student.removed)
+        self.config = dict(s.resumable(self.world, student.removed), **({"lora": student.lora} if student.lora else {}))
         self.pairs = read_pairs(pairs_dir)
         self.steps_per_epoch = math.ceil(len(self.pairs) / (s.batch * s.grad_accum * self.world))
         self.total = s.max_steps or s.epochs * self.steps_per_epoch
@@ -416,6 +456,11 @@ class TrainingRun:
 
         self.batches = parallel.map_batches(batches, steps, self.teacher)
         return self.batches
+
+    def student_pred(self, x_t, t, embeds):
+        """eps_theta(x_t, t) under the step's autocast, through DDP under torchrun (for split_backward)."""
+        with self.autocast():
+            return self.student.noise_pred(x_t, t, embeds, unet=self.ddp_unet)
 
     def grad_sync(self, micro, n_micro):
         """DDP's no_sync on every micro-step but the last (nothing to sync in one process)."""
@@ -524,6 +569,7 @@ class Settings:
     gradient_checkpointing: bool = False
     max_nonfinite: int = 5           # non-finite losses in a row before giving up
     log_w_sft_rule: bool = False     # with a numeric w_sft, also log what the "auto" rule would choose
+    split_backward: bool = False     # the gradient one half of each batch at a time (split_backward; --lora)
 
     def resumable(self, world, removed):
         """What a checkpoint must share with the run that resumes it."""
@@ -537,7 +583,7 @@ class Settings:
 
 # The flags redpo.py shares with vip_loop.py (defaults.FLAGS): --path is the teacher M0, as the loop's.
 FLAGS = ("model", "path", "adapter", "method", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum",
-         "gradient_checkpointing", "seed", "report_to")
+         "gradient_checkpointing", "seed", "report_to", "lora")
 
 
 def parse_args(argv=None):
@@ -584,16 +630,23 @@ def main(argv=None):
     defaults.fill(args)
     check_pairs_source(args.pairs, args.model)
     rank, world, device = ranks.dist_setup()
-    teacher = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
-    if args.student:
-        check_student_source(args.student, teacher)
-    student = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
+    student = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device,
+                          lora_rank=args.lora)
+    if student.lora:   # one copy of the weights: the teacher is the student's, every block on and the adapter off
+        if args.student and (args.path or args.adapter):
+            raise UserError(f"{args.student} is a LoRA student: its teacher is its own base; drop --path and --adapter")
+        teacher = student.teacher()
+    else:
+        teacher = models.load(args.model, path=args.path, adapter=args.adapter, device=device)
+        if args.student:
+            check_student_source(args.student, teacher)
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
         disk.write_json(os.path.join(args.out, "config.json"), vars(args))
     settings = Settings(method=args.method, beta=args.beta, w_sft=args.w_sft, lr=args.lr, batch=args.batch,
                         epochs=args.epochs, grad_accum=args.grad_accum, seed=args.seed, max_steps=args.max_steps,
-                        ckpt_every=args.ckpt_every, gradient_checkpointing=args.gradient_checkpointing)
+                        ckpt_every=args.ckpt_every, gradient_checkpointing=args.gradient_checkpointing,
+                        split_backward=bool(student.lora))
     board = tensorboard_log.open_board(args.report_to, os.path.join(args.out, "tensorboard"))
     summary = train(student, teacher, args.pairs, args.out, settings, board.for_stage(1))
     board.close()

@@ -65,7 +65,10 @@ class StageInputs:
         return {"steps": self.cfg["steps"]} if self.cfg["steps"] else {}
 
     def load(self, path, adapter=None):
-        """The model of this run saved at `path` (a student folder, or M0's hub id / directory)."""
+        """The model of this run saved at `path` (a student folder, or M0's hub id / directory). With
+        --lora, the run's one module set to it: the student and the teacher share its weights."""
+        if self.cfg["lora"]:
+            return self.teacher.student.restore_lora(path)
         return models.load(self.cfg["model"], path=path, adapter=adapter, device=self.teacher.device)
 
 
@@ -138,7 +141,9 @@ def setup(cfg, device):
     pool = read_prompts(cfg["pool"])
     if not eval_items:
         raise UserError(f"no prompts in {cfg['prompts']}; pass an eval prompt file with --prompts")
-    teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device)
+    teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device, lora_rank=cfg["lora"])
+    if cfg["lora"]:   # M0 is the LoRA student's module with every block on and the adapter off
+        teacher = teacher.teacher()
     reward = load_reward(cfg["reward"], device=device, dtype=cfg["reward_dtype"],
                          **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
     if ranks.rank_world()[0] == 0:
@@ -239,7 +244,8 @@ def train_step(inputs, k, stage_dir, student):
     settings = redpo.Settings(method=cfg["method"], beta=cfg["beta"], w_sft=cfg["w_sft"], lr=cfg["lr"],
                               batch=cfg["batch"], epochs=cfg["epochs"], grad_accum=cfg["grad_accum"],
                               seed=cfg["seed"], gradient_checkpointing=cfg["gradient_checkpointing"],
-                              log_w_sft_rule=True)   # a numeric w_sft: log what the paper's rule would choose
+                              log_w_sft_rule=True,   # a numeric w_sft: log what the paper's rule would choose
+                              split_backward=bool(cfg["lora"]))
     redpo.train(student, inputs.teacher, os.path.join(stage_dir, "pairs"), os.path.join(stage_dir, "train"), settings,
                 inputs.board.for_stage(k))
     if ranks.rank_world()[0] == 0:
@@ -303,7 +309,7 @@ def time_spent(total):
 FLAGS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks", "greedy",
          "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "gradient_checkpointing", "tau", "prompts", "pool",
          "eval_prompts", "pool_prompts", "seeds", "eval_seeds", "search_seeds", "search_prompts", "steps", "gen_batch",
-         "seed", "report_to")
+         "seed", "report_to", "lora")
 
 
 def parse_args(argv=None):

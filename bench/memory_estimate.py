@@ -255,9 +255,168 @@ def estimate(name, pairs, checkpointing):
                 **m)
 
 
+# ---------------------------------------------------------------------------------------------
+# --lora RANK: one 24 GB GPU (models/lora.py). One copy of the denoiser, bf16, shared by the student (its
+# removed blocks skipped, the adapter on) and the teacher (every block, the adapter off); the step as
+# redpo.train runs it with --lora (split_backward: one video's activations at a time); generation (one
+# video, with its classifier-free guidance half, then the VAE's decode); VideoScore scoring, alone on the GPU.
+# ---------------------------------------------------------------------------------------------
+
+LORA_PHASES = ("the teacher's forward", "the student's no-grad forward", "the winner's forward and backward",
+               "the loser's forward and backward")
+
+
+def lora_student(name, rank, meta=False):
+    """The real-size denoiser in bf16 with a rank-`rank` adapter (float32) on it: the LoRA student."""
+    student, _ = build(name, meta)
+    student.unet.to(torch.bfloat16)
+    return student.add_lora(rank)
+
+
+def lora_step_trace(student, batch, checkpointing):
+    """One micro-step of redpo.train with --lora (bf16 autocast): the teacher's eps_ref under no_grad (the
+    same module, teacher mode), then redpo.split_backward, under LiveBytes. Returns {"trace", "marks": where
+    each of LORA_PHASES starts}."""
+    import redpo
+    teacher = student.teacher()
+    for p in student.trainable_parameters():
+        p.requires_grad_(True)
+    if checkpointing:
+        student.unet.enable_gradient_checkpointing()
+    marks, forward = [], student.noise_pred
+
+    def noise_pred(*args, **kwargs):     # the teacher's calls come here too (TeacherView reads it)
+        marks.append(len(live.trace))
+        return forward(*args, **kwargs)
+    student.noise_pred = noise_pred
+
+    def student_pred(x_t, t, embeds):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return student.noise_pred(x_t, t, embeds)
+    with LiveBytes() as live:
+        x_0, eps, t, x_t, embeds = redpo.noised(teacher, batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+            ref_pred = teacher.noise_pred(x_t, t, embeds)
+        redpo.split_backward(student_pred, (x_t, t, embeds), teacher.training_target(x_0, eps, t), ref_pred)
+        trace = list(live.trace)
+    del student.noise_pred
+    student.unet.zero_grad(set_to_none=True)
+    if checkpointing:
+        student.unet.disable_gradient_checkpointing()
+    return {"trace": trace, "marks": marks}
+
+
+def generation_trace(model, latent, text):
+    """One sampler step's denoiser call for one video under classifier-free guidance (the conditional and
+    the unconditional halves in one batch of 2, as the samplers run it), no_grad, bf16, under LiveBytes."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, *latent, generator=g)
+    embeds = torch.randn(2, text[0], text[1], generator=g).to(text[2])
+    with LiveBytes() as live, torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model.teacher().noise_pred(x, torch.tensor([500, 500]), embeds)
+    return list(live.trace)
+
+
+# Frames per VAE decode call: AnimateDiffPipeline.decode_latents' decode_chunk_size (16: the whole video),
+# models/videocrafter2.py's VAE_CHUNK (8).
+DECODE_FRAMES = {"animatediff": 16, "videocrafter2": 8}
+
+
+def decode_trace(vae, latent):
+    """One VAE decode call of `latent`'s frames (C, F, h, w) as frames in a batch, no_grad, bf16, under LiveBytes."""
+    c, f, h, w = latent
+    z = torch.randn(f, c, h, w, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    with LiveBytes() as live, torch.no_grad():
+        vae.decode(z)
+    return list(live.trace)
+
+
+def lora_phase(name, make_trace, full=None, what="the denoiser"):
+    """make_trace(latent) at MODELS[name]'s three sizes -> the peak extrapolated to the full size (`full`: another
+    latent F x h x w), and the check."""
+    spec, runs = MODELS[name], []
+    for frames, height, width in spec["sizes"]:
+        start = time.time()
+        trace = make_trace((spec["latent"], frames, height, width))
+        runs.append({"trace": trace, "x": frames * height * width})
+        print(f"  {name} {frames} x {height} x {width}: peak {max(trace) / MIB:.0f} MiB, {len(trace)} ops, "
+              f"{time.time() - start:.0f} s", flush=True)
+    full = full or spec["full"]
+    (a, b, check), full = runs, full[0] * full[1] * full[2]
+    predicted = extrapolate(a["trace"], b["trace"], a["x"], b["x"], full)
+    return {"peak": max(predicted), "at": max(range(len(predicted)), key=predicted.__getitem__), "in": what,
+            "check_measured_mib": max(check["trace"]) / MIB,
+            "check_predicted_mib": max(extrapolate(a["trace"], b["trace"], a["x"], b["x"], check["x"])) / MIB}
+
+
+# VideoScore's architecture: HuggingFaceM4/idefics2-8b's config.json (VideoScore fine-tunes it, Mantis'
+# Idefics2ForSequenceClassification with 5 outputs): SigLIP-SO400M at 980 px / patch 14, the 3-layer perceiver
+# to 64 latents, Mistral-7B.
+VIDEOSCORE_CONFIG = dict(
+    vision_config=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+                       image_size=980, patch_size=14),
+    perceiver_config=dict(hidden_act="silu", resampler_n_latents=64, resampler_depth=3, resampler_n_heads=16,
+                          resampler_head_dim=96, num_key_value_heads=4),
+    text_config=dict(vocab_size=32003, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                     num_attention_heads=32, num_key_value_heads=8, rms_norm_eps=1e-5, max_position_embeddings=32768),
+    image_token_id=32001, num_labels=5)
+
+
+def videoscore_model(layers=None, meta=False):
+    """VideoScore (rewards.idefics2_classifier_class) from VIDEOSCORE_CONFIG in bf16, eager attention as it runs;
+    `layers`: that many vision and text layers instead of 27 and 32 (the real widths). Under `meta`: for counting."""
+    from transformers import Idefics2Config
+    import rewards
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in VIDEOSCORE_CONFIG.items()}
+    if layers:
+        config["vision_config"]["num_hidden_layers"] = config["text_config"]["num_hidden_layers"] = layers
+    config = Idefics2Config(**config)
+    config._attn_implementation = "eager"
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        return rewards.idefics2_classifier_class()(config).to(torch.bfloat16).eval()
+
+
+def estimate_lora(name, rank, checkpointing):
+    """One row for one 24 GB GPU: the weights (one bf16 denoiser, the VAE and text encoder in bf16, the
+    float32 adapter), the step of 1 pair (split_backward; AdamW's moments and the gradients of the adapter
+    added), generation, and VideoScore's weights (8B, bf16, counted on the meta device) for scoring on its own;
+    scoring's activations are not measured here (a real-width forward of 2 videos takes hours on this CPU)."""
+    n = parameter_counts(name)
+    torch.manual_seed(0)
+    student = lora_student(name, rank)
+    adapter = sum(p.numel() for p in student.trainable_parameters())
+    weights = 2 * (n["denoiser"] + n["vae"] + n["text_encoder"]) + 4 * adapter
+    spec = MODELS[name]
+    marks = {}
+
+    def step(latent):
+        run = lora_step_trace(student, make_batch(1, latent, spec["t"], *spec["text"]), checkpointing)
+        marks.update(marks=run["marks"])
+        return run["trace"]
+    s = lora_phase(name, step)
+    phase = LORA_PHASES[max(i for i, m in enumerate(marks["marks"]) if m <= s["at"])]
+    g = lora_phase(name, lambda latent: generation_trace(student, latent, spec["text"]))
+    if name in DECODE_FRAMES:   # the U-Nets' SD VAE, decoding DECODE_FRAMES frames a call (Wan's VAE: not measured here)
+        from diffusers import AutoencoderKL
+        vae = AutoencoderKL(**SD_VAE).to(torch.bfloat16).eval()
+        frames = min(DECODE_FRAMES[name], spec["full"][0])
+        d = lora_phase(name, lambda latent: decode_trace(vae, latent), (frames,) + tuple(spec["full"][1:]), "the VAE's decode")
+        g = max(g, d, key=lambda phase: phase["peak"])
+    step_bytes = weights + s["peak"] + 8 * adapter             # + AdamW's exp_avg and exp_avg_sq of the adapter
+    scoring_weights = 2 * count(videoscore_model(meta=True))
+    return dict(model=name, lora=rank, pairs_per_gpu=1, gradient_checkpointing=checkpointing,
+                params=dict(n, adapter=adapter), weights_gib=weights / GIB,
+                step_gib=step_bytes / GIB, step_peak_at=phase,
+                step_check_measured_mib=s["check_measured_mib"], step_check_predicted_mib=s["check_predicted_mib"],
+                generation_gib=(weights + g["peak"]) / GIB, generation_peak_in=g["in"],
+                generation_check_measured_mib=g["check_measured_mib"], generation_check_predicted_mib=g["check_predicted_mib"],
+                scoring_weights_gib=scoring_weights / GIB,
+                sizes=[list(x) for x in spec["sizes"]], full=list(spec["full"]))
+
+
 def merged(path, rows):
     """The rows already in `path` for other presets or settings, then `rows`."""
-    key = lambda r: (r["model"], r["pairs_per_gpu"], r["gradient_checkpointing"])
+    key = lambda r: (r["model"], r["pairs_per_gpu"], r["gradient_checkpointing"], r.get("lora"))
     old = disk.read_json(path) if os.path.isfile(path) else []
     new = {key(r) for r in rows}
     return [r for r in old if key(r) not in new] + rows
@@ -271,6 +430,9 @@ def parse_args(argv=None):
     p.add_argument("--pairs", type=int, default=2, help="pairs per GPU per step (default: 2, the paper's batch)")
     p.add_argument("--checkpointing", default="both", choices=["on", "off", "both"],
                    help="gradient checkpointing of the student in the step (default: both, one row each)")
+    p.add_argument("--lora", type=int, default=None, metavar="RANK",
+                   help="one 24 GB GPU: the LoRA student of this rank on one bf16 copy of the weights, 1 pair per step "
+                        "(vip_loop.py --lora); its step, generation and scoring peaks (default: off, the full-weight step)")
     p.add_argument("--out", default=None, help="also write the rows to this JSON file, keeping its rows for other presets or settings "
                         "(default: print only)")
     return p.parse_args(argv)
@@ -282,6 +444,16 @@ def main(argv=None):
     names = list(MODELS) if args.model == "all" else [args.model]
     rows = []
     for name in names:
+        if args.lora:
+            row = estimate_lora(name, args.lora, checkpointing=True)
+            rows.append(row)
+            print(f"{name}, LoRA rank {args.lora}, 1 pair, checkpointing on: weights {row['weights_gib']:.1f} GiB; "
+                  f"step {row['step_gib']:.1f} GiB (peak in {row['step_peak_at']}; check: measured "
+                  f"{row['step_check_measured_mib']:.0f} MiB, predicted {row['step_check_predicted_mib']:.0f} MiB); "
+                  f"generation {row['generation_gib']:.1f} GiB", flush=True)
+            if args.out:
+                disk.write_json(args.out, merged(args.out, rows))
+            continue
         for checkpointing in {"off": (False,), "on": (True,), "both": (False, True)}[args.checkpointing]:
             row = estimate(name, args.pairs, checkpointing)
             rows.append(row)

@@ -21,8 +21,10 @@ def parameter_counts(model):
 
 
 def block_sizes(model):
-    """Parameters of each prunable block still in the model."""
-    return {n: sum(p.numel() for p in b.parameters()) for n, b in model.blocks().items()}
+    """Parameters of each prunable block still in the model (a LoRA student's: as merged, the adapter's
+    A and B not counted; models/lora.py)."""
+    return {n: sum(p.numel() for name, p in b.named_parameters() if ".lora_A." not in name and ".lora_B." not in name)
+            for n, b in model.blocks().items()}
 
 
 def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
@@ -44,8 +46,8 @@ def measure_tflops(model, num_frames, height, width, steps, guidance):
                       device=model.device, dtype=model.unet.dtype)            # (1, C, F, h, w)
     embeds = model.encode([""])
     t = torch.tensor([model.num_train_timesteps // 2], device=model.device)
-    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
-        model.noise_pred(x_t, t, embeds)
+    with torch.no_grad(), model.as_exported(), FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
+        model.noise_pred(x_t, t, embeds)   # a LoRA student: as merged
     forward = counter.get_total_flops() / 1e12
     cfg = 2 if guidance > 1 else 1
     return {"tflops": forward * steps * cfg, "unet_forward_tflops": forward, "steps": steps, "cfg_factor": cfg,

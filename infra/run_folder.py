@@ -31,7 +31,7 @@ PATH_KEYS = ("prompts", "pool", "search_prompts", "path", "adapter", "reward_pat
 CONFIG_KEYS = ("model", "path", "adapter", "reward", "reward_path", "reward_dtype", "method", "stages", "blocks",
                "oneshot", "greedy", "beta", "w_sft", "lr", "batch", "epochs", "grad_accum", "tau", "prompts", "pool",
                "eval_prompts", "pool_prompts", "seeds", "seed", "world", "eval_seeds", "search_seeds", "steps",
-               "search_prompts")
+               "search_prompts", "lora")
 
 
 def relative(value, root=ROOT):

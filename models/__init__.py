@@ -19,8 +19,13 @@ blocks into identity without copying the model (Sec. 3.2's importance search); `
 which deletes them structurally; `save(dir)`, which `load(name, path=dir)` reads back; and
 `trainable_parameters()` (AnimateDiff: the motion modules; the spatial SD 1.5 UNet stays frozen;
 VideoCrafter2: the whole UNet).
+
+With `add_lora(rank)` the model is a LoRA student over the teacher's weights (models/lora.py): `remove`
+skips blocks instead of deleting them, the trainable parameters are the adapter's, `save` writes the
+adapter and the removed blocks, and `teacher()` is M0 on the same weights (every block, the adapter off).
 """
 import contextlib
+import functools
 import importlib
 import os
 import threading
@@ -32,6 +37,8 @@ from infra.ranks import default_device
 
 import torch
 from torch import nn
+
+from models import lora
 
 
 # What `generate` does when not told otherwise, per model.
@@ -88,6 +95,30 @@ def _skippable(block, forward):
     return dispatch
 
 
+def count_parameters(module):
+    """The parameters of `module` (a block, a denoiser) but a LoRA adapter's: its size once merged."""
+    return sum(p.numel() for n, p in module.named_parameters() if not lora.is_lora_param(n))
+
+
+def checkpoint_whole_blocks(blocks, enable):
+    """Gradient checkpointing block by block: each of `blocks` (a U-Net's down, mid and up blocks) keeps
+    only its inputs in the forward and runs again in the backward (enable=False: its own forward back)."""
+    for block in blocks:
+        block.__dict__.pop("forward", None)
+        if enable:
+            block.forward = functools.partial(_checkpointed, block)
+
+
+def _checkpointed(block, *args, **kwargs):
+    """`block`'s own forward under activation checkpointing while gradients are on (torch's
+    non-reentrant checkpoint, which passes keyword arguments on)."""
+    from torch.utils.checkpoint import checkpoint
+    forward = type(block).forward.__get__(block)
+    if torch.is_grad_enabled():
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return forward(*args, **kwargs)
+
+
 class VideoModel:
     """A text-to-video diffusion pipeline with the surface V.I.P. needs (see the module docstring).
 
@@ -103,6 +134,7 @@ class VideoModel:
         self.trainable = trainable        # predicate on a UNet parameter name
         self.defaults = dict(defaults)
         self.removed = []
+        self.lora = None                  # the adapter's rank once add_lora (models/lora.py) put one in
         for p in self.unet.parameters():
             p.requires_grad_(False)       # redpo.py turns on trainable_parameters() of the student
         for m in (self.pipe.vae, self.pipe.text_encoder):
@@ -246,23 +278,100 @@ class VideoModel:
                         block.forward = own
 
     def remove(self, names):
-        """Delete blocks structurally: their parameters leave the model for good."""
-        self._check_names(names)
+        """Delete blocks structurally: their parameters leave the model for good. A LoRA student
+        skips them instead (identity, except for its teacher): the teacher still runs them."""
+        blocks = self._check_names(names)
         for n in names:
-            parent_path, _, child = n.rpartition(".")   # "down_blocks.0.attentions", "1" (or "", "transformer_in")
-            setattr(self.unet.get_submodule(parent_path), child, RemovedBlock())
+            if self.lora:
+                blocks[n].forward = lora.removed_forward(blocks[n], _identity)
+                for p in blocks[n].parameters():
+                    p.requires_grad_(False)
+            else:
+                parent_path, _, child = n.rpartition(".")   # "down_blocks.0.attentions", "1" (or "", "transformer_in")
+                setattr(self.unet.get_submodule(parent_path), child, RemovedBlock())
             self.removed.append(n)
+
+    # --- the LoRA student (models/lora.py) ---------------------------------------------------
+    def add_lora(self, rank):
+        """Make this model a LoRA student of itself: a rank-`rank` adapter (zero: nothing changes yet) on
+        the layers a full-weight run trains; from now on `teacher()` is the model before it."""
+        if self.lora or self.removed:
+            raise UserError("add a LoRA adapter to the full model M0, once (the run's one adapter)")
+        lora.add_lora(self.unet, rank, self.trainable)
+        self.lora = rank
+        self.lora_start = {n: p.detach().clone() for n, p in self.unet.named_parameters() if lora.is_lora_param(n)}
+        return self
+
+    def restore_lora(self, path=None):
+        """This LoRA student set to the one `save` wrote in `path` (None, or not a student folder: M0
+        with the adapter as add_lora made it). vip_loop.py --lora goes from stage to stage on one module."""
+        for n in self.removed:
+            del self.unet.get_submodule(n).forward        # lora.removed_forward's
+        self.removed = []
+        if path is None or not os.path.isfile(os.path.join(path, STUDENT_FILE)):
+            params = dict(self.unet.named_parameters())
+            with torch.no_grad():
+                for n, v in self.lora_start.items():
+                    params[n].copy_(v)
+            return self
+        meta = read_json(os.path.join(path, STUDENT_FILE))
+        if (meta.get("lora") or {}).get("rank") != self.lora:
+            raise UserError(f"{path} does not hold a rank-{self.lora} LoRA student of this model")
+        self.remove(meta["removed"])
+        return self.load_weights(path)
+
+    @contextlib.contextmanager
+    def as_teacher(self):
+        """Inside, on this thread: the shared weights as M0, every block on and the adapter off."""
+        with lora.teacher_mode():
+            yield self
+
+    @contextlib.contextmanager
+    def as_exported(self):
+        """Inside, on this thread: the adapter's own operations left out, the removed blocks still
+        skipped: what the merged student (`python -m models.export`) costs to run. No-op without an adapter."""
+        with lora.adapter_off() if self.lora else contextlib.nullcontext():
+            yield self
+
+    def teacher(self):
+        """M0 on this LoRA student's weights (TeacherView: its generate and noise_pred run as_teacher)."""
+        return TeacherView(self)
+
+    def merge_lora(self):
+        """The adapter merged into the weights and the removed blocks deleted: a full-weight student
+        (models/export.py writes it)."""
+        lora.merge(self.unet)
+        removed, self.lora, self.removed = self.removed, None, []
+        for n in removed:
+            del self.unet.get_submodule(n).forward        # lora.removed_forward's
+        self.remove(removed)
+        return self
 
     # --- training -------------------------------------------------------------------------
     def trainable_named_parameters(self):
+        """What training updates: the trainable part; a LoRA student's adapter in the blocks it keeps."""
+        if self.lora:
+            dropped = tuple(n + "." for n in self.removed)
+            return [(n, p) for n, p in self.unet.named_parameters() if lora.is_lora_param(n) and not n.startswith(dropped)]
         return [(n, p) for n, p in self.unet.named_parameters() if self.trainable(n)]
 
     def trainable_parameters(self):
         return [p for _, p in self.trainable_named_parameters()]
 
     def num_parameters(self):
-        """Parameter counts: the whole pipeline, the denoiser, and its trainable (prunable) part."""
+        """Parameter counts: the whole pipeline, the denoiser, and its trainable (prunable) part. A LoRA
+        student counts as its export (models/lora.py): the removed blocks out, the adapter merged
+        ("adapter": its own size); inside as_teacher, as M0."""
         count = lambda ps: sum(p.numel() for p in ps)
+        if self.lora:
+            dropped = () if lora.teacher_on() else tuple(n + "." for n in self.removed)
+            unet = [(n, p) for n, p in self.unet.named_parameters()
+                    if not lora.is_lora_param(n) and not n.startswith(dropped)]
+            others = count(p for m in (self.pipe.vae, self.pipe.text_encoder) if m is not None for p in m.parameters())
+            base = lambda n: n.replace(".base_layer.", ".")     # a parameter's name before the adapter came
+            return {"total": count(p for _, p in unet) + others, "unet": count(p for _, p in unet),
+                    "trainable": count(p for n, p in unet if self.trainable(base(n))),
+                    **({} if lora.teacher_on() else {"adapter": count(self.trainable_parameters())})}
         parts = [self.unet, self.pipe.vae, self.pipe.text_encoder]
         return {"total": sum(count(m.parameters()) for m in parts if m is not None),
                 "unet": count(self.unet.parameters()),
@@ -273,13 +382,15 @@ class VideoModel:
         weights (the frozen rest comes from the source). Atomic: a temp folder, then rename."""
         from safetensors.torch import save_file
         meta = {"model": self.name, "source": self.source, "removed": self.removed,
-                "num_parameters": self.num_parameters()}
+                "num_parameters": self.num_parameters(), **({"lora": {"rank": self.lora}} if self.lora else {})}
         with atomic_dir(out_dir) as tmp:
             state = {n: p.detach().float().cpu().contiguous() for n, p in self.trainable_named_parameters()}
             save_file(state, os.path.join(tmp, STUDENT_WEIGHTS))
             write_json(os.path.join(tmp, STUDENT_FILE), meta)
 
     def load_saved(self, path, meta):
+        if meta.get("lora"):
+            self.add_lora(meta["lora"]["rank"])
         self.remove(meta["removed"])
         return self.load_weights(path)
 
@@ -296,6 +407,34 @@ class VideoModel:
             for n, v in state.items():
                 params[n].copy_(v)
         return self
+
+
+class TeacherView:
+    """M0 on a LoRA student's weights (VideoModel.teacher): every call that runs the shared module
+    (generate, noise_pred, the counts) runs inside as_teacher, on the calling thread; nothing is removed
+    and nothing trains. Everything else is the student's (its device, source, sampler, text encoder)."""
+
+    RUNS_THE_MODULE = ("generate", "noise_pred", "guided_noise_pred", "num_parameters")
+
+    def __init__(self, student):
+        self.student = student
+
+    @property
+    def removed(self):
+        return []
+
+    def blocks(self):
+        return OrderedDict((p, self.student.unet.get_submodule(p)) for p in self.student.block_paths)
+
+    def __getattr__(self, name):
+        value = getattr(self.student, name)
+        if name not in self.RUNS_THE_MODULE:
+            return value
+
+        def as_teacher(*args, **kwargs):
+            with lora.teacher_mode():
+                return value(*args, **kwargs)
+        return as_teacher
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,26 +460,41 @@ def _loader(name):
     return getattr(importlib.import_module(module), function)
 
 
-def load(name, path=None, device=None, dtype=None, adapter=None):
+def load(name, path=None, device=None, dtype=None, adapter=None, lora_rank=None):
     """Load model `name`. `path`: a hub id or local directory of the base model, or a directory
-    written by `VideoModel.save` (a pruned / trained student, rebuilt from its recorded source).
-    `adapter`: AnimateDiff's motion adapter (hub id or directory). `device`: default cuda if
-    available, else cpu. `dtype`: default float32."""
+    written by `VideoModel.save` (a pruned / trained student, rebuilt from its recorded source; a LoRA
+    student's folder rebuilds its adapter too). `adapter`: AnimateDiff's motion adapter (hub id or
+    directory). `lora_rank`: a rank: M0 with a fresh adapter of that rank (a LoRA student of itself,
+    models/lora.py), or the rank a LoRA student folder must hold. `device`: default cuda if available,
+    else cpu. `dtype`: default float32; a LoRA student's frozen base bfloat16 on a GPU."""
     if name not in LOADERS:
         raise UserError(f"unknown model {name!r}: choose one of {', '.join(LOADERS)}")
     _quiet_libraries()
+    device = device or default_device()
+    meta = None
     if path is not None and os.path.isfile(os.path.join(path, STUDENT_FILE)):
         meta = read_json(os.path.join(path, STUDENT_FILE))
         if meta["model"] != name:
             raise UserError(f"{path} holds a {meta['model']} model, not {name}; "
                             f"pass --model {meta['model']} or another directory")
+        saved = (meta.get("lora") or {}).get("rank")
+        if lora_rank and saved != lora_rank:
+            fix = f"pass --lora {saved}" if saved else "drop --lora"
+            raise UserError(f"{path} holds a {f'rank-{saved} LoRA' if saved else 'full-weight'} student, not a "
+                            f"rank-{lora_rank} LoRA one; {fix}")
+        lora_rank = saved
+    elif path is not None and looks_local(path) and not os.path.isdir(path):
+        raise UserError(f"no such directory: {path}; pass a hub id or an existing directory")
+    if lora_rank and dtype is None and torch.device(device).type == "cuda":
+        dtype = torch.bfloat16            # the frozen base: one copy, in bf16 (the adapter is float32)
+    if meta is not None:
         model = _loader(name)(name, meta["source"]["path"], meta["source"]["adapter"], dtype)
         model.load_saved(path, meta)
     else:
-        if path is not None and looks_local(path) and not os.path.isdir(path):
-            raise UserError(f"no such directory: {path}; pass a hub id or an existing directory")
         model = _loader(name)(name, path, adapter, dtype)
-    model.to(device or default_device())
+        if lora_rank:
+            model.add_lora(lora_rank)
+    model.to(device)
     return model
 
 

@@ -26,7 +26,7 @@ from infra.cli import UserError
 
 import torch
 
-from models import DEFAULTS, VideoModel
+from models import DEFAULTS, VideoModel, checkpoint_whole_blocks
 from models.animatediff import TINY_SEED, TINY_TEXT_CONFIG, TINY_VAE_CONFIG, build_tiny_tokenizer
 
 # VideoCrafter's configs/inference_t2v_512_v2.0.yaml in diffusers' terms. LVDM's UNetModel with
@@ -110,15 +110,6 @@ def scaled_ddim_step(x_t, eps, t, t_prev, alphas_cumprod, scale_arr, eta, noise)
     return x_prev, x_0
 
 
-def _checkpointed(block, *args, **kwargs):
-    """`block`'s own forward under activation checkpointing while gradients are on."""
-    from torch.utils.checkpoint import checkpoint
-    forward = type(block).forward.__get__(block)
-    if torch.is_grad_enabled():
-        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
-    return forward(*args, **kwargs)
-
-
 @functools.lru_cache(maxsize=None)
 def videocrafter2_unet_class():
     """VideoCrafter2's UNet class: UNet3DConditionModel plus LVDM's fps condition,
@@ -170,10 +161,7 @@ def videocrafter2_unet_class():
             each down, mid and up block whole instead (LVDM trains with use_checkpoint). The blocks
             take keyword arguments, which diffusers' positional `gradient_checkpointing_func` cannot
             pass on, so torch's non-reentrant checkpoint (the same function) is called directly."""
-            for block in [*self.down_blocks, self.mid_block, *self.up_blocks]:
-                block.__dict__.pop("forward", None)
-                if enable:
-                    block.forward = functools.partial(_checkpointed, block)
+            checkpoint_whole_blocks([*self.down_blocks, self.mid_block, *self.up_blocks], enable)
 
     return VideoCrafter2UNet
 

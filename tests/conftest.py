@@ -69,7 +69,8 @@ GROUPS = {
     "tiny loop": ("test_reuse.py::test_loop_generates_each_eval_video_once_and_scores_as_without_reuse",
                   "test_vip_loop.py::test_two_stages_shrink_the_model_and_report_every_row",
                   "test_vip_loop.py::test_killed_in_stage_2_resumes_without_redoing_stage_1",
-                  "test_vip_loop.py::test_prune_py_alone_is_the_loops_first_stage"),
+                  "test_vip_loop.py::test_prune_py_alone_is_the_loops_first_stage",
+                  "test_lora.py::test_lora_loop_starts_as_the_full_weight_run"),
 }
 SHARED = {"torchrun_run": "torchrun", "redpo_stage_32": "torchrun", "tiny_loop": "tiny loop"}
 SPREAD_FILES = ("test_reuse.py", "test_vip_loop.py")   # cheap module fixtures, long tests: spread one by one

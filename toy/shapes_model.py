@@ -35,7 +35,7 @@ from infra.disk import load_safetensors, read_json
 import torch
 
 from models import DEFAULTS, VideoModel
-from models.animatediff import is_motion_param, motion_block_paths
+from models.animatediff import checkpoint_by_block, is_motion_param, motion_block_paths
 from toy.shapes_world import MAX_TOKENS, SIZE, VOCAB
 
 TEACHER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "teacher")   # the shipped teacher
@@ -169,7 +169,7 @@ def toy_model(config, state=None, seed=0, source=None):
             if unexpected or set(missing) - buffers:
                 raise UserError(f"toy weights do not fit the config: missing {sorted(set(missing) - buffers)[:3]}, "
                                 f"unexpected {unexpected[:3]}; the weights and config.json come from different runs")
-    pipe = ToyPipe(unet.eval(), text_encoder.eval(), DDIMScheduler(**config["scheduler"]))
+    pipe = ToyPipe(checkpoint_by_block(unet).eval(), text_encoder.eval(), DDIMScheduler(**config["scheduler"]))
     return ToyModel("toy", pipe, source or {"path": None, "adapter": None}, motion_block_paths(unet),
                     is_motion_param, DEFAULTS["toy"], config["vocab"], config["max_tokens"],
                     config.get("unet_predicts", "epsilon"))
