@@ -28,7 +28,7 @@ def export(model_name, student_dir, out_dir):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m models.export",
+    p = argparse.ArgumentParser(prog="python -m models.export", allow_abbrev=False,
                                 description="Merge a LoRA student's adapter into its pruned weights and write the "
                                             "full-weight student folder (what `models.load` reads as any student).")
     p.add_argument("--model", default=defaults.DEFAULT_MODEL, help=defaults.MODEL_HELP)

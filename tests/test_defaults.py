@@ -103,12 +103,13 @@ def test_redpo_trains_each_model_at_its_preset():
 
 
 def test_the_default_loop_keeps_its_settings():
-    """config.json of `python vip_loop.py` is the shipped run's, key for key (but for --report_to, how the
-    run is watched, which the shipped runs predate), and resuming it is allowed."""
+    """config.json of `python vip_loop.py` is the shipped run's, key for key (but for --report_to and
+    --lora, which the shipped runs predate: how the run is watched, and no adapter), and resuming it is allowed."""
     cfg = loop("--out", "runs/shapes/redpo-s0")
     shipped = json.load(open(os.path.join(ROOT, "docs", "shapes", "runs", "redpo-s0", "config.json")))
     ours = with_provenance(cfg)
     assert ours.pop("report_to") == "none" and "report_to" not in CONFIG_KEYS
+    assert ours.pop("lora") is None and "lora" not in shipped   # full weights, as every shipped run
     assert {k: v for k, v in ours.items() if k != "code"} == {k: v for k, v in shipped.items() if k != "code"}
     check_config(os.path.join(ROOT, "docs", "shapes", "runs", "redpo-s0"), cfg)
 
