@@ -56,3 +56,20 @@ def test_resuming_skips_finished_runs_and_ships_them(tmp_path, capsys):
         assert disk.read_json(os.path.join(shipped, "config.json")) == {"seed": 0}
         assert os.path.isfile(os.path.join(shipped, "stage_1", "eval.json"))
         assert not os.path.exists(os.path.join(shipped, "report.md"))
+
+
+def test_the_2d_curve_at_five_blocks_removed_is_gmm_pys_own_run(tmp_path):
+    # toy/gmm.py's default student (5 of 6 blocks removed), made through its own main() on a short
+    # budget, and the same cut through gmm_capacity.curve: the same SFT and ReDPO numbers.
+    from tqdm import tqdm
+    from toy import gmm, gmm_capacity
+    short = ["--seeds", "1", "--teacher_steps", "60", "--distil_steps", "8", "--rounds", "2"]
+    gmm.main(["--out", str(tmp_path)] + short)
+    shipped = disk.read_json(os.path.join(tmp_path, "metrics.json"))["per_seed"][0]
+    cfg = dict(gmm.DEFAULTS, teacher_steps=60, distil_steps=8, rounds=2)
+    teacher, _, _ = gmm.build_models(cfg, tqdm)
+    (cut,) = gmm_capacity.curve(teacher, cfg, [5], [1])
+    assert cut["removed"] == 5 and len(cut["blocks"]) == 5
+    row = cut["per_seed"][0]
+    for m in ("sft", "redpo", "pruned", "teacher"):
+        assert row[m] == shipped[m], m

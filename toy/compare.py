@@ -209,7 +209,7 @@ def ship(path, dest, wall_s=None):
 def run_queue(todo, jobs, runs, dest, n_jobs, after_run=None, every_pass=None):
     """Run the jobs of `todo` (plan()'s dicts; `jobs`: the whole queue, for the runs they copy from),
     `n_jobs` vip_loop.py processes at a time, one CPU thread each, in queue order as their sources
-    are ready. A finished run is skipped and shipped to dest(job); a run another process is writing
+    are ready (a job's "script", default vip_loop.py, gets its argv and --out). A finished run is skipped and shipped to dest(job); a run another process is writing
     is left to it (and counts towards n_jobs); an unfinished one resumes where it stopped. After each
     finished run: after_run(); every pass of the loop: every_pass()."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -245,7 +245,7 @@ def run_queue(todo, jobs, runs, dest, n_jobs, after_run=None, every_pass=None):
             todo.remove(job)
             for s, rels in sources:
                 seed_from(s, path, rels)
-            cmd = [sys.executable, os.path.join(ROOT, "vip_loop.py"), *job["argv"], "--out", path]
+            cmd = [sys.executable, job.get("script", os.path.join(ROOT, "vip_loop.py")), *job["argv"], "--out", path]
             print(" ".join(cmd[1:]), flush=True)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             log = open(path + ".log", "a")
