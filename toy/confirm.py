@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from infra import cli, disk  # noqa: E402
 from infra.cli import UserError  # noqa: E402
-from analysis import claims, report, stats  # noqa: E402
+from analysis import claims, stats  # noqa: E402
 from analysis.dimensions import DIMENSIONS  # noqa: E402
 from toy import compare  # noqa: E402
 
@@ -131,11 +131,11 @@ CHECK_TOLERANCE = 1e-6    # a remade row is the shipped one when no score differ
 
 def fixed_test(evidence=EVIDENCE):
     """(weights' scale {dim: s_d}, margin on z) as the report computes them from the shipped runs."""
-    runs = [report.read_run(d) for d in sorted(glob.glob(os.path.join(evidence, "redpo-s*")))]
-    if not runs:
+    dirs = sorted(glob.glob(os.path.join(evidence, "redpo-s*")))
+    if not dirs:
         raise UserError(f"no shipped ReDPO runs in {evidence}")
-    scale = claims.spread(runs)
-    return scale, claims.margins(runs, scale)[claims.Z]
+    scale, m = claims.fixed_scales(dirs)
+    return scale, m[claims.Z]
 
 
 def verdict(shipped, evidence=EVIDENCE):
