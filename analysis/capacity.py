@@ -111,7 +111,7 @@ def with_verdicts(rows):
 
 def shapes_curve(cuts=CUTS, capacity_runs=CAPACITY_RUNS, sweep_runs=SWEEP_RUNS, evidence=EVIDENCE):
     """The rows of every cut with runs of both methods, verdicts included; and the spreads and margins."""
-    scale, margins = claims.fixed_scales(sorted(glob.glob(os.path.join(evidence, "redpo-s*"))))
+    scale, margins = report.fixed_scales(sorted(glob.glob(os.path.join(evidence, "redpo-s*"))))
     rows = []
     for k in cuts:
         redpo, sft = ({s: report.read_run(d) for s, d in run_dirs(k, m, capacity_runs, sweep_runs).items()}

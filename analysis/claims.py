@@ -236,18 +236,6 @@ def scales(groups):
     return margins(redpo, scale), scale
 
 
-def fixed_scales(redpo_dirs):
-    """(spreads, margins) of the shipped evidence, from its ReDPO run folders (analysis/report.py's
-    read_run): the standardised Average's scale and every margin as the report uses them, so that a
-    test fixed on them later (docs/shapes/PLAN.md's capacity curve and confirmation) uses the same."""
-    from analysis import report     # report imports this module
-    runs = [report.read_run(d) for d in redpo_dirs]
-    if not runs:
-        raise ValueError("no ReDPO runs to take the spreads and margins from")
-    scale = spread(runs)
-    return scale, margins(runs, scale)
-
-
 def claims(groups):
     """Every claim the groups can answer ({(model, label): runs}, report.group_runs): [{"table",
     "claim", "sign", "margin", "kind", "diff" (stats.interval), "verdict", "p", "p_holm",

@@ -120,6 +120,17 @@ def search_change(prune_json):
     return {d: pruned[d] - base[d] for d in pruned if d in base}
 
 
+def fixed_scales(redpo_dirs):
+    """(spreads, margins) of the shipped evidence from its ReDPO run folders: the standardised
+    Average's scale and every margin as the report uses them (claims.scales), so that a test fixed
+    on them later (docs/shapes/PLAN.md's capacity curve and confirmation) uses the same numbers."""
+    runs = [read_run(d) for d in redpo_dirs]
+    if not runs:
+        raise UserError("no ReDPO runs to take the spreads and margins from")
+    scale = claims.spread(runs)
+    return scale, claims.margins(runs, scale)
+
+
 def group_runs(runs):
     """{(model, label): [runs sorted by training seed]}, in the order first seen."""
     groups = {}

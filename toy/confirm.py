@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from infra import cli, disk  # noqa: E402
 from infra.cli import UserError  # noqa: E402
-from analysis import claims, stats  # noqa: E402
+from analysis import claims, report, stats  # noqa: E402
 from analysis.dimensions import DIMENSIONS  # noqa: E402
 from toy import compare  # noqa: E402
 
@@ -134,7 +134,7 @@ def fixed_test(evidence=EVIDENCE):
     dirs = sorted(glob.glob(os.path.join(evidence, "redpo-s*")))
     if not dirs:
         raise UserError(f"no shipped ReDPO runs in {evidence}")
-    scale, m = claims.fixed_scales(dirs)
+    scale, m = report.fixed_scales(dirs)
     return scale, m[claims.Z]
 
 
