@@ -108,14 +108,15 @@ def score_fresh(run):
     result = evaluate.evaluate_model(student, reward, fresh_set(os.path.join(ROOT, cfg["prompts"])),
                                      keep_videos=0, batch_size=cfg["gen_batch"], steps=cfg["steps"])
     result.pop("videos")
-    disk.write_json(out, result)
+    disk.write_json(out, disk.json_safe(result))
     print(f"wrote {out}: {result['num_videos']} fresh videos", flush=True)
 
 
 def ship_one(run, dest):
     """The remade run's small files, its check against the shipped run and its fresh scores."""
     compare.ship(run, dest)
-    disk.write_json(os.path.join(dest, "check.json"), check_rows(run, os.path.join(EVIDENCE, os.path.basename(run))))
+    check = check_rows(run, os.path.join(EVIDENCE, os.path.basename(run)))
+    disk.write_json(os.path.join(dest, "check.json"), disk.json_safe(check))     # a missing row: null
     if os.path.isfile(os.path.join(run, FRESH_FILE)):
         os.makedirs(os.path.join(dest, "stage_3"), exist_ok=True)
         with disk.atomic_file(os.path.join(dest, FRESH_FILE)) as tmp:
@@ -145,6 +146,8 @@ def verdict(shipped, evidence=EVIDENCE):
     runs, good = {}, {}
     for d in sorted(glob.glob(os.path.join(shipped, "*-s*"))):
         check = disk.read_json(os.path.join(d, "check.json")) if os.path.isfile(os.path.join(d, "check.json")) else {}
+        for c in check.values():
+            c["max_abs_difference"] = math.inf if c["max_abs_difference"] is None else c["max_abs_difference"]
         ok = bool(check) and all(c["max_abs_difference"] <= CHECK_TOLERANCE and c["videos"] > 0 for c in check.values())
         fresh = os.path.join(d, FRESH_FILE)
         runs[os.path.basename(d)] = {"check_passed": ok, "fresh": os.path.isfile(fresh),
