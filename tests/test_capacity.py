@@ -69,6 +69,15 @@ def test_the_2d_curve_at_five_blocks_removed_is_gmm_pys_own_run(tmp_path):
     cfg = dict(gmm.DEFAULTS, teacher_steps=60, distil_steps=8, rounds=2)
     teacher, _, _ = gmm.build_models(cfg, tqdm)
     (cut,) = gmm_capacity.curve(teacher, cfg, [5], [1])
+    made = {}
+
+    def done(n, s, row=None):               # as main() keeps them: one file per finished (cut, seed)
+        if row is None:
+            return made.get((n, s))
+        made[(n, s)] = row
+    assert gmm_capacity.curve(teacher, cfg, [5], [1], done) == [cut] and made[(5, 1)] == cut["per_seed"][0]
+    made[(5, 1)] = dict(made[(5, 1)], sft="read back")
+    assert gmm_capacity.curve(teacher, cfg, [5], [1], done)[0]["per_seed"][0]["sft"] == "read back"
     assert cut["removed"] == 5 and len(cut["blocks"]) == 5
     row = cut["per_seed"][0]
     for m in ("sft", "redpo", "pruned", "teacher"):
