@@ -15,11 +15,12 @@ def test_the_queue_is_the_plans_runs_seed_by_seed():
     assert not any(n.startswith("c2-") for n in names)
     for i in range(5):           # seed by seed: a partial result has every cut and both methods
         assert {n.rsplit("-s", 1)[1] for n in names[12 * i:12 * (i + 1)]} == {str(i)}
+        assert [n.split("-")[0] for n in names[12 * i:12 * (i + 1):2]] == ["c1", "c7", "c4", "c5", "c3", "c6"]
     by_name = {j["name"]: j for j in jobs}
     assert by_name["c4-auto-s3"]["argv"] == ["--stages", "1", "--blocks", "4", "--w_sft", "auto", "--seed", "3"]
     assert by_name["c7-sft-s1"]["argv"] == ["--stages", "1", "--blocks", "7", "--method", "sft", "--seed", "1"]
-    # The first two runs make everything on their own; the rest copy only from runs before them.
-    assert names[:2] == ["c1-auto-s0", "c7-auto-s0"] and jobs[0]["copy"] == jobs[1]["copy"] == []
+    # The first run makes everything on its own; the rest copy only from runs before them.
+    assert names[:2] == ["c1-auto-s0", "c1-sft-s0"] and jobs[0]["copy"] == [] and all(j["copy"] for j in jobs[1:])
     for i, j in enumerate(jobs):
         assert all(src in names[:i] for src in j["after"]), j["name"]
     assert by_name["c5-auto-s0"]["copy"] == [("c1-auto-s0", compare.FULL + compare.CACHE)]

@@ -19,12 +19,13 @@ s1-sft-s<S> (the same arguments; PLAN.md).
     python analysis/capacity.py                 # then the table and the figures from the shipped runs
 
 Queue order: seed 0 at every cut and both methods, then seed 1, and so on, so that a partial result
-is balanced. What does not depend on the training seed or the loss is made once and copied (the
-files vip_loop.py would write, byte for byte, as in toy/compare.py): the full model's rows and the
-teacher's curation cache from the queue's first run; per cut the block search, the pruned row and
-the pairs from the cut's ReDPO run at the first seed. The queue's second run makes the full rows
-and the cache again on its own, and shared_check.json says whether they equal the copied ones.
-Each finished run's small files (no weights) go to docs/shapes/capacity/runs/. Nothing here commits.
+is balanced; within a seed the ends and the middle of the curve first (cuts 1, 7, 4, 5, 3, 6).
+What does not depend on the training seed or the loss is made once and copied (the files
+vip_loop.py would write, byte for byte, as in toy/compare.py): the full model's rows and the
+teacher's curation cache from the queue's first run (toy/compare.py's shared_check.json showed
+such copies equal to files made apart); per cut the block search, the pruned row and the pairs from
+the cut's ReDPO run at the first seed. Each finished run's small files (no weights) go to
+docs/shapes/capacity/runs/. Nothing here commits.
 """
 import argparse
 import os
@@ -32,14 +33,13 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from infra import cli, disk  # noqa: E402
+from infra import cli  # noqa: E402
 from infra.cli import UserError  # noqa: E402
 from toy import compare  # noqa: E402
 
 CUTS = (1, 2, 3, 4, 5, 6, 7)         # motion modules removed in stage 1, of the toy teacher's 10
+ORDER = (1, 7, 4, 5, 3, 6)           # within a seed: the ends and the middle of the curve first
 SHIPPED_CUT = 2                      # made by toy/compare.py's sweep: s1-auto-s<S>, s1-sft-s<S>
-CHECK_NOTE = ("the full model's rows and the teacher's curation cache, made by two runs apart; every other "
-              "run copied them from the first")
 METHODS = {"auto": ["--w_sft", "auto"], "sft": ["--method", "sft"]}
 
 
@@ -54,15 +54,15 @@ def shipped_name(k, method, seed):
 
 def plan(seeds, cuts=CUTS):
     """The queue: [{"name", "group", "argv", "copy": [(source run, relative paths)], "after"}], seed by
-    seed, each seed every cut (cut 2 left out: shipped) and both methods. The first run (the first
-    cut's ReDPO at the first seed) makes everything; the second (the last cut's ReDPO) makes the full
-    rows and the cache again on its own, for the check; every other cut's ReDPO run at the first
-    seed copies the full rows and the cache; every other run its cut's search, pruned row and pairs too."""
-    cuts = [k for k in cuts if k != SHIPPED_CUT]
+    seed, each seed every cut (cut 2 left out: shipped; the ends and the middle of the curve first,
+    ORDER) and both methods. The first run (the first cut's ReDPO at the first seed) makes
+    everything; every other cut's ReDPO run at the first seed copies the full rows and the cache
+    from it; every other run copies its cut's search, pruned row and pairs too."""
+    cuts = sorted((k for k in cuts if k != SHIPPED_CUT), key=lambda k: (ORDER.index(k) if k in ORDER else len(ORDER), k))
     if not cuts or not seeds:
         return []
     first = seeds[0]
-    donor, check = name(cuts[0], "auto", first), name(cuts[-1], "auto", first)
+    donor = name(cuts[0], "auto", first)
     jobs = []
     for s in seeds:
         for k in cuts:
@@ -70,14 +70,13 @@ def plan(seeds, cuts=CUTS):
                 job = {"name": name(k, m, s), "group": "capacity",
                        "argv": ["--stages", "1", "--blocks", str(k)] + argv + ["--seed", str(s)]}
                 cut_donor = name(k, "auto", first)
-                if job["name"] in (donor, check):
+                if job["name"] == donor:
                     job["copy"] = []
                 elif job["name"] == cut_donor:
                     job["copy"] = [(donor, compare.FULL + compare.CACHE)]
                 else:
                     job["copy"] = [(cut_donor, compare.FULL + compare.CACHE + compare.PRUNED)]
                 jobs.append(job)
-    jobs.sort(key=lambda j: (j["name"] != donor, j["name"] != check))     # stable: the rest keep their order
     for j in jobs:
         j["after"] = sorted({src for src, _ in j["copy"]})
     return jobs
@@ -113,19 +112,7 @@ def main(argv=None):
             print(f"{j['name']:16s} {state:8s} vip_loop.py {' '.join(j['argv'])}"
                   + (f"   (copies from {', '.join(j['after'])})" if j["after"] else ""))
         return
-    check_file = os.path.join(args.docs, "shared_check.json")
-    made_apart = [j for j in jobs[:2] if not j["copy"]]      # one cut alone: no second run made apart
-    donor, check = (compare.run_path(args.runs, j) for j in made_apart) if len(made_apart) == 2 else (None, None)
-
-    def shared_check():
-        if donor and not os.path.isfile(check_file) and all(
-                os.path.isfile(os.path.join(d, "stage_1", "DONE")) for d in (donor, check)):
-            disk.write_json(check_file, {"made_apart": [os.path.basename(donor), os.path.basename(check)],
-                                         "files": compare.same_files(donor, check, compare.FULL + compare.CACHE),
-                                         "note": CHECK_NOTE})
-            print(f"wrote {check_file}", flush=True)
-
-    compare.run_queue(list(jobs), jobs, args.runs, dest, args.jobs, every_pass=shared_check)
+    compare.run_queue(list(jobs), jobs, args.runs, dest, args.jobs)
     print(f"{len(jobs)} runs finished and shipped to {os.path.join(args.docs, 'runs')}")
 
 
