@@ -98,3 +98,13 @@ def test_the_2d_curve_on_hand_computed_seeds():
     shipped["per_seed"][1]["redpo"] = metrics(0.1, 0.1)
     assert capacity.reproduces_shipped(data, shipped) == ([0, 1], False)
     assert stats.holm([row["diff"]["precision"]["p"]]) == [pytest.approx(row["diff"]["precision"]["p"])]
+
+
+def test_the_figures_are_the_same_bytes_every_time(tmp_path):
+    rows = [{"k": k, "damage": diff(0.01 * k, 0.005), "diff": {"target": diff(0.002 * k, 0.003), claims.Z: diff(0.01, 0.05)}}
+            for k in (1, 3)]
+    margins = {claims.Z: 0.17}
+    for name in ("a.png", "b.png"):
+        capacity.shapes_figure(rows, margins, str(tmp_path / name))
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert b"Software" not in (tmp_path / "a.png").read_bytes()      # no version or date in the file
