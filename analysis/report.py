@@ -165,6 +165,17 @@ def check_comparable(runs):
                    "stages: finish them (run the same command again) or report them apart")
 
 
+def fixed_scales(redpo_dirs):
+    """(spreads, margins) of the shipped evidence from its ReDPO run folders: the standardised
+    Average's scale and every margin as the report uses them (claims.scales), so that a test fixed
+    on them later (docs/shapes/PLAN.md's capacity curve and confirmation) uses the same numbers."""
+    runs = [read_run(d) for d in redpo_dirs]
+    if not runs:
+        raise UserError("no ReDPO runs to take the spreads and margins from")
+    scale = claims.spread(runs)
+    return scale, claims.margins(runs, scale)
+
+
 def group_runs(runs):
     """{(model, label): [runs sorted by training seed]}, in the order first seen."""
     groups = {}

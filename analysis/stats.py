@@ -17,7 +17,11 @@ row: the same blocks removed from the same full model) is the same videos in eve
    E[MS_P] = s_e^2 + S s_a^2, E[MS_S] = s_e^2 + P s_b^2, E[MS_E] = s_e^2, so
    Var(y..) = s_a^2 / P + s_b^2 / S + s_e^2 / (PS) = (MS_P + MS_S - MS_E) / (PS).
    A variance component estimated below zero is set to zero (MS_P or MS_S below MS_E: that term
-   and MS_E's matching share drop out), which keeps the variance positive. The interval is
+   and MS_E's matching share drop out), which keeps the variance positive. When both are
+   (MS_P and MS_S both below MS_E), only MS_E is left: Var = MS_E / (PS) with df (P - 1)(S - 1),
+   the interval of P S independent cells (df 68 at 18 x 5). That interval rests on two components
+   estimated at zero from few seeds, and is narrower than one that kept them; a reader sees the
+   case by its df and should read its verdict with that in mind. The interval is
    y.. +- t_(0.975, df) sqrt(Var) with Satterthwaite's df for the sum of mean squares,
    df = (sum c_i MS_i)^2 / sum (c_i MS_i)^2 / df_i.
 3. A difference that is the same in every seed (both rows shared by every seed) is one seed:

@@ -222,9 +222,9 @@ CLIS = {   # module: the fewest arguments its parser accepts
     "prune": ["--out", "x"], "curate": ["--student", "s", "--property", "dynamic_degree", "--out", "x"],
     "evaluate": [], "redpo": ["--pairs", "p", "--out", "x"], "vip_loop": [], "models.__main__": [],
     "toy.shapes": ["evaluate"], "toy.gmm": ["--out", "x"], "analysis.vbench_eval": [],
-    "analysis.user_study": ["score", "--study", "x"],
+    "analysis.user_study": ["score", "--study", "x"], "toy.capacity": [], "toy.confirm": [],
 }
-MAIN_ONLY = ["toy.compare"]   # CLIs that parse inside main(): read through --help
+MAIN_ONLY = ["toy.compare", "toy.gmm_capacity", "analysis.capacity"]   # CLIs that parse inside main(): read through --help
 
 
 def every_flag(monkeypatch):

@@ -206,6 +206,54 @@ def ship(path, dest, wall_s=None):
                 shutil.copyfile(os.path.join(path, rel), tmp)
 
 
+def run_queue(todo, jobs, runs, dest, n_jobs, after_run=None, every_pass=None):
+    """Run the jobs of `todo` (plan()'s dicts; `jobs`: the whole queue, for the runs they copy from),
+    `n_jobs` vip_loop.py processes at a time, one CPU thread each, in queue order as their sources
+    are ready (a job's "script", default vip_loop.py, gets its argv and --out). A finished run is skipped and shipped to dest(job); a run another process is writing
+    is left to it (and counts towards n_jobs); an unfinished one resumes where it stopped. After each
+    finished run: after_run(); every pass of the loop: every_pass()."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    running, start = [], time.time()
+    while todo or running:
+        for proc, job, t0 in list(running):
+            if proc.poll() is None:
+                continue
+            running.remove((proc, job, t0))
+            path = run_path(runs, job)
+            print(f"{job['name']}: exit {proc.returncode} after {(time.time() - t0) / 60:.1f} min "
+                  f"({(time.time() - start) / 60:.0f} min since start)", flush=True)
+            if proc.returncode == 0:
+                ship(path, dest(job), time.time() - t0)
+                if after_run:
+                    after_run()
+        if every_pass:
+            every_pass()
+        elsewhere = sum(busy(run_path(runs, j)) for j in todo)    # children of an earlier process
+        for job in list(todo):
+            if len(running) + elsewhere >= n_jobs:
+                break
+            path = run_path(runs, job)
+            if finished(path):
+                todo.remove(job)
+                ship(path, dest(job))
+                continue
+            if busy(path):
+                continue    # left to the process writing it; shipped once finished
+            sources = [(run_path(runs, src, jobs), rels) for src, rels in job["copy"]]
+            if not os.path.isdir(path) and not all(ready(s, rels) for s, rels in sources):
+                continue    # waits for the run it copies from
+            todo.remove(job)
+            for s, rels in sources:
+                seed_from(s, path, rels)
+            cmd = [sys.executable, job.get("script", os.path.join(ROOT, "vip_loop.py")), *job["argv"], "--out", path]
+            print(" ".join(cmd[1:]), flush=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            log = open(path + ".log", "a")
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), job, time.time()))
+        if todo or running:
+            time.sleep(5)
+
+
 def write_reports(docs):
     """docs/shapes/report.md from the main runs, the w_sft figure and table from the sweep runs."""
     main_runs = os.path.join(docs, "runs")
@@ -240,49 +288,17 @@ def main(argv=None):
             state = "done" if finished(run_path(args.runs, j)) else "started" if os.path.isdir(run_path(args.runs, j)) else "queued"
             print(f"{j['name']:32s} {state:8s} vip_loop.py {' '.join(j['argv'])}" + (f"   (copies from {', '.join(j['after'])})" if j["after"] else ""))
         return
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     donor, check = (run_path(args.runs, j) for j in jobs[:2])
-    running, start = [], time.time()
-    while todo or running:
-        for proc, job, t0 in list(running):
-            if proc.poll() is None:
-                continue
-            running.remove((proc, job, t0))
-            path = run_path(args.runs, job)
-            print(f"{job['name']}: exit {proc.returncode} after {(time.time() - t0) / 60:.1f} min "
-                  f"({(time.time() - start) / 60:.0f} min since start)", flush=True)
-            if proc.returncode == 0:
-                ship(path, dest(job), time.time() - t0)
-                write_reports(args.docs)
-        check_file = os.path.join(args.docs, "sweep", "shared_check.json")
+    check_file = os.path.join(args.docs, "sweep", "shared_check.json")
+
+    def shared_check():
         if not os.path.isfile(check_file) and all(os.path.isfile(os.path.join(d, "stage_1", "DONE")) for d in (donor, check)):
             disk.write_json(check_file, {"made_apart": [os.path.basename(donor), os.path.basename(check)],
                                             "files": same_files(donor, check, FULL + CACHE + PRUNED),
                                             "note": CHECK_NOTE})
             print(f"wrote {check_file}", flush=True)
-        elsewhere = sum(busy(run_path(args.runs, j)) for j in todo)    # children of an earlier compare.py
-        for job in list(todo):
-            if len(running) + elsewhere >= args.jobs:
-                break
-            path = run_path(args.runs, job)
-            if finished(path):
-                todo.remove(job)
-                ship(path, dest(job))
-                continue
-            if busy(path):
-                continue    # left to the process writing it; shipped once finished
-            sources = [(run_path(args.runs, src, jobs), rels) for src, rels in job["copy"]]
-            if not os.path.isdir(path) and not all(ready(s, rels) for s, rels in sources):
-                continue    # waits for the run it copies from
-            todo.remove(job)
-            for s, rels in sources:
-                seed_from(s, path, rels)
-            cmd = [sys.executable, os.path.join(ROOT, "vip_loop.py"), *job["argv"], "--out", path]
-            print(" ".join(cmd[1:]), flush=True)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            log = open(path + ".log", "a")
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), job, time.time()))
-        time.sleep(5)
+
+    run_queue(todo, jobs, args.runs, dest, args.jobs, lambda: write_reports(args.docs), shared_check)
     write_reports(args.docs)
 
 
