@@ -338,7 +338,7 @@ def write_text(path, text):
 
 def main(argv=None):
     import argparse
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.parse_args(argv)
     rows, scale, margins = shapes_curve()
     if rows:

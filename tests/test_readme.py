@@ -24,6 +24,8 @@ SHORTER = {   # the script as the README calls it -> the flags added to shorten 
     "python prune.py": ["--eval_prompts", "2", "--steps", "2", "--search_prompts", "none"],
     "python evaluate.py": [],
     "python toy/compare.py": ["--list"],                                      # the plan's queue, nothing run
+    "python toy/capacity.py": ["--list"],                                     # the capacity curve's queue
+    "python toy/confirm.py": ["--list"],                                      # the confirmation's queue
     "python toy/gmm.py": ["--seeds", "0", "--teacher_steps", "50", "--distil_steps", "10"],
 }
 SKIP = [      # (what the command holds, why the walk does not run it)
@@ -39,6 +41,9 @@ SKIP = [      # (what the command holds, why the walk does not run it)
     (("--vbench_results",), "needs a VBench results file"),
     (("runs/animatediff-redpo",), "reads the AnimateDiff runs above"),
     (("runs/study",), "the study made from the AnimateDiff runs above"),
+    (("analysis/capacity.py",), "rewrites docs/shapes/capacity from the shipped runs (tests/test_capacity_analysis.py "
+                                "checks it byte for byte)"),
+    (("scripts/gpu_lora_check.sh",), "a GPU and AnimateDiff's real weights"),
     (("--llm",), "loads an LLM (SmolLM2: ~1 min on 2 cores; tests/test_filter.py runs it)"),
 ]
 

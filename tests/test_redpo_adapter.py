@@ -113,6 +113,6 @@ def test_prune_and_curate_take_the_local_adapter_and_reward_path(hub, tmp_path, 
     else:
         config = json.loads((stage / "pairs" / "config.json").read_text())
         assert (config["adapter"], config["reward_path"]) == (adapter, vs)
-    assert loads[1:] == [(base, adapter), (str(stage / "pruned"), None)] and reward_kw == [vs, vs]
+    assert loads[1:] == [(str(stage / "pruned"), None), (base, adapter)] and reward_kw == [vs, vs]   # the student first: a LoRA one brings its teacher
     saved = read_json(stage / "pruned" / models.STUDENT_FILE)
     assert saved["source"] == {"path": os.path.abspath(base), "adapter": os.path.abspath(adapter)}

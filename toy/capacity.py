@@ -83,7 +83,7 @@ def plan(seeds, cuts=CUTS):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="training seeds (default: 0 1 2 3 4)")
     p.add_argument("--cuts", nargs="+", type=int, default=list(CUTS),
                    help="motion modules removed, 1-10; 2 is shipped and never run (default: 1 2 3 4 5 6 7)")

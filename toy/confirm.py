@@ -217,7 +217,7 @@ def write_verdict(shipped, out_md, evidence=EVIDENCE):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="training seeds (default: 0-9)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each (default: 2)")
     p.add_argument("--runs", default=os.path.join("runs", "shapes", "confirm"),

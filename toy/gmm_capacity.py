@@ -83,7 +83,7 @@ def trained_teacher(cfg, work):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "gmm"), help="folder of capacity.json (default: docs/gmm)")
     p.add_argument("--work", default=os.path.join("runs", "gmm-capacity"),
                    help="the teacher and each finished (cut, seed), for resuming (default: runs/gmm-capacity)")
