@@ -87,12 +87,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="training seeds (default: 0 1 2 3 4)")
     p.add_argument("--cuts", nargs="+", type=int, default=list(CUTS),
                    help="motion modules removed, 1-10; 2 is shipped and never run (default: 1 2 3 4 5 6 7)")
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each (default: 2)")
-    p.add_argument("--runs", default=os.path.join("runs", "shapes", "capacity"),
-                   help="run directories (default: runs/shapes/capacity)")
-    p.add_argument("--docs", default=os.path.join(ROOT, "docs", "shapes", "capacity"),
-                   help="where the shipped files go, under runs/ (default: docs/shapes/capacity)")
-    p.add_argument("--list", action="store_true", help="print the queue and what is done, run nothing (default: off)")
+    compare.add_queue_flags(p, "shapes/capacity", "shapes/capacity", "the shipped files, under runs/,")
     args = p.parse_args(argv)
     if any(not 1 <= k <= 10 for k in args.cuts):
         raise UserError(f"--cuts must lie in 1..10 (the toy teacher has 10 motion modules), got {args.cuts}")

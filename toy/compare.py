@@ -265,16 +265,22 @@ def write_reports(docs):
         w_sft_sweep.write(os.path.join(docs, "sweep", "runs"), os.path.join(docs, "sweep"))
 
 
+def add_queue_flags(p, runs, docs, what):
+    """The flags of a run queue (this file's, toy/capacity.py's, toy/confirm.py's): --jobs, --runs
+    (runs/RUNS), --docs (docs/DOCS: where `what` goes) and --list."""
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each (default: 2)")
+    p.add_argument("--runs", default=os.path.join("runs", runs), help=f"run directories (default: runs/{runs})")
+    p.add_argument("--docs", default=os.path.join(ROOT, "docs", docs),
+                   help=f"where {what} go (default: docs/{docs})")
+    p.add_argument("--list", action="store_true", help="print the queue and what is done, run nothing (default: off)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="training seeds (default: 0 1 2 3 4)")
     p.add_argument("--only", nargs="+", default=None,
                    help="run names without the seed (s1-auto, redpo, ...; default: the whole queue)")
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each (default: 2)")
-    p.add_argument("--runs", default=os.path.join("runs", "shapes"), help="run directories (default: runs/shapes)")
-    p.add_argument("--docs", default=os.path.join(ROOT, "docs", "shapes"),
-                   help="where the shipped files, report.md and the figure go (default: docs/shapes)")
-    p.add_argument("--list", action="store_true", help="print the queue and what is done, run nothing (default: off)")
+    add_queue_flags(p, "shapes", "shapes", "the shipped files, report.md and the figure")
     p.add_argument("--report_only", action="store_true",
                    help="only write the reports from the shipped runs (default: off, run what is missing first)")
     args = p.parse_args(argv)

@@ -219,12 +219,7 @@ def write_verdict(shipped, out_md, evidence=EVIDENCE):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="training seeds (default: 0-9)")
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time, one CPU thread each (default: 2)")
-    p.add_argument("--runs", default=os.path.join("runs", "shapes", "confirm"),
-                   help="run directories (default: runs/shapes/confirm)")
-    p.add_argument("--docs", default=os.path.join(ROOT, "docs", "shapes", "confirmation"),
-                   help="where the shipped files and the verdict go (default: docs/shapes/confirmation)")
-    p.add_argument("--list", action="store_true", help="print the queue and what is done, run nothing (default: off)")
+    compare.add_queue_flags(p, "shapes/confirm", "shapes/confirmation", "the shipped files and the verdict")
     p.add_argument("--verdict_only", action="store_true",
                    help="only write the verdict from the shipped files (default: off, run what is missing first)")
     p.add_argument("--remake", nargs=argparse.REMAINDER, default=None,
