@@ -1,11 +1,18 @@
 """Tests import the top-level scripts from the repository root and run on one CPU thread each, in
 two worker processes (pytest.ini: pytest-xdist, `-n 2`, one worker per file; the CI machine has 2
-cores). The torchrun tests share one launch of their own two processes (torchrun_run)."""
+cores). The torchrun tests share one launch of their own two processes (torchrun_run), which runs
+this file as its script (torchrun_parts, at the end):
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/conftest.py OUT REDPO_STAGE
+"""
+import json
 import os
+import pathlib
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from infra import ranks  # noqa: E402  (before torch, as the scripts: it sets how CPU threads wait)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -44,7 +51,7 @@ def redpo_stage_32(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def torchrun_run(redpo_stage_32, tmp_path_factory):
-    """The suite's one torchrun launch, 2 processes (tests/torchrun_parts.py): the block search, the
+    """The suite's one torchrun launch, 2 processes (torchrun_parts below): the block search, the
     curation, the training and the one-shot loop, each in its own folder of the returned one. One
     launch for the four tests that compare them with one process (test_prune, test_curate,
     test_redpo, test_vip_loop): each launch's start costs as much CPU as its work."""
@@ -52,7 +59,7 @@ def torchrun_run(redpo_stage_32, tmp_path_factory):
     out = tmp_path_factory.mktemp("torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        os.path.join(ROOT, "tests", "torchrun_parts.py"), str(out), str(redpo_stage_32)],
+                        os.path.abspath(__file__), str(out), str(redpo_stage_32)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     first = r.stderr.find("Traceback")                    # a rank's, before torchrun's own summary
     assert r.returncode == 0, r.stderr[first:first + 3000] if first >= 0 else r.stderr[-3000:]
@@ -119,3 +126,64 @@ def pytest_xdist_make_scheduler(config, log):
 
     config.option.loadscopereorder = False
     return PerFile(config, log)
+
+
+# ---------------------------------------------------------------------------------------------
+# What each rank of torchrun_run's launch runs, one after another, each into its own folder of OUT;
+# the four torchrun tests compare them with one process. One launch instead of four: a launch's
+# start (torchrun, two interpreters, their imports) costs as much CPU as the work.
+# ---------------------------------------------------------------------------------------------
+
+def prune_part(out):
+    """test_prune's stage: k = 2 on the tiny model, the pixel reward; each rank writes what it chose."""
+    import models
+    import prune
+    import rewards
+    from test_prune import GEN, PROMPTS, SEEDS
+    rank, world, _ = ranks.dist_setup()
+    model = models.load("tiny")
+    search = prune.SearchSet(rewards.load_reward("pixel"), PROMPTS, SEEDS, gen_kw=GEN, batch_size=2, progress=False)
+    record = prune.prune_stage(model, search, 2, out)
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump({"world": world, "model_removed": model.removed, "removed": record["removed"],
+                   "candidates": [[c["block"], c["scores"]["total"]] for c in record["candidates"]]}, f)
+
+
+def curate_part(out):
+    """test_curate's stage 1: the teacher and its pruned student, the rule, pairs and teacher cache in `out`."""
+    import curate
+    import models
+    import rewards
+    from test_curate import BATCH, GEN, ITEMS, PROPS, REMOVED, SEEDS, TAU
+    teacher = models.load("tiny")
+    student = models.load("tiny")
+    student.remove(REMOVED)
+    curate.curate(curate.PairVideos(teacher, student, rewards.load_reward("pixel"), SEEDS, out + "/teacher_cache",
+                                GEN, BATCH, False), ITEMS, PROPS, TAU, out + "/pairs")
+
+
+def redpo_part(out, stage):
+    """redpo.py's command line (test_redpo.TORCHRUN_ARGS), batch 1 per rank: the one-process batch of 2."""
+    import redpo
+    from test_redpo import torchrun_args
+    redpo.main(torchrun_args(pathlib.Path(stage)) + ["--batch", "1", "--out", out])
+
+
+def vip_loop_part(out):
+    """vip_loop.py's tiny loop on the one-shot schedule (test_vip_loop)."""
+    import vip_loop
+    from test_reuse import TINY_LOOP
+    vip_loop.main(TINY_LOOP + ["--oneshot", "--out", out])
+
+
+def torchrun_parts(out, stage):
+    torch.set_num_threads(1)
+    ranks.dist_setup()
+    prune_part(os.path.join(out, "prune"))
+    curate_part(os.path.join(out, "curate"))
+    redpo_part(os.path.join(out, "redpo"), stage)
+    vip_loop_part(os.path.join(out, "vip_loop"))
+
+
+if __name__ == "__main__":
+    torchrun_parts(*sys.argv[1:3])

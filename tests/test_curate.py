@@ -334,7 +334,7 @@ def test_cli_runs_filter_and_curation(student, tmp_path, capsys):
 # --- torchrun ------------------------------------------------------------------------------------
 
 def test_torchrun_two_processes_make_the_same_pairs(stage_one, torchrun_run):
-    """conftest.torchrun_run ran stage_one's curation on 2 ranks (tests/torchrun_parts.py: curate_part)."""
+    """conftest.torchrun_run ran stage_one's curation on 2 ranks (conftest.torchrun_parts: curate_part)."""
     run, _, _ = stage_one
     two_ranks = torchrun_run / "curate"
     one, two = run / "stage_1" / "pairs", two_ranks / "pairs"

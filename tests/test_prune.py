@@ -234,7 +234,7 @@ def test_bad_input_fails_before_writing(tiny, tmp_path):
 # --- torchrun: two ranks choose what one rank chooses -----------------------------------------
 
 def test_torchrun_two_processes_choose_the_same_blocks(stage_one, torchrun_run):
-    """conftest.torchrun_run ran stage_one's search on 2 ranks (tests/torchrun_parts.py: prune_part)."""
+    """conftest.torchrun_run ran stage_one's search on 2 ranks (conftest.torchrun_parts: prune_part)."""
     _, record, _, _ = stage_one
     out = torchrun_run / "prune"
     per_rank = [json.load(open(out / f"rank{i}.json")) for i in range(2)]

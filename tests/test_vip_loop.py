@@ -122,7 +122,7 @@ def test_torchrun_two_processes_oneshot(torchrun_run):
     blocks cut at once, one round of training): one test for both keeps the suite within its time;
     the stage-to-stage path is the straight run's, and torchrun's equality with one process is
     checked step by step in test_prune, test_curate and test_redpo (the same torchrun launch,
-    conftest.torchrun_run: tests/torchrun_parts.py's vip_loop_part)."""
+    conftest.torchrun_run: conftest.torchrun_parts' vip_loop_part)."""
     run = torchrun_run / "vip_loop"
     assert disk.read_json(os.path.join(run, "config.json"))["world"] == 2
     assert sorted(os.listdir(run)).count("stage_1") == 1 and not (run / "stage_2").exists()
