@@ -27,6 +27,17 @@ def run_script(script, *args, timeout=300):
                           text=True, timeout=timeout)
 
 
+
+def trainable_gradients(model, x_t, prompts_or_embeds):
+    """The gradients of model's trainable parameters (made to require them) under a fixed loss on
+    noise_pred at t = 10 and 500: what a memory setting (gradient checkpointing) must leave unchanged."""
+    params = model.trainable_parameters()
+    for p in params:
+        p.requires_grad_(True)
+    model.unet.zero_grad()
+    model.noise_pred(x_t, torch.tensor([10, 500]), prompts_or_embeds).square().mean().backward()
+    return [p.grad.clone() for p in params]
+
 @pytest.fixture(scope="session")
 def tiny_loop(tmp_path_factory):
     """`python vip_loop.py TINY_LOOP` (test_reuse.py), run once for the session in this process (one

@@ -13,6 +13,7 @@ import torch
 import models
 from models import animatediff
 import tiny_checkpoints
+from conftest import trainable_gradients
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -165,23 +166,13 @@ def test_gradient_checkpointing_is_by_whole_block_and_gives_the_same_gradients()
     # diffusers' UNetMotionModel checkpoints only its ResNets; models/animatediff.py checkpoints each
     # down, mid and up block whole (docs/memory). The same gradients, and the blocks' forwards back after.
     m = models.load("tiny")
-    params = m.trainable_parameters()
-    for p in params:
-        p.requires_grad_(True)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 4, 4, 8, 8, generator=g)
-
-    def grads():
-        m.unet.zero_grad()
-        m.noise_pred(x, torch.tensor([10, 500]), ["a red car", "a blue boat"]).square().mean().backward()
-        return [p.grad.clone() for p in params]
-
-    plain = grads()
+    x = torch.randn(2, 4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    plain = trainable_gradients(m, x, ["a red car", "a blue boat"])
     m.unet.enable_gradient_checkpointing()           # redpo.py --gradient_checkpointing
     blocks = [*m.unet.down_blocks, m.unet.mid_block, *m.unet.up_blocks]
     assert all("forward" in b.__dict__ for b in blocks)
     assert not any(getattr(mod, "gradient_checkpointing", False) for mod in m.unet.modules())  # not twice
-    checkpointed = grads()
+    checkpointed = trainable_gradients(m, x, ["a red car", "a blue boat"])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed))
     m.unet.disable_gradient_checkpointing()
     assert not any("forward" in b.__dict__ for b in blocks)

@@ -18,6 +18,7 @@ import models
 import redpo
 from models import animatediff, videocrafter2
 import tiny_checkpoints
+from conftest import trainable_gradients
 
 PROMPTS = ["a red car", "a blue boat"]
 
@@ -260,20 +261,10 @@ def test_generate_deterministic_and_batch_independent(tiny):
 
 def test_gradient_checkpointing_gives_the_same_gradients():
     m = models.load("tiny-videocrafter2")
-    params = m.trainable_parameters()
-    for p in params:
-        p.requires_grad_(True)
-    g = torch.Generator().manual_seed(0)
-    x, embeds = torch.randn(2, 4, 4, 8, 8, generator=g), m.encode(PROMPTS)
-
-    def grads():
-        m.unet.zero_grad()
-        m.noise_pred(x, torch.tensor([10, 500]), embeds).square().mean().backward()
-        return [p.grad.clone() for p in params]
-
-    plain = grads()
+    x, embeds = torch.randn(2, 4, 4, 8, 8, generator=torch.Generator().manual_seed(0)), m.encode(PROMPTS)
+    plain = trainable_gradients(m, x, embeds)
     m.unet.enable_gradient_checkpointing()           # redpo.py --gradient_checkpointing
-    checkpointed = grads()
+    checkpointed = trainable_gradients(m, x, embeds)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed))
     m.unet.disable_gradient_checkpointing()
     assert all("forward" not in b.__dict__ for b in m.unet.down_blocks)
