@@ -50,7 +50,7 @@ DEFAULTS = {
     # guidance 12, fps condition 28 (`fps_cond`); written out at 10 fps (inference.py's savefps).
     "videocrafter2": dict(num_frames=16, steps=50, guidance=12.0, height=320, width=512, fps=10,
                           eta=1.0, fps_cond=28),
-    "tiny-videocrafter2": dict(num_frames=8, steps=4, guidance=12.0, height=32, width=32, fps=4,
+    "tiny-videocrafter2": dict(num_frames=8, steps=4, guidance=12.0, height=16, width=16, fps=4,
                                eta=1.0, fps_cond=28),
     # Wan2.1's T2V defaults (generate.py, wan/configs/shared_config.py; WanPipeline's too): 81 frames at
     # 480x832, 50 steps, guidance 5.0, written out at 16 fps; the sampler (UniPC, shift 3.0 for 480p)
@@ -153,7 +153,9 @@ class VideoModel:
 
     @property
     def device(self):
-        return self.unet.device
+        # The first weight's device: diffusers' ModelMixin.device walks every module for offload hooks
+        # (10 ms a call on a toy model, called per batch).
+        return next(self.unet.parameters()).device
 
     def to(self, device):
         self.pipe.to(device)

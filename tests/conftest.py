@@ -9,6 +9,7 @@ import json
 import os
 import pathlib
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -26,6 +27,40 @@ def run_script(script, *args, timeout=300):
     return subprocess.run([sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
+
+
+def killed_when(marker, fn, *args, pause=0.0, timeout=600):
+    """fn(*args) in a forked child of this process, SIGKILLed once `marker` exists (and `pause`
+    seconds more): a run killed mid-way, as by an out-of-memory killer. The child is a process of its
+    own (its own lock on the run folder, no cleanup at the kill) that starts with torch and the models
+    already imported, where a fresh interpreter spends seconds. Returns what the child printed."""
+    import signal
+    import tempfile
+    log = tempfile.TemporaryFile()
+    pid = os.fork()
+    if pid == 0:                                     # the child: run, then leave without pytest's exit
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        code = 1
+        try:
+            fn(*args)
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.time() + timeout
+    while not os.path.exists(marker) and os.waitpid(pid, os.WNOHANG) == (0, 0) and time.time() < deadline:
+        time.sleep(0.05)
+    if os.path.exists(marker):
+        time.sleep(pause)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except ChildProcessError:                        # it had ended (and been reaped) by itself
+        pass
+    log.seek(0)
+    printed = log.read().decode(errors="replace")
+    assert os.path.exists(marker), f"the run never reached {marker}: {printed[-3000:]}"
+    return printed
 
 
 def trainable_gradients(model, x_t, prompts_or_embeds):
@@ -79,7 +114,7 @@ def torchrun_run(redpo_stage_32, tmp_path_factory):
 
 # Tests that share a session fixture run in one worker under pytest-xdist, so that it is built once:
 # the tiny loop's tests, and the torchrun launch's with the files whose module fixtures its tests use
-# (test_prune's and test_curate's stage_one, test_redpo's stages). An entry is a file or one test.
+# (test_prune's and test_curate's stage_one, test_redpo's stages). An entry is a file, one test or one of its parameters.
 # pytest_collection_modifyitems checks that every test of a shared fixture is in its group.
 GROUPS = {
     "torchrun": ("test_prune.py", "test_curate.py", "test_redpo.py",
@@ -88,22 +123,23 @@ GROUPS = {
                   "test_vip_loop.py::test_two_stages_shrink_the_model_and_report_every_row",
                   "test_vip_loop.py::test_killed_in_stage_2_resumes_without_redoing_stage_1",
                   "test_vip_loop.py::test_prune_py_alone_is_the_loops_first_stage",
-                  "test_lora.py::test_lora_loop_starts_as_the_full_weight_run"),
+                  "test_lora.py::test_lora_loop_starts_as_the_full_weight_run",
+                  "test_lora.py::test_lora_loop_killed_in_stage_2_resumes_to_the_same_run[tiny]"),
 }
 SHARED = {"torchrun_run": "torchrun", "redpo_stage_32": "torchrun", "tiny_loop": "tiny loop"}
 SPREAD_FILES = ("test_reuse.py", "test_vip_loop.py")   # cheap module fixtures, long tests: spread one by one
 
 
-def short_id(nodeid):
-    """'tests/test_reuse.py::test_x[2-True]' -> 'test_reuse.py::test_x'."""
+def short_id(nodeid, params=False):
+    """'tests/test_reuse.py::test_x[2-True]' -> 'test_reuse.py::test_x' (with params: '...::test_x[2-True]')."""
     path, _, name = nodeid.partition("::")
-    return f"{os.path.basename(path)}::{name.split('[', 1)[0]}"
+    return f"{os.path.basename(path)}::{name if params else name.split('[', 1)[0]}"
 
 
 def group_of(nodeid):
-    """The GROUPS entry that holds the test, or None."""
-    test = short_id(nodeid)
-    return next((g for g, entries in GROUPS.items() if test in entries or test.split("::")[0] in entries), None)
+    """The GROUPS entry that holds the test (its file, the test, or one of its parameters), or None."""
+    test, one = short_id(nodeid), short_id(nodeid, params=True)
+    return next((g for g, entries in GROUPS.items() if {test, one, test.split("::")[0]} & set(entries)), None)
 
 
 def pytest_collection_modifyitems(items):

@@ -6,11 +6,7 @@ for every family; a trained adapter moves the student and not the teacher; the f
 export is the adapter form as a full-weight student."""
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
-import time
 
 from infra import disk
 from infra.cli import UserError
@@ -18,12 +14,11 @@ from infra.cli import UserError
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import killed_when
 import models
 from models import export, lora
 from test_reuse import TINY_LOOP
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 FAMILIES = ["toy", "tiny", "tiny-videocrafter2", "tiny-wan"]
 
@@ -198,25 +193,23 @@ LOOPS = {"tiny": TINY_LOOP,
          "toy": ["--model", "toy", *SMALL, "--eval_seeds", "1", "--search_prompts", "none", "--epochs", "1"],
          "tiny-videocrafter2": ["--model", "tiny-videocrafter2", "--reward", "pixel", *SMALL],
          "tiny-wan": ["--model", "tiny-wan", "--reward", "pixel", *SMALL]}
+# What stage 2 has made before its training: the killed run starts from them, so that its process
+# reaches the training at once (the steps before it are each skipped when their output exists).
+BEFORE_TRAINING = ("prune.json", "pruned", "eval_pruned.json", "videos_pruned.npz", "pairs")
 _STRAIGHT = {}
 
 
-def loop(out, flags):
-    return subprocess.Popen([sys.executable, "vip_loop.py", *flags, "--lora", "4", "--out", str(out)], cwd=ROOT,
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc):
-    out, err = proc.communicate(timeout=1800)
-    assert proc.returncode == 0, err[-3000:]
-    return out
+def lora_loop(out, flags):
+    """`python vip_loop.py FLAGS --lora 4 --out OUT` in this process (one thread, as the suite runs)."""
+    import vip_loop
+    vip_loop.main([*flags, "--lora", "4", "--out", str(out)])
 
 
 def straight_lora_run(name, tmp_path_factory):
-    """`vip_loop.py LOOPS[name] --lora 4` uninterrupted, once per session."""
+    """`vip_loop.py LOOPS[name] --lora 4` uninterrupted, once per session (per worker process)."""
     if name not in _STRAIGHT:
         out = tmp_path_factory.mktemp(f"lora_{name}") / "run"
-        finish(loop(out, LOOPS[name]))
+        lora_loop(out, LOOPS[name])
         _STRAIGHT[name] = out
     return _STRAIGHT[name]
 
@@ -242,23 +235,20 @@ def test_lora_loop_starts_as_the_full_weight_run(tiny_loop, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", list(LOOPS))
-def test_lora_loop_killed_in_stage_2_resumes_to_the_same_run(name, tmp_path, tmp_path_factory):
+def test_lora_loop_killed_in_stage_2_resumes_to_the_same_run(name, tmp_path, tmp_path_factory, capsys):
+    """The straight run's folder up to stage 2's training, run on by a process that is SIGKILLed once
+    stage 2 has trained a step, then resumed: stage 1 skipped, stage 2's training and rows the straight run's."""
     straight = straight_lora_run(name, tmp_path_factory)
     run = tmp_path / "killed"
-    run.mkdir()
-    for rel in ("config.json", "full", "teacher_cache", "stage_1"):
-        (shutil.copytree if (straight / rel).is_dir() else shutil.copyfile)(straight / rel, run / rel)
-    proc = loop(run, LOOPS[name])
-    marker = run / "stage_2" / "train" / "metrics.jsonl"     # stage 2 has pruned, curated and begun training
-    deadline = time.time() + 1200
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), "the run never reached stage 2's training"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    (run / "stage_2").mkdir(parents=True)
+    copy = lambda rel: (shutil.copytree if (straight / rel).is_dir() else shutil.copyfile)(straight / rel, run / rel)
+    for rel in ("config.json", "full", "teacher_cache", "stage_1", *(f"stage_2/{r}" for r in BEFORE_TRAINING)):
+        copy(rel)
+    killed_when(run / "stage_2" / "train" / "metrics.jsonl", lora_loop, run, LOOPS[name])   # stage 2 has begun training
     assert not (run / "stage_2" / "DONE").exists()
-    out = finish(loop(run, LOOPS[name]))
-    assert "stage 1: done, skipped" in out
+    capsys.readouterr()
+    lora_loop(run, LOOPS[name])
+    assert "stage 1: done, skipped" in capsys.readouterr().out
     for path in ("stage_2/eval_pruned.json", "stage_2/eval.json"):
         assert disk.read_json(run / path)["per_video"] == disk.read_json(straight / path)["per_video"]
     assert disk.read_jsonl(run / "stage_2/train/metrics.jsonl") == disk.read_jsonl(straight / "stage_2/train/metrics.jsonl")

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from infra import disk
 
 SHORT_LOOP = ["--stages", "1", "--blocks", "1", "--eval_prompts", "2", "--eval_seeds", "1", "--pool_prompts", "4",
               "--steps", "2", "--search_prompts", "none"]       # the toy's block search on the 2 eval videos
@@ -95,7 +96,8 @@ def test_the_readme_in_order(tmp_path, capsys, monkeypatch):
         if name not in ("runs", "samples", ".git") and not name.startswith("."):
             (tmp_path / name).symlink_to(os.path.join(ROOT, name))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")         # offline, as the defaults must run: toy and tiny need no hub
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     walked = []
     for line, tokens in readme_commands():
         key, _ = how_to_run(tokens)
@@ -118,6 +120,9 @@ def test_the_readme_in_order(tmp_path, capsys, monkeypatch):
     kept = int(re.search(r"stage 1: curation kept (\d+) pairs of \d+ prompt/seed items", said).group(1))
     with open(tmp_path / "runs" / "toy-redpo" / "stage_1" / "pairs" / "pairs.jsonl") as f:
         assert kept == sum(1 for line in f if line.strip()) > 0
+    # prune.py with the toy's defaults: the eval set's prompt i at seed i (j = 0), the toy's own reward.
+    said = next(said for line, said in walked if line == "python prune.py")
+    assert disk.read_json(tmp_path / "runs" / "toy-prune" / "prune.json")["eval"]["seeds"] == [0, 1] and "reward shapes" in said
     assert len(walked) >= 9 and (tmp_path / "runs" / "toy-redpo" / "report.md").is_file()
     assert (tmp_path / "runs" / "toy-redpo-2proc" / "report.md").is_file() and (tmp_path / "runs" / "report.md").is_file()
 

@@ -248,8 +248,8 @@ def test_loader_refuses_a_unet_without_the_fps_embedding(tmp_path):
 
 def test_generate_deterministic_and_batch_independent(tiny):
     frames, latents = tiny.generate(PROMPTS, [1, 2])
-    assert frames.dtype == np.uint8 and frames.shape == (2, 8, 32, 32, 3)
-    assert latents.shape == (2, 4, 8, 16, 16) and latents.dtype == torch.float32
+    assert frames.dtype == np.uint8 and frames.shape == (2, 8, 16, 16, 3)
+    assert latents.shape == (2, 4, 8, 8, 8) and latents.dtype == torch.float32
     # eta = 1 draws noise at every step: from the video's own generator, so the second video comes
     # back in another batch (up to float noise, which guidance 12 amplifies), and seed 3 differs.
     f2, l2 = tiny.generate(PROMPTS[1:] * 2, [2, 3])

@@ -3,10 +3,8 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -15,6 +13,7 @@ import prune
 from infra import disk, run_folder
 from infra.cli import UserError
 import vip_loop
+from conftest import killed_when
 from test_reuse import TINY_LOOP
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,15 +94,9 @@ def test_killed_in_stage_2_resumes_without_redoing_stage_1(straight, tmp_path, c
     run.mkdir()
     for rel in ("config.json", "full", "teacher_cache", "stage_1"):
         (shutil.copytree if (straight / rel).is_dir() else shutil.copyfile)(straight / rel, run / rel)
-    proc = start(run)
-    marker = run / "stage_2" / "train" / "metrics.jsonl"     # stage 2 has pruned, curated and begun training
-    deadline = time.time() + 600
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), "the run never reached stage 2's training"
-    time.sleep(random.Random(0).uniform(0, 0.2))   # a moment of its training, not its first step's end
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # Killed in a moment of stage 2's training, once it has pruned, curated and begun (not at its first step's end).
+    killed_when(run / "stage_2" / "train" / "metrics.jsonl", vip_loop.main, TINY_LOOP + ["--out", str(run)],
+                pause=random.Random(0).uniform(0, 0.2))
     assert not (run / "stage_2" / "DONE").exists() and not (run / "report.md").exists()
     stage_1 = {p: os.stat(p).st_mtime_ns for p in (run / "stage_1").rglob("*")}
 
