@@ -66,6 +66,17 @@ def plan(seeds=SEEDS):
 # The check and the fresh scores
 # ---------------------------------------------------------------------------------------------
 
+def check_training(run, shipped):
+    """{stage_k/train/metrics.jsonl: whether the remade training log equals the shipped one exactly
+    (every step's losses, accuracy and gradient norm)}: the same log is the same student."""
+    out = {}
+    for k in (1, 2, 3):
+        rel = os.path.join(f"stage_{k}", "train", "metrics.jsonl")
+        a, b = os.path.join(run, rel), os.path.join(shipped, rel)
+        out[rel] = os.path.isfile(a) and os.path.isfile(b) and disk.read_jsonl(a) == disk.read_jsonl(b)
+    return out
+
+
 def check_rows(run, shipped):
     """{row: max |remade - shipped| over the remade row's videos and every score, "videos": n} for
     each eval json of ROWS; a video the shipped row lacks, or a missing row, is infinite."""
@@ -115,7 +126,8 @@ def score_fresh(run):
 def ship_one(run, dest):
     """The remade run's small files, its check against the shipped run and its fresh scores."""
     compare.ship(run, dest)
-    check = check_rows(run, os.path.join(EVIDENCE, os.path.basename(run)))
+    shipped = os.path.join(EVIDENCE, os.path.basename(run))
+    check = dict(check_rows(run, shipped), training_logs=check_training(run, shipped))
     disk.write_json(os.path.join(dest, "check.json"), disk.json_safe(check))     # a missing row: null
     if os.path.isfile(os.path.join(run, FRESH_FILE)):
         os.makedirs(os.path.join(dest, "stage_3"), exist_ok=True)
@@ -127,7 +139,12 @@ def ship_one(run, dest):
 # The verdict, from the shipped files alone
 # ---------------------------------------------------------------------------------------------
 
-CHECK_TOLERANCE = 1e-6    # a remade row is the shipped one when no score differs by more
+# The check (PLAN.md, amended 2026-12-07 before any fresh score was read): the remade student is the
+# shipped one when every stage's training log equals the shipped log exactly and every remade row is
+# within CHECK_TOLERANCE of the shipped run's videos. Not exactly: the remade eval set (18 videos)
+# batches a video with others than the shipped 72 did, and generation is batch-independent only to
+# float rounding, which now and then moves one pixel's uint8 value and a score by about 1e-5.
+CHECK_TOLERANCE = 1e-4
 
 
 def fixed_test(evidence=EVIDENCE):
@@ -146,9 +163,11 @@ def verdict(shipped, evidence=EVIDENCE):
     runs, good = {}, {}
     for d in sorted(glob.glob(os.path.join(shipped, "*-s*"))):
         check = disk.read_json(os.path.join(d, "check.json")) if os.path.isfile(os.path.join(d, "check.json")) else {}
+        logs = check.pop("training_logs", {})
         for c in check.values():
             c["max_abs_difference"] = math.inf if c["max_abs_difference"] is None else c["max_abs_difference"]
-        ok = bool(check) and all(c["max_abs_difference"] <= CHECK_TOLERANCE and c["videos"] > 0 for c in check.values())
+        ok = (bool(check) and len(logs) == 3 and all(logs.values())
+              and all(c["max_abs_difference"] <= CHECK_TOLERANCE and c["videos"] > 0 for c in check.values()))
         fresh = os.path.join(d, FRESH_FILE)
         runs[os.path.basename(d)] = {"check_passed": ok, "fresh": os.path.isfile(fresh),
                                      "max_abs_difference": max((c["max_abs_difference"] for c in check.values()), default=None)}
@@ -160,7 +179,7 @@ def verdict(shipped, evidence=EVIDENCE):
     def diff(dims, weights=None):
         return stats.interval([stats.differences(good[f"redpo-s{s}"], good[f"sft-s{s}"], dims, weights)
                                for s in seeds], n_boot=claims.BOOTSTRAP)
-    if not seeds:
+    if len(out["students"]) < 2 * len(SEEDS) or not seeds:   # the test is on every remade student: no interim look
         return out
     out["z"] = diff(list(scale), {d: 1 / x for d, x in scale.items()})
     out["plain"] = diff(list(DIMENSIONS))
@@ -191,9 +210,15 @@ def write_verdict(shipped, out_md, evidence=EVIDENCE):
              f"**The confirmation set**: 18 held-out prompts x {len(FRESH)} fresh eval seed indices "
              f"({FRESH[0]}-{FRESH[-1]}), {18 * len(FRESH)} videos per student, none of them in any earlier file.", "",
              f"**The students**: {len(v['students'])} of {2 * len(SEEDS)} made again; {n_ok} pass the check "
-             f"(every remade row within {CHECK_TOLERANCE:g} of the shipped run's videos); training seeds in the "
+             f"(every stage's training log equal to the shipped run's, and every remade row within "
+             f"{CHECK_TOLERANCE:g} of its videos: PLAN.md's amended check); training seeds in the "
              f"comparison: {', '.join(map(str, v['seeds'])) or 'none'}.", ""]
-    if v["seeds"]:
+    if "z" not in v and len(v["students"]) < 2 * len(SEEDS):
+        lines += [f"**Verdict: not yet computed.** The test reads ReDPO - SFT once all {2 * len(SEEDS)} students are "
+                  "remade and checked (`python toy/confirm.py` resumes them); no fresh score is read before.", ""]
+    elif "z" not in v:
+        lines += ["**No verdict**: no training seed has both of its students passing the check.", ""]
+    else:
         z = v["z"]
         lines += [f"**Verdict: {v['verdict']}** (p {v['p']:.3g}); ReDPO - SFT on z {pm(z)} "
                   f"(df {z['df']:.1f}, {z['n_prompts']} prompts x {z['n_seeds']} seeds, {z['analysis']}; "
@@ -204,7 +229,7 @@ def write_verdict(shipped, out_md, evidence=EVIDENCE):
                   f"| the Average (plain) | {pm(v['plain'])} | {v['plain']['df']:.1f} |"]
         lines += [f"| {claims.NAMES[d]} | {pm(v[d])} | {v[d]['df']:.1f} |" for d in DIMENSIONS]
         lines.append("")
-    lines += ["| run | check: max abs difference | fresh scores |", "|---|---|---|"]
+    lines += ["| run | check: rows' max abs difference | fresh scores |", "|---|---|---|"]
     for n, r in v["students"].items():
         m = r["max_abs_difference"]
         lines.append(f"| {n} | {'-' if m is None else f'{m:.2g}'} ({'passed' if r['check_passed'] else 'failed'}) "
