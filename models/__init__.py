@@ -23,6 +23,8 @@ VideoCrafter2: the whole UNet).
 With `add_lora(rank)` the model is a LoRA student over the teacher's weights (models/lora.py): `remove`
 skips blocks instead of deleting them, the trainable parameters are the adapter's, `save` writes the
 adapter and the removed blocks, and `teacher()` is M0 on the same weights (every block, the adapter off).
+With `take_turns(residency)` (--lora on a GPU) its weights stay on the CPU except while a call runs them,
+and the reward's while it scores (infra/residency.py).
 """
 import contextlib
 import functools
@@ -135,7 +137,7 @@ class VideoModel:
         self.defaults = dict(defaults)
         self.removed = []
         self.lora = None                  # the adapter's rank once add_lora (models/lora.py) put one in
-        self.residency = None             # take_turns': where the weights go between turns (infra/residency.py)
+        self.residency = None             # set by take_turns: the accelerator it shares (infra/residency.py)
         for p in self.unet.parameters():
             p.requires_grad_(False)       # redpo.py turns on trainable_parameters() of the student
         for m in (self.pipe.vae, self.pipe.text_encoder):
