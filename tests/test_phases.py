@@ -90,3 +90,15 @@ def test_on_the_cpu_nothing_moves_and_the_scores_are_the_same():
     assert json.dumps(shared["per_video"]) == json.dumps(alone["per_video"])   # NaN text_alignment too
     assert residency.takes_turns(2, "cuda") and not residency.takes_turns(2, "cpu")
     assert not residency.takes_turns(None, "cuda")
+
+
+def test_only_the_outermost_call_asks():
+    """tiny-videocrafter2's generate runs its own encode and noise_pred: they move nothing; a noise_pred of
+    its own (training's) sends the text encoder home."""
+    model = models.load("tiny-videocrafter2", device="cpu", lora_rank=2)
+    turns = residency.share("cpu:0", model, load_reward("pixel"), on=True, move=lambda modules, device: None)
+    model.generate(PROMPTS[:1], [0], steps=2)
+    assert turns.swaps == [VIDEO]
+    with torch.no_grad():
+        model.noise_pred(torch.zeros(1, *model.latent_shape(8, 16, 16)), torch.tensor([500]), PROMPTS[:1])
+    assert turns.swaps == [VIDEO, VIDEO_ONLY]
