@@ -65,7 +65,8 @@ def for_model(name):
 
 LORA_HELP = ("train a LoRA adapter of this rank instead of the weights: the student and the teacher share one copy "
              "of M0's weights, in bf16 on a GPU (the student skips its removed blocks; the teacher runs every block "
-             "with the adapter off); a LoRA student folder holds the adapter; `python -m models.export` merges it "
+             "with the adapter off), and on a GPU the video model and the reward take it in turns "
+             "(infra/residency.py); a LoRA student folder holds the adapter; `python -m models.export` merges it "
              "(default: off, every trainable weight, as the paper)")
 
 

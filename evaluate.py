@@ -20,7 +20,7 @@ model's preset (defaults.py), the toy world's by default, as in vip_loop.py.
 import argparse
 import os
 
-from infra import cli, cost, disk, generation, ranks
+from infra import cli, cost, disk, generation, ranks, residency
 from infra.cli import UserError
 from infra.prompt_files import make_eval_set, read_prompts
 from infra.run_folder import videos_path
@@ -174,7 +174,10 @@ def main(argv=None):
     rank, _, device = ranks.dist_setup()
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
     reward_kw = {"path": args.reward_path} if args.reward_path else {}
-    reward = load_reward(args.reward, device=device, dtype=args.reward_dtype, **reward_kw)
+    turns = residency.takes_turns(model.lora, device)   # --lora on a GPU: the video model and the reward by turns on it
+    reward = load_reward(args.reward, device="cpu" if turns else device, dtype=args.reward_dtype, **reward_kw)
+    if turns:
+        residency.share(device, model, reward)
     result = with_cost(evaluate_model(model, reward, (eval_set["prompts"], eval_set["seeds"], eval_set["static"]),
                                       batch_size=args.gen_batch, steps=args.steps), model, steps=args.steps)
     result["config"] = vars(args)

@@ -380,6 +380,7 @@ class TrainingRun:
         if s.method not in METHODS:
             raise ValueError(f"unknown method {s.method!r}: choose one of {', '.join(METHODS)}")
         self.student, self.teacher, self.out_dir, self.s = student, teacher, out_dir, s
+        student.make_resident()   # with --lora on a GPU (infra/residency.py): AdamW's state goes where it trains
         self.rank, self.world = ranks.rank_world()
         device = student.device
         self.config = dict(s.resumable(self.world, student.removed), **({"lora": student.lora} if student.lora else {}))

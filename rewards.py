@@ -72,6 +72,18 @@ class Reward:
         doc = (score_fn.__doc__ or name).strip()
         self.note = " ".join(doc.split("\n\n")[0].split())
 
+    def modules(self):
+        """The torch modules the reward runs: VideoScore's model; none for the pixel and shapes rewards."""
+        model = getattr(self.score_fn, "model", None)
+        return [model] if isinstance(model, torch.nn.Module) else []
+
+    def take_turns(self, residency):
+        """Share the accelerator with the video model (infra/residency.py): the reward's weights stay
+        at home on the CPU except while it scores."""
+        residency.add("reward", self.modules())
+        self.score_fn = residency.guard(self.score_fn, "reward")
+        return self
+
     def __call__(self, videos, prompts, static=None):
         videos = np.asarray(videos)
         if videos.dtype != np.uint8 or videos.ndim != 5 or videos.shape[-1] != 3:
@@ -314,7 +326,8 @@ class VideoScore:
                 frames = [Image.fromarray(video[i]) for i in sample_frame_indices(len(video), self.max_frames)]
                 texts.append(videoscore_query(prompt, len(frames)))
                 images.append(frames)
-            inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt").to(self.device)
+            inputs = self.processor(text=texts, images=images, padding=True,
+                                    return_tensors="pt").to(self.model.device)   # where its turn put it
             out.append(self.model(**inputs).float().cpu())
         return torch.cat(out).numpy()                                       # (B, 5)
 

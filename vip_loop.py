@@ -30,7 +30,7 @@ import math
 import os
 import time
 
-from infra import cli, disk, ranks, tensorboard_log
+from infra import cli, disk, ranks, residency, tensorboard_log
 from infra.cli import UserError
 from infra.prompt_files import make_eval_set, make_search_set, read_prompts
 from infra.run_folder import check_config, done, drop_damaged_pairs, redo_hint, stage_done, with_provenance
@@ -144,8 +144,11 @@ def setup(cfg, device):
     teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device, lora_rank=cfg["lora"])
     if cfg["lora"]:   # M0 is the LoRA student's module with every block on and the adapter off
         teacher = teacher.teacher()
-    reward = load_reward(cfg["reward"], device=device, dtype=cfg["reward_dtype"],
+    turns = residency.takes_turns(cfg["lora"], device)   # one GPU: the video model and the reward by turns on it
+    reward = load_reward(cfg["reward"], device="cpu" if turns else device, dtype=cfg["reward_dtype"],
                          **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
+    if turns:
+        residency.share(device, teacher, reward)
     if ranks.rank_world()[0] == 0:
         disk.hold_lock(cfg["out"])   # one run at a time writes a folder
         if not os.path.isfile(os.path.join(cfg["out"], "config.json")):

@@ -8,6 +8,7 @@
   checkpoint.py    a training run's checkpoints and its metrics log
   generation.py    the sets of videos the steps generate: sampler settings, fixed batches over the ranks
   parallel.py      a rank's generation batches on worker threads
+  residency.py     --lora on one GPU: the video model and the reward on it by turns
   cost.py          what one generation costs: parameters, TFLOPs, latency
   prompt_files.py  prompt files (.txt, .csv, .json) with their static labels, and the eval set's seeds
   teacher_cache.py the teacher's scored videos, kept across stages and runs

@@ -23,6 +23,8 @@ VideoCrafter2: the whole UNet).
 With `add_lora(rank)` the model is a LoRA student over the teacher's weights (models/lora.py): `remove`
 skips blocks instead of deleting them, the trainable parameters are the adapter's, `save` writes the
 adapter and the removed blocks, and `teacher()` is M0 on the same weights (every block, the adapter off).
+With `take_turns(residency)` (--lora on a GPU) its weights stay on the CPU except while a call runs them,
+and the reward's while it scores (infra/residency.py).
 """
 import contextlib
 import functools
@@ -135,6 +137,7 @@ class VideoModel:
         self.defaults = dict(defaults)
         self.removed = []
         self.lora = None                  # the adapter's rank once add_lora (models/lora.py) put one in
+        self.residency = None             # set by take_turns: the accelerator it shares (infra/residency.py)
         for p in self.unet.parameters():
             p.requires_grad_(False)       # redpo.py turns on trainable_parameters() of the student
         for m in (self.pipe.vae, self.pipe.text_encoder):
@@ -153,6 +156,8 @@ class VideoModel:
 
     @property
     def device(self):
+        if self.residency is not None:   # where it runs, even while its weights wait on the CPU
+            return self.residency.device
         # The first weight's device: diffusers' ModelMixin.device walks every module for offload hooks
         # (10 ms a call on a toy model, called per batch).
         return next(self.unet.parameters()).device
@@ -160,6 +165,32 @@ class VideoModel:
     def to(self, device):
         self.pipe.to(device)
         return self
+
+    def parts(self):
+        """The pipeline's modules by what needs them (infra/residency.py's groups): "video", the
+        denoiser and the VAE (and AnimateDiff's motion adapter); "text", the text encoder."""
+        modules = {n: m for n, m in vars(self.pipe).items() if isinstance(m, nn.Module)}
+        return {"video": [m for n, m in modules.items() if not n.startswith("text_encoder")],
+                "text": [m for n, m in modules.items() if n.startswith("text_encoder")]}
+
+    def take_turns(self, residency):
+        """Share the accelerator with the reward (infra/residency.py): the weights stay at home on the
+        CPU except while a call runs them. Generating, decoding and encoding bring the whole model in;
+        training's noise_pred (on text embeddings encoded before its first step) the model without its
+        text encoder."""
+        self.residency = residency
+        for name, modules in self.parts().items():
+            residency.add(name, modules)
+        for method in ("generate", "decode", "encode"):
+            setattr(self, method, residency.guard(getattr(self, method), "video", "text"))
+        self.noise_pred = residency.guard(self.noise_pred, "video")
+        return self
+
+    def make_resident(self):
+        """The weights on the model's device now (with take_turns; else they are there already): a
+        training run's AdamW and its resumed state go where the steps will run."""
+        if self.residency is not None:
+            self.residency.use("video", "text")
 
     # --- running --------------------------------------------------------------------------
     @torch.no_grad()

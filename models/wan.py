@@ -122,6 +122,11 @@ class Wan(VideoModel):
         self.pipe.vae.to(device)
         return self
 
+    def parts(self):
+        """infra/residency.py's groups: the text encoder is in none, it visits the accelerator by itself
+        (encode)."""
+        return {"video": [self.pipe.transformer, self.pipe.vae], "text": []}
+
     def latent_shape(self, num_frames, height, width):
         """(C, F, h, w) of a video of num_frames x height x width: Wan's VAE keeps the first frame and
         packs every next 4 into one latent frame, and shrinks 8x in space."""
