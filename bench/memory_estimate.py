@@ -522,7 +522,11 @@ def parse_args(argv=None):
                         "(at 1-3 layers, extrapolated to all; ~10 min more; default: off, its weights only)")
     p.add_argument("--out", default=None, help="also write the rows to this JSON file, keeping its rows for other presets or settings "
                         "(default: print only)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.scoring and (not args.lora or args.model in ("wan", "all")):
+        p.error("--scoring goes with --lora and a U-Net preset (animatediff, videocrafter2): VideoScore-v1.1 reads up "
+                "to 48 of Wan's 81 frames at 480 x 832, more than this machine's RAM holds at the real image size")
+    return args
 
 
 def main(argv=None):
