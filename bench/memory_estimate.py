@@ -406,7 +406,7 @@ def videoscore_image_size(height, width, shortest=378, longest=980):
     return max(height, shortest), max(width, shortest)
 
 
-# Text tokens of VideoScore's query besides the images' (rewards.VIDEOSCORE_QUERY, ~1,100 characters, and a
+# Text tokens of VideoScore's query besides the images' (rewards.VIDEOSCORE_QUERY, 1,163 characters, and a
 # prompt): ~300 with Mistral's tokenizer (not read here: no download). Each frame adds 64 image tokens, the
 # fake tokens around them and the space after "<image>".
 VIDEOSCORE_TEXT_TOKENS = 300
@@ -428,7 +428,7 @@ def scoring_trace(model, videos, frames, height, width):
     return list(live.trace)
 
 
-def scoring_phase(frames, height, width, videos=2, layers=(1, 2, 3)):
+def scoring_phase(frames, height, width, videos=2, layers=(2, 3, 4)):
     """VideoScore's activation peak for one batch of `videos` videos (rewards.VideoScore's batch_size) of `frames`
     frames of height x width, at the real widths and image size with layers[0] and layers[1] vision and text
     layers, extrapolated linearly in the layers to the text model's 32 (the vision tower's 27: the larger count,
@@ -519,7 +519,7 @@ def parse_args(argv=None):
                         "(vip_loop.py --lora); its step, generation and scoring peaks (default: off, the full-weight step)")
     p.add_argument("--scoring", action="store_true",
                    help="with --lora: also trace VideoScore's scoring of one batch of 2 of the preset's 16-frame videos "
-                        "(at 1-3 layers, extrapolated to all; ~10 min more; default: off, its weights only)")
+                        "(at 2-4 layers, extrapolated to all; ~9 min more; default: off, its weights only)")
     p.add_argument("--out", default=None, help="also write the rows to this JSON file, keeping its rows for other presets or settings "
                         "(default: print only)")
     args = p.parse_args(argv)
