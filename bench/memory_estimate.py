@@ -30,6 +30,8 @@ CUDA context (~0.5 GB) and the caching allocator's slack (typically 5-15%), whic
 
     OMP_NUM_THREADS=1 python bench/memory_estimate.py --model wan --checkpointing on
     OMP_NUM_THREADS=1 python bench/memory_estimate.py --model all --checkpointing on --out docs/memory/memory.json
+    OMP_NUM_THREADS=1 python bench/memory_estimate.py --model wan --lora 16 --out docs/memory/memory.json   # one 24 GB GPU
+    OMP_NUM_THREADS=1 python bench/memory_estimate.py --model animatediff --lora 16 --scoring --out docs/memory/memory.json
 """
 import argparse
 import contextlib
@@ -52,7 +54,8 @@ MIB = 2 ** 20
 
 class LiveBytes(TorchDispatchMode):
     """Bytes of the tensor storages created inside the mode and still alive (`now`), written down after
-    every op (`trace`). Storages made before entering it (weights, inputs) are not counted."""
+    every op (`trace`). Storages made before entering it (weights, inputs) are not counted, nor is an op's
+    output on one of its inputs' storage (a view such as a Linear weight's transpose, an in-place op)."""
 
     def __init__(self):
         super().__init__()
@@ -64,10 +67,12 @@ class LiveBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
+                  if isinstance(t, torch.Tensor) and t.device.type != "meta"}
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor) and t.device.type != "meta":
                 st = t.untyped_storage()
-                if st not in self.seen and st.nbytes():
+                if st not in self.seen and st.nbytes() and st.data_ptr() not in inputs:
                     self.seen.add(st)
                     self.now += st.nbytes()
                     weakref.finalize(st, self._free, st.nbytes())
@@ -277,6 +282,7 @@ def lora_step_trace(student, batch, checkpointing):
     """One micro-step of redpo.train with --lora (bf16 autocast): the teacher's eps_ref under no_grad (the
     same module, teacher mode), then redpo.split_backward, under LiveBytes. Returns {"trace", "marks": where
     each of LORA_PHASES starts}."""
+    import defaults
     import redpo
     teacher = student.teacher()
     for p in student.trainable_parameters():
@@ -297,7 +303,8 @@ def lora_step_trace(student, batch, checkpointing):
         x_0, eps, t, x_t, embeds = redpo.noised(teacher, batch)
         with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
             ref_pred = teacher.noise_pred(x_t, t, embeds)
-        redpo.split_backward(student_pred, (x_t, t, embeds), teacher.training_target(x_0, eps, t), ref_pred)
+        redpo.split_backward(student_pred, (x_t, t, embeds), teacher.training_target(x_0, eps, t), ref_pred,
+                             ("redpo", defaults.PAPER["beta"], defaults.PAPER["w_sft"]))
         trace = list(live.trace)
     del student.noise_pred
     student.unet.zero_grad(set_to_none=True)
@@ -307,35 +314,48 @@ def lora_step_trace(student, batch, checkpointing):
 
 
 def generation_trace(model, latent, text):
-    """One sampler step's denoiser call for one video under classifier-free guidance (the conditional and
-    the unconditional halves in one batch of 2, as the samplers run it), no_grad, bf16, under LiveBytes."""
+    """One sampler step's denoiser calls for one video under classifier-free guidance, no_grad, bf16, under
+    LiveBytes: the U-Nets' samplers put the conditional and the unconditional halves in one batch of 2
+    (VideoModel.guided_noise_pred), Wan's calls its transformer once for each (Wan.generate)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, *latent, generator=g)
     embeds = torch.randn(2, text[0], text[1], generator=g).to(text[2])
     with LiveBytes() as live, torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        model.teacher().noise_pred(x, torch.tensor([500, 500]), embeds)
+        teacher = model.teacher()
+        if model.name == "wan":    # v_c alive through v_u's call
+            [teacher.noise_pred(x[:1], 500, e) for e in embeds.split(1)]
+        else:
+            teacher.noise_pred(x, torch.tensor([500, 500]), embeds)
     return list(live.trace)
 
 
 # Frames per VAE decode call: AnimateDiffPipeline.decode_latents' decode_chunk_size (16: the whole video),
-# models/videocrafter2.py's VAE_CHUNK (8).
-DECODE_FRAMES = {"animatediff": 16, "videocrafter2": 8}
+# models/videocrafter2.py's VAE_CHUNK (8); Wan's VAE decodes the whole video in one call, one latent frame at a
+# time with its causal cache (models/wan.py), in float32 (the U-Nets' SD VAE is in bf16 with the rest).
+DECODE_FRAMES = {"animatediff": 16, "videocrafter2": 8, "wan": 21}
+VAE_BYTES = {"animatediff": 2, "videocrafter2": 2, "wan": 4}
+# Wan's decode runs a loop over the latent frames, so its traces keep all 21 and vary h x w only.
+WAN_DECODE_SIZES = [(21, 4, 8), (21, 8, 8), (21, 8, 16)]
 
 
 def decode_trace(vae, latent):
-    """One VAE decode call of `latent`'s frames (C, F, h, w) as frames in a batch, no_grad, bf16, under LiveBytes."""
+    """One VAE decode call of `latent` (C, F, h, w), no_grad, in the VAE's dtype, under LiveBytes: the SD VAE
+    takes the frames as a batch, Wan's the video (1, C, F, h, w)."""
+    from diffusers import AutoencoderKLWan
     c, f, h, w = latent
-    z = torch.randn(f, c, h, w, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    z = torch.randn(f, c, h, w, generator=torch.Generator().manual_seed(0)).to(vae.dtype)
+    if isinstance(vae, AutoencoderKLWan):
+        z = z.transpose(0, 1)[None]                            # (1, C, F, h, w)
     with LiveBytes() as live, torch.no_grad():
         vae.decode(z)
     return list(live.trace)
 
 
-def lora_phase(name, make_trace, full=None, what="the denoiser"):
-    """make_trace(latent) at MODELS[name]'s three sizes -> the peak extrapolated to the full size (`full`: another
-    latent F x h x w), and the check."""
+def lora_phase(name, make_trace, full=None, what="the denoiser", sizes=None):
+    """make_trace(latent) at MODELS[name]'s three sizes (or `sizes`) -> the peak extrapolated to the full size
+    (`full`: another latent F x h x w), and the check."""
     spec, runs = MODELS[name], []
-    for frames, height, width in spec["sizes"]:
+    for frames, height, width in sizes or spec["sizes"]:
         start = time.time()
         trace = make_trace((spec["latent"], frames, height, width))
         runs.append({"trace": trace, "x": frames * height * width})
@@ -376,16 +396,69 @@ def videoscore_model(layers=None, meta=False):
         return rewards.idefics2_classifier_class()(config).to(torch.bfloat16).eval()
 
 
-def estimate_lora(name, rank, checkpointing):
+def videoscore_image_size(height, width, shortest=378, longest=980):
+    """The frame size VideoScore's Idefics2 image processor resizes to (its default size, no splitting):
+    the longest edge down to `longest`, then each edge up to at least `shortest`."""
+    if width >= height and width > longest:
+        height, width = int(longest * height / width), longest
+    elif height > width and height > longest:
+        height, width = longest, int(longest * width / height)
+    return max(height, shortest), max(width, shortest)
+
+
+# Text tokens of VideoScore's query besides the images' (rewards.VIDEOSCORE_QUERY, 1,163 characters, and a
+# prompt): ~300 with Mistral's tokenizer (not read here: no download). Each frame adds 64 image tokens, the
+# fake tokens around them and the space after "<image>".
+VIDEOSCORE_TEXT_TOKENS = 300
+
+
+def scoring_trace(model, videos, frames, height, width):
+    """One forward of VideoScore as rewards.VideoScore.scores runs it on a batch of `videos` videos of `frames`
+    frames (float32 pixels of height x width and their mask, as the processor returns them), no_grad, under
+    LiveBytes: the vision tower on every frame at once, the perceiver, the language model over the tokens."""
+    config, g = model.config, torch.Generator().manual_seed(0)
+    image, fake = config.image_token_id, config.image_token_id - 1       # <image>, <fake_token_around_image>
+    per_frame = [fake] + [image] * config.perceiver_config.resampler_n_latents + [fake, 28705]   # 28705: " "
+    with LiveBytes() as live, torch.no_grad():
+        text = torch.randint(2, 28000, (videos, VIDEOSCORE_TEXT_TOKENS), generator=g)
+        input_ids = torch.cat([text, torch.tensor(per_frame * frames).expand(videos, -1)], dim=1)   # (B, L)
+        pixel_values = torch.randn(videos, frames, 3, height, width, generator=g)                  # (B, F, 3, H, W)
+        model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), pixel_values=pixel_values,
+              pixel_attention_mask=torch.ones(videos, frames, height, width, dtype=torch.bool))
+    return list(live.trace)
+
+
+def scoring_phase(frames, height, width, videos=2, layers=(2, 3, 4)):
+    """VideoScore's activation peak for one batch of `videos` videos (rewards.VideoScore's batch_size) of `frames`
+    frames of height x width, at the real widths and image size with layers[0] and layers[1] vision and text
+    layers, extrapolated linearly in the layers to the text model's 32 (the vision tower's 27: the larger count,
+    erring high), checked at layers[2]."""
+    size, peaks = videoscore_image_size(height, width), []
+    for n in layers:
+        start = time.time()
+        model = videoscore_model(layers=n, meta=True).to_empty(device="cpu")   # random values: faster than its init
+        with torch.no_grad():
+            for t in [*model.parameters(), *model.buffers()]:
+                t.normal_(0, 0.02, generator=torch.Generator().manual_seed(0))
+        peaks.append(max(scoring_trace(model, videos, frames, *size)))
+        del model
+        print(f"  videoscore, {n} layers, {videos} x {frames} frames of {size[0]} x {size[1]}: peak "
+              f"{peaks[-1] / MIB:.0f} MiB, {time.time() - start:.0f} s", flush=True)
+    line = lambda n: peaks[0] + (peaks[1] - peaks[0]) * (n - layers[0]) / (layers[1] - layers[0])
+    return {"peak": line(32), "image_size": list(size), "check_measured_mib": peaks[2] / MIB,
+            "check_predicted_mib": line(layers[2]) / MIB}
+
+
+def estimate_lora(name, rank, checkpointing, scoring=False):
     """One row for one 24 GB GPU: the weights (one bf16 denoiser, the VAE and text encoder in bf16, the
     float32 adapter), the step of 1 pair (split_backward; AdamW's moments and the gradients of the adapter
     added), generation, and VideoScore's weights (8B, bf16, counted on the meta device) for scoring on its own;
-    scoring's activations are not measured here (a real-width forward of 2 videos takes hours on this CPU)."""
+    `scoring`: also scoring's activations for one batch of 2 of the preset's videos (scoring_phase; 16 frames)."""
     n = parameter_counts(name)
     torch.manual_seed(0)
     student = lora_student(name, rank)
     adapter = sum(p.numel() for p in student.trainable_parameters())
-    weights = 2 * (n["denoiser"] + n["vae"] + n["text_encoder"]) + 4 * adapter
+    weights = 2 * (n["denoiser"] + n["text_encoder"]) + VAE_BYTES[name] * n["vae"] + 4 * adapter
     spec = MODELS[name]
     marks = {}
 
@@ -396,22 +469,33 @@ def estimate_lora(name, rank, checkpointing):
     s = lora_phase(name, step)
     phase = LORA_PHASES[max(i for i, m in enumerate(marks["marks"]) if m <= s["at"])]
     g = lora_phase(name, lambda latent: generation_trace(student, latent, spec["text"]))
-    if name in DECODE_FRAMES:   # the U-Nets' SD VAE, decoding DECODE_FRAMES frames a call (Wan's VAE: not measured here)
-        from diffusers import AutoencoderKL
-        vae = AutoencoderKL(**SD_VAE).to(torch.bfloat16).eval()
-        frames = min(DECODE_FRAMES[name], spec["full"][0])
-        d = lora_phase(name, lambda latent: decode_trace(vae, latent), (frames,) + tuple(spec["full"][1:]), "the VAE's decode")
-        g = max(g, d, key=lambda phase: phase["peak"])
+    from diffusers import AutoencoderKL, AutoencoderKLWan
+    vae = AutoencoderKLWan() if name == "wan" else AutoencoderKL(**SD_VAE)
+    vae = vae.to(torch.bfloat16 if VAE_BYTES[name] == 2 else torch.float32).eval()
+    frames = min(DECODE_FRAMES[name], spec["full"][0])
+    d = lora_phase(name, lambda latent: decode_trace(vae, latent), (frames,) + tuple(spec["full"][1:]), "the VAE's decode",
+                   WAN_DECODE_SIZES if name == "wan" else None)
+    denoiser_call, decode = g, d
+    g = max(g, d, key=lambda phase: phase["peak"])
     step_bytes = weights + s["peak"] + 8 * adapter             # + AdamW's exp_avg and exp_avg_sq of the adapter
     scoring_weights = 2 * count(videoscore_model(meta=True))
+    scored = {}
+    if scoring:
+        sc = scoring_phase(*spec["full"][:1], *(8 * x for x in spec["full"][1:]))   # the VAE's 8 x upsampling
+        scored = dict(scoring_gib=(scoring_weights + sc["peak"]) / GIB, scoring_activations_gib=sc["peak"] / GIB,
+                      scoring_image_size=sc["image_size"], scoring_check_measured_mib=sc["check_measured_mib"],
+                      scoring_check_predicted_mib=sc["check_predicted_mib"])
     return dict(model=name, lora=rank, pairs_per_gpu=1, gradient_checkpointing=checkpointing,
                 params=dict(n, adapter=adapter), weights_gib=weights / GIB,
                 step_gib=step_bytes / GIB, step_peak_at=phase,
                 step_check_measured_mib=s["check_measured_mib"], step_check_predicted_mib=s["check_predicted_mib"],
                 generation_gib=(weights + g["peak"]) / GIB, generation_peak_in=g["in"],
                 generation_check_measured_mib=g["check_measured_mib"], generation_check_predicted_mib=g["check_predicted_mib"],
+                generation_denoiser_gib=(weights + denoiser_call["peak"]) / GIB, generation_decode_gib=(weights + decode["peak"]) / GIB,
+                generation_checks_mib={phase["in"]: [phase["check_measured_mib"], phase["check_predicted_mib"]]
+                                       for phase in (denoiser_call, decode)},
                 scoring_weights_gib=scoring_weights / GIB,
-                sizes=[list(x) for x in spec["sizes"]], full=list(spec["full"]))
+                **scored, sizes=[list(x) for x in spec["sizes"]], full=list(spec["full"]))
 
 
 def merged(path, rows):
@@ -433,9 +517,16 @@ def parse_args(argv=None):
     p.add_argument("--lora", type=int, default=None, metavar="RANK",
                    help="one 24 GB GPU: the LoRA student of this rank on one bf16 copy of the weights, 1 pair per step "
                         "(vip_loop.py --lora); its step, generation and scoring peaks (default: off, the full-weight step)")
+    p.add_argument("--scoring", action="store_true",
+                   help="with --lora: also trace VideoScore's scoring of one batch of 2 of the preset's 16-frame videos "
+                        "(at 2-4 layers, extrapolated to all; ~9 min more; default: off, its weights only)")
     p.add_argument("--out", default=None, help="also write the rows to this JSON file, keeping its rows for other presets or settings "
                         "(default: print only)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.scoring and (not args.lora or args.model in ("wan", "all")):
+        p.error("--scoring goes with --lora and a U-Net preset (animatediff, videocrafter2): VideoScore-v1.1 reads up "
+                "to 48 of Wan's 81 frames at 480 x 832, more than this machine's RAM holds at the real image size")
+    return args
 
 
 def main(argv=None):
@@ -445,12 +536,14 @@ def main(argv=None):
     rows = []
     for name in names:
         if args.lora:
-            row = estimate_lora(name, args.lora, checkpointing=True)
+            row = estimate_lora(name, args.lora, checkpointing=True, scoring=args.scoring)
             rows.append(row)
             print(f"{name}, LoRA rank {args.lora}, 1 pair, checkpointing on: weights {row['weights_gib']:.1f} GiB; "
                   f"step {row['step_gib']:.1f} GiB (peak in {row['step_peak_at']}; check: measured "
                   f"{row['step_check_measured_mib']:.0f} MiB, predicted {row['step_check_predicted_mib']:.0f} MiB); "
-                  f"generation {row['generation_gib']:.1f} GiB", flush=True)
+                  f"generation {row['generation_gib']:.1f} GiB"
+                  + (f"; scoring {row['scoring_gib']:.1f} GiB (check: measured {row['scoring_check_measured_mib']:.0f} MiB, "
+                     f"predicted {row['scoring_check_predicted_mib']:.0f} MiB)" if args.scoring else ""), flush=True)
             if args.out:
                 disk.write_json(args.out, merged(args.out, rows))
             continue

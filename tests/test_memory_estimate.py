@@ -1,0 +1,20 @@
+"""bench/memory_estimate.py's live-bytes counter: what an op allocates, and only that."""
+import os
+import sys
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import memory_estimate  # noqa: E402
+
+
+def test_live_bytes_counts_new_storages_not_views_or_in_place_ops_of_older_ones():
+    layer, x = torch.nn.Linear(64, 32), torch.randn(4, 64)
+    with memory_estimate.LiveBytes() as live:
+        y = layer(x)              # the weight's transpose is a view of a weight made before: 0 new bytes
+        y.add_(1).view(-1)        # in place and a view of y: 0 new bytes
+        z = y * 2
+        del z
+    assert max(live.trace) == 2 * 4 * 32 * 4         # y and z, float32
+    assert live.now == 4 * 32 * 4                    # z freed, y alive
