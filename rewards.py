@@ -81,6 +81,8 @@ class Reward:
         """Share the accelerator with the video model (infra/residency.py): the reward's weights stay
         at home on the CPU except while it scores."""
         residency.add("reward", self.modules())
+        if getattr(self.score_fn, "batch_size", 1) > 1:   # VideoScore: one video a call keeps scoring within
+            self.score_fn.batch_size = 1                   # 20 GiB on a 24 GB card (docs/memory: 19.8 GiB)
         self.score_fn = residency.guard(self.score_fn, "reward")
         return self
 

@@ -428,7 +428,7 @@ def scoring_trace(model, videos, frames, height, width):
     return list(live.trace)
 
 
-def scoring_phase(frames, height, width, videos=2, layers=(2, 3, 4)):
+def scoring_phase(frames, height, width, videos=1, layers=(2, 3, 4)):
     """VideoScore's activation peak for one batch of `videos` videos (rewards.VideoScore's batch_size) of `frames`
     frames of height x width, at the real widths and image size with layers[0] and layers[1] vision and text
     layers, extrapolated linearly in the layers to the text model's 32 (the vision tower's 27: the larger count,
@@ -453,7 +453,8 @@ def estimate_lora(name, rank, checkpointing, scoring=False):
     """One row for one 24 GB GPU: the weights (one bf16 denoiser, the VAE and text encoder in bf16, the
     float32 adapter), the step of 1 pair (split_backward; AdamW's moments and the gradients of the adapter
     added), generation, and VideoScore's weights (8B, bf16, counted on the meta device) for scoring on its own;
-    `scoring`: also scoring's activations for one batch of 2 of the preset's videos (scoring_phase; 16 frames)."""
+    `scoring`: also scoring's activations for one video of the preset's (scoring_phase; 16 frames): with --lora on
+    a GPU, VideoScore scores one video a call (rewards.Reward.take_turns)."""
     n = parameter_counts(name)
     torch.manual_seed(0)
     student = lora_student(name, rank)
@@ -518,7 +519,7 @@ def parse_args(argv=None):
                    help="one 24 GB GPU: the LoRA student of this rank on one bf16 copy of the weights, 1 pair per step "
                         "(vip_loop.py --lora); its step, generation and scoring peaks (default: off, the full-weight step)")
     p.add_argument("--scoring", action="store_true",
-                   help="with --lora: also trace VideoScore's scoring of one batch of 2 of the preset's 16-frame videos "
+                   help="with --lora: also trace VideoScore's scoring of one of the preset's 16-frame videos (its batch with --lora) "
                         "(at 2-4 layers, extrapolated to all; ~9 min more; default: off, its weights only)")
     p.add_argument("--out", default=None, help="also write the rows to this JSON file, keeping its rows for other presets or settings "
                         "(default: print only)")

@@ -8,7 +8,10 @@ import os
 
 from infra import residency
 
+import numpy as np
 import torch
+
+import tiny_checkpoints
 
 import evaluate
 import models
@@ -102,3 +105,19 @@ def test_only_the_outermost_call_asks():
     with torch.no_grad():
         model.noise_pred(torch.zeros(1, *model.latent_shape(8, 16, 16)), torch.tensor([500]), PROMPTS[:1])
     assert turns.swaps == [VIDEO, VIDEO_ONLY]
+
+
+def test_videoscore_takes_its_turn_one_video_a_call(tmp_path):
+    """Taking turns, VideoScore scores one video a call (docs/memory: 19.8 GiB for one AnimateDiff video,
+    24.1 for two) and joins the reward's group; the scores are its batched ones."""
+    path = tiny_checkpoints.save_tiny_videoscore(str(tmp_path / "vs"))
+    batched, turned = load_reward("videoscore", path=path), load_reward("videoscore", path=path)
+    assert turned.score_fn.batch_size == 2
+    calls = []
+    turns = residency.share("cpu:0", models.load("tiny", device="cpu", lora_rank=2), turned, on=True,
+                            move=lambda modules, device: calls.append(device))
+    assert turns.groups["reward"] == [turned.score_fn.__wrapped__.model]
+    assert turned.score_fn.__wrapped__.batch_size == 1
+    videos = np.random.RandomState(0).randint(0, 256, (3, 4, 32, 32, 3), dtype=np.uint8)
+    a, b = batched(videos, PROMPTS[:3]), turned(videos, PROMPTS[:3])
+    assert turns.swaps == [REWARD] and {k: np.allclose(a[k], b[k], atol=1e-5) for k in a} == dict.fromkeys(a, True)
