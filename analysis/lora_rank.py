@@ -8,6 +8,7 @@ video; if none is, 64.
 
 Written from the shipped files alone, the same bytes on every run.
 """
+import argparse
 import glob
 import os
 import sys
@@ -68,7 +69,6 @@ def write(out=os.path.join(ROOT, "docs", "shapes", "lora", "rank.md")):
 
 
 def main(argv=None):
-    import argparse
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False).parse_args(argv)
     write()
 
