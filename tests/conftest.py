@@ -21,12 +21,100 @@ torch.set_num_threads(1)
 
 
 def run_script(script, *args, timeout=300):
-    """Run one of the project's scripts as a user would (one thread, from the repository root)."""
+    """`python SCRIPT ARGS` (or `python -m MODULE ARGS` for script "-m", args[0] the module), as a user
+    runs it from the repository root, one thread: a subprocess.CompletedProcess (returncode, stdout,
+    stderr as text). It runs in a forked child of this process (Script), where a fresh interpreter
+    would spend 3 CPU-seconds importing torch and diffusers before its first line."""
+    proc = Script([script, *args])
+    out, err = proc.communicate(timeout)
     import subprocess
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.CompletedProcess([sys.executable, script, *args], proc.returncode, out, err)
 
+
+class Script:
+    """A project script run as `__main__` in a forked child of the test's process: a process of its
+    own (its pid, its signals, its exit status, its stdout and stderr) that starts with the imports
+    this process has made. Its exit status is an interpreter's: SystemExit's code, 1 and a traceback
+    on an uncaught exception, killed by SIGINT on an uncaught KeyboardInterrupt. The part of
+    subprocess.Popen the tests use: pid, poll, send_signal, communicate, returncode."""
+
+    def __init__(self, argv, cwd=ROOT):
+        import tempfile
+        self.returncode = None
+        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        self.pid = os.fork()
+        if self.pid == 0:
+            self._child(argv, cwd)
+
+    def _child(self, argv, cwd):
+        import runpy
+        import signal
+        import traceback
+        code = 1
+        try:
+            os.dup2(self._out.fileno(), 1)
+            os.dup2(self._err.fileno(), 2)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            sys.stdin, sys.stdout = open(0, closefd=False), open(1, "w", closefd=False)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.chdir(cwd)
+            os.environ["OMP_NUM_THREADS"] = "1"
+            if argv[0] == "-m":
+                sys.argv = [argv[1], *argv[2:]]
+                runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+            else:
+                script = os.path.join(cwd, argv[0])
+                sys.argv = [argv[0], *argv[1:]]
+                sys.path.insert(0, os.path.dirname(script))
+                runpy.run_path(script, run_name="__main__")
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+            if not isinstance(e.code, (int, type(None))):
+                print(e.code, file=sys.stderr)
+        except KeyboardInterrupt:
+            traceback.print_exc()
+            code = -signal.SIGINT
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            if code == -signal.SIGINT:                 # as an interpreter ends on an uncaught Ctrl-C
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGINT)
+            os._exit(code)
+
+    def poll(self):
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig):
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def communicate(self, timeout=300):
+        """Wait (SIGKILL after timeout seconds, then fail); (stdout, stderr) as text."""
+        deadline = time.time() + timeout
+        while self.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        if self.returncode is None:
+            os.kill(self.pid, 9)
+            os.waitpid(self.pid, 0)
+            pytest.fail(f"{self.pid} ran past {timeout} s")
+        said = []
+        for f in (self._out, self._err):
+            f.seek(0)
+            said.append(f.read().decode(errors="replace"))
+        return tuple(said)
 
 
 def killed_when(marker, fn, *args, pause=0.0, timeout=600):
@@ -97,18 +185,23 @@ def redpo_stage_32(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def torchrun_run(redpo_stage_32, tmp_path_factory):
-    """The suite's one torchrun launch, 2 processes (torchrun_parts below): the block search, the
-    curation, the training and the one-shot loop, each in its own folder of the returned one. One
-    launch for the four tests that compare them with one process (test_prune, test_curate,
-    test_redpo, test_vip_loop): each launch's start costs as much CPU as its work."""
+    """The suite's one torchrun launch, 2 processes (torchrun_parts below): a refused --out, the block
+    search, the curation, the training and the one-shot loop, each in its own folder of the returned
+    one, and what the launch printed to stderr (stderr.txt). One launch for the five tests that read
+    them (test_cli, and test_prune, test_curate, test_redpo, test_vip_loop, which compare with one
+    process): each launch's start costs as much CPU as its work."""
     import subprocess
     out = tmp_path_factory.mktemp("torchrun")
+    (out / "refused").mkdir()
+    with open(out / "refused" / "config.json", "w") as f:        # a run with other settings
+        json.dump({"model": "toy", "method": "sft"}, f)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                         os.path.abspath(__file__), str(out), str(redpo_stage_32)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     first = r.stderr.find("Traceback")                    # a rank's, before torchrun's own summary
     assert r.returncode == 0, r.stderr[first:first + 3000] if first >= 0 else r.stderr[-3000:]
+    (out / "stderr.txt").write_text(r.stderr)
     return out
 
 
@@ -118,13 +211,14 @@ def torchrun_run(redpo_stage_32, tmp_path_factory):
 # pytest_collection_modifyitems checks that every test of a shared fixture is in its group.
 GROUPS = {
     "torchrun": ("test_prune.py", "test_curate.py", "test_redpo.py",
-                 "test_vip_loop.py::test_torchrun_two_processes_oneshot"),
+                 "test_vip_loop.py::test_torchrun_two_processes_oneshot",
+                 "test_cli.py::test_a_user_error_under_torchrun_is_said_once"),
     "tiny loop": ("test_reuse.py::test_loop_generates_each_eval_video_once_and_scores_as_without_reuse",
                   "test_vip_loop.py::test_two_stages_shrink_the_model_and_report_every_row",
                   "test_vip_loop.py::test_killed_in_stage_2_resumes_without_redoing_stage_1",
                   "test_vip_loop.py::test_prune_py_alone_is_the_loops_first_stage",
                   "test_lora.py::test_lora_loop_starts_as_the_full_weight_run",
-                  "test_lora.py::test_lora_loop_killed_in_stage_2_resumes_to_the_same_run[tiny]"),
+                  "test_lora.py::test_lora_loop_killed_in_training_resumes_to_the_same_run[tiny]"),
 }
 SHARED = {"torchrun_run": "torchrun", "redpo_stage_32": "torchrun", "tiny_loop": "tiny loop"}
 SPREAD_FILES = ("test_reuse.py", "test_vip_loop.py")   # cheap module fixtures, long tests: spread one by one
@@ -181,6 +275,17 @@ def pytest_xdist_make_scheduler(config, log):
 # start (torchrun, two interpreters, their imports) costs as much CPU as the work.
 # ---------------------------------------------------------------------------------------------
 
+def refused_part(out):
+    """`vip_loop.py --out OUT` where OUT holds a run with other settings: every rank refuses, as the
+    command line does (cli.run_cli); the launch goes on to the next part."""
+    import vip_loop
+    from infra import cli
+    try:
+        cli.run_cli(lambda: vip_loop.main(["--out", out]))
+    except SystemExit as e:
+        assert e.code == 2, e.code
+
+
 def prune_part(out):
     """test_prune's stage: k = 2 on the tiny model, the pixel reward; each rank writes what it chose."""
     import models
@@ -226,6 +331,7 @@ def vip_loop_part(out):
 def torchrun_parts(out, stage):
     torch.set_num_threads(1)
     ranks.dist_setup()
+    refused_part(os.path.join(out, "refused"))
     prune_part(os.path.join(out, "prune"))
     curate_part(os.path.join(out, "curate"))
     redpo_part(os.path.join(out, "redpo"), stage)

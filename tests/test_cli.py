@@ -2,17 +2,14 @@
 an --out that cannot be a folder is refused before any work, by every script that writes one."""
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, Script
 from infra import cli, disk
 from infra.cli import UserError
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # The toy loop at its smallest: one stage of one block, 2 eval videos, 2 sampler steps.
 SHORT_TOY = ["--stages", "1", "--blocks", "1", "--eval_prompts", "2", "--eval_seeds", "1", "--search_prompts", "none",
              "--pool_prompts", "4", "--steps", "2"]
@@ -30,8 +27,7 @@ def test_run_cli_turns_ctrl_c_into_one_line_and_status_130(capsys):
 def test_ctrl_c_in_a_running_loop_is_one_line_and_leaves_no_half_written_file(tmp_path):
     """SIGINT while the block search runs: one line, status 130, no temp left; the same command then finishes."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "vip_loop.py", *SHORT_TOY, "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = Script(["vip_loop.py", *SHORT_TOY, "--out", str(out)])
     while not (out / "full" / "eval.json").exists() and proc.poll() is None:
         time.sleep(0.05)
     time.sleep(0.5)                                    # inside the block search
@@ -42,15 +38,13 @@ def test_ctrl_c_in_a_running_loop_is_one_line_and_leaves_no_half_written_file(tm
     assert not list(out.rglob(".tmp-*")) and not (out / "stage_1" / "prune.json").exists()
 
 
-def test_a_user_error_under_torchrun_is_said_once(tmp_path):
-    """Every rank refuses an --out that holds a run with other settings; rank 0 alone says so."""
-    disk.write_json(tmp_path / "config.json", {"model": "toy", "method": "sft"})
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "vip_loop.py", "--out", str(tmp_path)], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode != 0
-    said = [line for line in r.stderr.splitlines() if "other settings" in line]
-    assert len(said) == 1 and said[0].startswith("error: ") and "method: 'sft' -> 'redpo'" in said[0], r.stderr[-3000:]
+def test_a_user_error_under_torchrun_is_said_once(torchrun_run):
+    """Every rank refuses an --out that holds a run with other settings; rank 0 alone says so (the
+    suite's torchrun launch, conftest.torchrun_parts: refused_part)."""
+    stderr = (torchrun_run / "stderr.txt").read_text()
+    said = [line for line in stderr.splitlines() if "other settings" in line]
+    assert len(said) == 1 and said[0].startswith("error: ") and "method: 'sft' -> 'redpo'" in said[0], stderr[-3000:]
+    assert not (torchrun_run / "refused" / "full").exists()
 
 
 def test_stages_alone_suggests_a_blocks_value():

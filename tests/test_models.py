@@ -1,8 +1,6 @@
 """models/ (the surface in __init__.py, models/animatediff.py): the real AnimateDiff sizes, the tiny
 model's surface, and the loaders."""
 import os
-import subprocess
-import sys
 
 from infra.cli import UserError
 
@@ -13,7 +11,7 @@ import torch
 import models
 from models import animatediff
 import tiny_checkpoints
-from conftest import trainable_gradients
+from conftest import run_script, trainable_gradients
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -136,7 +134,7 @@ def test_real_animatediff_loader_on_a_hub_layout_directory(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "models", *args], cwd=ROOT, capture_output=True, text=True)
+    return run_script("-m", "models", *args)
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

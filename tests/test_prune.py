@@ -2,8 +2,6 @@
 import copy
 import json
 import os
-import subprocess
-import sys
 
 from infra import cli, cost, disk
 
@@ -14,6 +12,7 @@ import torch
 import models
 import prune
 import rewards
+from conftest import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPTS = ["a red car driving on a road", "a cat sleeping on a sofa"]
@@ -224,8 +223,7 @@ def test_bad_input_fails_before_writing(tiny, tmp_path):
     with pytest.raises(cli.UserError, match="--eval_seeds must be at least 1"):
         prune.main(["--model", "tiny", "--eval_seeds", "0", "--out", str(out)])
     assert not out.exists()
-    r = subprocess.run([sys.executable, "prune.py", "--model", "tiny", "--reward", "pixel", "--blocks", "99",
-                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = run_script("prune.py", "--model", "tiny", "--reward", "pixel", "--blocks", "99", "--out", str(out))
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error: cannot remove 99 blocks")
     assert not out.exists()

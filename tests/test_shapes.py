@@ -4,7 +4,6 @@ dimension drops), and the `toy` model (loader, generation, pruning, save/load, t
 beating an untrained model)."""
 import math
 import os
-import subprocess
 import sys
 
 from infra.cli import UserError  # noqa: E402
@@ -19,6 +18,7 @@ sys.path.insert(0, ROOT)
 
 import models  # noqa: E402
 from toy import shapes, shapes_model, shapes_world  # noqa: E402
+from conftest import run_script  # noqa: E402
 
 TRAIN, EVAL = shapes_world.split_prompts()
 PROMPTS = TRAIN[::6] + EVAL[::4]          # 12 + 5 prompts, every colour, shape and motion
@@ -242,6 +242,5 @@ def test_train_smoke_writes_a_loadable_teacher(tmp_path, monkeypatch):
 
 
 def test_cli_help():
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "toy", "shapes.py"), "--help"],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = run_script("toy/shapes.py", "--help")
     assert r.returncode == 0 and "train" in r.stdout

@@ -7,8 +7,6 @@ import http.client
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 
 from infra import cli
@@ -20,7 +18,7 @@ from scipy.stats import friedmanchisquare
 
 from analysis import user_study as us
 from analysis.user_study_server import StudyServer, frames_of, rater_plan, sprite_sheet
-from conftest import ROOT
+from conftest import run_script
 from toy import shapes_world
 
 METHODS = ["Full", "ReDPO", "SFT"]
@@ -295,8 +293,7 @@ def test_raters_answering_at_once_each_get_one_whole_line(served):
 
 
 def test_the_cli_says_bad_input_in_one_line(tmp_path, capsys):
-    done = subprocess.run([sys.executable, "-m", "analysis.user_study", "make", "--runs", str(tmp_path / "none"),
-                           "--out", str(tmp_path / "s")], cwd=ROOT, capture_output=True, text=True)
+    done = run_script("-m", "analysis.user_study", "make", "--runs", str(tmp_path / "none"), "--out", str(tmp_path / "s"))
     assert done.returncode == 2 and done.stderr == f"error: no run folder {tmp_path / 'none'}\n", done.stderr
     with pytest.raises(SystemExit) as e:
         cli.run_cli(lambda: us.main(["score", "--study", str(tmp_path)]))

@@ -3,8 +3,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -13,22 +11,11 @@ import prune
 from infra import disk, run_folder
 from infra.cli import UserError
 import vip_loop
-from conftest import killed_when
+from conftest import killed_when, run_script
 from test_reuse import TINY_LOOP
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def start(out, *extra):
-    return subprocess.Popen([sys.executable, "vip_loop.py", *TINY_LOOP, *extra, "--out", str(out)], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc):
-    out, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err[-3000:]
-    return out
 
 
 def table1(run_dir):
@@ -125,8 +112,7 @@ def test_torchrun_two_processes_oneshot(torchrun_run):
 
 def test_another_config_for_an_existing_run_is_refused(tmp_path):
     disk.write_json(tmp_path / "config.json", {"model": "tiny", "method": "sft"})
-    r = subprocess.run([sys.executable, "vip_loop.py", *TINY_LOOP, "--out", str(tmp_path)], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True)
+    r = run_script("vip_loop.py", *TINY_LOOP, "--out", str(tmp_path))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "other settings" in r.stderr and "method: 'sft' -> 'redpo'" in r.stderr
 
@@ -183,7 +169,7 @@ def test_search_prompts_choose_blocks_and_targets_apart_from_the_eval_set(tmp_pa
 def test_w_sft_auto_is_in_the_help_and_the_toy_preset():
     assert vip_loop.PRESETS["toy"]["w_sft"] == "auto"
     assert vip_loop.PRESETS["animatediff"]["w_sft"] == 1e4 and vip_loop.PRESETS["videocrafter2"]["w_sft"] == 1e6
-    r = subprocess.run([sys.executable, "vip_loop.py", "--help"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    r = run_script("vip_loop.py", "--help")
     assert "auto" in r.stdout and "--search_prompts" in r.stdout
 
 
