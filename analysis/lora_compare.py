@@ -20,11 +20,11 @@ if ROOT not in sys.path:
 
 from infra import cli  # noqa: E402
 
-from analysis import claims, report, stats  # noqa: E402
+from analysis import claims, lora_rank, report, stats  # noqa: E402
 
 SEEDS = range(5)
 RUNS = os.path.join(ROOT, "docs", "shapes", "lora", "runs")
-EVIDENCE = os.path.join(ROOT, "docs", "shapes", "runs")
+EVIDENCE = lora_rank.EVIDENCE
 
 
 def pairs(runs=RUNS, evidence=EVIDENCE):
@@ -81,10 +81,7 @@ def write(out=os.path.join(ROOT, "docs", "shapes", "lora", "comparison.md")):
              f"**{claim['verdict'] if len(seeds) == len(SEEDS) else 'not tested yet'}** |", "",
              "Beside it, not tested:", "", "| measure | mean ± 95% |", "|---|---|"]
     lines += [f"| {what} | {fmt(d)} |" for what, d in beside]
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lora_rank.write_page(out, lines)
 
 
 def main(argv=None):

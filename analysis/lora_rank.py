@@ -62,6 +62,11 @@ def write(out=os.path.join(ROOT, "docs", "shapes", "lora", "rank.md")):
     else:
         lines += ["", f"**The rank: {rank}** (" + ("the smallest within the margin" if abs(gaps[rank]) <= margin
                                                     else "none within the margin: the largest") + ")."]
+    write_page(out, lines)
+
+
+def write_page(out, lines):
+    """The markdown lines to `out`, and printed."""
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
