@@ -83,6 +83,8 @@ class Reward:
         residency.add("reward", self.modules())
         if getattr(self.score_fn, "batch_size", 1) > 1:   # VideoScore: one video a call keeps scoring within
             self.score_fn.batch_size = 1                   # 20 GiB on a 24 GB card (docs/memory: 19.8 GiB)
+        if hasattr(self.score_fn, "vision_frames_per_call"):
+            self.score_fn.vision_frames_per_call(1)        # and its image path one frame a call (Wan's 48)
         self.score_fn = residency.guard(self.score_fn, "reward")
         return self
 
@@ -227,6 +229,29 @@ def idefics2_classifier_class():
     return Idefics2ForSequenceClassification
 
 
+def frames_in_chunks(model, n):
+    """Idefics2's image path, the vision tower (SigLIP) and the connector (the modality projection and
+    the perceiver), on at most `n` frames a call, the outputs joined. Each frame goes through both on
+    its own, so the scores are the same to float rounding, while they hold n frames' activations at a
+    time instead of every frame's (Wan: 48 frames at 480 x 832, 2006 patches each; docs/memory)."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+    vision, connector = model.model.vision_model, model.model.connector
+    whole_vision = getattr(vision, "whole_forward", vision.forward)
+    whole_connector = getattr(connector, "whole_forward", connector.forward)
+    vision.whole_forward, connector.whole_forward = whole_vision, whole_connector
+
+    def vision_in_chunks(pixel_values, patch_attention_mask=None, **kwargs):
+        mask = lambda i: None if patch_attention_mask is None else patch_attention_mask[i:i + n]   # noqa: E731
+        return BaseModelOutputWithPooling(last_hidden_state=torch.cat([
+            whole_vision(pixel_values=pixel_values[i:i + n], patch_attention_mask=mask(i), **kwargs).last_hidden_state
+            for i in range(0, len(pixel_values), n)]))
+
+    def connector_in_chunks(image_hidden_states, attention_mask):
+        return torch.cat([whole_connector(image_hidden_states[i:i + n], attention_mask[i:i + n])
+                          for i in range(0, len(image_hidden_states), n)])
+    vision.forward, connector.forward = vision_in_chunks, connector_in_chunks
+
+
 VIDEOSCORE_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -316,6 +341,10 @@ class VideoScore:
         hub_name = {os.path.basename(k): v for k, v in VIDEOSCORE_MAX_FRAMES.items()}   # a local copy's folder name
         self.max_frames = max_frames or hub_name.get(os.path.basename(os.path.normpath(path)), 48)
         self.batch_size = batch_size
+
+    def vision_frames_per_call(self, n):
+        """Run the image path (SigLIP, the connector) on at most `n` frames a call: frames_in_chunks."""
+        frames_in_chunks(self.model, n)
 
     @torch.no_grad()
     def scores(self, videos, prompts):

@@ -430,9 +430,11 @@ def scoring_trace(model, videos, frames, height, width):
 
 def scoring_phase(frames, height, width, videos=1, layers=(2, 3, 4)):
     """VideoScore's activation peak for one batch of `videos` videos (rewards.VideoScore's batch_size) of `frames`
-    frames of height x width, at the real widths and image size with layers[0] and layers[1] vision and text
+    frames of height x width, its image path one frame a call (rewards.frames_in_chunks, as it runs taking turns),
+    at the real widths and image size with layers[0] and layers[1] vision and text
     layers, extrapolated linearly in the layers to the text model's 32 (the vision tower's 27: the larger count,
     erring high), checked at layers[2]."""
+    import rewards
     size, peaks = videoscore_image_size(height, width), []
     for n in layers:
         start = time.time()
@@ -440,6 +442,7 @@ def scoring_phase(frames, height, width, videos=1, layers=(2, 3, 4)):
         with torch.no_grad():
             for t in [*model.parameters(), *model.buffers()]:
                 t.normal_(0, 0.02, generator=torch.Generator().manual_seed(0))
+        rewards.frames_in_chunks(model, 1)          # as it scores taking turns (rewards.Reward.take_turns)
         peaks.append(max(scoring_trace(model, videos, frames, *size)))
         del model
         print(f"  videoscore, {n} layers, {videos} x {frames} frames of {size[0]} x {size[1]}: peak "
@@ -447,6 +450,21 @@ def scoring_phase(frames, height, width, videos=1, layers=(2, 3, 4)):
     line = lambda n: peaks[0] + (peaks[1] - peaks[0]) * (n - layers[0]) / (layers[1] - layers[0])
     return {"peak": line(32), "image_size": list(size), "check_measured_mib": peaks[2] / MIB,
             "check_predicted_mib": line(layers[2]) / MIB}
+
+
+# The frames VideoScore reads of one of the preset's videos: all 16 (VideoScore's 16 for AnimateDiff and
+# VideoCrafter2), 48 of Wan's 81 (VideoScore-v1.1's; rewards.sample_frame_indices).
+SCORED_FRAMES = {"animatediff": 16, "videocrafter2": 16, "wan": 48}
+
+
+def scoring_row(name):
+    """The scoring phase's fields of a row: VideoScore's weights and its activations for one of the preset's
+    videos (scoring_phase at SCORED_FRAMES and the pixel size: the VAE's 8 x upsampling of the latent)."""
+    spec, weights = MODELS[name], 2 * count(videoscore_model(meta=True))
+    sc = scoring_phase(SCORED_FRAMES[name], *(8 * x for x in spec["full"][1:]))
+    return dict(scoring_gib=(weights + sc["peak"]) / GIB, scoring_activations_gib=sc["peak"] / GIB,
+                scoring_frames=SCORED_FRAMES[name], scoring_image_size=sc["image_size"],
+                scoring_check_measured_mib=sc["check_measured_mib"], scoring_check_predicted_mib=sc["check_predicted_mib"])
 
 
 def estimate_lora(name, rank, checkpointing, scoring=False):
@@ -482,10 +500,7 @@ def estimate_lora(name, rank, checkpointing, scoring=False):
     scoring_weights = 2 * count(videoscore_model(meta=True))
     scored = {}
     if scoring:
-        sc = scoring_phase(*spec["full"][:1], *(8 * x for x in spec["full"][1:]))   # the VAE's 8 x upsampling
-        scored = dict(scoring_gib=(scoring_weights + sc["peak"]) / GIB, scoring_activations_gib=sc["peak"] / GIB,
-                      scoring_image_size=sc["image_size"], scoring_check_measured_mib=sc["check_measured_mib"],
-                      scoring_check_predicted_mib=sc["check_predicted_mib"])
+        scored = scoring_row(name)
     return dict(model=name, lora=rank, pairs_per_gpu=1, gradient_checkpointing=checkpointing,
                 params=dict(n, adapter=adapter), weights_gib=weights / GIB,
                 step_gib=step_bytes / GIB, step_peak_at=phase,
@@ -519,14 +534,19 @@ def parse_args(argv=None):
                    help="one 24 GB GPU: the LoRA student of this rank on one bf16 copy of the weights, 1 pair per step "
                         "(vip_loop.py --lora); its step, generation and scoring peaks (default: off, the full-weight step)")
     p.add_argument("--scoring", action="store_true",
-                   help="with --lora: also trace VideoScore's scoring of one of the preset's 16-frame videos (its batch with --lora) "
+                   help="with --lora: also trace VideoScore's scoring of one of the preset's videos (16 frames; Wan's 48 of 81), "
+                        "its image path one frame a call (its batch with --lora) "
                         "(at 2-4 layers, extrapolated to all; ~9 min more; default: off, its weights only)")
     p.add_argument("--out", default=None, help="also write the rows to this JSON file, keeping its rows for other presets or settings "
                         "(default: print only)")
+    p.add_argument("--scoring_only", action="store_true",
+                   help="with --lora, --scoring and --out: trace the scoring alone and put it in the preset's row already "
+                        "in --out, keeping its step and generation (default: off, the whole row)")
     args = p.parse_args(argv)
-    if args.scoring and (not args.lora or args.model in ("wan", "all")):
-        p.error("--scoring goes with --lora and a U-Net preset (animatediff, videocrafter2): VideoScore-v1.1 reads up "
-                "to 48 of Wan's 81 frames at 480 x 832, more than this machine's RAM holds at the real image size")
+    if args.scoring and (not args.lora or args.model == "all"):
+        p.error("--scoring goes with --lora and one preset (wan, animatediff or videocrafter2)")
+    if args.scoring_only and not (args.scoring and args.out and os.path.isfile(args.out)):
+        p.error("--scoring_only goes with --lora, --scoring and an --out file that holds the preset's row")
     return args
 
 
@@ -536,6 +556,17 @@ def main(argv=None):
     names = list(MODELS) if args.model == "all" else [args.model]
     rows = []
     for name in names:
+        if args.lora and args.scoring_only:
+            row = next((r for r in disk.read_json(args.out) if (r["model"], r.get("lora")) == (name, args.lora)), None)
+            if row is None:
+                raise SystemExit(f"error: {args.out} holds no {name} row at --lora {args.lora}; run without --scoring_only")
+            row = dict(row, **scoring_row(name))
+            rows.append(row)
+            print(f"{name}, LoRA rank {args.lora}: scoring {row['scoring_gib']:.1f} GiB (check: measured "
+                  f"{row['scoring_check_measured_mib']:.0f} MiB, predicted {row['scoring_check_predicted_mib']:.0f} MiB)",
+                  flush=True)
+            disk.write_json(args.out, merged(args.out, rows))
+            continue
         if args.lora:
             row = estimate_lora(name, args.lora, checkpointing=True, scoring=args.scoring)
             rows.append(row)

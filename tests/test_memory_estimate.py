@@ -18,3 +18,15 @@ def test_live_bytes_counts_new_storages_not_views_or_in_place_ops_of_older_ones(
         del z
     assert max(live.trace) == 2 * 4 * 32 * 4         # y and z, float32
     assert live.now == 4 * 32 * 4                    # z freed, y alive
+
+
+def test_scoring_only_needs_the_row_file_and_scoring_goes_with_one_preset(tmp_path, capsys):
+    import pytest
+    for argv in (["--model", "wan", "--lora", "16", "--scoring", "--scoring_only"],                        # no --out
+                 ["--model", "wan", "--lora", "16", "--scoring", "--scoring_only", "--out", str(tmp_path / "x.json")],
+                 ["--model", "all", "--lora", "16", "--scoring"], ["--model", "wan", "--scoring"]):
+        with pytest.raises(SystemExit) as e:
+            memory_estimate.parse_args(argv)
+        assert e.value.code == 2 and "--scoring" in capsys.readouterr().err
+    assert memory_estimate.parse_args(["--model", "wan", "--lora", "16", "--scoring"]).scoring
+    assert memory_estimate.SCORED_FRAMES == {"animatediff": 16, "videocrafter2": 16, "wan": 48}

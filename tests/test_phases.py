@@ -16,6 +16,7 @@ import tiny_checkpoints
 import evaluate
 import models
 import redpo
+import rewards
 from rewards import load_reward
 
 PROMPTS = ["a red car driving on a road", "a cat sitting still", "a dog running", "a bird flying"]
@@ -121,3 +122,31 @@ def test_videoscore_takes_its_turn_one_video_a_call(tmp_path):
     videos = np.random.RandomState(0).randint(0, 256, (3, 4, 32, 32, 3), dtype=np.uint8)
     a, b = batched(videos, PROMPTS[:3]), turned(videos, PROMPTS[:3])
     assert turns.swaps == [REWARD] and {k: np.allclose(a[k], b[k], atol=1e-5) for k in a} == dict.fromkeys(a, True)
+
+
+def test_taking_turns_videoscore_sees_one_frame_a_vision_call_and_scores_the_same(tmp_path):
+    """The image path one frame a call (rewards.frames_in_chunks; Wan's 48 frames): the vision tower
+    and the connector called once per frame, and the same scores to float rounding as every frame at once."""
+    path = tiny_checkpoints.save_tiny_videoscore(str(tmp_path / "vs"))
+    whole, turned = load_reward("videoscore", path=path), load_reward("videoscore", path=path)
+    residency.share("cpu:0", models.load("tiny", device="cpu", lora_rank=2), turned, on=True, move=lambda m, d: None)
+    vision = turned.score_fn.__wrapped__.model.model.vision_model
+    connector = turned.score_fn.__wrapped__.model.model.connector
+    sizes, inner, joined = [], vision.whole_forward, []
+    vision.whole_forward = lambda pixel_values, **kw: sizes.append(len(pixel_values)) or inner(pixel_values=pixel_values, **kw)
+    whole_connector = connector.whole_forward
+    connector.whole_forward = lambda h, mask: joined.append(len(h)) or whole_connector(h, mask)
+    rewards.frames_in_chunks(turned.score_fn.__wrapped__.model, 1)       # again: it wraps the whole path, not itself
+    videos = np.random.RandomState(1).randint(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8)
+    a, b = whole(videos, PROMPTS[:2]), turned(videos, PROMPTS[:2])
+    assert sizes == joined == [1] * 8                                    # 2 videos x 4 frames, one a call
+    assert {k: np.allclose(a[k], b[k], atol=1e-5) for k in a} == dict.fromkeys(a, True)
+    # The tower's own output, frame by frame against all at once: the same, and frames do differ.
+    pixels = torch.randn(8, 3, 28, 28, generator=torch.Generator().manual_seed(0)).to(vision.dtype)
+    with torch.no_grad():
+        chunked, at_once = vision(pixel_values=pixels).last_hidden_state, inner(pixel_values=pixels).last_hidden_state
+    torch.testing.assert_close(chunked, at_once)                       # bf16, as VideoScore runs
+    assert chunked.shape[0] == 8 and not torch.allclose(chunked[0], chunked[1], atol=1e-3)
+    mask = torch.ones(8, chunked.shape[1], dtype=torch.bool)
+    with torch.no_grad():
+        torch.testing.assert_close(connector(chunked, mask), whole_connector(chunked, mask))
