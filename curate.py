@@ -46,7 +46,7 @@ import json
 import os
 import re
 
-from infra import cli, disk, generation, ranks, residency, teacher_cache
+from infra import cli, disk, generation, ranks, teacher_cache
 from infra.cli import UserError
 from infra.prompt_files import read_prompts
 
@@ -55,7 +55,7 @@ import torch
 
 import defaults
 import models
-from rewards import VIDEOSCORE_DTYPES, load_reward, per_video
+from rewards import VIDEOSCORE_DTYPES, load_reward_beside, per_video
 
 
 MIN_WORDS, MAX_WORDS = 5, 25  # Sec. 3.3, following VideoScore's data
@@ -586,15 +586,12 @@ def main(argv=None):
             print(f"curating the first {len(kept)} (--pool_prompts)")
     gen_kw = {"steps": args.steps} if args.steps else {}
     student = models.load(args.model, path=args.student, device=device)
-    turns = residency.takes_turns(student.lora, device)   # --lora on a GPU: the video model and the reward by turns on it
-    reward = load_reward(args.reward, device="cpu" if turns else device, dtype=args.reward_dtype,
-                         **({"path": args.reward_path} if args.reward_path else {}))
     if student.lora and (args.path or args.adapter):
         raise UserError(f"{args.student} is a LoRA student: its teacher is its own base; drop --path and --adapter")
+    reward = load_reward_beside(student, args.reward, device, dtype=args.reward_dtype,
+                                **({"path": args.reward_path} if args.reward_path else {}))
     teacher = student.teacher() if student.lora else models.load(args.model, path=args.path, adapter=args.adapter,
                                                                  device=device)   # a LoRA student's: its own weights
-    if turns:
-        residency.share(device, student, reward)
     videos = PairVideos(teacher, student, reward, list(range(args.seeds)), cache, gen_kw, args.gen_batch)
     summary = curate(videos, kept, props, args.tau, args.out, config=vars(args))
     if rank == 0:

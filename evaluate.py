@@ -20,7 +20,7 @@ model's preset (defaults.py), the toy world's by default, as in vip_loop.py.
 import argparse
 import os
 
-from infra import cli, cost, disk, generation, ranks, residency
+from infra import cli, cost, disk, generation, ranks
 from infra.cli import UserError
 from infra.prompt_files import make_eval_set, read_prompts
 from infra.run_folder import videos_path
@@ -32,7 +32,7 @@ import models
 from analysis import vbench_eval
 from analysis.report import fmt, write_report
 from analysis.stats import mean_ci
-from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DTYPES, load_reward, per_video
+from rewards import DIMENSIONS, REWARDS, VIDEOSCORE_DTYPES, load_reward_beside, per_video
 
 
 def evaluate_model(model, reward, videos, keep_videos=4, batch_size=4, **gen_kw):
@@ -173,11 +173,8 @@ def main(argv=None):
     eval_set = make_eval_set(read_prompts(args.prompts)[:args.eval_prompts], args.eval_seeds)
     rank, _, device = ranks.dist_setup()
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
-    reward_kw = {"path": args.reward_path} if args.reward_path else {}
-    turns = residency.takes_turns(model.lora, device)   # --lora on a GPU: the video model and the reward by turns on it
-    reward = load_reward(args.reward, device="cpu" if turns else device, dtype=args.reward_dtype, **reward_kw)
-    if turns:
-        residency.share(device, model, reward)
+    reward = load_reward_beside(model, args.reward, device, dtype=args.reward_dtype,
+                                **({"path": args.reward_path} if args.reward_path else {}))
     result = with_cost(evaluate_model(model, reward, (eval_set["prompts"], eval_set["seeds"], eval_set["static"]),
                                       batch_size=args.gen_batch, steps=args.steps), model, steps=args.steps)
     result["config"] = vars(args)

@@ -34,7 +34,7 @@ import argparse
 import dataclasses
 import os
 
-from infra import cli, cost, disk, generation, ranks, residency
+from infra import cli, cost, disk, generation, ranks
 from infra.cli import UserError
 from infra.prompt_files import make_eval_set, make_search_set, read_prompts
 
@@ -43,7 +43,7 @@ import numpy as np
 import defaults
 import evaluate
 import models
-from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward, per_video
+from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward_beside, per_video
 
 BASE = "(none)"  # the candidate that skips nothing: the current student as it is
 KEEP_VIDEOS = 4  # videos of the pruned row kept for the report's grids (evaluate_model's default)
@@ -428,11 +428,8 @@ def main(argv=None):
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device,
                          lora_rank=args.lora)
     check_k(args.blocks, len(model.blocks()))  # before any generation
-    turns = residency.takes_turns(model.lora, device)   # --lora on a GPU: the video model and the reward by turns on it
-    reward = load_reward(args.reward, device="cpu" if turns else device, dtype=args.reward_dtype,
-                         **({"path": args.reward_path} if args.reward_path else {}))
-    if turns:
-        residency.share(device, model, reward)
+    reward = load_reward_beside(model, args.reward, device, dtype=args.reward_dtype,
+                                **({"path": args.reward_path} if args.reward_path else {}))
     search = stage_search(args, reward)
     if args.student is not None or search.target_set is not None:   # M0's scores where the targets are chosen
         full = (model if args.student is None else model.teacher() if model.lora   # a LoRA student's: its own weights

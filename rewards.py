@@ -25,6 +25,7 @@ Which reward a CLI uses when not told follows the model (defaults.py):
 import functools
 import os
 
+from infra import residency
 from infra.cli import UserError
 from infra.ranks import default_device
 
@@ -81,10 +82,8 @@ class Reward:
         """Share the accelerator with the video model (infra/residency.py): the reward's weights stay
         at home on the CPU except while it scores."""
         residency.add("reward", self.modules())
-        if getattr(self.score_fn, "batch_size", 1) > 1:   # VideoScore: one video a call keeps scoring within
-            self.score_fn.batch_size = 1                   # 20 GiB on a 24 GB card (docs/memory: 19.8 GiB)
-        if hasattr(self.score_fn, "vision_frames_per_call"):
-            self.score_fn.vision_frames_per_call(1)        # and its image path one frame a call (Wan's 48)
+        if hasattr(self.score_fn, "take_turns"):          # VideoScore: scoring in less memory (its take_turns)
+            self.score_fn.take_turns()
         self.score_fn = residency.guard(self.score_fn, "reward")
         return self
 
@@ -342,9 +341,11 @@ class VideoScore:
         self.max_frames = max_frames or hub_name.get(os.path.basename(os.path.normpath(path)), 48)
         self.batch_size = batch_size
 
-    def vision_frames_per_call(self, n):
-        """Run the image path (SigLIP, the connector) on at most `n` frames a call: frames_in_chunks."""
-        frames_in_chunks(self.model, n)
+    def take_turns(self):
+        """Scoring by turns on one 24 GB GPU (Reward.take_turns): one video a call, and its image path
+        one frame a call (frames_in_chunks); docs/memory: 16.2 GiB for AnimateDiff's, 19.8 for Wan's."""
+        self.batch_size = 1
+        frames_in_chunks(self.model, 1)
 
     @torch.no_grad()
     def scores(self, videos, prompts):
@@ -399,3 +400,13 @@ def load_reward(name, device=None, **kw):
     if name not in REWARDS:
         raise UserError(f"unknown reward {name!r}: choose one of {', '.join(REWARDS)}")
     return Reward(name, REWARDS[name](device=device, **kw), source=kw.get("path"))
+
+
+def load_reward_beside(model, name, device, **kw):
+    """load_reward for a run of the video model `model` on `device`: on that device, or, with --lora on
+    a GPU, at home on the CPU, the two taking turns on the GPU (infra/residency.py)."""
+    turns = residency.takes_turns(model.lora, device)
+    reward = load_reward(name, device="cpu" if turns else device, **kw)
+    if turns:
+        residency.share(device, model, reward)
+    return reward

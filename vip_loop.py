@@ -30,7 +30,7 @@ import math
 import os
 import time
 
-from infra import cli, disk, ranks, residency, tensorboard_log
+from infra import cli, disk, ranks, tensorboard_log
 from infra.cli import UserError
 from infra.prompt_files import make_eval_set, make_search_set, read_prompts
 from infra.run_folder import check_config, done, drop_damaged_pairs, redo_hint, stage_done, with_provenance
@@ -41,7 +41,7 @@ import models
 import prune
 import redpo
 from analysis import report
-from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward
+from rewards import DIMENSIONS, VIDEOSCORE_DTYPES, load_reward_beside
 
 PRESETS = defaults.PRESETS
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
@@ -144,11 +144,8 @@ def setup(cfg, device):
     teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device, lora_rank=cfg["lora"])
     if cfg["lora"]:   # M0 is the LoRA student's module with every block on and the adapter off
         teacher = teacher.teacher()
-    turns = residency.takes_turns(cfg["lora"], device)   # one GPU: the video model and the reward by turns on it
-    reward = load_reward(cfg["reward"], device="cpu" if turns else device, dtype=cfg["reward_dtype"],
-                         **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
-    if turns:
-        residency.share(device, teacher, reward)
+    reward = load_reward_beside(teacher, cfg["reward"], device, dtype=cfg["reward_dtype"],   # --lora on a GPU: by turns
+                                **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
     if ranks.rank_world()[0] == 0:
         disk.hold_lock(cfg["out"])   # one run at a time writes a folder
         if not os.path.isfile(os.path.join(cfg["out"], "config.json")):

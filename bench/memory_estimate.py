@@ -457,12 +457,16 @@ def scoring_phase(frames, height, width, videos=1, layers=(2, 3, 4)):
 SCORED_FRAMES = {"animatediff": 16, "videocrafter2": 16, "wan": 48}
 
 
-def scoring_row(name):
-    """The scoring phase's fields of a row: VideoScore's weights and its activations for one of the preset's
-    videos (scoring_phase at SCORED_FRAMES and the pixel size: the VAE's 8 x upsampling of the latent)."""
+def scoring_row(name, traced=True):
+    """The scoring phase's fields of a row: VideoScore's weights (bf16, counted on the meta device) and,
+    `traced`, its activations for one of the preset's videos (scoring_phase at SCORED_FRAMES and the pixel
+    size: the VAE's 8 x upsampling of the latent)."""
     spec, weights = MODELS[name], 2 * count(videoscore_model(meta=True))
+    if not traced:
+        return dict(scoring_weights_gib=weights / GIB)
     sc = scoring_phase(SCORED_FRAMES[name], *(8 * x for x in spec["full"][1:]))
-    return dict(scoring_gib=(weights + sc["peak"]) / GIB, scoring_activations_gib=sc["peak"] / GIB,
+    return dict(scoring_weights_gib=weights / GIB, scoring_gib=(weights + sc["peak"]) / GIB,
+                scoring_activations_gib=sc["peak"] / GIB,
                 scoring_frames=SCORED_FRAMES[name], scoring_image_size=sc["image_size"],
                 scoring_check_measured_mib=sc["check_measured_mib"], scoring_check_predicted_mib=sc["check_predicted_mib"])
 
@@ -497,10 +501,6 @@ def estimate_lora(name, rank, checkpointing, scoring=False):
     denoiser_call, decode = g, d
     g = max(g, d, key=lambda phase: phase["peak"])
     step_bytes = weights + s["peak"] + 8 * adapter             # + AdamW's exp_avg and exp_avg_sq of the adapter
-    scoring_weights = 2 * count(videoscore_model(meta=True))
-    scored = {}
-    if scoring:
-        scored = scoring_row(name)
     return dict(model=name, lora=rank, pairs_per_gpu=1, gradient_checkpointing=checkpointing,
                 params=dict(n, adapter=adapter), weights_gib=weights / GIB,
                 step_gib=step_bytes / GIB, step_peak_at=phase,
@@ -510,8 +510,7 @@ def estimate_lora(name, rank, checkpointing, scoring=False):
                 generation_denoiser_gib=(weights + denoiser_call["peak"]) / GIB, generation_decode_gib=(weights + decode["peak"]) / GIB,
                 generation_checks_mib={phase["in"]: [phase["check_measured_mib"], phase["check_predicted_mib"]]
                                        for phase in (denoiser_call, decode)},
-                scoring_weights_gib=scoring_weights / GIB,
-                **scored, sizes=[list(x) for x in spec["sizes"]], full=list(spec["full"]))
+                **scoring_row(name, traced=scoring), sizes=[list(x) for x in spec["sizes"]], full=list(spec["full"]))
 
 
 def merged(path, rows):

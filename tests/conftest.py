@@ -25,29 +25,28 @@ def run_script(script, *args, timeout=300):
     runs it from the repository root, one thread: a subprocess.CompletedProcess (returncode, stdout,
     stderr as text). It runs in a forked child of this process (Script), where a fresh interpreter
     would spend 3 CPU-seconds importing torch and diffusers before its first line."""
+    import subprocess
     proc = Script([script, *args])
     out, err = proc.communicate(timeout)
-    import subprocess
     return subprocess.CompletedProcess([sys.executable, script, *args], proc.returncode, out, err)
 
 
-class Script:
-    """A project script run as `__main__` in a forked child of the test's process: a process of its
-    own (its pid, its signals, its exit status, its stdout and stderr) that starts with the imports
-    this process has made. Its exit status is an interpreter's: SystemExit's code, 1 and a traceback
-    on an uncaught exception, killed by SIGINT on an uncaught KeyboardInterrupt. The part of
-    subprocess.Popen the tests use: pid, poll, send_signal, communicate, returncode."""
+class Forked:
+    """fn() in a forked child of the test's process: a process of its own (its pid, its signals, its
+    exit status, its stdout and stderr) that starts with the imports this process has made. Its exit
+    status is an interpreter's: SystemExit's code, 1 and a traceback on an uncaught exception, killed
+    by SIGINT on an uncaught KeyboardInterrupt. The part of subprocess.Popen the tests use: pid, poll,
+    send_signal, communicate, returncode; and kill, as an out-of-memory killer does (SIGKILL)."""
 
-    def __init__(self, argv, cwd=ROOT):
+    def __init__(self, fn):
         import tempfile
         self.returncode = None
         self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         self.pid = os.fork()
         if self.pid == 0:
-            self._child(argv, cwd)
+            self._child(fn)
 
-    def _child(self, argv, cwd):
-        import runpy
+    def _child(self, fn):
         import signal
         import traceback
         code = 1
@@ -59,16 +58,8 @@ class Script:
             sys.stderr = open(2, "w", buffering=1, closefd=False)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.chdir(cwd)
             os.environ["OMP_NUM_THREADS"] = "1"
-            if argv[0] == "-m":
-                sys.argv = [argv[1], *argv[2:]]
-                runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-            else:
-                script = os.path.join(cwd, argv[0])
-                sys.argv = [argv[0], *argv[1:]]
-                sys.path.insert(0, os.path.dirname(script))
-                runpy.run_path(script, run_name="__main__")
+            fn()
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
@@ -101,52 +92,65 @@ class Script:
         if self.poll() is None:
             os.kill(self.pid, sig)
 
-    def communicate(self, timeout=300):
-        """Wait (SIGKILL after timeout seconds, then fail); (stdout, stderr) as text."""
-        deadline = time.time() + timeout
-        while self.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        if self.returncode is None:
+    def kill(self):
+        """SIGKILL, and wait for it to end."""
+        if self.poll() is None:
             os.kill(self.pid, 9)
-            os.waitpid(self.pid, 0)
-            pytest.fail(f"{self.pid} ran past {timeout} s")
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+
+    def output(self):
+        """(stdout, stderr) as text, so far."""
         said = []
         for f in (self._out, self._err):
             f.seek(0)
             said.append(f.read().decode(errors="replace"))
         return tuple(said)
 
+    def communicate(self, timeout=300):
+        """Wait (SIGKILL after timeout seconds, then fail); (stdout, stderr) as text."""
+        deadline = time.time() + timeout
+        while self.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        if self.returncode is None:
+            self.kill()
+            pytest.fail(f"{self.pid} ran past {timeout} s")
+        return self.output()
+
+
+class Script(Forked):
+    """A project script run as `__main__` in a Forked child, from `cwd` (default: the repository root):
+    argv is [SCRIPT, ARGS...] or ["-m", MODULE, ARGS...], as after `python`."""
+
+    def __init__(self, argv, cwd=ROOT):
+        super().__init__(lambda: self._run_as_main(argv, cwd))
+
+    @staticmethod
+    def _run_as_main(argv, cwd):
+        import runpy
+        os.chdir(cwd)
+        if argv[0] == "-m":
+            sys.argv = [argv[1], *argv[2:]]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            script = os.path.join(cwd, argv[0])
+            sys.argv = [argv[0], *argv[1:]]
+            sys.path.insert(0, os.path.dirname(script))
+            runpy.run_path(script, run_name="__main__")
+
 
 def killed_when(marker, fn, *args, pause=0.0, timeout=600):
-    """fn(*args) in a forked child of this process, SIGKILLed once `marker` exists (and `pause`
+    """fn(*args) in a Forked child of this process, SIGKILLed once `marker` exists (and `pause`
     seconds more): a run killed mid-way, as by an out-of-memory killer. The child is a process of its
     own (its own lock on the run folder, no cleanup at the kill) that starts with torch and the models
     already imported, where a fresh interpreter spends seconds. Returns what the child printed."""
-    import signal
-    import tempfile
-    log = tempfile.TemporaryFile()
-    pid = os.fork()
-    if pid == 0:                                     # the child: run, then leave without pytest's exit
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        code = 1
-        try:
-            fn(*args)
-            code = 0
-        finally:
-            os._exit(code)
+    child = Forked(lambda: fn(*args))
     deadline = time.time() + timeout
-    while not os.path.exists(marker) and os.waitpid(pid, os.WNOHANG) == (0, 0) and time.time() < deadline:
+    while not os.path.exists(marker) and child.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     if os.path.exists(marker):
         time.sleep(pause)
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except ChildProcessError:                        # it had ended (and been reaped) by itself
-        pass
-    log.seek(0)
-    printed = log.read().decode(errors="replace")
+    child.kill()
+    printed = "".join(child.output())
     assert os.path.exists(marker), f"the run never reached {marker}: {printed[-3000:]}"
     return printed
 

@@ -94,8 +94,7 @@ def test_prune_and_curate_take_the_local_adapter_and_reward_path(hub, tmp_path, 
         return load_reward(name, **kw)
 
     monkeypatch.setattr(models, "load", spy_load)
-    monkeypatch.setattr(prune, "load_reward", spy_reward)
-    monkeypatch.setattr(curate, "load_reward", spy_reward)
+    monkeypatch.setattr(rewards, "load_reward", spy_reward)      # prune's and curate's, by rewards.load_reward_beside
     vs = tiny_checkpoints.save_tiny_videoscore(str(tmp_path / "vs"))
     local = ["--model", "animatediff", "--path", base, "--adapter", adapter, "--reward", "videoscore",
              "--reward_path", vs, "--steps", "2"]
