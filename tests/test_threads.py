@@ -8,26 +8,41 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Imports the script at argv[1] as a module (not as __main__), or with argv[2] == "library" the module
-# named argv[1] as a library would (`import models`), and prints what OMP_WAIT_POLICY was at the
-# moment something first imported torch, then stops there (torch itself is not needed); "-" if
-# nothing imported torch.
+# One interpreter, started fresh, that forks a child per target (the targets are its arguments): a child
+# imports its script as a module (not as __main__), or with "library" first the module named as a
+# library would (`import models`), prints the target and what OMP_WAIT_POLICY was at the moment
+# something first imported torch, then stops there (torch itself is not needed); "-" if nothing
+# imported torch. A fork starts where the interpreter stands: numpy and scipy.stats already imported
+# (neither imports torch nor reads the wait policy), nothing of the repository's, so each child
+# imports its target as a fresh interpreter would, without a start of its own.
 PROBE = """
-import importlib, importlib.abc, importlib.util, os, sys
+import importlib, importlib.abc, importlib.util, os, sys, traceback
+import numpy, scipy.stats
+assert "torch" not in sys.modules
+library = sys.argv[1] == "library"
 class Watch(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "torch":
-            print(os.environ.get("OMP_WAIT_POLICY", "unset"), flush=True)
+            print(TARGET, os.environ.get("OMP_WAIT_POLICY", "unset"), flush=True)
             os._exit(0)
         return None
-sys.meta_path.insert(0, Watch())
 sys.path.insert(0, {root!r})
-if sys.argv[2:] == ["library"]:
-    importlib.import_module(sys.argv[1])
-else:
-    spec = importlib.util.spec_from_file_location("probed", sys.argv[1])
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
-print("-")
+for TARGET in sys.argv[2:]:
+    if os.fork() == 0:
+        try:
+            sys.meta_path.insert(0, Watch())
+            if library:
+                importlib.import_module(TARGET)
+            else:
+                spec = importlib.util.spec_from_file_location("probed", TARGET)
+                spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            print(TARGET, "-", flush=True)
+        except BaseException:
+            traceback.print_exc()
+            print(TARGET, "failed", flush=True)
+        finally:
+            os._exit(0)
+    os.wait()
 """
 
 
@@ -57,17 +72,14 @@ def library_modules():
 
 def policy_when_torch_loads(targets, library=False, **env):
     """{script or module: OMP_WAIT_POLICY when torch was first imported}, each target imported in a
-    fresh interpreter (scripts by path, `library` modules by name), all at once."""
+    fork of one fresh interpreter (PROBE; scripts by path, `library` modules by name)."""
     env = dict({k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}, **env)
-    how = ["library"] if library else []
-    procs = {t: subprocess.Popen([sys.executable, "-c", PROBE.format(root=ROOT), t, *how], env=env, cwd=ROOT,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for t in targets}
-    seen = {}
-    for target, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err[-2000:]
-        seen[target if library else os.path.relpath(target, ROOT)] = out.split()[0]
-    return seen
+    r = subprocess.run([sys.executable, "-c", PROBE.format(root=ROOT), "library" if library else "script", *targets],
+                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    seen = dict(line.rsplit(" ", 1) for line in r.stdout.splitlines())
+    assert sorted(seen) == sorted(targets) and "failed" not in seen.values(), r.stderr[-2000:]
+    return {(t if library else os.path.relpath(t, ROOT)): policy for t, policy in seen.items()}
 
 
 def test_every_script_sets_a_passive_wait_before_torch_loads():
