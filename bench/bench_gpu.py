@@ -248,7 +248,7 @@ def train_figures(student, teacher, name, record, save, repeats, pairs=2):
             print(f"{name} train ckpt={ckpt} ReDPO / unavoidable = {entry['ratio_redpo_to_unavoidable']:.3f}")
         if ckpt:
             student.unet.disable_gradient_checkpointing()
-    del optimizer
+    optimizer = None                     # frees AdamW's state (the closures above hold the name)
     for p in params:
         p.requires_grad_(False)
     save()

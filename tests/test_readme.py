@@ -134,7 +134,8 @@ def run_here(args, line, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", [script or module] + args[(3 if module else 2):])
     capsys.readouterr()
     try:
-        if module:
+        if module:     # as `python -m` would: its __main__ not already imported (runpy warns then)
+            monkeypatch.delitem(sys.modules, f"{module}.__main__", raising=False)
             runpy.run_module(module, run_name="__main__", alter_sys=False)
         else:
             runpy.run_path(script, run_name="__main__")
