@@ -6,11 +6,13 @@ older commit of this code against this checkout, side by side in one invocation.
     python bench/bench_speed.py --json bench_speed.json     # the figures, also as JSON
     python bench/bench_speed.py --beside --run_pairs 1      # the same beside a CPU-bound torch process
     python bench/bench_speed.py --profile 15                # where this tree's generation spends its time
+    python bench/bench_speed.py --old HEAD~3 --pairs 0 --run_pairs 0 --suite_pairs 2   # the test suite (~15 min)
 
 Clips per second: evaluate.evaluate_model of the toy teacher on --clips eval-set videos (the
 default run's settings: 10 DDIM steps, 8 clips a generate call, the shapes reward), after a
 warm-up batch, in a fresh process. The default run: `python vip_loop.py` into a temporary folder,
-as a user would (OMP_NUM_THREADS unset). The old code is a `git worktree` of --old in a temporary
+as a user would (OMP_NUM_THREADS unset). The test suite: `python -m pytest -q tests -p no:cacheprovider`
+in each tree, both with this checkout's VBench environment when it has one (VBENCH_VENV), as CI runs it. The old code is a `git worktree` of --old in a temporary
 folder (removed at the end); both run with the interpreter running this script. Old and new are
 timed alternately, old first in odd pairs and new first in even ones, so that a change in the
 machine's load falls on both; the table shows medians, the ratio new / old, and CPU seconds (user +
@@ -120,6 +122,22 @@ def time_run(tree, out):
     return {"wall_s": wall, "cpu_s": cpu, "time_line": line}
 
 
+def time_suite(tree):
+    """Wall and CPU seconds of `python -m pytest -q tests -p no:cacheprovider` in `tree`, and pytest's
+    last line (its own time)."""
+    env = dict(os.environ)
+    if os.path.isdir(os.path.join(ROOT, ".venv-vbench")):     # a worktree has none: both run the VBench tests
+        env.setdefault("VBENCH_VENV", os.path.join(ROOT, ".venv-vbench"))
+    cpu, start = children_cpu(), time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests", "-p", "no:cacheprovider"], cwd=tree, env=env,
+                       capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - start, children_cpu() - cpu
+    last = (r.stdout.strip().splitlines() or [""])[-1]
+    if r.returncode != 0:
+        sys.exit(f"error: the test suite failed in {tree}: {last}")
+    return {"wall_s": wall, "cpu_s": cpu, "summary": last}
+
+
 def alternate(pairs, measure):
     """measure("old") and measure("new") `pairs` times, old first in odd pairs: {side: [results]}."""
     results = {"old": [], "new": []}
@@ -144,13 +162,16 @@ def table(rows, old_name):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Clips per second and the default run's wall time: an older "
-                                            "commit against this checkout, timed alternately.", allow_abbrev=False)
+    p = argparse.ArgumentParser(description="Clips per second, the default run's and the test suite's wall "
+                                            "time: an older commit against this checkout, timed alternately.",
+                                allow_abbrev=False)
     p.add_argument("--old", default="757418c", help="the commit to compare with (default: 757418c)")
     p.add_argument("--pairs", type=int, default=5, help="old/new pairs of the clip benchmark (default: 5)")
     p.add_argument("--clips", type=int, default=32, help="clips per clip benchmark (default: 32)")
     p.add_argument("--run_pairs", "--run-pairs", type=int, default=3,
                    help="old/new pairs of the default run, `python vip_loop.py` (default: 3; 0: none)")
+    p.add_argument("--suite_pairs", type=int, default=0,
+                   help="old/new pairs of the test suite, `python -m pytest -q tests` (default: 0, none: ~3.5 min each)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file (default: none)")
     p.add_argument("--beside", action="store_true",
                    help="time everything beside a CPU-bound torch process (default: alone)")
@@ -163,8 +184,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.profile:
         sys.exit(subprocess.run([sys.executable, "-c", PROFILE, ROOT, str(args.profile)], cwd=ROOT).returncode)
-    if args.pairs < 0 or args.run_pairs < 0 or args.clips < 8:
-        sys.exit("error: --pairs and --run_pairs must be at least 0, --clips at least 8")
+    if min(args.pairs, args.run_pairs, args.suite_pairs) < 0 or args.clips < 8:
+        sys.exit("error: --pairs, --run_pairs and --suite_pairs must be at least 0, --clips at least 8")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))   # the cleanup below still runs
     scratch = tempfile.mkdtemp(prefix="bench_speed_")
     old = os.path.join(scratch, "old")
@@ -198,6 +219,14 @@ def main(argv=None):
             for side in ("old", "new"):
                 print(f"  {side}, its last time line: {runs[side][-1]['time_line']}")
             figures["run_pairs"] = runs
+        if args.suite_pairs:
+            print("the test suite (python -m pytest -q tests):", flush=True)
+            suites = alternate(args.suite_pairs, lambda side: time_suite(trees[side]))
+            rows += [("test suite, wall s", medians(suites, "wall_s"), ".1f"),
+                     ("test suite, CPU s", medians(suites, "cpu_s"), ".1f")]
+            for side in ("old", "new"):
+                print(f"  {side}, pytest's last line: {suites[side][-1]['summary']}")
+            figures["suite_pairs"] = suites
         print(f"system load after: {os.getloadavg()[0]:.2f}")
         print(table(rows, commit))
         figures["medians"] = {label: m for label, m, _ in rows}
