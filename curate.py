@@ -588,8 +588,7 @@ def main(argv=None):
     student = models.load(args.model, path=args.student, device=device)
     if student.lora and (args.path or args.adapter):
         raise UserError(f"{args.student} is a LoRA student: its teacher is its own base; drop --path and --adapter")
-    reward = load_reward_beside(student, args.reward, device, dtype=args.reward_dtype,
-                                **({"path": args.reward_path} if args.reward_path else {}))
+    reward = load_reward_beside(student, args.reward, device, path=args.reward_path, dtype=args.reward_dtype)
     teacher = student.teacher() if student.lora else models.load(args.model, path=args.path, adapter=args.adapter,
                                                                  device=device)   # a LoRA student's: its own weights
     videos = PairVideos(teacher, student, reward, list(range(args.seeds)), cache, gen_kw, args.gen_batch)

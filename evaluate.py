@@ -173,8 +173,7 @@ def main(argv=None):
     eval_set = make_eval_set(read_prompts(args.prompts)[:args.eval_prompts], args.eval_seeds)
     rank, _, device = ranks.dist_setup()
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device)
-    reward = load_reward_beside(model, args.reward, device, dtype=args.reward_dtype,
-                                **({"path": args.reward_path} if args.reward_path else {}))
+    reward = load_reward_beside(model, args.reward, device, path=args.reward_path, dtype=args.reward_dtype)
     result = with_cost(evaluate_model(model, reward, (eval_set["prompts"], eval_set["seeds"], eval_set["static"]),
                                       batch_size=args.gen_batch, steps=args.steps), model, steps=args.steps)
     result["config"] = vars(args)

@@ -428,8 +428,7 @@ def main(argv=None):
     model = models.load(args.model, path=args.student or args.path, adapter=args.adapter, device=device,
                          lora_rank=args.lora)
     check_k(args.blocks, len(model.blocks()))  # before any generation
-    reward = load_reward_beside(model, args.reward, device, dtype=args.reward_dtype,
-                                **({"path": args.reward_path} if args.reward_path else {}))
+    reward = load_reward_beside(model, args.reward, device, path=args.reward_path, dtype=args.reward_dtype)
     search = stage_search(args, reward)
     if args.student is not None or search.target_set is not None:   # M0's scores where the targets are chosen
         full = (model if args.student is None else model.teacher() if model.lora   # a LoRA student's: its own weights

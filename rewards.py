@@ -402,11 +402,12 @@ def load_reward(name, device=None, **kw):
     return Reward(name, REWARDS[name](device=device, **kw), source=kw.get("path"))
 
 
-def load_reward_beside(model, name, device, **kw):
+def load_reward_beside(model, name, device, path=None, **kw):
     """load_reward for a run of the video model `model` on `device`: on that device, or, with --lora on
-    a GPU, at home on the CPU, the two taking turns on the GPU (infra/residency.py)."""
+    a GPU, at home on the CPU, the two taking turns on the GPU (infra/residency.py). `path`: a local
+    copy of the reward's weights (--reward_path), None for its own default."""
     turns = residency.takes_turns(model.lora, device)
-    reward = load_reward(name, device="cpu" if turns else device, **kw)
+    reward = load_reward(name, device="cpu" if turns else device, **({"path": path} if path else {}), **kw)
     if turns:
         residency.share(device, model, reward)
     return reward

@@ -144,8 +144,8 @@ def setup(cfg, device):
     teacher = models.load(cfg["model"], path=cfg["path"], adapter=cfg["adapter"], device=device, lora_rank=cfg["lora"])
     if cfg["lora"]:   # M0 is the LoRA student's module with every block on and the adapter off
         teacher = teacher.teacher()
-    reward = load_reward_beside(teacher, cfg["reward"], device, dtype=cfg["reward_dtype"],   # --lora on a GPU: by turns
-                                **({"path": cfg["reward_path"]} if cfg["reward_path"] else {}))
+    reward = load_reward_beside(teacher, cfg["reward"], device, path=cfg["reward_path"],   # --lora on a GPU: by turns
+                                dtype=cfg["reward_dtype"])
     if ranks.rank_world()[0] == 0:
         disk.hold_lock(cfg["out"])   # one run at a time writes a folder
         if not os.path.isfile(os.path.join(cfg["out"], "config.json")):

@@ -11,8 +11,9 @@ older commit of this code against this checkout, side by side in one invocation.
 Clips per second: evaluate.evaluate_model of the toy teacher on --clips eval-set videos (the
 default run's settings: 10 DDIM steps, 8 clips a generate call, the shapes reward), after a
 warm-up batch, in a fresh process. The default run: `python vip_loop.py` into a temporary folder,
-as a user would (OMP_NUM_THREADS unset). The test suite: `python -m pytest -q tests -p no:cacheprovider`
-in each tree, both with this checkout's VBench environment when it has one (VBENCH_VENV), as CI runs it. The old code is a `git worktree` of --old in a temporary
+as a user would (OMP_NUM_THREADS unset). The test suite: `python -m pytest -q tests -p
+no:cacheprovider` in each tree, both with this checkout's VBench environment when it has one
+(VBENCH_VENV), as CI runs it. The old code is a `git worktree` of --old in a temporary
 folder (removed at the end); both run with the interpreter running this script. Old and new are
 timed alternately, old first in odd pairs and new first in even ones, so that a change in the
 machine's load falls on both; the table shows medians, the ratio new / old, and CPU seconds (user +
@@ -171,7 +172,7 @@ def parse_args(argv=None):
     p.add_argument("--run_pairs", "--run-pairs", type=int, default=3,
                    help="old/new pairs of the default run, `python vip_loop.py` (default: 3; 0: none)")
     p.add_argument("--suite_pairs", type=int, default=0,
-                   help="old/new pairs of the test suite, `python -m pytest -q tests` (default: 0, none: ~3.5 min each)")
+                   help="old/new pairs of the test suite, `python -m pytest -q tests`, ~3.5 min each (default: 0, none)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file (default: none)")
     p.add_argument("--beside", action="store_true",
                    help="time everything beside a CPU-bound torch process (default: alone)")
