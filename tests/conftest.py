@@ -128,8 +128,9 @@ class Script(Forked):
     def _run_as_main(argv, cwd):
         import runpy
         os.chdir(cwd)
-        if argv[0] == "-m":
+        if argv[0] == "-m":          # as `python -m` would: its __main__ not already imported (runpy warns then)
             sys.argv = [argv[1], *argv[2:]]
+            sys.modules.pop(f"{argv[1]}.__main__", None)
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
         else:
             script = os.path.join(cwd, argv[0])
