@@ -1,10 +1,12 @@
 """Tests import the top-level scripts from the repository root and run on one CPU thread each, in
 two worker processes (pytest.ini: pytest-xdist, `-n 2`, one worker per file; the CI machine has 2
-cores). The torchrun tests share one launch of their own two processes (torchrun_run), which runs
-this file as its script (torchrun_parts, at the end):
+cores). The torchrun tests share one launch of two ranks (torchrun_run), forked from the test's
+process by torch's own launcher (torchrun_forked), each running torchrun_parts (at the end). The
+same parts run by hand under the real command:
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/conftest.py OUT REDPO_STAGE
 """
+import functools
 import json
 import os
 import pathlib
@@ -156,6 +158,22 @@ def killed_when(marker, fn, *args, pause=0.0, timeout=600):
     return printed
 
 
+@functools.lru_cache(maxsize=None)
+def syntax_tree(path):
+    """A Python file's syntax tree (ast.Module), parsed once per worker process: test_layout,
+    test_defaults and test_threads read the same files many times. Shared: callers only read it."""
+    import ast
+    with open(os.path.abspath(path), encoding="utf-8") as f:
+        return ast.parse(f.read())
+
+
+@functools.lru_cache(maxsize=None)
+def syntax_nodes(path):
+    """Every node of syntax_tree(path), in ast.walk's order."""
+    import ast
+    return tuple(ast.walk(syntax_tree(path)))
+
+
 def trainable_gradients(model, x_t, prompts_or_embeds):
     """The gradients of model's trainable parameters (made to require them) under a fixed loss on
     noise_pred at t = 10 and 500: what a memory setting (gradient checkpointing) must leave unchanged."""
@@ -195,19 +213,31 @@ def torchrun_run(redpo_stage_32, tmp_path_factory):
     one, and what the launch printed to stderr (stderr.txt). One launch for the five tests that read
     them (test_cli, and test_prune, test_curate, test_redpo, test_vip_loop, which compare with one
     process): each launch's start costs as much CPU as its work."""
-    import subprocess
     out = tmp_path_factory.mktemp("torchrun")
     (out / "refused").mkdir()
     with open(out / "refused" / "config.json", "w") as f:        # a run with other settings
         json.dump({"model": "toy", "method": "sft"}, f)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        os.path.abspath(__file__), str(out), str(redpo_stage_32)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    first = r.stderr.find("Traceback")                    # a rank's, before torchrun's own summary
-    assert r.returncode == 0, r.stderr[first:first + 3000] if first >= 0 else r.stderr[-3000:]
-    (out / "stderr.txt").write_text(r.stderr)
+    launch = Forked(lambda: torchrun_forked(torchrun_parts, str(out), str(redpo_stage_32)))
+    _, stderr = launch.communicate(900)
+    first = stderr.find("Traceback")                      # a rank's, before torchrun's own summary
+    assert launch.returncode == 0, stderr[first:first + 3000] if first >= 0 else stderr[-3000:]
+    (out / "stderr.txt").write_text(stderr)
     return out
+
+
+def torchrun_forked(fn, *args):
+    """fn(*args) on each of 2 ranks, launched as `torchrun --standalone --nproc_per_node 2` launches
+    them (the launch config torchrun builds from those flags, --standalone written out as the three it
+    stands for; its elastic agent, rendezvous and environment), but with the ranks forked from this process: torch, diffusers and the models are
+    already imported, where each fresh interpreter spends about 6 CPU-seconds on them. The README
+    walk (tests/test_readme.py) runs README's own torchrun command, fresh interpreters and all."""
+    import uuid
+    from torch.distributed import run
+    from torch.distributed.launcher.api import elastic_launch
+    standalone = ["--rdzv-backend", "c10d", "--rdzv-endpoint", "localhost:0", "--rdzv-id", str(uuid.uuid4())]
+    flags = run.parse_args([*standalone, "--nproc_per_node", "2", "--start-method", "fork", "conftest.py"])
+    config, _, _ = run.config_from_args(flags)       # what torchrun.run does after --standalone's three flags
+    elastic_launch(config, fn)(*args)
 
 
 # Tests that share a session fixture run in one worker under pytest-xdist, so that it is built once:

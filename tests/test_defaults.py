@@ -10,6 +10,8 @@ import os
 
 import pytest
 
+from conftest import syntax_nodes
+
 import curate
 import defaults
 import evaluate
@@ -133,7 +135,7 @@ def test_a_prefix_of_a_flag_is_refused(argv):
 def test_every_parser_turns_prefix_matching_off():
     calls = []
     for path in source_files():
-        for node in ast.walk(ast.parse(open(path).read())):
+        for node in syntax_nodes(path):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("ArgumentParser", "add_parser"):
                 calls.append((os.path.relpath(path, ROOT), node.lineno,
                               any(k.arg == "allow_abbrev" and k.value.value is False for k in node.keywords)))
@@ -218,7 +220,7 @@ def literal_bindings(path, name):
     """Constants the file binds to setting `name`: name=C (keyword, assignment, default argument,
     class field), {"name": C} and add_argument("--name", default=C)."""
     found = []
-    for node in ast.walk(ast.parse(open(path).read())):
+    for node in syntax_nodes(path):
         pairs = []
         if isinstance(node, ast.keyword):
             pairs = [(node.arg, node.value)]
@@ -251,6 +253,6 @@ def test_each_paper_setting_is_written_once(name):
 def test_the_paper_numbers_appear_once_in_the_code():
     """beta 5000 and lr 6e-6, as numbers anywhere in the code (prose may cite them)."""
     for value in (5000, 6e-6):
-        where = [os.path.relpath(p, ROOT) for p in source_files() for node in ast.walk(ast.parse(open(p).read()))
+        where = [os.path.relpath(p, ROOT) for p in source_files() for node in syntax_nodes(p)
                  if isinstance(node, ast.Constant) and type(node.value) in (int, float) and node.value == value]
         assert where == ["defaults.py"], (value, where)

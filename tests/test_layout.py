@@ -13,6 +13,8 @@ import re
 
 import pytest
 
+from conftest import syntax_nodes, syntax_tree
+
 import defaults
 import models
 import prune
@@ -44,7 +46,7 @@ PROJECT = {module_name(p): p for p in python_files() if not p.startswith("tests"
 def project_imports(path):
     """The project modules a file imports, anywhere in it."""
     found = set()
-    for node in ast.walk(ast.parse(open(os.path.join(ROOT, path)).read())):
+    for node in syntax_nodes(os.path.join(ROOT, path)):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
@@ -64,13 +66,11 @@ GRAPH = {m: project_imports(p) for m, p in PROJECT.items()}
 
 def functions(module):
     """The function definitions of a top-level file, methods included, in file order."""
-    tree = ast.parse(open(os.path.join(ROOT, module + ".py")).read())
-    return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    return [n for n in syntax_nodes(os.path.join(ROOT, module + ".py")) if isinstance(n, ast.FunctionDef)]
 
 
 def top_functions(module):
-    tree = ast.parse(open(os.path.join(ROOT, module + ".py")).read())
-    return [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    return [n for n in syntax_tree(os.path.join(ROOT, module + ".py")).body if isinstance(n, ast.FunctionDef)]
 
 
 # --- the top level shows the paper ------------------------------------------------------------------
@@ -159,7 +159,7 @@ def string_imports(path):
     """Project modules a file names in a 'module:function' string (the model registry's form), and
     whether it calls importlib.import_module or __import__ at all."""
     named, dynamic = set(), False
-    for node in ast.walk(ast.parse(open(os.path.join(ROOT, path)).read())):
+    for node in syntax_nodes(os.path.join(ROOT, path)):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             match = re.fullmatch(r"([a-z_][a-z0-9_.]*):[a-z_][a-z0-9_]*", node.value)
             if match and match.group(1) in PROJECT:
@@ -209,9 +209,8 @@ def test_the_registry_names_modules_below_the_scripts():
 
 def test_every_file_opens_with_a_docstring():
     for path in python_files():
-        text = open(os.path.join(ROOT, path)).read()
-        if text.strip():
-            assert ast.get_docstring(ast.parse(text)), f"{path} has no docstring"
+        if open(os.path.join(ROOT, path)).read().strip():
+            assert ast.get_docstring(syntax_tree(os.path.join(ROOT, path))), f"{path} has no docstring"
 
 
 # --- one flag convention, one set of defaults ---------------------------------------------------
@@ -298,6 +297,5 @@ def test_the_library_holds_no_test_fixtures():
     for path in python_files():
         if path.startswith("tests" + os.sep):
             continue
-        tree = ast.parse(open(os.path.join(ROOT, path)).read())
-        names = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+        names = [n.name for n in syntax_nodes(os.path.join(ROOT, path)) if isinstance(n, ast.FunctionDef)]
         assert not [n for n in names if n.startswith("save_tiny")], (path, names)

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from conftest import syntax_tree
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # One interpreter, started fresh, that forks a child per target (the targets are its arguments): a child
 # imports its script as a module (not as __main__), or with "library" first the module named as a
@@ -52,8 +54,7 @@ def scripts():
     for path in sorted(glob.glob(os.path.join(ROOT, "*.py")) + glob.glob(os.path.join(ROOT, "*", "*.py"))):
         if ".venv" in path:
             continue
-        tree = ast.parse(open(path, encoding="utf-8").read())
-        if any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in tree.body):
+        if any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in syntax_tree(path).body):
             found.append(path)
     return found
 
