@@ -217,7 +217,8 @@ def torchrun_run(redpo_stage_32, tmp_path_factory):
     (out / "refused").mkdir()
     with open(out / "refused" / "config.json", "w") as f:        # a run with other settings
         json.dump({"model": "toy", "method": "sft"}, f)
-    launch = Forked(lambda: torchrun_forked(torchrun_parts, str(out), str(redpo_stage_32)))
+    launch = Forked(lambda: torchrun_forked(["--nproc_per_node", "2"], torchrun_parts, str(out),
+                                            str(redpo_stage_32)))
     _, stderr = launch.communicate(900)
     first = stderr.find("Traceback")                      # a rank's, before torchrun's own summary
     assert launch.returncode == 0, stderr[first:first + 3000] if first >= 0 else stderr[-3000:]
@@ -225,18 +226,19 @@ def torchrun_run(redpo_stage_32, tmp_path_factory):
     return out
 
 
-def torchrun_forked(fn, *args):
-    """fn(*args) on each of 2 ranks, launched as `torchrun --standalone --nproc_per_node 2` launches
-    them (the launch config torchrun builds from those flags, --standalone written out as the three it
-    stands for; its elastic agent, rendezvous and environment), but with the ranks forked from this process: torch, diffusers and the models are
-    already imported, where each fresh interpreter spends about 6 CPU-seconds on them. The README
-    walk (tests/test_readme.py) runs README's own torchrun command, fresh interpreters and all."""
+def torchrun_forked(flags, fn, *args):
+    """fn(*args) on each rank of the launch torchrun makes from its `flags` (those before the script,
+    e.g. ["--nproc_per_node", "2"]) on one machine: torchrun's own parser, launch config, elastic
+    agent, rendezvous (as --standalone: c10d on a free local port) and each rank's environment, but
+    the ranks forked from this process (start method fork), with torch, diffusers and the models
+    already imported, where a fresh interpreter per rank spends about 6 CPU-seconds on them. Run it in
+    a Forked child: the ranks write to its stdout and stderr."""
     import uuid
     from torch.distributed import run
     from torch.distributed.launcher.api import elastic_launch
     standalone = ["--rdzv-backend", "c10d", "--rdzv-endpoint", "localhost:0", "--rdzv-id", str(uuid.uuid4())]
-    flags = run.parse_args([*standalone, "--nproc_per_node", "2", "--start-method", "fork", "conftest.py"])
-    config, _, _ = run.config_from_args(flags)       # what torchrun.run does after --standalone's three flags
+    parsed = run.parse_args([*standalone, *flags, "--start-method", "fork", "(fn)"])   # "(fn)": no script
+    config, _, _ = run.config_from_args(parsed)
     elastic_launch(config, fn)(*args)
 
 

@@ -1,19 +1,20 @@
 """README.md, read as a newcomer reads it: every command of its code blocks, in the order written,
 in a fresh folder beside the code (every top-level entry linked, no runs/ and no samples/). Each
 runs with the README's own flags; a long one gets a few flags more that shrink it (SHORTER: one
-stage of one block, two eval videos, two sampler steps) and nothing else. What cannot run here is
+stage of one block, two eval videos, two sampler steps) and nothing else: a python command as its
+script's __main__ in the test's process, a torchrun command in ranks that torch's launcher forks from
+it (one import of torch for the whole walk). What cannot run here is
 named with the reason (SKIP: installs, downloads, a GPU's real models); a command this file does
 not know fails the test, so that a new README command is walked too."""
 import os
 import re
 import runpy
 import shlex
-import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, Forked, Script, torchrun_forked
 from infra import disk
 
 SHORT_LOOP = ["--stages", "1", "--blocks", "1", "--eval_prompts", "2", "--eval_seeds", "1", "--pool_prompts", "4",
@@ -104,12 +105,8 @@ def test_the_readme_in_order(tmp_path, capsys, monkeypatch):
         if key is None:
             continue
         args = tokens + SHORTER[key]
-        if tokens[0] == "torchrun":       # its own processes
-            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"] + args[1:]
-            r = subprocess.run(launcher, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                               timeout=600)
-            assert r.returncode == 0, f"{line}: {r.stderr[-3000:]}"
-            said = r.stdout
+        if tokens[0] == "torchrun":       # torchrun's launch, its ranks forked from this process
+            said = launch_here(args, line)
         else:                             # in this process: one import of torch for the whole walk
             said = run_here(args, line, capsys, monkeypatch)
         walked.append((line, said))
@@ -125,6 +122,17 @@ def test_the_readme_in_order(tmp_path, capsys, monkeypatch):
     assert disk.read_json(tmp_path / "runs" / "toy-prune" / "prune.json")["eval"]["seeds"] == [0, 1] and "reward shapes" in said
     assert len(walked) >= 9 and (tmp_path / "runs" / "toy-redpo" / "report.md").is_file()
     assert (tmp_path / "runs" / "toy-redpo-2proc" / "report.md").is_file() and (tmp_path / "runs" / "report.md").is_file()
+
+
+def launch_here(args, line):
+    """`torchrun FLAGS SCRIPT ARGS` as torchrun launches it (conftest.torchrun_forked: its parser, launch
+    config, agent and each rank's environment), each rank running SCRIPT as its __main__ from this
+    folder, forked from this process as the python commands run in it; returns what the ranks printed."""
+    at = next(i for i, t in enumerate(args) if t.endswith(".py"))
+    launch = Forked(lambda: torchrun_forked(args[1:at], Script._run_as_main, args[at:], os.getcwd()))
+    out, err = launch.communicate(600)
+    assert launch.returncode == 0, f"{line}: {err[-3000:]}"
+    return out
 
 
 def run_here(args, line, capsys, monkeypatch):
