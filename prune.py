@@ -268,7 +268,7 @@ def write_stage(model, videos, before, decisions, out_dir, student_dir):
               "removed_parameters": sum(before["blocks"][b] for b in decisions["removed"]),
               "tflops_per_step": None, "latency_s": None}
     if ranks.rank_world()[0] == 0:  # measured once, on rank 0; the broadcast gives every rank the same record
-        record["tflops_per_step"] = {"before": before["tflops"], "after": step_tflops(model, search.gen_kw)}
+        record["tflops_per_step"] = {"before": before["tflops"], "after": per_step(videos.pruned_eval["tflops"])}
         record["latency_s"] = {"before": before["latency"],
                                "after": videos.pruned_eval["latency"]["seconds_per_video"]}
         model.save(student_dir or os.path.join(out_dir, "pruned"))
@@ -334,21 +334,25 @@ def evaluate_rest(model, search, videos, known):
 
 def cost_before_cut(model, search, videos):
     """The model as it is: parameters (all, and per block) and, measured on rank 0, TFLOPs per
-    denoising step and the latency of one video (base_eval's when its videos were reused)."""
+    denoising step and the latency of one video (base_eval's when its videos were reused: the same model)."""
     rank = ranks.rank_world()[0]
+    reused = search.base_eval if videos.base is not None else {}
     before = {"params": model.num_parameters(), "blocks": cost.block_sizes(model),
-              "tflops": step_tflops(model, search.gen_kw) if rank == 0 else None,
-              "latency": search.base_eval.get("latency", {}).get("seconds_per_video")
-              if videos.base is not None else None}
+              "tflops": per_step(reused["tflops"]) if "tflops" in reused else None,
+              "latency": reused.get("latency", {}).get("seconds_per_video")}
+    if before["tflops"] is None and rank == 0:
+        g = generation.sampler_settings(model, search.gen_kw)
+        before["tflops"] = per_step(cost.measure_tflops(model, g["num_frames"], g["height"], g["width"], 1,
+                                                        g["guidance"]))
     if before["latency"] is None and rank == 0:
         before["latency"] = cost.measure_latency(model, search.prompts[0], search.seeds[0], **(search.gen_kw or {}))
     return before
 
 
-def step_tflops(model, gen_kw=None):
-    """TFLOPs of one denoising step: the denoiser forward, twice under classifier-free guidance."""
-    g = generation.sampler_settings(model, gen_kw)
-    return cost.measure_tflops(model, g["num_frames"], g["height"], g["width"], 1, g["guidance"])["tflops"]
+def per_step(tflops):
+    """TFLOPs of one denoising step from a generation's (cost.measure_tflops): the denoiser forward,
+    twice under classifier-free guidance."""
+    return tflops["unet_forward_tflops"] * tflops["cfg_factor"]
 
 
 def flat_means(scores):
