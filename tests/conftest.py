@@ -212,7 +212,7 @@ def torchrun_run(redpo_stage_32, tmp_path_factory):
     search, the curation, the training and the one-shot loop, each in its own folder of the returned
     one, and what the launch printed to stderr (stderr.txt). One launch for the five tests that read
     them (test_cli, and test_prune, test_curate, test_redpo, test_vip_loop, which compare with one
-    process): each launch's start costs as much CPU as its work."""
+    process): a launch's agent and rendezvous are started once."""
     out = tmp_path_factory.mktemp("torchrun")
     (out / "refused").mkdir()
     with open(out / "refused" / "config.json", "w") as f:        # a run with other settings
