@@ -124,21 +124,22 @@ class Script(Forked):
     argv is [SCRIPT, ARGS...] or ["-m", MODULE, ARGS...], as after `python`."""
 
     def __init__(self, argv, cwd=ROOT):
-        super().__init__(lambda: self._run_as_main(argv, cwd))
+        super().__init__(lambda: run_as_main(argv, cwd))
 
-    @staticmethod
-    def _run_as_main(argv, cwd):
-        import runpy
-        os.chdir(cwd)
-        if argv[0] == "-m":          # as `python -m` would: its __main__ not already imported (runpy warns then)
-            sys.argv = [argv[1], *argv[2:]]
-            sys.modules.pop(f"{argv[1]}.__main__", None)
-            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-        else:
-            script = os.path.join(cwd, argv[0])
-            sys.argv = [argv[0], *argv[1:]]
-            sys.path.insert(0, os.path.dirname(script))
-            runpy.run_path(script, run_name="__main__")
+
+def run_as_main(argv, cwd=ROOT):
+    """`python ARGV` from `cwd` in this process: the script (or `-m` module) run as `__main__`."""
+    import runpy
+    os.chdir(cwd)
+    if argv[0] == "-m":          # as `python -m` would: its __main__ not already imported (runpy warns then)
+        sys.argv = [argv[1], *argv[2:]]
+        sys.modules.pop(f"{argv[1]}.__main__", None)
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        script = os.path.join(cwd, argv[0])
+        sys.argv = [argv[0], *argv[1:]]
+        sys.path.insert(0, os.path.dirname(script))
+        runpy.run_path(script, run_name="__main__")
 
 
 def killed_when(marker, fn, *args, pause=0.0, timeout=600):

@@ -1,7 +1,9 @@
-"""bench/memory_estimate.py's live-bytes counter: what an op allocates, and only that."""
+"""bench/memory_estimate.py: its live-bytes counter (what an op allocates, and only that) and the
+flags of its scoring trace."""
 import os
 import sys
 
+import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,7 +23,6 @@ def test_live_bytes_counts_new_storages_not_views_or_in_place_ops_of_older_ones(
 
 
 def test_scoring_only_needs_the_row_file_and_scoring_goes_with_one_preset(tmp_path, capsys):
-    import pytest
     for argv in (["--model", "wan", "--lora", "16", "--scoring", "--scoring_only"],                        # no --out
                  ["--model", "wan", "--lora", "16", "--scoring", "--scoring_only", "--out", str(tmp_path / "x.json")],
                  ["--model", "all", "--lora", "16", "--scoring"], ["--model", "wan", "--scoring"]):

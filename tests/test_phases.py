@@ -16,8 +16,7 @@ import tiny_checkpoints
 import evaluate
 import models
 import redpo
-import rewards
-from rewards import load_reward
+from rewards import frames_in_chunks, load_reward
 
 PROMPTS = ["a red car driving on a road", "a cat sitting still", "a dog running", "a bird flying"]
 VIDEO, REWARD, VIDEO_ONLY = ("text", "video"), ("reward",), ("video",)
@@ -136,7 +135,7 @@ def test_taking_turns_videoscore_sees_one_frame_a_vision_call_and_scores_the_sam
     vision.whole_forward = lambda pixel_values, **kw: sizes.append(len(pixel_values)) or inner(pixel_values=pixel_values, **kw)
     whole_connector = connector.whole_forward
     connector.whole_forward = lambda h, mask: joined.append(len(h)) or whole_connector(h, mask)
-    rewards.frames_in_chunks(turned.score_fn.__wrapped__.model, 1)       # again: it wraps the whole path, not itself
+    frames_in_chunks(turned.score_fn.__wrapped__.model, 1)       # again: it wraps the whole path, not itself
     videos = np.random.RandomState(1).randint(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8)
     a, b = whole(videos, PROMPTS[:2]), turned(videos, PROMPTS[:2])
     assert sizes == joined == [1] * 8                                    # 2 videos x 4 frames, one a call

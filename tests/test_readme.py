@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, Forked, Script, torchrun_forked
+from conftest import ROOT, Forked, run_as_main, torchrun_forked
 from infra import disk
 
 SHORT_LOOP = ["--stages", "1", "--blocks", "1", "--eval_prompts", "2", "--eval_seeds", "1", "--pool_prompts", "4",
@@ -129,7 +129,7 @@ def launch_here(args, line):
     config, agent and each rank's environment), each rank running SCRIPT as its __main__ from this
     folder, forked from this process as the python commands run in it; returns what the ranks printed."""
     at = next(i for i, t in enumerate(args) if t.endswith(".py"))
-    launch = Forked(lambda: torchrun_forked(args[1:at], Script._run_as_main, args[at:], os.getcwd()))
+    launch = Forked(lambda: torchrun_forked(args[1:at], run_as_main, args[at:], os.getcwd()))
     out, err = launch.communicate(600)
     assert launch.returncode == 0, f"{line}: {err[-3000:]}"
     return out
