@@ -8,7 +8,6 @@ named with the reason (SKIP: installs, downloads, a GPU's real models); a comman
 not know fails the test, so that a new README command is walked too."""
 import os
 import re
-import runpy
 import shlex
 import sys
 
@@ -136,17 +135,13 @@ def launch_here(args, line):
 
 
 def run_here(args, line, capsys, monkeypatch):
-    """`python SCRIPT ARGS` / `python -m MODULE ARGS` as its __main__, here; returns what it printed."""
-    module = args[2] if args[1] == "-m" else None
-    script = os.path.join(ROOT, args[1]) if module is None else None
-    monkeypatch.setattr(sys, "argv", [script or module] + args[(3 if module else 2):])
+    """`python SCRIPT ARGS` / `python -m MODULE ARGS` as its __main__ from this folder, here
+    (conftest.run_as_main, as each torchrun rank runs it); returns what it printed."""
+    monkeypatch.setattr(sys, "argv", sys.argv[:])      # run_as_main sets both; restored after the walk
+    monkeypatch.setattr(sys, "path", sys.path[:])
     capsys.readouterr()
     try:
-        if module:     # as `python -m` would: its __main__ not already imported (runpy warns then)
-            monkeypatch.delitem(sys.modules, f"{module}.__main__", raising=False)
-            runpy.run_module(module, run_name="__main__", alter_sys=False)
-        else:
-            runpy.run_path(script, run_name="__main__")
+        run_as_main(args[1:], os.getcwd())
     except SystemExit as e:
         if e.code not in (0, None):
             pytest.fail(f"{line}: exit status {e.code}: {capsys.readouterr().err[-2000:]}")
